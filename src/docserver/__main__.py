@@ -1,0 +1,3 @@
+from docserver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Settings: read once from the environment (and CLI flags), validated, then passed in.
+
+No other module reads `os.environ`. Every field's `validation_alias` is the
+environment variable; `docs/configuration.md` documents each one, and a test
+fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from docserver.errors import ConfigError
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class Settings(BaseSettings):
+    """Every setting docserver reads, with its environment variable."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        "sqlite:///docserver.db",
+        validation_alias="DOCSERVER_DATABASE_URL",
+        description="Where documents and vectors live: `sqlite:///PATH` (relative to the working "
+        "directory; `sqlite:////abs/path` for an absolute one).",
+    )
+    embedder: Literal["hash", "openai"] = Field(
+        "hash",
+        validation_alias="DOCSERVER_EMBEDDER",
+        description="`hash` (built-in, offline) or `openai` (any OpenAI-compatible /v1/embeddings API).",
+    )
+    embedding_url: str = Field(
+        "https://api.openai.com/v1",
+        validation_alias="DOCSERVER_EMBEDDING_URL",
+        description="Base URL of the OpenAI-compatible API (the part before `/embeddings`).",
+    )
+    embedding_model: str = Field(
+        "text-embedding-3-small",
+        validation_alias="DOCSERVER_EMBEDDING_MODEL",
+        description="Model name sent to the embedding API.",
+    )
+    embedding_api_key: SecretStr | None = Field(
+        None,
+        validation_alias="DOCSERVER_EMBEDDING_API_KEY",
+        description="Bearer token for the embedding API. Never logged.",
+    )
+    embedding_dimensions: int | None = Field(
+        None,
+        ge=1,
+        le=8192,
+        validation_alias="DOCSERVER_EMBEDDING_DIMENSIONS",
+        description="Ask the API for vectors of this size (models that support `dimensions`).",
+    )
+    embedding_batch_size: int = Field(
+        64, ge=1, le=2048, validation_alias="DOCSERVER_EMBEDDING_BATCH_SIZE",
+        description="Texts sent per embedding request.",
+    )
+    embedding_timeout: float = Field(
+        30.0, gt=0, le=600, validation_alias="DOCSERVER_EMBEDDING_TIMEOUT",
+        description="Seconds to wait for one embedding request.",
+    )
+    embedding_max_retries: int = Field(
+        3, ge=0, le=10, validation_alias="DOCSERVER_EMBEDDING_MAX_RETRIES",
+        description="Retries (with exponential backoff) on timeouts, 429 and 5xx answers.",
+    )
+    host: str = Field(
+        "127.0.0.1", validation_alias="DOCSERVER_HOST",
+        description="Address `docserver serve` binds to (`--host`). Anything but loopback logs a warning.",
+    )
+    port: int = Field(
+        8080, ge=0, le=65535, validation_alias="DOCSERVER_PORT",
+        description="Port `docserver serve` listens on (`--port`).",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="DOCSERVER_ALLOWED_HOSTS",
+        description="Comma-separated extra `Host` values accepted on /mcp (DNS-rebinding protection), "
+        "e.g. `docs.example.com,docs.example.com:*`. Loopback is always allowed.",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="DOCSERVER_ALLOWED_ORIGINS",
+        description="Comma-separated extra `Origin` values accepted on /mcp, e.g. `https://app.example.com`.",
+    )
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias="DOCSERVER_MAX_REQUEST_BYTES",
+        description="Largest accepted MCP request body; larger ones get 413.",
+    )
+    session_idle_timeout: float = Field(
+        1800.0, gt=0, validation_alias="DOCSERVER_SESSION_IDLE_TIMEOUT",
+        description="Seconds after which an idle handshake-era MCP session is closed.",
+    )
+    shutdown_timeout: float = Field(
+        10.0, gt=0, le=120, validation_alias="DOCSERVER_SHUTDOWN_TIMEOUT",
+        description="On SIGTERM, seconds to let in-flight calls finish before streams are closed.",
+    )
+    cache_size: int = Field(
+        1024, ge=0, validation_alias="DOCSERVER_CACHE_SIZE",
+        description="Entries in each in-process cache (query embeddings, search results); 0 turns caching off.",
+    )
+    cache_ttl: float = Field(
+        300.0, gt=0, validation_alias="DOCSERVER_CACHE_TTL",
+        description="Seconds a cached query embedding or search result stays valid.",
+    )
+    chunk_max_chars: int = Field(
+        1500, ge=200, le=20000, validation_alias="DOCSERVER_CHUNK_MAX_CHARS",
+        description="Largest chunk, in characters; longer sections are split at paragraph boundaries.",
+    )
+    environment: str = Field(
+        "development", validation_alias="DOCSERVER_ENVIRONMENT",
+        description="Deployment environment name (e.g. `production`), put on every log line.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="LOG_LEVEL", description="Lowest level of log line written."
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", validation_alias="LOG_FORMAT",
+        description="`json` (one object per line) or `console` (readable, for a terminal).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("embedder", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped.startswith("["):
+                return value  # JSON list, as pydantic-settings would parse it
+            return [part.strip() for part in stripped.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme != "sqlite":
+            raise ValueError("must start with sqlite:/// (for example sqlite:///docserver.db)")
+        if not value.startswith("sqlite:///") or value == "sqlite:///":
+            raise ValueError("must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return value
+
+    @field_validator("embedding_url")
+    @classmethod
+    def _check_embedding_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:11434/v1")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_openai(self) -> Settings:
+        if self.embedder == "openai" and not self.embedding_model:
+            raise ValueError("DOCSERVER_EMBEDDING_MODEL must be set when DOCSERVER_EMBEDDER=openai")
+        return self
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a Settings field."""
+    alias = Settings.model_fields[field].validation_alias
+    assert isinstance(alias, str | AliasChoices)
+    return alias if isinstance(alias, str) else str(alias.choices[0])
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment plus explicit overrides (CLI flags).
+
+    An invalid value raises ConfigError with one line naming the variable and
+    what is allowed, never a pydantic traceback.
+    """
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = first.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    name = field
+    if field in Settings.model_fields:
+        name = env_name(field)
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if not name:
+        return f"invalid settings: {message}"
+    return f"invalid setting {name}: {message}"

@@ -1,0 +1,166 @@
+"""The Store protocol: what search and ingestion need from a backend, and nothing more.
+
+Backends (SQLite today, PostgreSQL next) implement it; one contract test suite
+runs against each. Every method is async: a backend keeps blocking work off
+the event loop itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderInfo:
+    """Which embedder produced the stored vectors; a store refuses to mix two."""
+
+    provider: str
+    model: str
+    dimension: int
+
+    def describe(self) -> str:
+        return f"{self.provider}/{self.model} ({self.dimension} dimensions)"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkInput:
+    """One chunk to store: the text plus where it came from."""
+
+    ordinal: int
+    heading: str
+    text: str
+    start_line: int
+    end_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInput:
+    """One file to store, with its chunks and one vector per chunk."""
+
+    path: str
+    title: str
+    content_hash: str
+    content: str
+    chunks: Sequence[ChunkInput]
+    vectors: Sequence[Sequence[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """A stored chunk, as search returns it."""
+
+    chunk_id: int
+    document_id: int
+    source: str
+    path: str
+    title: str
+    heading: str
+    text: str
+    start_line: int
+    end_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A stored file, whole."""
+
+    document_id: int
+    source: str
+    path: str
+    title: str
+    content: str
+    content_hash: str
+    chunk_count: int
+    ingested_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """A named collection of documents, ingested together."""
+
+    name: str
+    documents: int
+    chunks: int
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RankedId:
+    """A chunk id with the score one retriever gave it (higher is better)."""
+
+    chunk_id: int
+    score: float
+
+
+@dataclass(slots=True)
+class WriteStats:
+    """What one source update changed."""
+
+    written: int = 0
+    deleted: int = 0
+    chunks: int = 0
+    deleted_paths: list[str] = field(default_factory=list)
+
+
+class SourceWriter(Protocol):
+    """Changes to one source inside one transaction.
+
+    Nothing is visible to readers until the `async with` block exits cleanly;
+    an exception (or a crash) leaves the previous version untouched.
+    """
+
+    async def put_document(self, document: DocumentInput) -> None: ...
+
+    async def delete_documents(self, paths: Sequence[str]) -> None: ...
+
+    @property
+    def stats(self) -> WriteStats: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A document store with full-text and vector search."""
+
+    backend: str
+    """A fixed label: `sqlite` or `postgresql`."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreError when the store cannot answer a trivial query."""
+
+    async def embedder_info(self) -> EmbedderInfo | None:
+        """The embedder recorded with the stored vectors, or None for an empty store."""
+
+    async def bind_embedder(self, info: EmbedderInfo) -> None:
+        """Record `info`, or raise EmbedderMismatchError if vectors from another embedder exist."""
+
+    async def corpus_version(self) -> int:
+        """A number that grows with every committed source update (cache keys use it)."""
+
+    async def list_sources(self) -> list[SourceInfo]: ...
+
+    async def document_hashes(self, source: str) -> dict[str, str]:
+        """path -> content hash of every document stored for `source`."""
+
+    def update_source(self, source: str) -> AbstractAsyncContextManager[SourceWriter]:
+        """A transaction that replaces part or all of one source atomically."""
+
+    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+        """Full-text (BM25) search; an empty list when nothing matches."""
+
+    async def search_vector(
+        self, vector: Sequence[float], *, source: str | None, limit: int
+    ) -> list[RankedId]:
+        """Nearest chunks by cosine similarity."""
+
+    async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
+        """The chunks with these ids, in the order given (missing ids are left out)."""
+
+    async def get_document(self, document_id: int) -> Document:
+        """Raise DocumentNotFoundError when there is no such document."""
