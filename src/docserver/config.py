@@ -57,68 +57,94 @@ class Settings(BaseSettings):
         description="Ask the API for vectors of this size (models that support `dimensions`).",
     )
     embedding_batch_size: int = Field(
-        64, ge=1, le=2048, validation_alias="DOCSERVER_EMBEDDING_BATCH_SIZE",
+        64,
+        ge=1,
+        le=2048,
+        validation_alias="DOCSERVER_EMBEDDING_BATCH_SIZE",
         description="Texts sent per embedding request.",
     )
     embedding_timeout: float = Field(
-        30.0, gt=0, le=600, validation_alias="DOCSERVER_EMBEDDING_TIMEOUT",
+        30.0,
+        gt=0,
+        le=600,
+        validation_alias="DOCSERVER_EMBEDDING_TIMEOUT",
         description="Seconds to wait for one embedding request.",
     )
     embedding_max_retries: int = Field(
-        3, ge=0, le=10, validation_alias="DOCSERVER_EMBEDDING_MAX_RETRIES",
+        3,
+        ge=0,
+        le=10,
+        validation_alias="DOCSERVER_EMBEDDING_MAX_RETRIES",
         description="Retries (with exponential backoff) on timeouts, 429 and 5xx answers.",
     )
     host: str = Field(
-        "127.0.0.1", validation_alias="DOCSERVER_HOST",
+        "127.0.0.1",
+        validation_alias="DOCSERVER_HOST",
         description="Address `docserver serve` binds to (`--host`). Anything but loopback logs a warning.",
     )
     port: int = Field(
-        8080, ge=0, le=65535, validation_alias="DOCSERVER_PORT",
+        8080,
+        ge=0,
+        le=65535,
+        validation_alias="DOCSERVER_PORT",
         description="Port `docserver serve` listens on (`--port`).",
     )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="DOCSERVER_ALLOWED_HOSTS",
+        default_factory=list,
+        validation_alias="DOCSERVER_ALLOWED_HOSTS",
         description="Comma-separated extra `Host` values accepted on /mcp (DNS-rebinding protection), "
         "e.g. `docs.example.com,docs.example.com:*`. Loopback is always allowed.",
     )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="DOCSERVER_ALLOWED_ORIGINS",
+        default_factory=list,
+        validation_alias="DOCSERVER_ALLOWED_ORIGINS",
         description="Comma-separated extra `Origin` values accepted on /mcp, e.g. `https://app.example.com`.",
     )
     max_request_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024, validation_alias="DOCSERVER_MAX_REQUEST_BYTES",
+        4 * 1024 * 1024,
+        ge=1024,
+        validation_alias="DOCSERVER_MAX_REQUEST_BYTES",
         description="Largest accepted MCP request body; larger ones get 413.",
     )
     session_idle_timeout: float = Field(
-        1800.0, gt=0, validation_alias="DOCSERVER_SESSION_IDLE_TIMEOUT",
+        1800.0,
+        gt=0,
+        validation_alias="DOCSERVER_SESSION_IDLE_TIMEOUT",
         description="Seconds after which an idle handshake-era MCP session is closed.",
     )
     shutdown_timeout: float = Field(
-        10.0, gt=0, le=120, validation_alias="DOCSERVER_SHUTDOWN_TIMEOUT",
+        10.0,
+        gt=0,
+        le=120,
+        validation_alias="DOCSERVER_SHUTDOWN_TIMEOUT",
         description="On SIGTERM, seconds to let in-flight calls finish before streams are closed.",
     )
     cache_size: int = Field(
-        1024, ge=0, validation_alias="DOCSERVER_CACHE_SIZE",
+        1024,
+        ge=0,
+        validation_alias="DOCSERVER_CACHE_SIZE",
         description="Entries in each in-process cache (query embeddings, search results); 0 turns caching off.",
     )
     cache_ttl: float = Field(
-        300.0, gt=0, validation_alias="DOCSERVER_CACHE_TTL",
+        300.0,
+        gt=0,
+        validation_alias="DOCSERVER_CACHE_TTL",
         description="Seconds a cached query embedding or search result stays valid.",
     )
     chunk_max_chars: int = Field(
-        1500, ge=200, le=20000, validation_alias="DOCSERVER_CHUNK_MAX_CHARS",
+        1500,
+        ge=200,
+        le=20000,
+        validation_alias="DOCSERVER_CHUNK_MAX_CHARS",
         description="Largest chunk, in characters; longer sections are split at paragraph boundaries.",
     )
     environment: str = Field(
-        "development", validation_alias="DOCSERVER_ENVIRONMENT",
-        description="Deployment environment name (e.g. `production`), put on every log line.",
+        "development",
+        validation_alias="DOCSERVER_ENVIRONMENT",
+        description="Deployment environment name, e.g. `production`.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias="LOG_LEVEL", description="Lowest level of log line written."
-    )
-    log_format: Literal["json", "console"] = Field(
-        "json", validation_alias="LOG_FORMAT",
-        description="`json` (one object per line) or `console` (readable, for a terminal).",
     )
 
     @field_validator("log_level", mode="before")
@@ -126,7 +152,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("embedder", "log_format", mode="before")
+    @field_validator("embedder", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

@@ -6,12 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
-from docserver.store.base import EmbedderInfo
+from docserver.store.base import EmbedderInfo, Vectors
 
-Vectors = npt.NDArray[np.float32]
-"""A 2-D array: one L2-normalised row per input text."""
+__all__ = ["Embedder", "Vectors", "normalize"]
 
 
 class Embedder(ABC):
@@ -45,7 +43,9 @@ class Embedder(ABC):
 
     async def embed_query(self, text: str) -> Vectors:
         """One vector (a 1-D row) for a search query."""
-        return (await self.embed_batch([text]))[0]
+        rows = await self.embed_batch([text])
+        row: Vectors = rows[0]
+        return row
 
     async def ping(self) -> None:
         """Raise EmbeddingError when the provider cannot embed right now."""
@@ -53,6 +53,7 @@ class Embedder(ABC):
 
     async def aclose(self) -> None:
         """Release connections; the default has none."""
+        return None
 
 
 def normalize(rows: Vectors) -> Vectors:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 from hashlib import blake2b
+from itertools import pairwise
 
 import numpy as np
 
@@ -55,6 +56,6 @@ class HashEmbedder(Embedder):
             for start in range(max(1, len(padded) - _NGRAM + 1)):
                 index, sign = _slot(padded[start : start + _NGRAM], dimension)
                 row[index] += sign * _NGRAM_WEIGHT
-        for first, second in zip(words, words[1:], strict=False):
+        for first, second in pairwise(words):
             index, sign = _slot(f"{first} {second}", dimension)
             row[index] += sign * _PAIR_WEIGHT

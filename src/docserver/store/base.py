@@ -12,6 +12,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+"""float32 vectors: a 1-D array for one, a 2-D array (one row each) for many."""
+
 
 @dataclass(frozen=True, slots=True)
 class EmbedderInfo:
@@ -45,7 +51,7 @@ class DocumentInput:
     content_hash: str
     content: str
     chunks: Sequence[ChunkInput]
-    vectors: Sequence[Sequence[float]]
+    vectors: Vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +160,7 @@ class Store(Protocol):
     async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
         """Full-text (BM25) search; an empty list when nothing matches."""
 
-    async def search_vector(
-        self, vector: Sequence[float], *, source: str | None, limit: int
-    ) -> list[RankedId]:
+    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
         """Nearest chunks by cosine similarity."""
 
     async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:

@@ -1,0 +1,51 @@
+"""A small in-process LRU cache whose entries expire after a TTL."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TTLCache(Generic[K, V]):
+    """Least-recently-used eviction at `maxsize`; entries older than `ttl` seconds miss.
+
+    `name` is a fixed label (`embedding`, `search`) for metrics. With
+    `maxsize=0` the cache stores nothing and every lookup misses.
+    """
+
+    def __init__(self, name: str, *, maxsize: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        if self.maxsize <= 0:
+            return
+        self._entries[key] = (self._clock() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,137 @@
+"""The `docserver` command: serve, ingest, search, sources.
+
+Expected failures (bad settings, missing paths, a store built with another
+embedder) print one line and exit 1; usage errors exit 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from docserver import __version__
+from docserver.config import Settings, load_settings
+from docserver.errors import DocserverError
+from docserver.ingest.pipeline import default_source_name, ingest
+from docserver.ingest.progress import ProgressBar
+from docserver.observability.logging import configure_logging
+from docserver.runtime import open_runtime
+from docserver.search import MAX_LIMIT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="docserver",
+        description="Documentation search for AI assistants over the Model Context Protocol. "
+        "Settings come from the environment; see docs/configuration.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"docserver {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve MCP over Streamable HTTP (default) or stdio")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, or DOCSERVER_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080, or DOCSERVER_PORT)")
+    serve.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout instead of HTTP")
+
+    ingest_cmd = commands.add_parser("ingest", help="ingest documentation files (.md .mdx .rst .txt .html)")
+    ingest_cmd.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders or files")
+    ingest_cmd.add_argument("--source", help="source name (default: the folder's name, one source per PATH)")
+
+    search = commands.add_parser("search", help="search the ingested documentation")
+    search.add_argument("query")
+    search.add_argument("--source", help="search only this source")
+    search.add_argument("--limit", type=int, default=5, help=f"results to show (1-{MAX_LIMIT}, default 5)")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+
+    sources = commands.add_parser("sources", help="list the ingested sources")
+    sources.add_argument("--json", action="store_true", help="print as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+        stdio = args.command == "serve" and args.stdio
+        configure_logging(settings, stream=sys.stderr)
+        if args.command == "serve":
+            from docserver.serve import serve_http, serve_stdio
+
+            asyncio.run(serve_stdio(settings) if stdio else serve_http(settings))
+            return 0
+        handler = {"ingest": _ingest, "search": _search, "sources": _sources}[args.command]
+        return asyncio.run(handler(settings, args))
+    except DocserverError as exc:
+        print(f"docserver: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("docserver: interrupted; nothing was changed by the unfinished operation", file=sys.stderr)
+        return 130
+
+
+async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    paths: list[Path] = args.paths
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise DocserverError(f"path not found: {', '.join(missing)}")
+    groups = [(args.source, paths)] if args.source else [(default_source_name(path), [path]) for path in paths]
+    async with open_runtime(settings) as runtime:
+        for source, roots in groups:
+            bar = ProgressBar(f"ingesting {source}")
+            try:
+                summary = await ingest(
+                    runtime.store, runtime.embedder, roots, source, max_chars=settings.chunk_max_chars, progress=bar
+                )
+            finally:
+                bar.close()
+            for path, reason in summary.skipped_files:
+                print(f"skipped {path}: {reason}", file=sys.stderr)
+            print(summary.line())
+    return 0
+
+
+async def _search(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_runtime(settings) as runtime:
+        try:
+            hits = await runtime.service.search(args.query, source=args.source, limit=args.limit)
+        except ValueError as exc:
+            raise DocserverError(str(exc)) from None
+    if args.json:
+        _print_json([_asdict(hit) for hit in hits])
+        return 0
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, start=1):
+        heading = f" > {hit.heading}" if hit.heading else ""
+        print(
+            f"{rank}. [{hit.source}] {hit.path}:{hit.start_line}-{hit.end_line}{heading}  (document {hit.document_id})"
+        )
+        print(f"   {hit.snippet}")
+    return 0
+
+
+async def _sources(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_runtime(settings) as runtime:
+        sources = await runtime.service.list_sources()
+    if args.json:
+        _print_json([_asdict(source) for source in sources])
+        return 0
+    if not sources:
+        print("no sources; ingest some documentation with: docserver ingest PATH")
+    for source in sources:
+        print(f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}")
+    return 0
+
+
+def _asdict(item: Any) -> dict[str, Any]:
+    return {name: getattr(item, name) for name in item.__slots__}
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    print()

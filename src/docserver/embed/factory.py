@@ -1,0 +1,28 @@
+"""open_embedder: the configured embedding provider, built from Settings."""
+
+from __future__ import annotations
+
+from docserver.config import Settings
+from docserver.embed.base import Embedder
+from docserver.embed.hashing import HashEmbedder
+from docserver.embed.openai import OpenAIEmbedder
+
+
+def open_embedder(settings: Settings) -> Embedder:
+    """The embedder `DOCSERVER_EMBEDDER` names; the caller closes it with `aclose()`.
+
+    An `openai` embedder without `DOCSERVER_EMBEDDING_DIMENSIONS` learns its size
+    on first use: await `resolve_dimension()` before reading `info`.
+    """
+    if settings.embedder == "hash":
+        return HashEmbedder()
+    api_key = settings.embedding_api_key
+    return OpenAIEmbedder(
+        base_url=settings.embedding_url,
+        model=settings.embedding_model,
+        api_key=api_key.get_secret_value() if api_key else None,
+        dimension=settings.embedding_dimensions,
+        batch_size=settings.embedding_batch_size,
+        timeout=settings.embedding_timeout,
+        max_retries=settings.embedding_max_retries,
+    )

@@ -1,0 +1,189 @@
+"""Ingestion: discover files, skip the unchanged, chunk and embed the rest, write one source atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docserver.embed.base import Embedder
+from docserver.errors import IngestError
+from docserver.ingest.chunk import chunk_document
+from docserver.ingest.discover import SUPPORTED_SUFFIXES, UnreadableFileError, discover, read_text
+from docserver.store.base import ChunkInput, DocumentInput, SourceWriter, Store
+
+ProgressFn = Callable[[int, int], None]
+"""Called with (files done, files total)."""
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    """What one ingest did, for the summary line and for tests."""
+
+    source: str
+    files: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"source {self.source!r}: {self.files} files ({self.changed} new or changed, "
+            f"{self.unchanged} unchanged, {self.removed} removed, {self.skipped} skipped), "
+            f"{self.chunks} chunks embedded in {self.seconds:.2f} s"
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    path: str
+    title: str
+    content_hash: str
+    content: str
+    chunks: list[ChunkInput]
+
+
+def default_source_name(path: Path) -> str:
+    """A source named after the folder (or the file's folder) being ingested."""
+    resolved = path.resolve()
+    return (resolved if resolved.is_dir() else resolved.parent).name or "docs"
+
+
+async def ingest(
+    store: Store,
+    embedder: Embedder,
+    roots: Sequence[Path],
+    source: str,
+    *,
+    max_chars: int = 1500,
+    progress: ProgressFn | None = None,
+) -> IngestSummary:
+    """Bring `source` in line with the files under `roots`.
+
+    Unchanged files (same content hash) are not re-embedded; files gone since
+    the last ingest of this source are removed. All changes land in one
+    transaction: an interruption leaves the previous version searchable.
+    Unreadable files are skipped and counted; they do not remove what was
+    stored for them before.
+    """
+    started = time.perf_counter()
+    summary = IngestSummary(source=source)
+    files = _discover_all(roots, summary)
+    if not files:
+        raise IngestError(
+            f"no documentation files ({' '.join(sorted(SUPPORTED_SUFFIXES))}) found in "
+            + ", ".join(str(root) for root in roots)
+        )
+    summary.files = len(files)
+    stored = await store.document_hashes(source)
+    seen: set[str] = set()
+    pending: list[_Pending] = []
+    for path, abspath in files:
+        seen.add(path)
+        try:
+            text = read_text(abspath)
+        except UnreadableFileError as exc:
+            summary.skipped += 1
+            summary.skipped_files.append((path, exc.reason))
+            continue
+        content_hash = hashlib.sha256(text.encode()).hexdigest()
+        if stored.get(path) == content_hash:
+            summary.unchanged += 1
+            continue
+        title, chunks = chunk_document(text, abspath.suffix.lower(), max_chars=max_chars)
+        pending.append(
+            _Pending(
+                path=path,
+                title=title or abspath.stem,
+                content_hash=content_hash,
+                content=text,
+                chunks=[
+                    ChunkInput(i, chunk.heading, chunk.text, chunk.start_line, chunk.end_line)
+                    for i, chunk in enumerate(chunks)
+                ],
+            )
+        )
+    if summary.skipped == summary.files:
+        raise IngestError(f"none of the {summary.files} files could be read; nothing was changed")
+    removed = sorted(set(stored) - seen)
+
+    async with store.update_source(source) as writer:
+        await _embed_and_write(writer, embedder, pending, summary, progress)
+        await writer.delete_documents(removed)
+    summary.changed = len(pending)
+    summary.removed = len(removed)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _discover_all(roots: Sequence[Path], summary: IngestSummary) -> list[tuple[str, Path]]:
+    """(stored path, file) for every file; with several roots, paths are prefixed by the root's name."""
+    found: list[tuple[str, Path]] = []
+    for root in roots:
+        result = discover(root)
+        prefix = f"{root.resolve().name}/" if len(roots) > 1 else ""
+        found.extend((prefix + item.path, item.abspath) for item in result.files)
+        for path, reason in result.skipped:
+            summary.skipped += 1
+            summary.skipped_files.append((str(path), reason))
+    return found
+
+
+def embedding_text(title: str, chunk: ChunkInput) -> str:
+    """What gets embedded: the chunk with its title and heading path, which say what it is about."""
+    context = " > ".join(part for part in (title, chunk.heading) if part)
+    return f"{context}\n{chunk.text}" if context else chunk.text
+
+
+async def _embed_and_write(
+    writer: SourceWriter,
+    embedder: Embedder,
+    pending: list[_Pending],
+    summary: IngestSummary,
+    progress: ProgressFn | None,
+) -> None:
+    # Documents are grouped so that each embedding call is a full batch,
+    # whatever the size of the files.
+    total = len(pending)
+    group: list[_Pending] = []
+    group_chunks = 0
+    done = 0
+    for document in pending:
+        group.append(document)
+        group_chunks += len(document.chunks)
+        if group_chunks >= embedder.batch_size:
+            done += await _flush(writer, embedder, group, summary)
+            group, group_chunks = [], 0
+            if progress:
+                progress(done, total)
+    if group:
+        done += await _flush(writer, embedder, group, summary)
+    if progress:
+        progress(done, total)
+
+
+async def _flush(writer: SourceWriter, embedder: Embedder, group: list[_Pending], summary: IngestSummary) -> int:
+    texts = [embedding_text(document.title, chunk) for document in group for chunk in document.chunks]
+    vectors = await embedder.embed(texts)
+    offset = 0
+    for document in group:
+        count = len(document.chunks)
+        await writer.put_document(
+            DocumentInput(
+                path=document.path,
+                title=document.title,
+                content_hash=document.content_hash,
+                content=document.content,
+                chunks=document.chunks,
+                vectors=vectors[offset : offset + count],
+            )
+        )
+        offset += count
+        summary.chunks += count
+    return len(group)

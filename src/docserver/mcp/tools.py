@@ -1,0 +1,164 @@
+"""The MCP tools. Their docstrings and field descriptions are what the model reads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from docserver.errors import DocumentNotFoundError, EmbeddingError, StoreError
+from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchService
+
+TOOL_NAMES = ("search_docs", "list_sources", "get_document")
+MAX_DOCUMENT_CHARS = 100_000
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+class Hit(BaseModel):
+    document_id: int = Field(description="Pass to get_document to read the whole file.")
+    chunk_id: int
+    source: str
+    path: str = Field(description="File path within the source.")
+    title: str
+    heading: str = Field(description="Heading path of the section, e.g. 'Install > From source'.")
+    lines: str = Field(description="Line range in the file, e.g. '12-40'.")
+    score: float = Field(description="Relevance; higher is better. Only comparable within one search.")
+    snippet: str
+
+
+class SearchResults(BaseModel):
+    query: str
+    source: str | None
+    results: list[Hit]
+
+
+class Source(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    updated_at: str
+
+
+class SourceList(BaseModel):
+    sources: list[Source]
+
+
+class DocumentContent(BaseModel):
+    document_id: int
+    source: str
+    path: str
+    title: str
+    chunks: int
+    truncated: bool = Field(description=f"True when the content was cut at {MAX_DOCUMENT_CHARS} characters.")
+    content: str
+
+
+def _hit(hit: SearchHit) -> Hit:
+    return Hit(
+        document_id=hit.document_id,
+        chunk_id=hit.chunk_id,
+        source=hit.source,
+        path=hit.path,
+        title=hit.title,
+        heading=hit.heading,
+        lines=f"{hit.start_line}-{hit.end_line}",
+        score=hit.score,
+        snippet=hit.snippet,
+    )
+
+
+def _unavailable(exc: Exception) -> ToolError:
+    if isinstance(exc, EmbeddingError):
+        return ToolError(f"search is unavailable right now: the embedding provider failed ({exc}). Try again shortly.")
+    return ToolError(f"search is unavailable right now: the document store failed ({exc}). Try again shortly.")
+
+
+def register_tools(mcp: MCPServer, service: SearchService) -> None:
+    """Bind the three tools to `service` on `mcp`."""
+
+    @mcp.tool(annotations=_READ_ONLY, title="Search documentation")
+    async def search_docs(
+        query: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                description="What you are looking for, as a question or keywords, "
+                "e.g. 'how do I set the database URL'.",
+            ),
+        ],
+        source: Annotated[
+            str | None,
+            Field(description="Search only this source (names come from list_sources). Omit to search all."),
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many results to return.")] = 5,
+    ) -> SearchResults:
+        """Search the ingested technical documentation and return the most relevant sections.
+
+        Use this before answering questions about the documented software: it combines
+        keyword and semantic search, so both exact names (settings, functions, error
+        messages) and paraphrased questions work. Each result gives the file path, the
+        section heading, a snippet and a document_id; call get_document with that id
+        when you need the full text. If nothing relevant comes back, try other words
+        or a broader query, or check list_sources for what is indexed.
+        """
+        try:
+            hits = await service.search(query, source=source, limit=limit)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        except (EmbeddingError, StoreError) as exc:
+            raise _unavailable(exc) from None
+        if not hits and source is not None:
+            names = [item.name for item in await service.list_sources()]
+            if source not in names:
+                known = ", ".join(names) if names else "none; ingest documentation first"
+                raise ToolError(f"unknown source {source!r}; available sources: {known}")
+        return SearchResults(query=query, source=source, results=[_hit(hit) for hit in hits])
+
+    @mcp.tool(annotations=_READ_ONLY, title="List documentation sources")
+    async def list_sources() -> SourceList:
+        """List the documentation sources that are indexed, with document and chunk counts.
+
+        Use it to learn what documentation is available, or to get the exact source
+        name for the `source` filter of search_docs.
+        """
+        try:
+            sources = await service.list_sources()
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        return SourceList(
+            sources=[
+                Source(name=s.name, documents=s.documents, chunks=s.chunks, updated_at=s.updated_at) for s in sources
+            ]
+        )
+
+    @mcp.tool(annotations=_READ_ONLY, title="Read a whole document")
+    async def get_document(
+        id: Annotated[int, Field(ge=1, description="The document_id from a search_docs result.")],
+    ) -> DocumentContent:
+        """Return the full text of one documentation file, by the document_id that search_docs gave.
+
+        Use it when a search snippet is not enough: to read a whole page, follow a
+        procedure end to end, or quote exact text. Very long files are cut at
+        100,000 characters (see `truncated`).
+        """
+        try:
+            document = await service.get_document(id)
+        except DocumentNotFoundError:
+            raise ToolError(f"no document with id {id}; use a document_id from a search_docs result") from None
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        content = document.content
+        return DocumentContent(
+            document_id=document.document_id,
+            source=document.source,
+            path=document.path,
+            title=document.title,
+            chunks=document.chunk_count,
+            truncated=len(content) > MAX_DOCUMENT_CHARS,
+            content=content[:MAX_DOCUMENT_CHARS],
+        )

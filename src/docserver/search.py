@@ -1,0 +1,149 @@
+"""Hybrid search: BM25 full text and vector similarity, fused by reciprocal rank.
+
+The service owns the query path: result cache, query-embedding cache,
+both retrievers, fusion and snippets. The MCP tools and the CLI call it;
+neither knows which store or embedder sits underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from docserver.cache import TTLCache
+from docserver.embed.base import Embedder, Vectors
+from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, Store
+from docserver.store.terms import query_terms
+
+MAX_QUERY_CHARS = 1000
+MAX_LIMIT = 20
+RRF_K = 60
+"""The usual reciprocal-rank-fusion constant: damps the head of each list."""
+SNIPPET_CHARS = 320
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One result: where it is, what it says, how well it matched."""
+
+    chunk_id: int
+    document_id: int
+    source: str
+    path: str
+    title: str
+    heading: str
+    snippet: str
+    score: float
+    start_line: int
+    end_line: int
+
+
+class SearchService:
+    """Answers searches over one store with one embedder."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        *,
+        cache_size: int = 1024,
+        cache_ttl: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.embedding_cache: TTLCache[str, Vectors] = TTLCache("embedding", maxsize=cache_size, ttl=cache_ttl)
+        self.result_cache: TTLCache[tuple[int, str, str | None, int], list[SearchHit]] = TTLCache(
+            "search", maxsize=cache_size, ttl=cache_ttl
+        )
+
+    async def search(self, query: str, *, source: str | None = None, limit: int = 5) -> list[SearchHit]:
+        """The best `limit` chunks for `query`, best first."""
+        query = query.strip()
+        if not query:
+            raise ValueError("query is empty; say what you are looking for")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ValueError(f"query is longer than {MAX_QUERY_CHARS} characters; shorten it")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+
+        # The corpus version is part of the key, so an ingest through any
+        # process (the CLI, another replica) retires every older result.
+        key = (await self.store.corpus_version(), query, source, limit)
+        cached = self.result_cache.get(key)
+        if cached is not None:
+            return cached
+        hits = await self._search(query, source, limit)
+        self.result_cache.put(key, hits)
+        return hits
+
+    async def _search(self, query: str, source: str | None, limit: int) -> list[SearchHit]:
+        candidates = max(limit * 4, 20)
+        vector = await self._embed_query(query)
+        text_ranked, vector_ranked = await asyncio.gather(
+            self.store.search_text(query, source=source, limit=candidates),
+            self.store.search_vector(vector, source=source, limit=candidates),
+        )
+        fused = fuse([text_ranked, vector_ranked])[:limit]
+        records = await self.store.get_chunks([chunk_id for chunk_id, _ in fused])
+        scores = dict(fused)
+        terms = query_terms(query)
+        return [_hit(record, scores[record.chunk_id], terms) for record in records]
+
+    async def _embed_query(self, query: str) -> Vectors:
+        cached = self.embedding_cache.get(query)
+        if cached is not None:
+            return cached
+        vector = await self.embedder.embed_query(query)
+        self.embedding_cache.put(query, vector)
+        return vector
+
+    async def list_sources(self) -> list[SourceInfo]:
+        return await self.store.list_sources()
+
+    async def get_document(self, document_id: int) -> Document:
+        return await self.store.get_document(document_id)
+
+    def invalidate(self) -> None:
+        """Forget cached results (query embeddings stay valid: the embedder did not change)."""
+        self.result_cache.clear()
+
+
+def fuse(rankings: Sequence[Sequence[RankedId]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion: each list adds 1 / (k + rank) for the chunks it ranks."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item.chunk_id] = scores.get(item.chunk_id, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def _hit(record: ChunkRecord, score: float, terms: list[str]) -> SearchHit:
+    return SearchHit(
+        chunk_id=record.chunk_id,
+        document_id=record.document_id,
+        source=record.source,
+        path=record.path,
+        title=record.title,
+        heading=record.heading,
+        snippet=snippet(record.text, terms),
+        score=round(score, 6),
+        start_line=record.start_line,
+        end_line=record.end_line,
+    )
+
+
+def snippet(text: str, terms: list[str], size: int = SNIPPET_CHARS) -> str:
+    """About `size` characters of `text`, around the first query term it contains."""
+    flat = " ".join(text.split())
+    if len(flat) <= size:
+        return flat
+    lowered = flat.lower()
+    positions = [pos for pos in (lowered.find(term) for term in terms) if pos >= 0]
+    start = max(0, min(positions) - size // 4) if positions else 0
+    start = min(start, len(flat) - size)
+    if start > 0:
+        space = flat.find(" ", start)
+        start = space + 1 if 0 <= space < start + 20 else start
+    piece = flat[start : start + size].rstrip()
+    return ("…" if start > 0 else "") + piece + ("…" if start + size < len(flat) else "")

@@ -1,0 +1,383 @@
+"""SqliteStore: one file holding documents, an FTS5 index (BM25) and sqlite-vec vectors.
+
+Blocking SQLite work never runs on the event loop: reads go to a small pool
+of threads, each with its own connection; writes go to one writer thread, so
+a source update can span many calls inside one transaction. WAL mode lets
+readers keep answering from the last committed version while a write runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from docserver.errors import DocumentNotFoundError, EmbedderMismatchError, StoreError
+from docserver.store import sqlite_driver
+from docserver.store.base import (
+    ChunkRecord,
+    Document,
+    DocumentInput,
+    EmbedderInfo,
+    RankedId,
+    SourceInfo,
+    Vectors,
+    WriteStats,
+)
+from docserver.store.migrations import apply_sqlite_migrations
+from docserver.store.terms import query_terms
+
+T = TypeVar("T")
+Connection = Any  # sqlite3.Connection from whichever driver sqlite_driver picked
+
+_READER_THREADS = 4
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _fts_query(query: str) -> str | None:
+    terms = query_terms(query)
+    if not terms:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+class SqliteStore:
+    """The default store: a single SQLite file."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._connections_lock = threading.Lock()
+        self._readers: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._write_lock = asyncio.Lock()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path.parent and not self.path.parent.exists():
+            raise StoreError(f"cannot open database {self.path}: folder {self.path.parent} does not exist")
+        self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="sqlite-read")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        await self._write(apply_sqlite_migrations)
+
+    async def close(self) -> None:
+        for executor in (self._readers, self._writer):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._readers = self._writer = None
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+    # -- running work off the event loop --------------------------------------
+
+    def _connection(self) -> Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite_driver.connect(self.path)
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(self._connection(), *args)
+        except sqlite_driver.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._readers is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, partial(self._call, fn, *args))
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, partial(self._call, fn, *args))
+
+    # -- metadata --------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._read(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def embedder_info(self) -> EmbedderInfo | None:
+        return await self._read(_read_embedder)
+
+    async def bind_embedder(self, info: EmbedderInfo) -> None:
+        await self._write(_bind_embedder, info)
+
+    async def corpus_version(self) -> int:
+        row = await self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = 'corpus_version'").fetchone())
+        return int(row[0])
+
+    async def list_sources(self) -> list[SourceInfo]:
+        rows = await self._read(
+            lambda db: db.execute(
+                """
+                SELECT s.name, COUNT(DISTINCT d.id), COUNT(c.id), s.updated_at
+                FROM sources s
+                LEFT JOIN documents d ON d.source = s.name
+                LEFT JOIN chunks c ON c.document_id = d.id
+                GROUP BY s.name ORDER BY s.name
+                """
+            ).fetchall()
+        )
+        return [SourceInfo(name, documents, chunks, updated) for name, documents, chunks, updated in rows]
+
+    async def document_hashes(self, source: str) -> dict[str, str]:
+        rows = await self._read(
+            lambda db: db.execute("SELECT path, content_hash FROM documents WHERE source = ?", (source,)).fetchall()
+        )
+        return dict(rows)
+
+    # -- writing ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def update_source(self, source: str) -> AsyncIterator[SqliteSourceWriter]:
+        async with self._write_lock:
+            await self._write(_begin, source)
+            writer = SqliteSourceWriter(self, source)
+            try:
+                yield writer
+            except BaseException:
+                # Shielded: a cancelled ingest must still roll back, or the
+                # writer connection would be left inside a transaction.
+                await asyncio.shield(self._write(_rollback))
+                raise
+            await self._write(_commit, source)
+
+    # -- reading ---------------------------------------------------------------
+
+    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+        match = _fts_query(query)
+        if match is None:
+            return []
+        rows = await self._read(_search_text, match, source, limit)
+        return [RankedId(chunk_id, -rank) for chunk_id, rank in rows]
+
+    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
+        blob = np.asarray(vector, dtype=np.float32).tobytes()
+        rows = await self._read(_search_vector, blob, source, limit)
+        return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
+
+    async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
+        if not chunk_ids:
+            return []
+        rows = await self._read(_get_chunks, list(chunk_ids))
+        by_id = {row[0]: ChunkRecord(*row) for row in rows}
+        return [by_id[chunk_id] for chunk_id in chunk_ids if chunk_id in by_id]
+
+    async def get_document(self, document_id: int) -> Document:
+        row = await self._read(_get_document, document_id)
+        if row is None:
+            raise DocumentNotFoundError(f"no document with id {document_id}")
+        return Document(*row)
+
+
+class SqliteSourceWriter:
+    """Writes to one source inside the store's open transaction."""
+
+    def __init__(self, store: SqliteStore, source: str) -> None:
+        self._store = store
+        self._source = source
+        self.stats = WriteStats()
+
+    async def put_document(self, document: DocumentInput) -> None:
+        if len(document.vectors) != len(document.chunks):
+            raise StoreError(f"{document.path}: {len(document.chunks)} chunks but {len(document.vectors)} vectors")
+        await self._store._write(_put_document, self._source, document)
+        self.stats.written += 1
+        self.stats.chunks += len(document.chunks)
+
+    async def delete_documents(self, paths: Sequence[str]) -> None:
+        if paths:
+            await self._store._write(_delete_documents, self._source, list(paths))
+            self.stats.deleted += len(paths)
+            self.stats.deleted_paths.extend(paths)
+
+
+# -- SQL, run on the store's threads ----------------------------------------------
+
+
+def _read_embedder(db: Connection) -> EmbedderInfo | None:
+    rows = dict(
+        db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('embedder', 'embedding_model', 'embedding_dimension')"
+        ).fetchall()
+    )
+    if "embedder" not in rows:
+        return None
+    return EmbedderInfo(rows["embedder"], rows["embedding_model"], int(rows["embedding_dimension"]))
+
+
+def _bind_embedder(db: Connection, info: EmbedderInfo) -> None:
+    current = _read_embedder(db)
+    if current == info:
+        return
+    has_chunks = db.execute("SELECT EXISTS (SELECT 1 FROM chunks)").fetchone()[0]
+    if current is not None and has_chunks:
+        raise EmbedderMismatchError(
+            f"the database holds vectors from {current.describe()}, but the configured embedder is "
+            f"{info.describe()}; configure the original embedder, or use a new database file "
+            "(DOCSERVER_DATABASE_URL) and ingest again"
+        )
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DROP TABLE IF EXISTS chunk_vectors")
+        db.execute(
+            "CREATE VIRTUAL TABLE chunk_vectors USING vec0("
+            "chunk_id INTEGER PRIMARY KEY, source TEXT PARTITION KEY, "
+            f"embedding FLOAT[{int(info.dimension)}] distance_metric=cosine)"
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("embedder", info.provider),
+                ("embedding_model", info.model),
+                ("embedding_dimension", str(info.dimension)),
+            ],
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _begin(db: Connection, source: str) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT OR IGNORE INTO sources (name, updated_at) VALUES (?, ?)", (source, _now()))
+
+
+def _rollback(db: Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _commit(db: Connection, source: str) -> None:
+    remaining = db.execute("SELECT COUNT(*) FROM documents WHERE source = ?", (source,)).fetchone()[0]
+    if remaining:
+        db.execute("UPDATE sources SET updated_at = ? WHERE name = ?", (_now(), source))
+    else:
+        db.execute("DELETE FROM sources WHERE name = ?", (source,))
+    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'corpus_version'")
+    db.execute("COMMIT")
+
+
+def _delete_chunks_of(db: Connection, document_ids: list[int]) -> None:
+    marks = ",".join("?" * len(document_ids))
+    chunk_ids = [row[0] for row in db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", document_ids)]
+    for start in range(0, len(chunk_ids), 500):
+        part = chunk_ids[start : start + 500]
+        chunk_marks = ",".join("?" * len(part))
+        db.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({chunk_marks})", part)
+        db.execute(f"DELETE FROM chunk_vectors WHERE chunk_id IN ({chunk_marks})", part)
+    db.execute(f"DELETE FROM chunks WHERE document_id IN ({marks})", document_ids)
+
+
+def _put_document(db: Connection, source: str, document: DocumentInput) -> None:
+    row = db.execute("SELECT id FROM documents WHERE source = ? AND path = ?", (source, document.path)).fetchone()
+    if row is not None:
+        _delete_chunks_of(db, [row[0]])
+        db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+    document_id = db.execute(
+        "INSERT INTO documents (source, path, title, content_hash, content, ingested_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (source, document.path, document.title, document.content_hash, document.content, _now()),
+    ).lastrowid
+    for chunk, vector in zip(document.chunks, document.vectors, strict=True):
+        chunk_id = db.execute(
+            "INSERT INTO chunks (document_id, ordinal, heading, text, start_line, end_line) VALUES (?, ?, ?, ?, ?, ?)",
+            (document_id, chunk.ordinal, chunk.heading, chunk.text, chunk.start_line, chunk.end_line),
+        ).lastrowid
+        db.execute(
+            "INSERT INTO chunks_fts (rowid, title, heading, text) VALUES (?, ?, ?, ?)",
+            (chunk_id, document.title, chunk.heading, chunk.text),
+        )
+        db.execute(
+            "INSERT INTO chunk_vectors (chunk_id, source, embedding) VALUES (?, ?, ?)",
+            (chunk_id, source, np.asarray(vector, dtype=np.float32).tobytes()),
+        )
+
+
+def _delete_documents(db: Connection, source: str, paths: list[str]) -> None:
+    for start in range(0, len(paths), 500):
+        part = paths[start : start + 500]
+        marks = ",".join("?" * len(part))
+        ids = [
+            row[0]
+            for row in db.execute(f"SELECT id FROM documents WHERE source = ? AND path IN ({marks})", [source, *part])
+        ]
+        if ids:
+            _delete_chunks_of(db, ids)
+            db.execute(f"DELETE FROM documents WHERE id IN ({','.join('?' * len(ids))})", ids)
+
+
+def _search_text(db: Connection, match: str, source: str | None, limit: int) -> list[tuple[int, float]]:
+    # bm25() weights: title, heading, text. A word in a heading says more
+    # about what a chunk is for than the same word in passing.
+    sql = """
+        SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank
+        FROM chunks_fts f
+    """
+    params: list[Any] = [match]
+    if source is not None:
+        sql += " JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id"
+        sql += " WHERE chunks_fts MATCH ? AND d.source = ?"
+        params.append(source)
+    else:
+        sql += " WHERE chunks_fts MATCH ?"
+    sql += " ORDER BY rank LIMIT ?"
+    params.append(limit)
+    return db.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+
+
+def _search_vector(db: Connection, blob: bytes, source: str | None, limit: int) -> list[tuple[int, float]]:
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunk_vectors'").fetchone():
+        return []
+    sql = "SELECT chunk_id, distance FROM chunk_vectors WHERE embedding MATCH ? AND k = ?"
+    params: list[Any] = [blob, limit]
+    if source is not None:
+        sql += " AND source = ?"
+        params.append(source)
+    return db.execute(sql + " ORDER BY distance", params).fetchall()  # type: ignore[no-any-return]
+
+
+def _get_chunks(db: Connection, chunk_ids: list[int]) -> list[tuple[Any, ...]]:
+    marks = ",".join("?" * len(chunk_ids))
+    return db.execute(  # type: ignore[no-any-return]
+        f"""
+        SELECT c.id, c.document_id, d.source, d.path, d.title, c.heading, c.text, c.start_line, c.end_line
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+        WHERE c.id IN ({marks})
+        """,
+        chunk_ids,
+    ).fetchall()
+
+
+def _get_document(db: Connection, document_id: int) -> tuple[Any, ...] | None:
+    return db.execute(  # type: ignore[no-any-return]
+        """
+        SELECT d.id, d.source, d.path, d.title, d.content, d.content_hash,
+               (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id), d.ingested_at
+        FROM documents d WHERE d.id = ?
+        """,
+        (document_id,),
+    ).fetchone()
