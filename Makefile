@@ -1,0 +1,40 @@
+# docserver: the two commands of the README, and the pieces they are made of.
+#   make serve   install (once), ingest docs/, serve MCP on http://127.0.0.1:8080/mcp
+#   make test    install (once), lint, type-check, run the whole test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: serve test install lint typecheck pytest clean
+
+serve: $(STAMP)
+	$(BIN)/docserver ingest docs --source docserver-docs
+	$(BIN)/docserver serve
+
+test: lint typecheck pytest
+
+install: $(STAMP)
+
+# Locked, reproducible install: exact versions from requirements.lock, then
+# the project itself without re-resolving anything.
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
