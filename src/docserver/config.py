@@ -138,6 +138,22 @@ class Settings(BaseSettings):
         validation_alias="DOCSERVER_CHUNK_MAX_CHARS",
         description="Largest chunk, in characters; longer sections are split at paragraph boundaries.",
     )
+    enable_profiling: bool = Field(
+        False, validation_alias="ENABLE_PROFILING",
+        description="Serve the pprof-compatible /debug/pprof/ endpoints. Off: they answer 404 and nothing runs.",
+    )
+    profiling_token: SecretStr | None = Field(
+        None, validation_alias="PROFILING_TOKEN",
+        description="Required when profiling is enabled: Bearer token, or the Basic-auth password.",
+    )
+    profiling_max_seconds: int = Field(
+        60, ge=1, le=600, validation_alias="PROFILING_MAX_SECONDS",
+        description="Longest CPU or wall profile a client may ask for; longer requests get 400.",
+    )
+    profiling_min_interval: float = Field(
+        60.0, ge=0, le=3600, validation_alias="PROFILING_MIN_INTERVAL",
+        description="Seconds between the start of two profiles; sooner gets 429 with Retry-After.",
+    )
     environment: str = Field(
         "development",
         validation_alias="DOCSERVER_ENVIRONMENT",
@@ -189,6 +205,15 @@ class Settings(BaseSettings):
     def _check_openai(self) -> Settings:
         if self.embedder == "openai" and not self.embedding_model:
             raise ValueError("DOCSERVER_EMBEDDING_MODEL must be set when DOCSERVER_EMBEDDER=openai")
+        return self
+
+    @model_validator(mode="after")
+    def _check_profiling(self) -> Settings:
+        if self.enable_profiling and not (self.profiling_token and self.profiling_token.get_secret_value()):
+            raise ValueError(
+                "ENABLE_PROFILING=true needs PROFILING_TOKEN: the profiling endpoints are never served without "
+                "authentication"
+            )
         return self
 
     @property
