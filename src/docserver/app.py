@@ -1,35 +1,51 @@
-"""The HTTP application: routes, middleware and one lifespan, described as data."""
+"""The HTTP applications: routes, middleware and one lifespan, described as data.
+
+`create_app` is the public app (/mcp, health, and unless an admin listener
+is configured, /metrics and /debug/pprof). `create_admin_app` is the second
+listener for DOCSERVER_ADMIN_ADDR, so operational endpoints never face the
+public port.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import structlog
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docserver.config import Settings
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
-from docserver.runtime import Runtime, open_runtime
+from docserver.mcp.tools import TOOL_NAMES
+from docserver.observability.exposition import metrics_route
+from docserver.observability.metrics import Metrics
+from docserver.observability.middleware import ObservabilityMiddleware
+from docserver.observability.profiling.endpoints import profiling_routes
+from docserver.runtime import Runtime
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
-    """Build the ASGI app. With `runtime` given (tests), the caller owns its lifecycle."""
-    holder: dict[str, Runtime] = {}
-    if runtime is not None:
-        holder["runtime"] = runtime
+def new_metrics(settings: Settings, registry: object | None = None) -> Metrics:
+    """The metrics for one server process (tests pass their own registry)."""
+    return Metrics(registry, tools=TOOL_NAMES)  # type: ignore[arg-type]
+
+
+def create_app(settings: Settings, runtime: Runtime, metrics: Metrics | None = None) -> ASGIApp:
+    """The public app. The caller owns `runtime` (opened before, closed after).
+
+    `metrics` serves /metrics; request instrumentation uses `runtime.metrics`,
+    which is None when telemetry is off.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            current = holder.get("runtime")
-            if current is None:
-                current = await stack.enter_async_context(open_runtime(settings))
-            manager = session_manager(build_mcp(current.service), settings)
-            app.state.runtime = current
+            mcp = build_mcp(runtime.service, runtime.metrics, log_queries=settings.log_queries)
+            manager = session_manager(mcp, settings, runtime.metrics)
             app.state.session_manager = manager
             app.state.mcp_app = mcp_asgi_app(manager)
             await stack.enter_async_context(manager.run())
@@ -39,33 +55,76 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        current: Runtime = request.app.state.runtime
-        if current.draining:
+        if runtime.draining:
             return JSONResponse({"status": "shutting_down"}, status_code=503)
-        checks = await current.check()
+        checks = await runtime.check()
         failing = [name for name, state in checks.items() if state != "ok"]
         if failing:
             body = {"status": "unavailable", "failing": failing, "checks": checks}
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ok", "checks": checks})
 
-    app = Starlette(
-        routes=[
-            Route("/mcp", _McpEndpoint(), methods=["GET", "POST", "DELETE"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    return app
+    routes: list[BaseRoute] = [
+        Route("/mcp", _McpEndpoint(), methods=["GET", "POST", "DELETE"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if settings.admin_addr is None:
+        routes += admin_routes(settings, metrics)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_ERROR_HANDLERS)
+    app.state.runtime = runtime
+    return _observed(app, routes, settings, runtime.metrics)
+
+
+def create_admin_app(settings: Settings, runtime: Runtime, metrics: Metrics | None) -> ASGIApp:
+    """The admin listener's app: /metrics and /debug/pprof only."""
+    routes = admin_routes(settings, metrics)
+    app = Starlette(routes=routes, exception_handlers=_ERROR_HANDLERS)
+    return _observed(app, routes, settings, runtime.metrics)
+
+
+def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    if metrics is not None:
+        routes.append(metrics_route(metrics, settings.metrics_token))
+    on_failure = metrics.auth_failures.labels("pprof").inc if metrics is not None else None
+    routes += profiling_routes(settings, on_auth_failure=on_failure)
+    return routes
+
+
+def _observed(app: Starlette, routes: list[BaseRoute], settings: Settings, metrics: Metrics | None) -> ASGIApp:
+    if not settings.telemetry_enabled:
+        return app  # the kill switch: no request middleware at all
+    templates = [path for route in routes if (path := getattr(route, "path", None))]
+    return ObservabilityMiddleware(app, routes=templates, metrics=metrics, access_log=True)
 
 
 class _McpEndpoint:
     """The /mcp route.
 
-    The MCP server needs the search service, which exists only once the
-    lifespan has opened the store; this forwards to the app built then.
+    The MCP session manager is created in the lifespan (it runs a task
+    group); this forwards to the app built then.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await scope["app"].state.mcp_app(scope, receive, send)
+
+
+def _error_body(message: str) -> dict[str, str]:
+    body = {"error": message}
+    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    if correlation_id:
+        body["correlation_id"] = correlation_id
+    return body
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(_error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse(_error_body("internal server error"), status_code=500)
+
+
+_ERROR_HANDLERS = {HTTPException: _http_error, Exception: _internal_error}

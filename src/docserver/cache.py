@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from docserver.observability.metrics import Metrics
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -24,11 +26,26 @@ class TTLCache(Generic[K, V]):
         self.ttl = ttl
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._hits: Any = None
+        self._misses: Any = None
+
+    def instrument(self, metrics: Metrics | None) -> None:
+        """Count hits and misses as docserver_cache_requests_total{cache=name}."""
+        if metrics is not None:
+            self._hits = metrics.cache_requests.labels(self.name, "hit")
+            self._misses = metrics.cache_requests.labels(self.name, "miss")
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: K) -> V | None:
+        value = self._lookup(key)
+        counter = self._misses if value is None else self._hits
+        if counter is not None:
+            counter.inc()
+        return value
+
+    def _lookup(self, key: K) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, or DOCSERVER_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080, or DOCSERVER_PORT)")
     serve.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout instead of HTTP")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="must be 1: scale with more processes (replicas), not workers"
+    )
 
     ingest_cmd = commands.add_parser("ingest", help="ingest documentation files (.md .mdx .rst .txt .html)")
     ingest_cmd.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders or files")
@@ -57,21 +61,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
-        stdio = args.command == "serve" and args.stdio
-        configure_logging(settings, stream=sys.stderr)
-        if args.command == "serve":
-            from docserver.serve import serve_http, serve_stdio
-
-            asyncio.run(serve_stdio(settings) if stdio else serve_http(settings))
-            return 0
-        handler = {"ingest": _ingest, "search": _search, "sources": _sources}[args.command]
-        return asyncio.run(handler(settings, args))
+    except DocserverError as exc:
+        print(f"docserver: error: {exc}", file=sys.stderr)
+        return 1
+    if getattr(args, "workers", 1) != 1:
+        print(
+            "docserver: error: --workers must be 1: metrics, caches and MCP sessions live in one process; "
+            "run one docserver process per container and scale with replicas behind a load balancer",
+            file=sys.stderr,
+        )
+        return 2
+    http_server = args.command == "serve" and not args.stdio
+    # The HTTP server logs to stdout, where log collectors look; the other
+    # commands keep stdout for their output (and stdio for the protocol).
+    writer = configure_logging(
+        level=settings.log_level if settings.telemetry_enabled else "WARNING",
+        log_format=settings.log_format,
+        service_name=settings.service_name,
+        environment=settings.environment,
+        stream=sys.stdout if http_server else sys.stderr,
+        secrets=settings.secrets(),
+    )
+    try:
+        return _run(args, settings)
     except DocserverError as exc:
         print(f"docserver: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("docserver: interrupted; nothing was changed by the unfinished operation", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`docserver search ... | head -1`): not an error
+        # worth a traceback. Point stdout at /dev/null so the exit flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        writer.close()
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        from docserver.serve import serve_http, serve_stdio
+
+        asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
+        return 0
+    handler = {"ingest": _ingest, "search": _search, "sources": _sources}[args.command]
+    return asyncio.run(handler(settings, args))
 
 
 async def _ingest(settings: Settings, args: argparse.Namespace) -> int:

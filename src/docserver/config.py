@@ -7,6 +7,7 @@ fails when one is missing there.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -139,19 +140,27 @@ class Settings(BaseSettings):
         description="Largest chunk, in characters; longer sections are split at paragraph boundaries.",
     )
     enable_profiling: bool = Field(
-        False, validation_alias="ENABLE_PROFILING",
+        False,
+        validation_alias="ENABLE_PROFILING",
         description="Serve the pprof-compatible /debug/pprof/ endpoints. Off: they answer 404 and nothing runs.",
     )
     profiling_token: SecretStr | None = Field(
-        None, validation_alias="PROFILING_TOKEN",
+        None,
+        validation_alias="PROFILING_TOKEN",
         description="Required when profiling is enabled: Bearer token, or the Basic-auth password.",
     )
     profiling_max_seconds: int = Field(
-        60, ge=1, le=600, validation_alias="PROFILING_MAX_SECONDS",
+        60,
+        ge=1,
+        le=600,
+        validation_alias="PROFILING_MAX_SECONDS",
         description="Longest CPU or wall profile a client may ask for; longer requests get 400.",
     )
     profiling_min_interval: float = Field(
-        60.0, ge=0, le=3600, validation_alias="PROFILING_MIN_INTERVAL",
+        60.0,
+        ge=0,
+        le=3600,
+        validation_alias="PROFILING_MIN_INTERVAL",
         description="Seconds between the start of two profiles; sooner gets 429 with Retry-After.",
     )
     environment: str = Field(
@@ -163,12 +172,56 @@ class Settings(BaseSettings):
         "INFO", validation_alias="LOG_LEVEL", description="Lowest level of log line written."
     )
 
+    log_format: Literal["json", "console"] = Field(
+        "json",
+        validation_alias="LOG_FORMAT",
+        description="`json` (one object per line) or `console` (readable, coloured on a terminal).",
+    )
+    log_queries: bool = Field(
+        False,
+        validation_alias="LOG_QUERIES",
+        description="Log search queries verbatim. Off: only their length and a hash.",
+    )
+    slow_query_ms: float = Field(
+        250.0,
+        gt=0,
+        validation_alias="DOCSERVER_SLOW_QUERY_MS",
+        description="A store query slower than this logs a warning.",
+    )
+    slow_embedding_ms: float = Field(
+        2000.0,
+        gt=0,
+        validation_alias="DOCSERVER_SLOW_EMBEDDING_MS",
+        description="An embedding batch slower than this logs a warning.",
+    )
+    telemetry: Literal["on", "off"] = Field(
+        "on",
+        validation_alias="DOCSERVER_TELEMETRY",
+        description="`off` is the kill switch: no request metrics, no spans, no exporter threads, logs at WARNING.",
+    )
+    service_name: str = Field(
+        "docserver",
+        min_length=1,
+        validation_alias="OTEL_SERVICE_NAME",
+        description="Service name on every log line, span and in build info.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        validation_alias="METRICS_TOKEN",
+        description="When set, /metrics requires `Authorization: Bearer <token>`.",
+    )
+    admin_addr: str | None = Field(
+        None,
+        validation_alias="DOCSERVER_ADMIN_ADDR",
+        description="`HOST:PORT` of a second listener for /metrics and /debug/pprof; they then leave the public port.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("embedder", mode="before")
+    @field_validator("embedder", "log_format", "telemetry", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -179,9 +232,38 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             stripped = value.strip()
             if stripped.startswith("["):
-                return value  # JSON list, as pydantic-settings would parse it
+                try:
+                    return json.loads(stripped)
+                except ValueError:
+                    raise ValueError("must be a comma-separated list or a JSON list of strings") from None
             return [part.strip() for part in stripped.split(",") if part.strip()]
         return value
+
+    @field_validator("admin_addr")
+    @classmethod
+    def _check_admin_addr(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9090")
+        return value
+
+    @property
+    def admin_host_port(self) -> tuple[str, int] | None:
+        if self.admin_addr is None:
+            return None
+        host, _, port = self.admin_addr.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def telemetry_enabled(self) -> bool:
+        return self.telemetry == "on"
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        values = [self.embedding_api_key, self.profiling_token, self.metrics_token]
+        return [value.get_secret_value() for value in values if value is not None]
 
     @field_validator("database_url")
     @classmethod

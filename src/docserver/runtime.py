@@ -11,6 +11,7 @@ from docserver.config import Settings
 from docserver.embed.base import Embedder
 from docserver.embed.factory import open_embedder
 from docserver.errors import DocserverError, EmbeddingError
+from docserver.observability.metrics import Metrics
 from docserver.search import SearchService
 from docserver.store.base import Store
 from docserver.store.sqlite import SqliteStore
@@ -28,11 +29,19 @@ def open_store(settings: Settings) -> Store:
 class Runtime:
     """Everything a request needs, plus the readiness check over it."""
 
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, store: Store, embedder: Embedder, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
+        self.metrics = metrics
         self.service = SearchService(store, embedder, cache_size=settings.cache_size, cache_ttl=settings.cache_ttl)
+        # Each layer instruments the work it owns; with metrics off they keep
+        # only the slow-operation warnings.
+        store.instrument(metrics, slow_seconds=settings.slow_query_ms / 1000)
+        embedder.instrument(metrics, slow_seconds=settings.slow_embedding_ms / 1000)
+        self.service.instrument(metrics)
+        if metrics is not None:
+            metrics.set_build_info(backend=store.backend, embedder=embedder.provider)
         self.draining = False
         self._embedder_checked_at = float("-inf")
 
@@ -54,14 +63,14 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Runtime]:
     """Open the store and embedder, bind the embedder to the store, close both on exit."""
     store = open_store(settings)
     embedder = open_embedder(settings)
     try:
         await store.open()
         await bind_embedder(store, embedder)
-        yield Runtime(settings, store, embedder)
+        yield Runtime(settings, store, embedder, metrics)
     finally:
         await embedder.aclose()
         await store.close()

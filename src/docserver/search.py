@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from docserver.cache import TTLCache
 from docserver.embed.base import Embedder, Vectors
+from docserver.observability.metrics import Metrics
 from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, Store
 from docserver.store.terms import query_terms
 
@@ -56,6 +58,13 @@ class SearchService:
         self.result_cache: TTLCache[tuple[int, str, str | None, int], list[SearchHit]] = TTLCache(
             "search", maxsize=cache_size, ttl=cache_ttl
         )
+        self._result_counts: Any = None
+
+    def instrument(self, metrics: Metrics | None) -> None:
+        """Count cache hits and misses, and the number of results of every search."""
+        self.embedding_cache.instrument(metrics)
+        self.result_cache.instrument(metrics)
+        self._result_counts = metrics.search_results if metrics is not None else None
 
     async def search(self, query: str, *, source: str | None = None, limit: int = 5) -> list[SearchHit]:
         """The best `limit` chunks for `query`, best first."""
@@ -70,11 +79,12 @@ class SearchService:
         # The corpus version is part of the key, so an ingest through any
         # process (the CLI, another replica) retires every older result.
         key = (await self.store.corpus_version(), query, source, limit)
-        cached = self.result_cache.get(key)
-        if cached is not None:
-            return cached
-        hits = await self._search(query, source, limit)
-        self.result_cache.put(key, hits)
+        hits = self.result_cache.get(key)
+        if hits is None:
+            hits = await self._search(query, source, limit)
+            self.result_cache.put(key, hits)
+        if self._result_counts is not None:
+            self._result_counts.observe(len(hits))
         return hits
 
     async def _search(self, query: str, source: str | None, limit: int) -> list[SearchHit]:

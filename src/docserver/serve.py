@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from types import FrameType
+from typing import Literal
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
-from docserver.app import create_app
+from docserver.app import create_admin_app, create_app, new_metrics
 from docserver.config import Settings
 from docserver.mcp.server import build_mcp
-from docserver.runtime import open_runtime
+from docserver.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +30,10 @@ class _DrainingServer(uvicorn.Server):
     timeout; closing them tells their clients to reconnect elsewhere.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, companions: list[uvicorn.Server]) -> None:
         super().__init__(config)
-        self._app = app
+        self._runtime = runtime
+        self._companions = companions
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:
@@ -37,21 +41,54 @@ class _DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     def _drain(self) -> None:
-        state = self._app.state
-        runtime = getattr(state, "runtime", None)
-        if runtime is not None:
-            runtime.draining = True
-        manager = getattr(state, "session_manager", None)
+        self._runtime.draining = True
+        app = self.config.loaded_app
+        manager = _find_state(app, "session_manager")
         # The SDK keeps no public list of sessions; closing each session's
         # standalone GET stream is the documented way to make a client reconnect.
         transports = list(getattr(manager, "_server_instances", {}).values())
         for transport in transports:
             transport.close_standalone_sse_stream()
-        log.info("draining: readiness is now 503; closed %d SSE streams", len(transports))
+        for companion in self._companions:
+            companion.should_exit = True
+        log.info("draining: readiness is now 503; asked %d sessions to close their SSE streams", len(transports))
+
+
+class _CompanionServer(uvicorn.Server):
+    """A second listener in the same process: the main server owns the signals and stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _find_state(app: object, name: str) -> object:
+    """Look through middleware wrappers (`.app`) for the Starlette app's state attribute."""
+    while app is not None:
+        state = getattr(app, "state", None)
+        if state is not None and hasattr(state, name):
+            return getattr(state, name)
+        app = getattr(app, "app", None)
+    return None
 
 
 def _ignore(sig: int, frame: FrameType | None) -> None:
     return None
+
+
+def _config(
+    app: ASGIApp, host: str, port: int, settings: Settings, *, lifespan: Literal["on", "off"]
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan=lifespan,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
 
 
 async def serve_http(settings: Settings) -> None:
@@ -62,24 +99,23 @@ async def serve_http(settings: Settings) -> None:
             "set DOCSERVER_ALLOWED_HOSTS to the names clients use and put it behind your gateway",
             settings.host,
         )
-    async with open_runtime(settings) as runtime:
-        app = create_app(settings, runtime)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(settings.shutdown_timeout),
-        )
+    metrics = new_metrics(settings)
+    request_metrics = metrics if settings.telemetry_enabled else None
+    async with open_runtime(settings, request_metrics) as runtime:
+        if request_metrics is None:
+            metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
+        companions: list[uvicorn.Server] = []
+        if (admin := settings.admin_host_port) is not None:
+            admin_app = create_admin_app(settings, runtime, metrics)
+            companions.append(_CompanionServer(_config(admin_app, *admin, settings, lifespan="off")))
+        app = create_app(settings, runtime, metrics)
+        main = _DrainingServer(_config(app, settings.host, settings.port, settings, lifespan="on"), runtime, companions)
         # uvicorn re-raises the captured signal once it has shut down, to the
         # handler that was installed before it; a no-op one lets the runtime
         # close cleanly and the process exit 0.
         previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            await _DrainingServer(config, app).serve()
+            await asyncio.gather(main.serve(), *(companion.serve() for companion in companions))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -87,5 +123,6 @@ async def serve_http(settings: Settings) -> None:
 
 async def serve_stdio(settings: Settings) -> None:
     """Serve one MCP client over stdin/stdout (stdout carries the protocol, so logs go to stderr)."""
-    async with open_runtime(settings) as runtime:
-        await build_mcp(runtime.service).run_stdio_async()
+    metrics = new_metrics(settings) if settings.telemetry_enabled else None
+    async with open_runtime(settings, metrics) as runtime:
+        await build_mcp(runtime.service, metrics, log_queries=settings.log_queries).run_stdio_async()

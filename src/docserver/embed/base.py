@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 
+from docserver.errors import EmbeddingError
+from docserver.observability.logging import get_logger
+from docserver.observability.metrics import EMBEDDING_ERROR_REASONS, Metrics
 from docserver.store.base import EmbedderInfo, Vectors
 
 __all__ = ["Embedder", "Vectors", "normalize"]
+
+log = get_logger("docserver.embed")
 
 
 class Embedder(ABC):
@@ -22,6 +28,43 @@ class Embedder(ABC):
         self.model = model
         self.dimension = dimension
         self.batch_size = batch_size
+        self._metrics: Metrics | None = None
+        self._slow_seconds = float("inf")
+
+    def instrument(self, metrics: Metrics | None, *, slow_seconds: float) -> None:
+        """Time every batch, record its size and errors from now on; warn when one is slow."""
+        self._metrics = metrics
+        self._slow_seconds = slow_seconds
+        if metrics is not None:
+            self._duration = metrics.embedding_duration.labels(self.provider, self.model)
+            self._sizes = metrics.embedding_batch_size.labels(self.provider)
+            self._errors = {
+                reason: metrics.embedding_errors.labels(self.provider, reason) for reason in EMBEDDING_ERROR_REASONS
+            }
+
+    async def _observed_batch(self, texts: Sequence[str]) -> Vectors:
+        """`embed_batch`, measured: the embedder owns its batches, so it instruments them here, once."""
+        metrics = self._metrics
+        started = time.perf_counter()
+        try:
+            return await self.embed_batch(texts)
+        except EmbeddingError as exc:
+            if metrics is not None and exc.reason in self._errors:
+                self._errors[exc.reason].inc()
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if metrics is not None:
+                self._duration.observe(elapsed, metrics.exemplar())
+                self._sizes.observe(len(texts))
+            if elapsed > self._slow_seconds:
+                log.warning(
+                    "slow_embedding_batch",
+                    provider=self.provider,
+                    model=self.model,
+                    batch_size=len(texts),
+                    duration_ms=round(elapsed * 1000, 3),
+                )
 
     @property
     def info(self) -> EmbedderInfo:
@@ -36,14 +79,14 @@ class Embedder(ABC):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         parts = [
-            await self.embed_batch(texts[start : start + self.batch_size])
+            await self._observed_batch(texts[start : start + self.batch_size])
             for start in range(0, len(texts), self.batch_size)
         ]
         return parts[0] if len(parts) == 1 else np.vstack(parts)
 
     async def embed_query(self, text: str) -> Vectors:
         """One vector (a 1-D row) for a search query."""
-        rows = await self.embed_batch([text])
+        rows = await self._observed_batch([text])
         row: Vectors = rows[0]
         return row
 

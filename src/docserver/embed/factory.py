@@ -6,6 +6,7 @@ from docserver.config import Settings
 from docserver.embed.base import Embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.embed.openai import OpenAIEmbedder
+from docserver.observability.propagation import outbound_headers
 
 
 def open_embedder(settings: Settings) -> Embedder:
@@ -25,4 +26,5 @@ def open_embedder(settings: Settings) -> Embedder:
         batch_size=settings.embedding_batch_size,
         timeout=settings.embedding_timeout,
         max_retries=settings.embedding_max_retries,
+        headers_hook=outbound_headers,
     )

@@ -17,7 +17,8 @@ import numpy as np
 
 from docserver.embed.base import Embedder, Vectors, normalize
 
-_WORD = re.compile(r"[a-z0-9]+(?:[_'][a-z0-9]+)*")
+# Letters and digits of any script, so text without Latin words still embeds.
+_WORD = re.compile(r"[^\W_]+(?:[_'][^\W_]+)*")
 _WORD_WEIGHT = 1.0
 _PAIR_WEIGHT = 0.7
 _NGRAM_WEIGHT = 0.35
@@ -38,7 +39,7 @@ class HashEmbedder(Embedder):
     provider = "hash"
 
     def __init__(self, *, dimension: int = DEFAULT_DIMENSION, batch_size: int = 256) -> None:
-        super().__init__(model=f"hash-ngram-v1-{dimension}", dimension=dimension, batch_size=batch_size)
+        super().__init__(model=f"hash-ngram-v2-{dimension}", dimension=dimension, batch_size=batch_size)
 
     async def embed_batch(self, texts: Sequence[str]) -> Vectors:
         rows = np.zeros((len(texts), self.dimension), dtype=np.float32)

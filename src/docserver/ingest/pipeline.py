@@ -84,11 +84,13 @@ async def ingest(
     stored = await store.document_hashes(source)
     seen: set[str] = set()
     pending: list[_Pending] = []
+    unreadable = 0
     for path, abspath in files:
         seen.add(path)
         try:
             text = read_text(abspath)
         except UnreadableFileError as exc:
+            unreadable += 1
             summary.skipped += 1
             summary.skipped_files.append((path, exc.reason))
             continue
@@ -109,7 +111,7 @@ async def ingest(
                 ],
             )
         )
-    if summary.skipped == summary.files:
+    if unreadable == summary.files:
         raise IngestError(f"none of the {summary.files} files could be read; nothing was changed")
     removed = sorted(set(stored) - seen)
 

@@ -8,7 +8,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from docserver import __version__
 from docserver.config import Settings
+from docserver.mcp.observe import McpObserver, ObservedSessionManager
 from docserver.mcp.tools import register_tools
+from docserver.observability.metrics import Metrics
 from docserver.search import SearchService
 
 INSTRUCTIONS = (
@@ -22,8 +24,8 @@ _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localh
 _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
-def build_mcp(service: SearchService) -> MCPServer:
-    """An MCPServer with the docserver tools bound to `service`."""
+def build_mcp(service: SearchService, metrics: Metrics | None = None, *, log_queries: bool = False) -> MCPServer:
+    """An MCPServer with the docserver tools bound to `service`, observed by McpObserver."""
     mcp: MCPServer = MCPServer(
         "docserver",
         title="docserver",
@@ -33,6 +35,7 @@ def build_mcp(service: SearchService) -> MCPServer:
         log_level="WARNING",
     )
     register_tools(mcp, service)
+    mcp.middleware.append(McpObserver(metrics, log_queries=log_queries))
     return mcp
 
 
@@ -45,22 +48,24 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def session_manager(mcp: MCPServer, settings: Settings) -> StreamableHTTPSessionManager:
+def session_manager(mcp: MCPServer, settings: Settings, metrics: Metrics | None = None) -> ObservedSessionManager:
     """The Streamable HTTP session manager serving both protocol eras.
 
     Stateful mode: handshake-era clients get `Mcp-Session-Id` sessions and the
     GET stream; requests that carry a current (2026-07-28) protocol version are
     served statelessly by the SDK's modern path. POST answers are plain JSON.
     """
-    mcp.streamable_http_app(
+    return ObservedSessionManager(
+        # MCPServer builds its manager internally; ours adds session metrics,
+        # so it is built here around the same low-level server.
+        mcp._lowlevel_server,
         json_response=True,
-        stateless_http=False,
-        transport_security=transport_security(settings),
+        stateless=False,
+        security_settings=transport_security(settings),
         session_idle_timeout=settings.session_idle_timeout,
         max_request_body_size=settings.max_request_bytes,
-        host=settings.host,
+        metrics=metrics,
     )
-    return mcp.session_manager
 
 
 def mcp_asgi_app(manager: StreamableHTTPSessionManager) -> StreamableHTTPASGIApp:

@@ -1,20 +1,221 @@
-"""Logging set-up: done once, at start-up, before anything logs."""
+"""Structured logs: one JSON object per line, the same pipeline for our code and every library.
+
+The pipeline is built once at start-up (structlog processors); choices such
+as the renderer are made then, not per call. Request context (the
+correlation id) lives in contextvars, so it reaches every layer and every
+task spawned during a request. Lines are handed to a writer thread: a slow,
+full or closed stdout never blocks or breaks a request (see LogWriter).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, BinaryIO, TextIO
 
-from docserver.config import Settings
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from docserver import __version__
+from docserver.observability.logwriter import LogWriter
+from docserver.observability.redaction import Redactor
+
+RESERVED_KEYS = frozenset(
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "service_name",
+        "service_version",
+        "environment",
+        "correlation_id",
+        "trace_id",
+        "span_id",
+    }
+)
+
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+
+TraceIds = Callable[[], tuple[str, str] | None]
+"""Returns (trace_id, span_id) as lowercase hex for the active span, or None."""
 
 
-def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
-    """Route every logger (ours, uvicorn's, the MCP SDK's) to one handler at LOG_LEVEL."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+class _SinkLogger:
+    """What structlog wraps: takes a rendered line and hands it to the writer."""
+
+    __slots__ = ("_put", "name")
+
+    def __init__(self, name: str, put: Callable[[bytes], None]) -> None:
+        self.name = name
+        self._put = put
+
+    def msg(self, message: bytes | str) -> None:
+        self._put(message if isinstance(message, bytes) else message.encode())
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+class _SinkLoggerFactory:
+    def __init__(self, put: Callable[[bytes], None]) -> None:
+        self._put = put
+
+    def __call__(self, *args: Any) -> _SinkLogger:
+        return _SinkLogger(str(args[0]) if args else "docserver", self._put)
+
+
+def _protect_reserved(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Event data may not overwrite a reserved field: a clashing key is kept under `<key>_`."""
+    for key in RESERVED_KEYS.intersection(event_dict):
+        event_dict[f"{key}_"] = event_dict.pop(key)
+    return event_dict
+
+
+def _add_logger_name(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    event_dict["logger"] = record.name if record is not None else getattr(logger, "name", "docserver")
+    return event_dict
+
+
+def _static_fields(service_name: str, environment: str) -> Processor:
+    fields = {"service_name": service_name, "service_version": __version__, "environment": environment}
+
+    def add_static(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        event_dict.update(fields)
+        return event_dict
+
+    return add_static
+
+
+def _trace_fields(trace_ids: TraceIds) -> Processor:
+    def add_trace(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        ids = trace_ids()
+        if ids is not None:
+            event_dict["trace_id"], event_dict["span_id"] = ids
+        return event_dict
+
+    return add_trace
+
+
+def _redaction(redactor: Redactor) -> Processor:
+    def redact(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        return redactor.redact_mapping(event_dict)
+
+    return redact
+
+
+def _json_renderer() -> Processor:
+    dumps = orjson.dumps
+    option = orjson.OPT_NON_STR_KEYS
+
+    def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> bytes:
+        return dumps(event_dict, default=repr, option=option)
+
+    return render  # type: ignore[return-value]
+
+
+def _shared_processors(
+    service_name: str, environment: str, redactor: Redactor, trace_ids: TraceIds | None
+) -> list[Processor]:
+    processors: list[Processor] = [
+        _protect_reserved,
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _static_fields(service_name, environment),
+    ]
+    if trace_ids is not None:
+        processors.append(_trace_fields(trace_ids))
+    processors += [structlog.processors.dict_tracebacks, _redaction(redactor)]
+    return processors
+
+
+class _BridgeHandler(logging.Handler):
+    """Sends stdlib records (uvicorn, asyncio, the MCP SDK, httpx) through our pipeline."""
+
+    def __init__(self, formatter: logging.Formatter, put: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self._put = put
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a broken log call must not break the caller
+            self.handleError(record)
+            return
+        self._put(line.encode())
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    log_format: str = "json",
+    service_name: str = "docserver",
+    environment: str = "development",
+    stream: BinaryIO | TextIO | None = None,
+    secrets: Iterable[str] = (),
+    trace_ids: TraceIds | None = None,
+) -> LogWriter:
+    """Build the pipeline once and route every logger through it; returns the writer to close at exit."""
+    raw = stream if stream is not None else sys.stdout
+    writer = LogWriter(raw)
+    redactor = Redactor(secrets)
+    shared = _shared_processors(service_name, environment, redactor, trace_ids)
+    renderer: Processor
+    if log_format == "console":
+        colors = bool(getattr(raw, "isatty", lambda: False)())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors, event_key="event", timestamp_key="timestamp")
+    else:
+        renderer = _json_renderer()
+    numeric = _LEVELS.get(level.upper(), logging.INFO)
+
+    structlog.reset_defaults()
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=_SinkLoggerFactory(writer.put),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _to_text(renderer)],
+    )
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    # The SDK logs every session's creation and every tool failure at INFO.
-    logging.getLogger("mcp").setLevel(max(logging.WARNING, root.level))
+    root.handlers[:] = [_BridgeHandler(formatter, writer.put)]
+    root.setLevel(numeric)
+    # Libraries that are chatty at INFO about routine events (every session,
+    # every tool failure, every outbound request): warnings and up only.
+    for name in ("mcp", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, numeric))
+    logging.getLogger("uvicorn").handlers.clear()
+    logging.getLogger("uvicorn.error").handlers.clear()
+    logging.getLogger("uvicorn").propagate = True
+    logging.captureWarnings(True)
+    return writer
+
+
+def _to_text(renderer: Processor) -> Processor:
+    """ProcessorFormatter wants str; the JSON renderer returns bytes."""
+
+    def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
+        out = renderer(logger, method, event_dict)
+        return out.decode() if isinstance(out, bytes) else str(out)
+
+    return render
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger whose lines carry `logger=name`."""
+    return structlog.get_logger(name)
+
+
+def bind_request_context(**values: Any) -> MutableMapping[str, Any]:
+    """Bind fields (the correlation id) for every line of the current request; returns reset tokens."""
+    return dict(structlog.contextvars.bind_contextvars(**values))
+
+
+def reset_request_context(tokens: MutableMapping[str, Any]) -> None:
+    structlog.contextvars.reset_contextvars(**tokens)

@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from docserver.observability.metrics import Metrics
+
 Vectors = npt.NDArray[np.float32]
 """float32 vectors: a 1-D array for one, a 2-D array (one row each) for many."""
 
@@ -134,6 +136,9 @@ class Store(Protocol):
     """A fixed label: `sqlite` or `postgresql`."""
 
     async def open(self) -> None: ...
+
+    def instrument(self, metrics: Metrics | None, *, slow_seconds: float) -> None:
+        """Time every operation from now on (and export pool gauges, if there is a pool)."""
 
     async def close(self) -> None: ...
 

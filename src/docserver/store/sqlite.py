@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from docserver.errors import DocumentNotFoundError, EmbedderMismatchError, StoreError
+from docserver.observability.metrics import Metrics, PoolCollector
 from docserver.store import sqlite_driver
 from docserver.store.base import (
     ChunkRecord,
@@ -33,6 +34,7 @@ from docserver.store.base import (
     WriteStats,
 )
 from docserver.store.migrations import apply_sqlite_migrations
+from docserver.store.observe import QueryObserver
 from docserver.store.terms import query_terms
 
 T = TypeVar("T")
@@ -65,6 +67,12 @@ class SqliteStore:
         self._readers: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._write_lock = asyncio.Lock()
+        self._observer = QueryObserver(self.backend, None)
+        # Thread-pool occupancy, reported as the pool gauges (SQLite has no
+        # connection pool; its reader and writer threads play that part).
+        self._stats_lock = threading.Lock()
+        self._busy = 0
+        self._waiting = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -73,7 +81,7 @@ class SqliteStore:
             raise StoreError(f"cannot open database {self.path}: folder {self.path.parent} does not exist")
         self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="sqlite-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
-        await self._write(apply_sqlite_migrations)
+        await self._write("migrate", apply_sqlite_migrations)
 
     async def close(self) -> None:
         for executor in (self._readers, self._writer):
@@ -97,40 +105,61 @@ class SqliteStore:
         return connection
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._stats_lock:
+            self._waiting -= 1
+            self._busy += 1
         try:
             return fn(self._connection(), *args)
         except sqlite_driver.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
+        finally:
+            with self._stats_lock:
+                self._busy -= 1
 
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _read(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
         if self._readers is None:
             raise StoreError("store is not open")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, partial(self._call, fn, *args))
+        return await self._observer.run(operation, self._submit(self._readers, fn, args))
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _write(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
         if self._writer is None:
             raise StoreError("store is not open")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, partial(self._call, fn, *args))
+        return await self._observer.run(operation, self._submit(self._writer, fn, args))
+
+    def _submit(self, executor: ThreadPoolExecutor, fn: Callable[..., T], args: tuple[Any, ...]) -> Awaitable[T]:
+        with self._stats_lock:
+            self._waiting += 1
+        return asyncio.get_running_loop().run_in_executor(executor, partial(self._call, fn, *args))
+
+    def instrument(self, metrics: Metrics | None, *, slow_seconds: float) -> None:
+        """Time every operation (and count its errors) from now on; warn when one is slow."""
+        self._observer = QueryObserver(self.backend, metrics, slow_seconds=slow_seconds)
+        if metrics is not None:
+            metrics.register_collector(PoolCollector(self.pool_stats))
+
+    def pool_stats(self) -> tuple[int, int, int]:
+        """(active, idle, pending) over the reader and writer threads, read at scrape time."""
+        busy = max(self._busy, 0)
+        return busy, max(_READER_THREADS + 1 - busy, 0), max(self._waiting, 0)
 
     # -- metadata --------------------------------------------------------------
 
     async def ping(self) -> None:
-        await self._read(lambda db: db.execute("SELECT 1").fetchone())
+        await self._read("ping", lambda db: db.execute("SELECT 1").fetchone())
 
     async def embedder_info(self) -> EmbedderInfo | None:
-        return await self._read(_read_embedder)
+        return await self._read("embedder_info", _read_embedder)
 
     async def bind_embedder(self, info: EmbedderInfo) -> None:
-        await self._write(_bind_embedder, info)
+        await self._write("bind_embedder", _bind_embedder, info)
 
     async def corpus_version(self) -> int:
-        row = await self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = 'corpus_version'").fetchone())
+        row = await self._read("corpus_version", _read_corpus_version)
         return int(row[0])
 
     async def list_sources(self) -> list[SourceInfo]:
         rows = await self._read(
+            "list_sources",
             lambda db: db.execute(
                 """
                 SELECT s.name, COUNT(DISTINCT d.id), COUNT(c.id), s.updated_at
@@ -139,13 +168,14 @@ class SqliteStore:
                 LEFT JOIN chunks c ON c.document_id = d.id
                 GROUP BY s.name ORDER BY s.name
                 """
-            ).fetchall()
+            ).fetchall(),
         )
         return [SourceInfo(name, documents, chunks, updated) for name, documents, chunks, updated in rows]
 
     async def document_hashes(self, source: str) -> dict[str, str]:
         rows = await self._read(
-            lambda db: db.execute("SELECT path, content_hash FROM documents WHERE source = ?", (source,)).fetchall()
+            "document_hashes",
+            lambda db: db.execute("SELECT path, content_hash FROM documents WHERE source = ?", (source,)).fetchall(),
         )
         return dict(rows)
 
@@ -154,16 +184,16 @@ class SqliteStore:
     @asynccontextmanager
     async def update_source(self, source: str) -> AsyncIterator[SqliteSourceWriter]:
         async with self._write_lock:
-            await self._write(_begin, source)
+            await self._write("begin", _begin, source)
             writer = SqliteSourceWriter(self, source)
             try:
                 yield writer
             except BaseException:
                 # Shielded: a cancelled ingest must still roll back, or the
                 # writer connection would be left inside a transaction.
-                await asyncio.shield(self._write(_rollback))
+                await asyncio.shield(self._write("rollback", _rollback))
                 raise
-            await self._write(_commit, source)
+            await self._write("commit", _commit, source)
 
     # -- reading ---------------------------------------------------------------
 
@@ -171,23 +201,26 @@ class SqliteStore:
         match = _fts_query(query)
         if match is None:
             return []
-        rows = await self._read(_search_text, match, source, limit)
+        rows = await self._read("search_text", _search_text, match, source, limit)
         return [RankedId(chunk_id, -rank) for chunk_id, rank in rows]
 
     async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
-        blob = np.asarray(vector, dtype=np.float32).tobytes()
-        rows = await self._read(_search_vector, blob, source, limit)
-        return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
+        array = np.asarray(vector, dtype=np.float32)
+        if not np.any(array):
+            return []  # a zero vector (a query without words) has no direction to compare
+        rows = await self._read("search_vector", _search_vector, array.tobytes(), source, limit)
+        # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).
+        return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]
 
     async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
         if not chunk_ids:
             return []
-        rows = await self._read(_get_chunks, list(chunk_ids))
+        rows = await self._read("get_chunks", _get_chunks, list(chunk_ids))
         by_id = {row[0]: ChunkRecord(*row) for row in rows}
         return [by_id[chunk_id] for chunk_id in chunk_ids if chunk_id in by_id]
 
     async def get_document(self, document_id: int) -> Document:
-        row = await self._read(_get_document, document_id)
+        row = await self._read("get_document", _get_document, document_id)
         if row is None:
             raise DocumentNotFoundError(f"no document with id {document_id}")
         return Document(*row)
@@ -204,18 +237,22 @@ class SqliteSourceWriter:
     async def put_document(self, document: DocumentInput) -> None:
         if len(document.vectors) != len(document.chunks):
             raise StoreError(f"{document.path}: {len(document.chunks)} chunks but {len(document.vectors)} vectors")
-        await self._store._write(_put_document, self._source, document)
+        await self._store._write("put_document", _put_document, self._source, document)
         self.stats.written += 1
         self.stats.chunks += len(document.chunks)
 
     async def delete_documents(self, paths: Sequence[str]) -> None:
         if paths:
-            await self._store._write(_delete_documents, self._source, list(paths))
+            await self._store._write("delete_documents", _delete_documents, self._source, list(paths))
             self.stats.deleted += len(paths)
             self.stats.deleted_paths.extend(paths)
 
 
 # -- SQL, run on the store's threads ----------------------------------------------
+
+
+def _read_corpus_version(db: Connection) -> tuple[str]:
+    return db.execute("SELECT value FROM meta WHERE key = 'corpus_version'").fetchone()  # type: ignore[no-any-return]
 
 
 def _read_embedder(db: Connection) -> EmbedderInfo | None:

@@ -1,0 +1,253 @@
+"""Prometheus metrics: every docserver metric, on an injected registry.
+
+Names, types, labels and buckets are the contract in DESIGN.md (dashboards
+and alert rules depend on them). Every label value comes from a closed set:
+`label_*` functions map anything else to `unmatched`, `unknown` or `other`,
+so no client input can create a series. Hot paths use label children cached
+here, never `labels()` per request.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from docserver import __version__
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+MCP_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+RESULT_COUNT_BUCKETS = (0, 1, 2, 3, 5, 10, 20)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+MCP_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/read",
+        "resources/templates/list",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "subscriptions/listen",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+    }
+)
+EMBEDDING_ERROR_REASONS = frozenset(
+    {"timeout", "rate_limited", "http_error", "invalid_response", "auth", "not_found", "connection"}
+)
+
+
+def _no_exemplar() -> dict[str, str] | None:
+    return None
+
+
+def label_http_method(method: str) -> str:
+    return method if method in HTTP_METHODS else "other"
+
+
+def label_mcp_method(method: str) -> str:
+    return method if method in MCP_METHODS else "other"
+
+
+def label_status_code(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
+
+
+class Metrics:
+    """Every docserver metric, registered on one registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        tools: Iterable[str] = (),
+        process_collectors: bool = True,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.tools = frozenset(tools)
+        r = self.registry
+
+        self.http_requests = Counter(
+            "docserver_http_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            ["method", "route", "status_code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "docserver_http_request_duration_seconds",
+            "Time from request start to the end of the response, by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.active_connections = Gauge(
+            "docserver_active_connections",
+            "In-flight HTTP requests (transport=http) and open SSE streams (transport=sse).",
+            ["transport"],
+            registry=r,
+        )
+        self.sessions_active = Gauge(
+            "docserver_mcp_sessions_active",
+            "Open handshake-era MCP sessions (Mcp-Session-Id). The current protocol is stateless.",
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "docserver_tool_calls",
+            "MCP tool calls, by tool (registered name or `unknown`) and status (ok, error).",
+            ["tool", "status"],
+            registry=r,
+        )
+        self.tool_duration = Histogram(
+            "docserver_tool_call_duration_seconds",
+            "MCP tool call duration, by tool.",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.query_duration = Histogram(
+            "docserver_query_duration_seconds",
+            "Store operation duration, by operation and backend.",
+            ["operation", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.query_errors = Counter(
+            "docserver_query_errors",
+            "Store operations that failed, by operation and backend.",
+            ["operation", "backend"],
+            registry=r,
+        )
+        self.embedding_duration = Histogram(
+            "docserver_embedding_duration_seconds",
+            "Embedding call duration, one observation per batch, by provider and model.",
+            ["provider", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.embedding_batch_size = Histogram(
+            "docserver_embedding_batch_size",
+            "Texts per embedding batch, by provider.",
+            ["provider"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.embedding_errors = Counter(
+            "docserver_embedding_errors",
+            "Embedding batches that failed, by provider and reason "
+            "(timeout, rate_limited, http_error, invalid_response, auth, not_found, connection).",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "docserver_cache_requests",
+            "Cache lookups, by cache (embedding, search) and result (hit, miss).",
+            ["cache", "result"],
+            registry=r,
+        )
+        self.search_results = Histogram(
+            "docserver_search_results",
+            "Results returned per search (0 = nothing found).",
+            buckets=RESULT_COUNT_BUCKETS,
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "docserver_build_info",
+            "Always 1; labels describe the running build and configuration.",
+            ["version", "python_version", "backend", "embedder"],
+            registry=r,
+        )
+        self.mcp_operation_duration = Histogram(
+            "mcp_server_operation_duration_seconds",
+            "MCP message handling duration (OTel MCP semantic conventions).",
+            ["mcp_method_name", "gen_ai_tool_name", "error_type"],
+            buckets=MCP_BUCKETS,
+            registry=r,
+        )
+        self.mcp_session_duration = Histogram(
+            "mcp_server_session_duration_seconds",
+            "Handshake-era MCP session duration, from initialize to its end (OTel MCP semantic conventions).",
+            buckets=MCP_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "docserver_auth_failures",
+            "Requests refused for a missing or wrong token, by endpoint (metrics, pprof).",
+            ["endpoint"],
+            registry=r,
+        )
+        self.log_lines_dropped = Counter(
+            "docserver_log_lines_dropped",
+            "Log lines dropped because stdout was closed, broken or too slow.",
+            registry=r,
+        )
+        if process_collectors:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+        self.exemplar: Callable[[], dict[str, str] | None] = _no_exemplar
+        """Set by tracing: the trace id of the current sampled span, for histogram exemplars."""
+
+        # Children for the hot paths, created once.
+        self.http_in_flight = self.active_connections.labels("http")
+        self.sse_open = self.active_connections.labels("sse")
+        for endpoint in ("metrics", "pprof"):
+            self.auth_failures.labels(endpoint)
+        self._tool_children: dict[tuple[str, str], Any] = {}
+        for tool in (*self.tools, "unknown"):
+            for status in ("ok", "error"):
+                self._tool_children[(tool, status)] = self.tool_calls.labels(tool, status)
+            self._tool_children[(tool, "duration")] = self.tool_duration.labels(tool)
+
+    def label_tool(self, name: object) -> str:
+        return name if isinstance(name, str) and name in self.tools else "unknown"
+
+    def tool_call(self, tool: str, status: str) -> Any:
+        return self._tool_children[(tool, status)]
+
+    def tool_timer(self, tool: str) -> Any:
+        return self._tool_children[(tool, "duration")]
+
+    def set_build_info(self, *, backend: str, embedder: str) -> None:
+        self.build_info.labels(__version__, platform.python_version(), backend, embedder).set(1)
+
+    def register_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+
+class PoolCollector(Collector):
+    """Connection-pool gauges read from the pool's own statistics at scrape time."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        self._stats = stats  # -> (active, idle, pending)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        active, idle, pending = self._stats()
+        connections = GaugeMetricFamily(
+            "docserver_db_pool_connections", "Database pool connections, by state.", labels=["state"]
+        )
+        connections.add_metric(["active"], active)
+        connections.add_metric(["idle"], idle)
+        yield connections
+        yield GaugeMetricFamily(
+            "docserver_db_pool_pending_requests", "Callers waiting for a pool connection.", value=pending
+        )

@@ -1,0 +1,53 @@
+"""QueryObserver: times every store operation, counts its errors, warns when one is slow.
+
+The store owns its queries, so it instruments them, once, here; search and
+ingestion never time the store themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from docserver.observability.logging import get_logger
+from docserver.observability.metrics import Metrics
+
+T = TypeVar("T")
+log = get_logger("docserver.store")
+
+
+class QueryObserver:
+    def __init__(self, backend: str, metrics: Metrics | None, *, slow_seconds: float = 0.25) -> None:
+        self.backend = backend
+        self.metrics = metrics
+        self.slow_seconds = slow_seconds
+        self._children: dict[str, tuple[Any, Any]] = {}
+
+    async def run(self, operation: str, work: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        try:
+            return await work
+        except Exception:
+            if self.metrics is not None:
+                self._child(operation)[1].inc()
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self._child(operation)[0].observe(elapsed, self.metrics.exemplar())
+            if elapsed > self.slow_seconds:
+                log.warning(
+                    "slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3)
+                )
+
+    def _child(self, operation: str) -> tuple[Any, Any]:
+        children = self._children.get(operation)
+        if children is None:
+            assert self.metrics is not None
+            children = (
+                self.metrics.query_duration.labels(operation, self.backend),
+                self.metrics.query_errors.labels(operation, self.backend),
+            )
+            self._children[operation] = children
+        return children
