@@ -7,13 +7,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test install lint typecheck pytest clean
+.PHONY: serve test install system-deps lint typecheck pytest clean
 
 serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
 	$(BIN)/docserver serve
 
-test: lint typecheck pytest
+test: system-deps lint typecheck pytest
+
+# Real judges the tests run: promtool and Prometheus/Alertmanager (Debian's
+# prometheus packages) and `go tool pprof` (golang-go). Installed once.
+system-deps:
+	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager golang-go; }
 
 install: $(STAMP)
 

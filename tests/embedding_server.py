@@ -13,6 +13,13 @@ Faults are switched at run time with `POST /admin/fault`, JSON
 answers `status` (500 by default), `rate_limit` answers 429 with
 `Retry-After: delay` when `delay` is given. `GET /admin/stats` reports the
 number of embedding requests and selected headers of the last one.
+
+Like any service in production, it logs one JSON object per line on stdout
+(after the `READY` line): one `embeddings_request` line per embedding
+request, with `service_name="embedding-server"`, the caller's
+`X-Correlation-ID` as `correlation_id`, and the `trace_id` of an incoming
+W3C `traceparent`, so its lines can be merged with docserver's and followed
+by one correlation id.
 """
 
 from __future__ import annotations
@@ -20,11 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import math
 import re
 import socket
+import sys
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -38,6 +49,8 @@ MISSING_MODEL = "missing-model"
 FAULT_MODES = frozenset({"none", "slow", "error", "rate_limit", "bad_json", "wrong_count"})
 RECORDED_HEADERS = ("x-correlation-id", "traceparent", "tracestate")
 _WORD = re.compile(r"[a-z0-9]+")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+SERVICE_NAME = "embedding-server"
 
 
 @dataclass
@@ -85,7 +98,43 @@ def error(status: int, message: str, kind: str = "invalid_request_error", code: 
     return JSONResponse(body, status_code=status)
 
 
+def log_event(event: str, *, level: str = "info", logger: str = "embedding_server", **fields: Any) -> None:
+    """One JSON object per line on stdout, flushed at once: the file a log shipper would tail."""
+    line = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "level": level,
+        "event": event,
+        "logger": logger,
+        "service_name": SERVICE_NAME,
+        **{key: value for key, value in fields.items() if value is not None},
+    }
+    print(json.dumps(line, ensure_ascii=True), flush=True)
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a W3C `traceparent` header, or None when absent or malformed."""
+    match = _TRACEPARENT.match(traceparent or "")
+    if match is None or match.group(1) == "0" * 32:
+        return None
+    return match.group(1)
+
+
 async def embeddings(request: Request) -> Response:
+    """POST /v1/embeddings, logged once as `embeddings_request` before the answer leaves."""
+    started = time.perf_counter()
+    response = await _embeddings(request)
+    log_event(
+        "embeddings_request",
+        level="info" if response.status_code < 400 else "warning",
+        correlation_id=request.headers.get("x-correlation-id"),
+        trace_id=trace_id_of(request.headers.get("traceparent")),
+        status_code=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return response
+
+
+async def _embeddings(request: Request) -> Response:
     state: State = request.app.state.server
     state.requests += 1
     state.last_headers = {name: request.headers[name] for name in RECORDED_HEADERS if name in request.headers}
@@ -191,6 +240,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY`")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

@@ -18,7 +18,7 @@ import pytest
 
 from docserver.observability.profiling.pprof import Frame, ProfileBuilder
 from docserver.observability.profiling.sources import function_at
-from docserver.observability.profiling.stacks import coroutine_stack, thread_stack
+from docserver.observability.profiling.stacks import FrameLocations, coroutine_stack, frame_of
 
 Message = dict[int, list[int | bytes]]
 
@@ -149,16 +149,28 @@ def test_a_sample_with_the_wrong_number_of_values_is_refused() -> None:
         builder.add_sample([Frame("f", "f.py", 1)], (1,))
 
 
-def test_thread_stack_is_leaf_first_with_qualified_names() -> None:
+def test_frame_of_gives_qualified_name_file_and_lines() -> None:
     class Outer:
-        def method(self) -> list[Frame]:
-            return thread_stack(sys._getframe())
+        def method(self) -> Frame:
+            return frame_of(sys._getframe())
 
-    stack = Outer().method()
-    assert stack[0].name.endswith("Outer.method")
-    assert stack[1].name == "test_thread_stack_is_leaf_first_with_qualified_names"
-    assert stack[0].filename == __file__
-    assert stack[0].line > stack[0].start_line > 0
+    frame = Outer().method()
+    assert frame.name == "test_frame_of_gives_qualified_name_file_and_lines.<locals>.Outer.method"
+    assert frame.filename == __file__
+    assert frame.line > frame.start_line > 0
+
+
+def test_frame_locations_are_leaf_first_and_cached() -> None:
+    builder = ProfileBuilder([("samples", "count")])
+    locations = FrameLocations(builder)
+    here = sys._getframe()
+    stack, leaf, caller = locations.stack(here), frame_of(here), here.f_back
+    assert caller is not None
+    assert stack[:2] == (builder.location(leaf), builder.location(frame_of(caller)))
+    assert len(stack) > 2
+    again, limited = locations.stack(here), locations.stack(here, limit=2)  # same line as each other
+    assert again[1:] == stack[1:]
+    assert limited == again[:2]
 
 
 async def test_a_suspended_coroutine_chain_is_followed_to_its_innermost_await() -> None:

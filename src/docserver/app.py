@@ -26,6 +26,7 @@ from docserver.observability.exposition import metrics_route
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.observability.profiling.endpoints import profiling_routes
+from docserver.observability.tracing import Tracing
 from docserver.runtime import Runtime
 
 
@@ -34,7 +35,9 @@ def new_metrics(settings: Settings, registry: object | None = None) -> Metrics:
     return Metrics(registry, tools=TOOL_NAMES)  # type: ignore[arg-type]
 
 
-def create_app(settings: Settings, runtime: Runtime, metrics: Metrics | None = None) -> ASGIApp:
+def create_app(
+    settings: Settings, runtime: Runtime, metrics: Metrics | None = None, tracing: Tracing | None = None
+) -> ASGIApp:
     """The public app. The caller owns `runtime` (opened before, closed after).
 
     `metrics` serves /metrics; request instrumentation uses `runtime.metrics`,
@@ -73,14 +76,16 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics | None = N
         routes += admin_routes(settings, metrics)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_ERROR_HANDLERS)
     app.state.runtime = runtime
-    return _observed(app, routes, settings, runtime.metrics)
+    return _observed(app, routes, settings, runtime.metrics, tracing)
 
 
-def create_admin_app(settings: Settings, runtime: Runtime, metrics: Metrics | None) -> ASGIApp:
+def create_admin_app(
+    settings: Settings, runtime: Runtime, metrics: Metrics | None, tracing: Tracing | None = None
+) -> ASGIApp:
     """The admin listener's app: /metrics and /debug/pprof only."""
     routes = admin_routes(settings, metrics)
     app = Starlette(routes=routes, exception_handlers=_ERROR_HANDLERS)
-    return _observed(app, routes, settings, runtime.metrics)
+    return _observed(app, routes, settings, runtime.metrics, tracing)
 
 
 def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]:
@@ -92,11 +97,27 @@ def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]
     return routes
 
 
-def _observed(app: Starlette, routes: list[BaseRoute], settings: Settings, metrics: Metrics | None) -> ASGIApp:
+def _observed(
+    app: Starlette, routes: list[BaseRoute], settings: Settings, metrics: Metrics | None, tracing: Tracing | None
+) -> ASGIApp:
     if not settings.telemetry_enabled:
         return app  # the kill switch: no request middleware at all
-    templates = [path for route in routes if (path := getattr(route, "path", None))]
-    return ObservabilityMiddleware(app, routes=templates, metrics=metrics, access_log=True)
+    return ObservabilityMiddleware(
+        app, routes=route_templates(routes), metrics=metrics, access_log=True, tracing=tracing
+    )
+
+
+def route_templates(routes: list[BaseRoute]) -> list[str]:
+    """Every path the app serves, including those inside mounts: the closed set of `route` labels."""
+    templates: list[str] = []
+    for route in routes:
+        path = getattr(route, "path", None)
+        children = getattr(route, "routes", None)
+        if children:
+            templates += [path.rstrip("/") + child for child in route_templates(children)] if path else []
+        elif path:
+            templates.append(path)
+    return templates
 
 
 class _McpEndpoint:

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+from docserver.observability import tracing
 from docserver.observability.metrics import Metrics
 
 K = TypeVar("K", bound=Hashable)
@@ -39,7 +40,10 @@ class TTLCache(Generic[K, V]):
         return len(self._entries)
 
     def get(self, key: K) -> V | None:
-        value = self._lookup(key)
+        with tracing.span(f"cache.get {self.name}", attributes={"docserver.cache.name": self.name}) as span:
+            value = self._lookup(key)
+            if span is not None:
+                span.set_attribute("docserver.cache.hit", value is not None)
         counter = self._misses if value is None else self._hits
         if counter is not None:
             counter.inc()

@@ -21,6 +21,7 @@ from docserver.errors import DocserverError
 from docserver.ingest.pipeline import default_source_name, ingest
 from docserver.ingest.progress import ProgressBar
 from docserver.observability.logging import configure_logging
+from docserver.observability.tracing import current_trace_ids
 from docserver.runtime import open_runtime
 from docserver.search import MAX_LIMIT
 
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         environment=settings.environment,
         stream=sys.stdout if http_server else sys.stderr,
         secrets=settings.secrets(),
+        trace_ids=current_trace_ids if settings.tracing_enabled else None,
     )
     try:
         return _run(args, settings)

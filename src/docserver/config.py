@@ -205,6 +205,41 @@ class Settings(BaseSettings):
         validation_alias="OTEL_SERVICE_NAME",
         description="Service name on every log line, span and in build info.",
     )
+    otel_sdk_disabled: bool = Field(
+        False,
+        validation_alias="OTEL_SDK_DISABLED",
+        description="`true` turns tracing off entirely: no provider, no spans, no exporter thread.",
+    )
+    trace_sample_rate: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        validation_alias="OTEL_TRACE_SAMPLE_RATE",
+        description="Fraction of new traces recorded (parent-based ratio sampler); an inbound sampled flag wins.",
+    )
+    traces_sampler: str | None = Field(
+        None,
+        validation_alias="OTEL_TRACES_SAMPLER",
+        description="Standard OpenTelemetry sampler name (e.g. `parentbased_traceidratio`); overrides the rate.",
+    )
+    traces_sampler_arg: str | None = Field(
+        None, validation_alias="OTEL_TRACES_SAMPLER_ARG", description="Argument of OTEL_TRACES_SAMPLER."
+    )
+    traces_exporter: Literal["otlp", "console", "none"] = Field(
+        "otlp",
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description="`otlp` (to a collector or Jaeger), `console` (stdout, for debugging) or `none`.",
+    )
+    otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        "http/protobuf",
+        validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL",
+        description="OTLP transport: `http/protobuf` (port 4318) or `grpc` (port 4317).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="Collector base URL, e.g. `http://jaeger:4318` (default: the exporter's, localhost).",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         validation_alias="METRICS_TOKEN",
@@ -221,7 +256,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("embedder", "log_format", "telemetry", mode="before")
+    @field_validator("embedder", "log_format", "telemetry", "traces_exporter", "otlp_protocol", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -259,6 +294,10 @@ class Settings(BaseSettings):
     @property
     def telemetry_enabled(self) -> bool:
         return self.telemetry == "on"
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.telemetry_enabled and not self.otel_sdk_disabled
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""

@@ -16,6 +16,9 @@ from starlette.types import ASGIApp
 from docserver.app import create_admin_app, create_app, new_metrics
 from docserver.config import Settings
 from docserver.mcp.server import build_mcp
+from docserver.observability.logging import active_log_writer
+from docserver.observability.metrics import LogDropCollector, Metrics
+from docserver.observability.tracing import Tracing, TracingConfig, configure_tracing, sampler_named
 from docserver.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
@@ -101,14 +104,29 @@ async def serve_http(settings: Settings) -> None:
         )
     metrics = new_metrics(settings)
     request_metrics = metrics if settings.telemetry_enabled else None
+    writer = active_log_writer()
+    if writer is not None:
+        metrics.register_collector(LogDropCollector(lambda: writer.dropped))
+    tracing = configure_tracing(tracing_config(settings), request_metrics) if settings.tracing_enabled else None
+    try:
+        await _serve(settings, metrics, request_metrics, tracing)
+    finally:
+        if tracing is not None:
+            # Queued spans get a bounded chance to leave; never on a request path.
+            await asyncio.to_thread(tracing.shutdown)
+
+
+async def _serve(
+    settings: Settings, metrics: Metrics, request_metrics: Metrics | None, tracing: Tracing | None
+) -> None:
     async with open_runtime(settings, request_metrics) as runtime:
         if request_metrics is None:
             metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
         companions: list[uvicorn.Server] = []
         if (admin := settings.admin_host_port) is not None:
-            admin_app = create_admin_app(settings, runtime, metrics)
+            admin_app = create_admin_app(settings, runtime, metrics, tracing)
             companions.append(_CompanionServer(_config(admin_app, *admin, settings, lifespan="off")))
-        app = create_app(settings, runtime, metrics)
+        app = create_app(settings, runtime, metrics, tracing)
         main = _DrainingServer(_config(app, settings.host, settings.port, settings, lifespan="on"), runtime, companions)
         # uvicorn re-raises the captured signal once it has shut down, to the
         # handler that was installed before it; a no-op one lets the runtime
@@ -122,7 +140,28 @@ async def serve_http(settings: Settings) -> None:
 
 
 async def serve_stdio(settings: Settings) -> None:
-    """Serve one MCP client over stdin/stdout (stdout carries the protocol, so logs go to stderr)."""
-    metrics = new_metrics(settings) if settings.telemetry_enabled else None
-    async with open_runtime(settings, metrics) as runtime:
-        await build_mcp(runtime.service, metrics, log_queries=settings.log_queries).run_stdio_async()
+    """Serve one MCP client over stdin/stdout (stdout carries the protocol, so logs go to stderr).
+
+    No HTTP, so no /metrics to read: request metrics are not collected here.
+    The SDK's MCP spans are exported when tracing is on.
+    """
+    tracing = configure_tracing(tracing_config(settings), None) if settings.tracing_enabled else None
+    try:
+        async with open_runtime(settings) as runtime:
+            await build_mcp(runtime.service, None, log_queries=settings.log_queries).run_stdio_async()
+    finally:
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)
+
+
+def tracing_config(settings: Settings) -> TracingConfig:
+    sampler = sampler_named(settings.traces_sampler, settings.traces_sampler_arg) if settings.traces_sampler else None
+    return TracingConfig(
+        service_name=settings.service_name,
+        environment=settings.environment,
+        exporter=settings.traces_exporter,
+        protocol=settings.otlp_protocol,
+        sample_rate=None if sampler is not None else settings.trace_sample_rate,
+        sampler=sampler,
+        endpoint=settings.otlp_endpoint,
+    )

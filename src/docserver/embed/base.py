@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from opentelemetry.trace import SpanKind
 
 from docserver.errors import EmbeddingError
+from docserver.observability import tracing
 from docserver.observability.logging import get_logger
 from docserver.observability.metrics import EMBEDDING_ERROR_REASONS, Metrics
 from docserver.store.base import EmbedderInfo, Vectors
@@ -46,25 +49,37 @@ class Embedder(ABC):
         """`embed_batch`, measured: the embedder owns its batches, so it instruments them here, once."""
         metrics = self._metrics
         started = time.perf_counter()
-        try:
-            return await self.embed_batch(texts)
-        except EmbeddingError as exc:
-            if metrics is not None and exc.reason in self._errors:
-                self._errors[exc.reason].inc()
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            if metrics is not None:
-                self._duration.observe(elapsed, metrics.exemplar())
-                self._sizes.observe(len(texts))
-            if elapsed > self._slow_seconds:
-                log.warning(
-                    "slow_embedding_batch",
-                    provider=self.provider,
-                    model=self.model,
-                    batch_size=len(texts),
-                    duration_ms=round(elapsed * 1000, 3),
-                )
+        with tracing.span(f"embeddings {self.model}", SpanKind.CLIENT, self._span_attributes(len(texts))) as span:
+            try:
+                return await self.embed_batch(texts)
+            except EmbeddingError as exc:
+                if metrics is not None and exc.reason in self._errors:
+                    self._errors[exc.reason].inc()
+                tracing.mark_error(span, exc.reason)
+                raise
+            finally:
+                self._observe(metrics, len(texts), time.perf_counter() - started)
+
+    def _span_attributes(self, size: int) -> dict[str, Any]:
+        return {
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.provider.name": self.provider,
+            "gen_ai.request.model": self.model,
+            "docserver.embedding.batch_size": size,
+        }
+
+    def _observe(self, metrics: Metrics | None, size: int, elapsed: float) -> None:
+        if metrics is not None:
+            self._duration.observe(elapsed, metrics.exemplar())
+            self._sizes.observe(size)
+        if elapsed > self._slow_seconds:
+            log.warning(
+                "slow_embedding_batch",
+                provider=self.provider,
+                model=self.model,
+                batch_size=size,
+                duration_ms=round(elapsed * 1000, 3),
+            )
 
     @property
     def info(self) -> EmbedderInfo:

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+from opentelemetry.trace import SpanKind
 
 from docserver.embed.base import Embedder, Vectors, normalize
 from docserver.errors import EmbeddingError
+from docserver.observability import tracing
 from docserver.store.base import EmbedderInfo
 
 MAX_RETRY_DELAY = 30.0
@@ -84,6 +86,12 @@ class OpenAIEmbedder(Embedder):
         self._has_key = bool(api_key)
         parts = urlsplit(base_url.rstrip("/"))
         self._url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}/embeddings"
+        self._client_span_attributes = {
+            "http.request.method": "POST",
+            "url.full": self._url,
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        }
         self._path = f"{parts.path}/embeddings"
         self._secrets = tuple(secret for secret in (api_key, parts.password) if secret)
         headers = {"Accept": "application/json"}
@@ -138,15 +146,28 @@ class OpenAIEmbedder(Embedder):
                 attempt += 1
 
     async def _attempt(self, body: dict[str, Any]) -> httpx.Response:
+        # One client span per attempt; the hook runs inside it, so the
+        # traceparent sent is this span's and the provider's span nests under it.
+        with tracing.span("POST", SpanKind.CLIENT, self._client_span_attributes) as client_span:
+            response = await self._send(body)
+            if client_span is not None:
+                client_span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 400:
+                    tracing.mark_error(client_span, str(response.status_code))
+        return self._check(response)
+
+    async def _send(self, body: dict[str, Any]) -> httpx.Response:
         headers = dict(self._headers_hook()) if self._headers_hook else None
         try:
-            response = await self._client.post("embeddings", json=body, headers=headers)
+            return await self._client.post("embeddings", json=body, headers=headers)
         except httpx.TimeoutException:
             message = f"embedding API at {self._url} timed out after {self.timeout:g} s"
             raise _Transient(message, "timeout") from None
         except httpx.TransportError as exc:
             message = f"cannot reach the embedding API at {self._url} ({type(exc).__name__})"
             raise _Transient(message, "connection") from None
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
         status = response.status_code
         if status == 429:
             message = f"embedding API at {self._url} is rate limiting requests (HTTP 429)"

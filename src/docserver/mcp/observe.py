@@ -12,6 +12,7 @@ import hashlib
 import time
 from typing import Any
 
+import structlog
 from mcp.server.context import CallNext, ServerRequestContext
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -19,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 from pydantic import ValidationError
 
+from docserver.observability import tracing
 from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics, label_mcp_method
 
@@ -56,6 +58,26 @@ def _result_count(result: Any) -> int | None:
     return None
 
 
+def _annotate_span(ctx: ServerRequestContext[Any, Any]) -> None:
+    """Add to the SDK's MCP span what it leaves out: the session, the correlation id, the HTTP link."""
+    span = tracing.sampled_span()
+    if span is None:
+        return
+    headers = getattr(ctx.request, "headers", None)
+    session_id = headers.get("mcp-session-id") if headers is not None else None
+    if session_id:
+        span.set_attribute("mcp.session.id", session_id)
+    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    if correlation_id:
+        span.set_attribute("docserver.correlation_id", correlation_id)
+    # SEP-414: a `_meta` traceparent makes the client's trace the parent; the
+    # HTTP server span is then linked, so both traces lead to each other.
+    http = tracing.http_span_context.get()
+    parent = getattr(span, "parent", None)
+    if http is not None and http.is_valid and (parent is None or parent.span_id != http.span_id):
+        span.add_link(http, {"docserver.link": "http_server_span"})
+
+
 class McpObserver:
     """ServerMiddleware: metrics for every MCP message, a log line for every tool call."""
 
@@ -69,6 +91,7 @@ class McpObserver:
         tool = _NO_TOOL
         if ctx.method == "tools/call":
             tool = self.metrics.label_tool(params.get("name")) if self.metrics else str(params.get("name"))[:64]
+        _annotate_span(ctx)
         started = time.perf_counter()
         error_type = ""
         result: Any = None

@@ -105,12 +105,21 @@ def _redaction(redactor: Redactor) -> Processor:
     return redact
 
 
+_DROPPED_KEYS = ("color_message",)  # uvicorn's ANSI-coloured copy of the message
+_LEADING_KEYS = ("timestamp", "level", "event", "logger")
+
+
 def _json_renderer() -> Processor:
     dumps = orjson.dumps
     option = orjson.OPT_NON_STR_KEYS
 
     def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> bytes:
-        return dumps(event_dict, default=repr, option=option)
+        # The fields a person scans for come first; None values are left out.
+        line = {key: event_dict.pop(key, None) for key in _LEADING_KEYS}
+        for key in _DROPPED_KEYS:
+            event_dict.pop(key, None)
+        line.update((key, value) for key, value in event_dict.items() if value is not None)
+        return dumps(line, default=repr, option=option)
 
     return render  # type: ignore[return-value]
 
@@ -160,8 +169,10 @@ def configure_logging(
     trace_ids: TraceIds | None = None,
 ) -> LogWriter:
     """Build the pipeline once and route every logger through it; returns the writer to close at exit."""
+    global _active_writer
     raw = stream if stream is not None else sys.stdout
     writer = LogWriter(raw)
+    _active_writer = writer
     redactor = Redactor(secrets)
     shared = _shared_processors(service_name, environment, redactor, trace_ids)
     renderer: Processor
@@ -205,6 +216,14 @@ def _to_text(renderer: Processor) -> Processor:
         return out.decode() if isinstance(out, bytes) else str(out)
 
     return render
+
+
+_active_writer: LogWriter | None = None
+
+
+def active_log_writer() -> LogWriter | None:
+    """The writer of the current pipeline (its drop count is a metric)."""
+    return _active_writer
 
 
 def get_logger(name: str) -> Any:

@@ -13,8 +13,8 @@ import platform
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -82,6 +82,8 @@ class Metrics:
         tools: Iterable[str] = (),
         process_collectors: bool = True,
     ) -> None:
+        # `_created` series would double the exposition for a timestamp nobody queries.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.tools = frozenset(tools)
         r = self.registry
@@ -194,9 +196,10 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
-        self.log_lines_dropped = Counter(
-            "docserver_log_lines_dropped",
-            "Log lines dropped because stdout was closed, broken or too slow.",
+        self.trace_spans_dropped = Counter(
+            "docserver_trace_spans_dropped",
+            "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
+            ["reason"],
             registry=r,
         )
         if process_collectors:
@@ -212,6 +215,8 @@ class Metrics:
         self.sse_open = self.active_connections.labels("sse")
         for endpoint in ("metrics", "pprof"):
             self.auth_failures.labels(endpoint)
+        for reason in ("queue_full", "export_failed"):
+            self.trace_spans_dropped.labels(reason)
         self._tool_children: dict[tuple[str, str], Any] = {}
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):
@@ -250,4 +255,18 @@ class PoolCollector(Collector):
         yield connections
         yield GaugeMetricFamily(
             "docserver_db_pool_pending_requests", "Callers waiting for a pool connection.", value=pending
+        )
+
+
+class LogDropCollector(Collector):
+    """docserver_log_lines_dropped_total, read from the log writer at scrape time."""
+
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "docserver_log_lines_dropped",
+            "Log lines dropped because stdout was closed, broken or too slow to keep up.",
+            value=self._dropped(),
         )

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import structlog
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+from docserver.observability.tracing import trace_headers
+
+_BAGGAGE = W3CBaggagePropagator()
 
 
 def outbound_headers() -> dict[str, str]:
-    """`X-Correlation-ID` of the current request, for outbound HTTP calls (empty outside a request)."""
+    """`X-Correlation-ID`, `traceparent`/`tracestate` and `baggage` of the current request, for outbound calls."""
+    headers = trace_headers()
     correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
-    return {"X-Correlation-ID": correlation_id} if correlation_id else {}
+    if correlation_id:
+        headers["X-Correlation-ID"] = correlation_id
+    _BAGGAGE.inject(headers)
+    return headers

@@ -10,10 +10,22 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from opentelemetry.trace import SpanKind
+
+from docserver.observability import tracing
 from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics
 
 T = TypeVar("T")
+_COLLECTIONS = {
+    "search_text": "chunks_fts",
+    "search_vector": "chunk_vectors",
+    "get_chunks": "chunks",
+    "corpus_version": "meta",
+    "embedder_info": "meta",
+    "bind_embedder": "meta",
+    "list_sources": "sources",
+}
 log = get_logger("docserver.store")
 
 
@@ -26,20 +38,25 @@ class QueryObserver:
 
     async def run(self, operation: str, work: Awaitable[T]) -> T:
         started = time.perf_counter()
-        try:
-            return await work
-        except Exception:
-            if self.metrics is not None:
-                self._child(operation)[1].inc()
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            if self.metrics is not None:
-                self._child(operation)[0].observe(elapsed, self.metrics.exemplar())
-            if elapsed > self.slow_seconds:
-                log.warning(
-                    "slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3)
-                )
+        collection = _COLLECTIONS.get(operation, "documents")
+        attributes = {"db.system.name": self.backend, "db.operation.name": operation, "db.collection.name": collection}
+        # Operation and table only: parameter values (queries, documents) never go on a span.
+        with tracing.span(f"{operation} {collection}", SpanKind.CLIENT, attributes) as span:
+            try:
+                return await work
+            except Exception as exc:
+                if self.metrics is not None:
+                    self._child(operation)[1].inc()
+                tracing.mark_error(span, exc)
+                raise
+            finally:
+                self._observe(operation, time.perf_counter() - started)
+
+    def _observe(self, operation: str, elapsed: float) -> None:
+        if self.metrics is not None:
+            self._child(operation)[0].observe(elapsed, self.metrics.exemplar())
+        if elapsed > self.slow_seconds:
+            log.warning("slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3))
 
     def _child(self, operation: str) -> tuple[Any, Any]:
         children = self._children.get(operation)

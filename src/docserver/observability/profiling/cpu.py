@@ -19,7 +19,7 @@ import time
 from typing import Literal
 
 from docserver.observability.profiling.pprof import ProfileBuilder
-from docserver.observability.profiling.stacks import thread_stack
+from docserver.observability.profiling.stacks import FrameLocations
 
 Mode = Literal["cpu", "wall"]
 
@@ -75,6 +75,8 @@ class StackSampler:
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
         self._builder = ProfileBuilder(SAMPLE_TYPES[mode], SAMPLE_TYPES[mode][1], PERIOD_NS)
+        self._locations = FrameLocations(self._builder)
+        self._labels: dict[str, tuple[tuple[str, str], ...]] = {}
         self._clocks = ThreadClocks() if mode == "cpu" and ThreadClocks.available else None
         if mode == "cpu" and self._clocks is None:
             _log.warning("pprof_cpu_clocks_unavailable", extra={"fallback": "every thread counts"})
@@ -93,12 +95,18 @@ class StackSampler:
             thread = threads.get(ident)
             weight = self._weight(thread, elapsed)
             if weight > 0 and record:
-                name = thread.name if thread is not None else f"thread-{ident}"
-                self._builder.add_sample(thread_stack(frame), (1, weight), {"thread": name})
+                labels = self._thread_labels(thread.name if thread is not None else f"thread-{ident}")
+                self._builder.add_located(self._locations.stack(frame), (1, weight), labels)
 
     def encode(self) -> bytes:
         duration = time.time_ns() - self._started_ns
         return self._builder.encode(time_nanos=self._started_ns, duration_nanos=duration)
+
+    def _thread_labels(self, name: str) -> tuple[tuple[str, str], ...]:
+        labels = self._labels.get(name)
+        if labels is None:
+            labels = self._labels[name] = (("thread", name),)
+        return labels
 
     def _weight(self, thread: threading.Thread | None, elapsed: int) -> int:
         if self._clocks is None:

@@ -95,16 +95,36 @@ class ProfileBuilder:
         self, stack: Sequence[Frame], values: Sequence[int], labels: Mapping[str, str] | None = None
     ) -> None:
         """Add one sample; `stack` is leaf first, `values` one per sample type."""
+        label_items = tuple(sorted(labels.items())) if labels else ()
+        self.add_located(tuple(self.location(frame) for frame in stack), values, label_items)
+
+    def add_located(
+        self, location_ids: tuple[int, ...], values: Sequence[int], labels: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """`add_sample` for a stack already turned into ids by `location()` (the samplers' hot path)."""
         if len(values) != len(self._sample_types):
             raise ValueError(f"expected {len(self._sample_types)} values, got {len(values)}")
-        location_ids = tuple(self._location(frame) for frame in stack)
-        key = (location_ids, tuple(sorted(labels.items())) if labels else ())
+        key = (location_ids, labels)
         total = self._samples.get(key)
         if total is None:
             self._samples[key] = list(values)
         else:
             for index, value in enumerate(values):
                 total[index] += value
+
+    def location(self, frame: Frame) -> int:
+        """The id of the location of `frame` (one per function and line), created on first use."""
+        function_key = (frame.name, frame.filename, frame.start_line)
+        function_id = self._functions.get(function_key)
+        if function_id is None:
+            self._string(frame.filename)
+            function_id = self._functions[function_key] = len(self._functions) + 1
+            self._names[function_id] = self._string(_displayable(frame.name, frame.filename))
+        location_key = (function_id, frame.line)
+        location_id = self._locations.get(location_key)
+        if location_id is None:
+            location_id = self._locations[location_key] = len(self._locations) + 1
+        return location_id
 
     def encode(self, *, time_nanos: int, duration_nanos: int) -> bytes:
         """The gzip-compressed Profile message."""
@@ -143,19 +163,6 @@ class ProfileBuilder:
         if index is None:
             index = self._strings[text] = len(self._strings)
         return index
-
-    def _location(self, frame: Frame) -> int:
-        function_key = (frame.name, frame.filename, frame.start_line)
-        function_id = self._functions.get(function_key)
-        if function_id is None:
-            self._string(frame.filename)
-            function_id = self._functions[function_key] = len(self._functions) + 1
-            self._names[function_id] = self._string(_displayable(frame.name, frame.filename))
-        location_key = (function_id, frame.line)
-        location_id = self._locations.get(location_key)
-        if location_id is None:
-            location_id = self._locations[location_key] = len(self._locations) + 1
-        return location_id
 
     def _encode_sample(
         self, location_ids: tuple[int, ...], labels: tuple[tuple[str, str], ...], values: list[int]
