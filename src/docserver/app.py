@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from docserver.config import Settings
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
 from docserver.mcp.tools import TOOL_NAMES
+from docserver.observability.context import current_correlation_id
 from docserver.observability.exposition import metrics_route
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
@@ -133,7 +133,7 @@ class _McpEndpoint:
 
 def _error_body(message: str) -> dict[str, str]:
     body = {"error": message}
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    correlation_id = current_correlation_id()
     if correlation_id:
         body["correlation_id"] = correlation_id
     return body

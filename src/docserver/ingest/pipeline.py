@@ -12,7 +12,11 @@ from docserver.embed.base import Embedder
 from docserver.errors import IngestError
 from docserver.ingest.chunk import chunk_document
 from docserver.ingest.discover import SUPPORTED_SUFFIXES, UnreadableFileError, discover, read_text
-from docserver.store.base import ChunkInput, DocumentInput, SourceWriter, Store
+from docserver.observability import tracing
+from docserver.observability.logging import get_logger
+from docserver.store.base import ChunkInput, DocumentInput, SourceWriter, Store, Vectors
+
+log = get_logger("docserver.ingest")
 
 ProgressFn = Callable[[int, int], None]
 """Called with (files done, files total)."""
@@ -72,21 +76,68 @@ async def ingest(
     Unreadable files are skipped and counted; they do not remove what was
     stored for them before.
     """
+    with tracing.root_span(f"ingest {source}", {"docserver.source": source}):
+        summary = await _ingest(store, embedder, roots, source, max_chars, progress)
+    log.info(
+        "ingest_completed",
+        source=source,
+        files=summary.files,
+        changed=summary.changed,
+        unchanged=summary.unchanged,
+        removed=summary.removed,
+        skipped=summary.skipped,
+        chunks=summary.chunks,
+        duration_ms=round(summary.seconds * 1000, 3),
+    )
+    return summary
+
+
+async def _ingest(
+    store: Store,
+    embedder: Embedder,
+    roots: Sequence[Path],
+    source: str,
+    max_chars: int,
+    progress: ProgressFn | None,
+) -> IngestSummary:
     started = time.perf_counter()
     summary = IngestSummary(source=source)
-    files = _discover_all(roots, summary)
+    with tracing.span("ingest.discover"):
+        files = _discover_all(roots, summary)
     if not files:
         raise IngestError(
             f"no documentation files ({' '.join(sorted(SUPPORTED_SUFFIXES))}) found in "
             + ", ".join(str(root) for root in roots)
         )
     summary.files = len(files)
+    log.info("ingest_started", source=source, files=summary.files)
     stored = await store.document_hashes(source)
-    seen: set[str] = set()
+    with tracing.span("ingest.chunk"):
+        pending, unreadable = _read_and_chunk(files, stored, max_chars, summary)
+    for path, reason in summary.skipped_files:
+        log.warning("ingest_file_skipped", source=source, path=path, reason=reason)
+    if unreadable == summary.files:
+        raise IngestError(f"none of the {summary.files} files could be read; nothing was changed")
+    seen = {path for path, _ in files}
+    removed = sorted(set(stored) - seen)
+
+    async with store.update_source(source) as writer:
+        await _embed_and_write(writer, embedder, pending, summary, progress)
+        with tracing.span("ingest.delete", attributes={"docserver.documents": len(removed)}):
+            await writer.delete_documents(removed)
+    summary.changed = len(pending)
+    summary.removed = len(removed)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _read_and_chunk(
+    files: list[tuple[str, Path]], stored: dict[str, str], max_chars: int, summary: IngestSummary
+) -> tuple[list[_Pending], int]:
+    """Changed files, chunked; unchanged ones counted; unreadable ones skipped. Returns (pending, unreadable)."""
     pending: list[_Pending] = []
     unreadable = 0
     for path, abspath in files:
-        seen.add(path)
         try:
             text = read_text(abspath)
         except UnreadableFileError as exc:
@@ -111,17 +162,7 @@ async def ingest(
                 ],
             )
         )
-    if unreadable == summary.files:
-        raise IngestError(f"none of the {summary.files} files could be read; nothing was changed")
-    removed = sorted(set(stored) - seen)
-
-    async with store.update_source(source) as writer:
-        await _embed_and_write(writer, embedder, pending, summary, progress)
-        await writer.delete_documents(removed)
-    summary.changed = len(pending)
-    summary.removed = len(removed)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return pending, unreadable
 
 
 def _discover_all(roots: Sequence[Path], summary: IngestSummary) -> list[tuple[str, Path]]:
@@ -160,10 +201,13 @@ async def _embed_and_write(
         group.append(document)
         group_chunks += len(document.chunks)
         if group_chunks >= embedder.batch_size:
+            before = done
             done += await _flush(writer, embedder, group, summary)
             group, group_chunks = [], 0
             if progress:
                 progress(done, total)
+            if 10 * done // total > 10 * before // total:  # a log line per tenth, not per batch
+                log.info("ingest_progress", source=summary.source, documents=done, total=total)
     if group:
         done += await _flush(writer, embedder, group, summary)
     if progress:
@@ -172,7 +216,14 @@ async def _embed_and_write(
 
 async def _flush(writer: SourceWriter, embedder: Embedder, group: list[_Pending], summary: IngestSummary) -> int:
     texts = [embedding_text(document.title, chunk) for document in group for chunk in document.chunks]
-    vectors = await embedder.embed(texts)
+    with tracing.span("ingest.embed", attributes={"docserver.chunks": len(texts)}):
+        vectors = await embedder.embed(texts)
+    with tracing.span("ingest.write", attributes={"docserver.documents": len(group)}):
+        await _write_group(writer, group, vectors, summary)
+    return len(group)
+
+
+async def _write_group(writer: SourceWriter, group: list[_Pending], vectors: Vectors, summary: IngestSummary) -> None:
     offset = 0
     for document in group:
         count = len(document.chunks)
@@ -188,4 +239,3 @@ async def _flush(writer: SourceWriter, embedder: Embedder, group: list[_Pending]
         )
         offset += count
         summary.chunks += count
-    return len(group)

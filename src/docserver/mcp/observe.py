@@ -12,7 +12,6 @@ import hashlib
 import time
 from typing import Any
 
-import structlog
 from mcp.server.context import CallNext, ServerRequestContext
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -21,6 +20,7 @@ from mcp_types import INVALID_PARAMS, CallToolResult
 from pydantic import ValidationError
 
 from docserver.observability import tracing
+from docserver.observability.context import current_correlation_id
 from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics, label_mcp_method
 
@@ -67,7 +67,7 @@ def _annotate_span(ctx: ServerRequestContext[Any, Any]) -> None:
     session_id = headers.get("mcp-session-id") if headers is not None else None
     if session_id:
         span.set_attribute("mcp.session.id", session_id)
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    correlation_id = current_correlation_id()
     if correlation_id:
         span.set_attribute("docserver.correlation_id", correlation_id)
     # SEP-414: a `_meta` traceparent makes the client's trace the parent; the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -19,6 +19,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from docserver import __version__
+from docserver.observability.context import current_correlation_id
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.redaction import Redactor
 
@@ -69,6 +70,13 @@ def _protect_reserved(logger: WrappedLogger, method: str, event_dict: EventDict)
     """Event data may not overwrite a reserved field: a clashing key is kept under `<key>_`."""
     for key in RESERVED_KEYS.intersection(event_dict):
         event_dict[f"{key}_"] = event_dict.pop(key)
+    return event_dict
+
+
+def _add_correlation_id(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    correlation_id = current_correlation_id()
+    if correlation_id is not None:
+        event_dict["correlation_id"] = correlation_id
     return event_dict
 
 
@@ -127,9 +135,13 @@ def _json_renderer() -> Processor:
 def _shared_processors(
     service_name: str, environment: str, redactor: Redactor, trace_ids: TraceIds | None
 ) -> list[Processor]:
+    # Redaction runs first, over what the call supplied; the fields added
+    # after it (ids, timestamps, service fields) are ours and need no scan.
     processors: list[Processor] = [
         _protect_reserved,
-        structlog.contextvars.merge_contextvars,
+        structlog.processors.dict_tracebacks,
+        _redaction(redactor),
+        _add_correlation_id,
         structlog.processors.add_log_level,
         _add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
@@ -137,7 +149,6 @@ def _shared_processors(
     ]
     if trace_ids is not None:
         processors.append(_trace_fields(trace_ids))
-    processors += [structlog.processors.dict_tracebacks, _redaction(redactor)]
     return processors
 
 
@@ -229,12 +240,3 @@ def active_log_writer() -> LogWriter | None:
 def get_logger(name: str) -> Any:
     """A structlog logger whose lines carry `logger=name`."""
     return structlog.get_logger(name)
-
-
-def bind_request_context(**values: Any) -> MutableMapping[str, Any]:
-    """Bind fields (the correlation id) for every line of the current request; returns reset tokens."""
-    return dict(structlog.contextvars.bind_contextvars(**values))
-
-
-def reset_request_context(tokens: MutableMapping[str, Any]) -> None:
-    structlog.contextvars.reset_contextvars(**tokens)

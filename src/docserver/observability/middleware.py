@@ -19,7 +19,8 @@ from opentelemetry.context import attach, detach
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docserver.observability.logging import bind_request_context, get_logger, reset_request_context
+from docserver.observability.context import bind_correlation_id, reset_correlation_id
+from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics, label_http_method, label_status_code
 from docserver.observability.tracing import Tracing, http_span_context, traceparent
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
@@ -70,7 +71,7 @@ class ObservabilityMiddleware:
         inbound = _Inbound(scope["headers"])
         accepted = accept_correlation_id(inbound.correlation_id)
         correlation_id = accepted or new_correlation_id()
-        tokens = bind_request_context(correlation_id=correlation_id)
+        token = bind_correlation_id(correlation_id)
         if inbound.correlation_id is not None and accepted is None:
             # Never echo the rejected value: it may carry CR/LF or markup.
             log.warning("correlation_id_replaced", supplied_length=len(inbound.correlation_id))
@@ -121,7 +122,7 @@ class ObservabilityMiddleware:
             if server_span is not None:
                 _end_server_span(server_span, status)
                 detach(context_token)
-            reset_request_context(tokens)
+            reset_correlation_id(token)
 
     def _start_span(
         self,

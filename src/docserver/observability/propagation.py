@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import structlog
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
+from docserver.observability.context import current_correlation_id
 from docserver.observability.tracing import trace_headers
 
 _BAGGAGE = W3CBaggagePropagator()
@@ -13,7 +13,7 @@ _BAGGAGE = W3CBaggagePropagator()
 def outbound_headers() -> dict[str, str]:
     """`X-Correlation-ID`, `traceparent`/`tracestate` and `baggage` of the current request, for outbound calls."""
     headers = trace_headers()
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    correlation_id = current_correlation_id()
     if correlation_id:
         headers["X-Correlation-ID"] = correlation_id
     _BAGGAGE.inject(headers)

@@ -32,7 +32,7 @@ _PATTERNS = (
     # OpenAI-style keys that were logged by something else
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), MASK),
 )
-_QUICK = re.compile(r"(?i)bearer|basic|://|[?&;]\w*=|sk-")
+_QUICK = re.compile(r"(?i:bearer|basic)|://|[?&;]\w*=|sk-")
 
 
 @lru_cache(maxsize=1024)
@@ -44,14 +44,18 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        # One search decides whether a string needs any work: most do not.
+        alternatives = [re.escape(secret) for secret in self._secrets] + [_QUICK.pattern]
+        self._trigger = re.compile("|".join(alternatives))
 
     def redact_text(self, text: str) -> str:
+        if not self._trigger.search(text):
+            return text
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        if _QUICK.search(text):
-            for pattern, replacement in _PATTERNS:
-                text = pattern.sub(replacement, text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
 
     def redact_value(self, value: Any) -> Any:
@@ -67,6 +71,8 @@ class Redactor:
         for key, value in mapping.items():
             if isinstance(key, str) and _is_secret_key(key) and value not in (None, ""):
                 mapping[key] = MASK
-            elif isinstance(value, str | MutableMapping | list | tuple):
+            elif type(value) is str:
+                mapping[key] = self.redact_text(value)
+            elif isinstance(value, MutableMapping | list | tuple):
                 mapping[key] = self.redact_value(value)
         return mapping
