@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,9 +31,9 @@ from docserver.observability.tracing import Tracing
 from docserver.runtime import Runtime
 
 
-def new_metrics(settings: Settings, registry: object | None = None) -> Metrics:
-    """The metrics for one server process (tests pass their own registry)."""
-    return Metrics(registry, tools=TOOL_NAMES)  # type: ignore[arg-type]
+def new_metrics(settings: Settings, registry: CollectorRegistry | None = None) -> Metrics:
+    """The metrics for one server process (tests pass their own registry); minimal with telemetry off."""
+    return Metrics(registry, tools=TOOL_NAMES, instrumented=settings.telemetry_enabled)
 
 
 def create_app(

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from docserver import __version__
 from docserver.config import Settings, load_settings
@@ -21,7 +21,8 @@ from docserver.errors import DocserverError
 from docserver.ingest.pipeline import default_source_name, ingest
 from docserver.ingest.progress import ProgressBar
 from docserver.observability.logging import configure_logging
-from docserver.observability.tracing import current_trace_ids
+from docserver.observability.logwriter import LogWriter
+from docserver.observability.tracing import configure_tracing, current_trace_ids
 from docserver.runtime import open_runtime
 from docserver.search import MAX_LIMIT
 
@@ -75,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     http_server = args.command == "serve" and not args.stdio
     # The HTTP server logs to stdout, where log collectors look; the other
     # commands keep stdout for their output (and stdio for the protocol).
-    writer = configure_logging(
-        level=settings.log_level if settings.telemetry_enabled else "WARNING",
+    global _writer
+    writer = _writer = configure_logging(
+        level=_log_level(settings, server=args.command == "serve"),
         log_format=settings.log_format,
         service_name=settings.service_name,
         environment=settings.environment,
@@ -87,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, settings)
     except DocserverError as exc:
-        print(f"docserver: error: {exc}", file=sys.stderr)
+        _say(f"docserver: error: {exc}", sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("docserver: interrupted; nothing was changed by the unfinished operation", file=sys.stderr)
+        _say("docserver: interrupted; nothing was changed by the unfinished operation", sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`docserver search ... | head -1`): not an error
@@ -99,6 +101,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         writer.close()
+
+
+_writer: LogWriter | None = None
+
+
+def _log_level(settings: Settings, *, server: bool) -> str:
+    """The server logs at LOG_LEVEL; a one-shot command only warnings, unless LOG_LEVEL was set."""
+    if not settings.telemetry_enabled:
+        return "WARNING"
+    if server or "log_level" in settings.model_fields_set:
+        return settings.log_level
+    return "WARNING"
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Print a line for the person at the terminal, after any log lines already queued for the same stream."""
+    if _writer is not None:
+        _writer.flush()
+    print(text, file=stream or sys.stdout)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,6 +138,20 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         raise DocserverError(f"path not found: {', '.join(missing)}")
     groups = [(args.source, paths)] if args.source else [(default_source_name(path), [path]) for path in paths]
+    from docserver.serve import tracing_config
+
+    # One-shot commands export traces only to a collector that was named:
+    # a laptop without one should not wait for exports at exit.
+    exporting = settings.tracing_enabled and (settings.otlp_endpoint or settings.traces_exporter == "console")
+    tracing = configure_tracing(tracing_config(settings), None) if exporting else None
+    try:
+        return await _ingest_groups(settings, groups)
+    finally:
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)
+
+
+async def _ingest_groups(settings: Settings, groups: list[tuple[str, list[Path]]]) -> int:
     async with open_runtime(settings) as runtime:
         for source, roots in groups:
             bar = ProgressBar(f"ingesting {source}")
@@ -127,8 +162,8 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             for path, reason in summary.skipped_files:
-                print(f"skipped {path}: {reason}", file=sys.stderr)
-            print(summary.line())
+                _say(f"skipped {path}: {reason}", sys.stderr)
+            _say(summary.line())
     return 0
 
 
@@ -142,13 +177,13 @@ async def _search(settings: Settings, args: argparse.Namespace) -> int:
         _print_json([_asdict(hit) for hit in hits])
         return 0
     if not hits:
-        print("no results")
+        _say("no results")
     for rank, hit in enumerate(hits, start=1):
         heading = f" > {hit.heading}" if hit.heading else ""
         print(
             f"{rank}. [{hit.source}] {hit.path}:{hit.start_line}-{hit.end_line}{heading}  (document {hit.document_id})"
         )
-        print(f"   {hit.snippet}")
+        _say(f"   {hit.snippet}")
     return 0
 
 
@@ -159,9 +194,9 @@ async def _sources(settings: Settings, args: argparse.Namespace) -> int:
         _print_json([_asdict(source) for source in sources])
         return 0
     if not sources:
-        print("no sources; ingest some documentation with: docserver ingest PATH")
+        _say("no sources; ingest some documentation with: docserver ingest PATH")
     for source in sources:
-        print(f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}")
+        _say(f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}")
     return 0
 
 

@@ -82,6 +82,8 @@ class SearchService:
         hits = self.result_cache.get(key)
         if hits is None:
             hits = await self._search(query, source, limit)
+            if not hits and source is not None:
+                await self._check_source(source)
             self.result_cache.put(key, hits)
         if self._result_counts is not None:
             self._result_counts.observe(len(hits))
@@ -99,6 +101,13 @@ class SearchService:
         scores = dict(fused)
         terms = query_terms(query)
         return [_hit(record, scores[record.chunk_id], terms) for record in records]
+
+    async def _check_source(self, source: str) -> None:
+        """An empty result for an unknown source is a mistake to report, not a search that found nothing."""
+        names = [item.name for item in await self.store.list_sources()]
+        if source not in names:
+            known = ", ".join(names) if names else "none; ingest documentation first"
+            raise ValueError(f"unknown source {source!r}; available sources: {known}")
 
     async def _embed_query(self, query: str) -> Vectors:
         cached = self.embedding_cache.get(query)

@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Literal
 
 import uvicorn
+from prometheus_client import disable_created_metrics
 from starlette.types import ASGIApp
 
 from docserver.app import create_admin_app, create_app, new_metrics
@@ -102,6 +103,8 @@ async def serve_http(settings: Settings) -> None:
             "set DOCSERVER_ALLOWED_HOSTS to the names clients use and put it behind your gateway",
             settings.host,
         )
+    # `_created` series would double the exposition for timestamps nobody queries.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = new_metrics(settings)
     request_metrics = metrics if settings.telemetry_enabled else None
     writer = active_log_writer()

@@ -115,7 +115,7 @@ async def _ingest(
     with tracing.span("ingest.chunk"):
         pending, unreadable = _read_and_chunk(files, stored, max_chars, summary)
     for path, reason in summary.skipped_files:
-        log.warning("ingest_file_skipped", source=source, path=path, reason=reason)
+        log.info("ingest_file_skipped", source=source, path=path, reason=reason)
     if unreadable == summary.files:
         raise IngestError(f"none of the {summary.files} files could be read; nothing was changed")
     seen = {path for path, _ in files}

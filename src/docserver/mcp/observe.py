@@ -17,6 +17,8 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import attach, detach
 from pydantic import ValidationError
 
 from docserver.observability import tracing
@@ -25,6 +27,7 @@ from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics, label_mcp_method
 
 log = get_logger("docserver.mcp")
+_BAGGAGE = W3CBaggagePropagator()
 _NO_TOOL = ""
 
 
@@ -56,6 +59,14 @@ def _result_count(result: Any) -> int | None:
             if isinstance(value, list):
                 return len(value)
     return None
+
+
+def _attach_meta_baggage(meta: Any) -> Any:
+    """SEP-414 `_meta.baggage` joins the context, so it travels on with outbound calls."""
+    value = meta.get("baggage") if isinstance(meta, dict) else getattr(meta, "baggage", None)
+    if not isinstance(value, str) or not value:
+        return None
+    return attach(_BAGGAGE.extract({"baggage": value}))
 
 
 def _annotate_span(ctx: ServerRequestContext[Any, Any]) -> None:
@@ -92,6 +103,7 @@ class McpObserver:
         if ctx.method == "tools/call":
             tool = self.metrics.label_tool(params.get("name")) if self.metrics else str(params.get("name"))[:64]
         _annotate_span(ctx)
+        token = _attach_meta_baggage(ctx.meta)
         started = time.perf_counter()
         error_type = ""
         result: Any = None
@@ -111,6 +123,8 @@ class McpObserver:
             if tool and not error_type and _is_tool_error(result):
                 error_type = "tool_error"
             self._record(ctx, tool, error_type, elapsed, params, result)
+            if token is not None:
+                detach(token)
         return result
 
     def _record(

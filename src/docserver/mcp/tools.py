@@ -112,11 +112,6 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
             raise ToolError(str(exc)) from None
         except (EmbeddingError, StoreError) as exc:
             raise _unavailable(exc) from None
-        if not hits and source is not None:
-            names = [item.name for item in await service.list_sources()]
-            if source not in names:
-                known = ", ".join(names) if names else "none; ingest documentation first"
-                raise ToolError(f"unknown source {source!r}; available sources: {known}")
         return SearchResults(query=query, source=source, results=[_hit(hit) for hit in hits])
 
     @mcp.tool(annotations=_READ_ONLY, title="List documentation sources")

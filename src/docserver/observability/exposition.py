@@ -20,7 +20,8 @@ def bearer_matches(request: Request, token: str) -> bool:
     scheme, _, supplied = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(supplied.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+    # Starlette decodes header bytes as Latin-1; encoding back gives the bytes that were sent.
+    return hmac.compare_digest(supplied.strip().encode("latin-1"), token.encode("utf-8"))
 
 
 def metrics_route(metrics: Metrics, token: SecretStr | None = None) -> Route:

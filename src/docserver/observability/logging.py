@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from docserver import __version__
@@ -26,6 +27,7 @@ from docserver.observability.redaction import Redactor
 RESERVED_KEYS = frozenset(
     {
         "timestamp",
+        "event",
         "level",
         "logger",
         "service_name",
@@ -69,7 +71,21 @@ class _SinkLoggerFactory:
 def _protect_reserved(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """Event data may not overwrite a reserved field: a clashing key is kept under `<key>_`."""
     for key in RESERVED_KEYS.intersection(event_dict):
-        event_dict[f"{key}_"] = event_dict.pop(key)
+        if key != "event":  # structlog puts the event itself there
+            event_dict[f"{key}_"] = event_dict.pop(key)
+    return event_dict
+
+
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def _add_record_extras(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """`extra={...}` of a stdlib call, as fields; a reserved name is kept under `<key>_`."""
+    record = event_dict.get("_record")
+    if record is not None:
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                event_dict[f"{key}_" if key in RESERVED_KEYS else key] = value
     return event_dict
 
 
@@ -139,7 +155,9 @@ def _shared_processors(
     # after it (ids, timestamps, service fields) are ours and need no scan.
     processors: list[Processor] = [
         _protect_reserved,
-        structlog.processors.dict_tracebacks,
+        # Frames without their local variables: locals carry queries and
+        # secrets, and cost a lot to render.
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
         _redaction(redactor),
         _add_correlation_id,
         structlog.processors.add_log_level,
@@ -202,7 +220,7 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        foreign_pre_chain=[_add_record_extras, *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _to_text(renderer)],
     )
     root = logging.getLogger()

@@ -7,6 +7,7 @@ full, or the stream is broken, lines are dropped and counted instead.
 
 from __future__ import annotations
 
+import io
 import queue
 import threading
 from typing import Any, BinaryIO, TextIO
@@ -20,9 +21,12 @@ class LogWriter:
 
     def __init__(self, stream: BinaryIO | TextIO, *, max_queued: int = MAX_QUEUED_LINES) -> None:
         self._binary: Any = getattr(stream, "buffer", None)
-        self._text: Any = None if self._binary is not None else stream
-        if self._text is not None and "b" in getattr(stream, "mode", ""):
-            self._binary, self._text = stream, None
+        self._text: Any = None
+        if self._binary is None:
+            if isinstance(stream, io.TextIOBase):
+                self._text = stream
+            else:  # a binary stream (a file opened "wb", io.BytesIO, a pipe)
+                self._binary = stream
         self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
         self._max_queued = max_queued
         self.dropped = 0
@@ -81,5 +85,5 @@ class LogWriter:
             else:
                 self._text.write(chunk.decode())
                 self._text.flush()
-        except (OSError, ValueError):  # EPIPE, EBADF, a closed file: drop, keep serving
+        except Exception:  # EPIPE, EBADF, a closed file, anything: drop the lines, keep the thread
             self.dropped += count

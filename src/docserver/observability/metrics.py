@@ -13,7 +13,7 @@ import platform
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -73,7 +73,12 @@ def label_status_code(status: int) -> str:
 
 
 class Metrics:
-    """Every docserver metric, registered on one registry."""
+    """Every docserver metric, registered on one registry.
+
+    With `instrumented=False` (the telemetry kill switch) only build info,
+    auth failures and the process collectors exist: a switched-off replica
+    shows as unmonitored, not as idle.
+    """
 
     def __init__(
         self,
@@ -81,13 +86,38 @@ class Metrics:
         *,
         tools: Iterable[str] = (),
         process_collectors: bool = True,
+        instrumented: bool = True,
     ) -> None:
-        # `_created` series would double the exposition for a timestamp nobody queries.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.tools = frozenset(tools)
         r = self.registry
 
+        self.build_info = Gauge(
+            "docserver_build_info",
+            "Always 1; labels describe the running build and configuration.",
+            ["version", "python_version", "backend", "embedder"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "docserver_auth_failures",
+            "Requests refused for a missing or wrong token, by endpoint (metrics, pprof).",
+            ["endpoint"],
+            registry=r,
+        )
+        if process_collectors:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+        for endpoint in ("metrics", "pprof"):
+            self.auth_failures.labels(endpoint)
+        self.exemplar: Callable[[], dict[str, str] | None] = _no_exemplar
+        """Set by tracing: the trace id of the current sampled span, for histogram exemplars."""
+
+        if instrumented:
+            self._register_request_metrics(r)
+
+    def _register_request_metrics(self, r: CollectorRegistry) -> None:
         self.http_requests = Counter(
             "docserver_http_requests",
             "HTTP requests answered, by method, route template and status code.",
@@ -171,12 +201,6 @@ class Metrics:
             buckets=RESULT_COUNT_BUCKETS,
             registry=r,
         )
-        self.build_info = Gauge(
-            "docserver_build_info",
-            "Always 1; labels describe the running build and configuration.",
-            ["version", "python_version", "backend", "embedder"],
-            registry=r,
-        )
         self.mcp_operation_duration = Histogram(
             "mcp_server_operation_duration_seconds",
             "MCP message handling duration (OTel MCP semantic conventions).",
@@ -190,31 +214,15 @@ class Metrics:
             buckets=MCP_BUCKETS,
             registry=r,
         )
-        self.auth_failures = Counter(
-            "docserver_auth_failures",
-            "Requests refused for a missing or wrong token, by endpoint (metrics, pprof).",
-            ["endpoint"],
-            registry=r,
-        )
         self.trace_spans_dropped = Counter(
             "docserver_trace_spans_dropped",
             "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
             ["reason"],
             registry=r,
         )
-        if process_collectors:
-            ProcessCollector(registry=r)
-            PlatformCollector(registry=r)
-            GCCollector(registry=r)
-
-        self.exemplar: Callable[[], dict[str, str] | None] = _no_exemplar
-        """Set by tracing: the trace id of the current sampled span, for histogram exemplars."""
-
         # Children for the hot paths, created once.
         self.http_in_flight = self.active_connections.labels("http")
         self.sse_open = self.active_connections.labels("sse")
-        for endpoint in ("metrics", "pprof"):
-            self.auth_failures.labels(endpoint)
         for reason in ("queue_full", "export_failed"):
             self.trace_spans_dropped.labels(reason)
         self._tool_children: dict[tuple[str, str], Any] = {}

@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import attach, detach
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docserver.observability.context import bind_correlation_id, reset_correlation_id
@@ -57,7 +58,7 @@ class ObservabilityMiddleware:
         tracing: Tracing | None = None,
     ) -> None:
         self.app = app
-        self.routes = frozenset(routes)
+        self.route_label = RouteLabels(routes)
         self.metrics = metrics
         self.access_log = access_log
         self.tracing = tracing
@@ -76,7 +77,7 @@ class ObservabilityMiddleware:
             # Never echo the rejected value: it may carry CR/LF or markup.
             log.warning("correlation_id_replaced", supplied_length=len(inbound.correlation_id))
         path = scope.get("path", "")
-        route = path if path in self.routes else "unmatched"
+        route = self.route_label(path)
         method = label_http_method(scope.get("method", ""))
         echo = [(CORRELATION_HEADER, correlation_id.encode("ascii"))]
         server_span, context_token = self._start_span(inbound, scope, method, route, correlation_id, echo)
@@ -109,7 +110,9 @@ class ObservabilityMiddleware:
                 self._close_stream(stream_span)
             if metrics is not None:
                 metrics.http_in_flight.dec()
-                self._observe(method, route, status, elapsed)
+                # A stream's lifetime is not a request latency: streams are
+                # counted, and timed by their own span, not in the histogram.
+                self._observe(method, route, status, None if stream_span is not None else elapsed)
             if self.access_log:
                 log.info(
                     "http_request",
@@ -170,7 +173,7 @@ class ObservabilityMiddleware:
         if stream.span is not None:
             stream.span.end()
 
-    def _observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+    def _observe(self, method: str, route: str, status: int, elapsed: float | None) -> None:
         assert self.metrics is not None
         code = label_status_code(status)
         key = (method, route, code)
@@ -183,7 +186,25 @@ class ObservabilityMiddleware:
             self._children[key] = children
         counter, histogram = children
         counter.inc()
-        histogram.observe(elapsed, self.metrics.exemplar())
+        if elapsed is not None:
+            histogram.observe(elapsed, self.metrics.exemplar())
+
+
+class RouteLabels:
+    """Maps a request path to its route template, or `unmatched`: the closed set of `route` label values."""
+
+    def __init__(self, templates: Iterable[str]) -> None:
+        templates = list(templates)
+        self._static = frozenset(template for template in templates if "{" not in template)
+        self._patterns = [(compile_path(template)[0], template) for template in templates if "{" in template]
+
+    def __call__(self, path: str) -> str:
+        if path in self._static:
+            return path
+        for pattern, template in self._patterns:
+            if pattern.match(path):
+                return template
+        return "unmatched"
 
 
 class _Inbound:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -141,8 +142,17 @@ class Tracing:
         return self.tracer.start_span(name, Context(), SpanKind.SERVER, attributes)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Export what is queued, bounded in time (called once, at exit)."""
-        self.provider.shutdown()
+        """Export what is queued, within `timeout` seconds (called once, at exit).
+
+        The SDK's own shutdown may wait 30 s and more on a collector that
+        accepts and never answers; it runs in a daemon thread that the
+        process does not wait for past the bound.
+        """
+        worker = threading.Thread(target=self.provider.shutdown, name="trace-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning("trace export did not finish within %.0f s at shutdown; queued spans were dropped", timeout)
 
 
 _SAMPLERS: dict[str, Callable[[float], Sampler]] = {
@@ -187,6 +197,11 @@ def configure_tracing(config: TracingConfig, metrics: Metrics | None) -> Tracing
     if exporter is not None:
         provider.add_span_processor(_CountingBatchProcessor(_CountingExporter(exporter, metrics), metrics))
     trace.set_tracer_provider(provider)
+    # The exporter logs every retry and every failed batch; failures are
+    # counted (docserver_trace_spans_dropped_total) and warned about once a
+    # minute by _CountingExporter instead.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
     tracing = Tracing(provider, config.sample_rate if config.sampler is None else None)
     _tracer = tracing.tracer
     if metrics is not None:

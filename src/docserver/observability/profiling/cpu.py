@@ -121,13 +121,14 @@ def collect_stack_profile(seconds: float, cancel: threading.Event, mode: Mode = 
     deadline = time.monotonic_ns() + int(seconds * 1e9)
     next_tick = time.monotonic_ns() + PERIOD_NS
     while True:
+        wake = min(next_tick, deadline)
+        if cancel.wait(max(0, wake - time.monotonic_ns()) / 1e9):
+            break
+        sampler.tick()  # the last one at the deadline, so the final interval's CPU counts too
         now = time.monotonic_ns()
-        if now >= deadline or cancel.wait((min(next_tick, deadline) - now) / 1e9):
+        if now >= deadline:
             break
-        if time.monotonic_ns() >= deadline:
-            break
-        sampler.tick()
         # Ticks are scheduled on a fixed grid; one that fell behind (GIL held
         # by a busy thread) is skipped rather than bunched.
-        next_tick = max(next_tick + PERIOD_NS, time.monotonic_ns() + PERIOD_NS // 2)
+        next_tick = max(next_tick + PERIOD_NS, now + PERIOD_NS // 2)
     return sampler.encode()

@@ -1,8 +1,8 @@
 """The `/debug/pprof/` routes: plain Starlette routes, for the public app or an admin app.
 
-Every route is a small ASGI app that checks the method and the token before
-anything else, so that every answer (405, 401, 429, 400, the profile) is
-built here and carries `X-Content-Type-Options: nosniff`. Profiles run in
+Every route is a small ASGI app that checks the token and then the method
+before anything else, so that every answer (401, 405, 400, 429, 404, the
+profile) is built here and carries `X-Content-Type-Options: nosniff`. Profiles run in
 their own thread (see `worker`) while the endpoint watches `receive()`: a
 client that disconnects stops its profile.
 """
@@ -102,7 +102,7 @@ class _Guard:
 
 
 class _Endpoint:
-    """Method check, then authentication, then the handler."""
+    """Authentication, then the method, then the handler."""
 
     def __init__(self, guard: _Guard, handler: Handler, methods: Collection[str] = ("GET",)) -> None:
         self._guard = guard
@@ -204,7 +204,10 @@ async def _until_disconnect(receive: Receive, job: Job[bytes], *, name: str) -> 
     gone = asyncio.Event()
 
     async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # the connection broke in a way the server reports as an error: gone too
             pass
         gone.set()
         cancel.set()
