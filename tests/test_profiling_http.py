@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -94,6 +96,8 @@ async def test_disabled_profiling_has_no_routes_and_404s() -> None:
         for path in ("/debug/pprof/", "/debug/pprof/profile", "/debug/pprof/heap", "/debug/pprof/tasks"):
             response = await http.get(path, headers=BEARER)
             assert (response.status_code, response.text) == (unknown.status_code, unknown.text) == (404, "Not Found")
+    assert not tracemalloc.is_tracing()
+    assert not [thread for thread in threading.enumerate() if "pprof" in thread.name]
 
 
 @pytest.mark.parametrize(
@@ -146,8 +150,8 @@ async def test_basic_password_is_accepted_whatever_the_user(client: httpx.AsyncC
 
 async def test_non_ascii_token_is_compared_as_bytes() -> None:
     async with client_for(build_app(profiling_settings(profiling_token="clé-😀"))) as http:
-        good = await http.get("/debug/pprof/", headers={"Authorization": "Bearer clé-😀".encode()})
-        bad = await http.get("/debug/pprof/", headers={"Authorization": "Bearer cle-😀".encode()})
+        good = await http.get("/debug/pprof/", headers={b"Authorization": "Bearer clé-😀".encode()})
+        bad = await http.get("/debug/pprof/", headers={b"Authorization": "Bearer cle-😀".encode()})
     assert (good.status_code, bad.status_code) == (200, 401)
 
 
