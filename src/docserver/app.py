@@ -48,7 +48,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            mcp = build_mcp(runtime.service, runtime.metrics, log_queries=settings.log_queries)
+            mcp = build_mcp(
+                runtime.service, runtime.metrics, log_queries=settings.log_queries, observe=settings.telemetry_enabled
+            )
             manager = session_manager(mcp, settings, runtime.metrics)
             app.state.session_manager = manager
             app.state.mcp_app = mcp_asgi_app(manager)

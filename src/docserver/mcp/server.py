@@ -24,8 +24,10 @@ _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localh
 _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
-def build_mcp(service: SearchService, metrics: Metrics | None = None, *, log_queries: bool = False) -> MCPServer:
-    """An MCPServer with the docserver tools bound to `service`, observed by McpObserver."""
+def build_mcp(
+    service: SearchService, metrics: Metrics | None = None, *, log_queries: bool = False, observe: bool = True
+) -> MCPServer:
+    """An MCPServer with the docserver tools bound to `service`, observed by McpObserver unless `observe` is off."""
     mcp: MCPServer = MCPServer(
         "docserver",
         title="docserver",
@@ -35,7 +37,8 @@ def build_mcp(service: SearchService, metrics: Metrics | None = None, *, log_que
         log_level="WARNING",
     )
     register_tools(mcp, service)
-    mcp.middleware.append(McpObserver(metrics, log_queries=log_queries))
+    if observe:
+        mcp.middleware.append(McpObserver(metrics, log_queries=log_queries))
     return mcp
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, TextIO
 
@@ -89,37 +90,20 @@ def _add_record_extras(logger: WrappedLogger, method: str, event_dict: EventDict
     return event_dict
 
 
-def _add_correlation_id(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-    correlation_id = current_correlation_id()
-    if correlation_id is not None:
-        event_dict["correlation_id"] = correlation_id
+_second = -1
+_second_text = ""
+
+
+def _add_timestamp(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """RFC 3339 UTC with microseconds; the date and time part is formatted once per second."""
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    event_dict["timestamp"] = f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
     return event_dict
-
-
-def _add_logger_name(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-    record = event_dict.get("_record")
-    event_dict["logger"] = record.name if record is not None else getattr(logger, "name", "docserver")
-    return event_dict
-
-
-def _static_fields(service_name: str, environment: str) -> Processor:
-    fields = {"service_name": service_name, "service_version": __version__, "environment": environment}
-
-    def add_static(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        event_dict.update(fields)
-        return event_dict
-
-    return add_static
-
-
-def _trace_fields(trace_ids: TraceIds) -> Processor:
-    def add_trace(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        ids = trace_ids()
-        if ids is not None:
-            event_dict["trace_id"], event_dict["span_id"] = ids
-        return event_dict
-
-    return add_trace
 
 
 def _redaction(redactor: Redactor) -> Processor:
@@ -153,21 +137,45 @@ def _shared_processors(
 ) -> list[Processor]:
     # Redaction runs first, over what the call supplied; the fields added
     # after it (ids, timestamps, service fields) are ours and need no scan.
-    processors: list[Processor] = [
+    return [
         _protect_reserved,
-        # Frames without their local variables: locals carry queries and
-        # secrets, and cost a lot to render.
-        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        _exceptions(),
         _redaction(redactor),
-        _add_correlation_id,
-        structlog.processors.add_log_level,
-        _add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-        _static_fields(service_name, environment),
+        _context_fields(service_name, environment, trace_ids),
     ]
-    if trace_ids is not None:
-        processors.append(_trace_fields(trace_ids))
-    return processors
+
+
+def _exceptions() -> Processor:
+    # Frames without their local variables: locals carry queries and
+    # secrets, and cost a lot to render.
+    renderer = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+
+    def render_exception(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        return renderer(logger, method, event_dict) if "exc_info" in event_dict else event_dict
+
+    return render_exception
+
+
+def _context_fields(service_name: str, environment: str, trace_ids: TraceIds | None) -> Processor:
+    """Every field docserver adds to a line, in one step: this runs for every line, so calls count."""
+    fields = {"service_name": service_name, "service_version": __version__, "environment": environment}
+
+    def add_context(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        correlation_id = current_correlation_id()
+        if correlation_id is not None:
+            event_dict["correlation_id"] = correlation_id
+        event_dict["level"] = "warning" if method == "warn" else method
+        record = event_dict.get("_record")
+        event_dict["logger"] = record.name if record is not None else getattr(logger, "name", "docserver")
+        _add_timestamp(logger, method, event_dict)
+        event_dict.update(fields)
+        if trace_ids is not None:
+            ids = trace_ids()
+            if ids is not None:
+                event_dict["trace_id"], event_dict["span_id"] = ids
+        return event_dict
+
+    return add_context
 
 
 class _BridgeHandler(logging.Handler):

@@ -1,25 +1,29 @@
 """LogWriter: log lines leave the request path through a queue and a writer thread.
 
-A request pays for a queue put, never for a write: a slow terminal, a full
-pipe or a closed stdout (EPIPE) cannot stall or fail it. When the queue is
-full, or the stream is broken, lines are dropped and counted instead.
+A request pays for a deque append, never for a write or a thread wake-up:
+the writer thread wakes on its own every few milliseconds and writes
+whatever has accumulated in one call. A slow terminal, a full pipe or a
+closed stdout (EPIPE) therefore cannot stall or fail a request. When the
+queue is full, or the stream is broken, lines are dropped and counted.
 """
 
 from __future__ import annotations
 
 import io
-import queue
 import threading
+from collections import deque
 from typing import Any, BinaryIO, TextIO
 
 MAX_QUEUED_LINES = 20_000
-_BATCH = 512
+FLUSH_INTERVAL = 0.02  # seconds: how stale a log line may be before it is written
 
 
 class LogWriter:
     """Writes lines (bytes, without newline) to `stream` from a daemon thread."""
 
-    def __init__(self, stream: BinaryIO | TextIO, *, max_queued: int = MAX_QUEUED_LINES) -> None:
+    def __init__(
+        self, stream: BinaryIO | TextIO, *, max_queued: int = MAX_QUEUED_LINES, interval: float = FLUSH_INTERVAL
+    ) -> None:
         self._binary: Any = getattr(stream, "buffer", None)
         self._text: Any = None
         if self._binary is None:
@@ -27,55 +31,56 @@ class LogWriter:
                 self._text = stream
             else:  # a binary stream (a file opened "wb", io.BytesIO, a pipe)
                 self._binary = stream
-        self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
+        self._lines: deque[bytes] = deque()
         self._max_queued = max_queued
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stopping = False
+        self._written = threading.Condition()
+        self._generation = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
 
     def put(self, line: bytes) -> None:
-        if self._queue.qsize() >= self._max_queued:
+        # deque.append is atomic under the GIL; the length check may race by a line, which is harmless.
+        if len(self._lines) >= self._max_queued:
             self.dropped += 1
             return
-        self._queue.put(line)
+        self._lines.append(line)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every line queued so far has been written (or dropped)."""
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
+        if not self._thread.is_alive():
+            return False
+        with self._written:
+            target = self._generation + 2  # a full pass that started after this call
+            self._wake.set()
+            return self._written.wait_for(lambda: self._generation >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the thread."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout)
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            lines: list[bytes] = []
-            markers: list[threading.Event] = []
-            stop = False
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    markers.append(item)
-                else:
-                    lines.append(item)
-                if stop or len(lines) >= _BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if lines:
-                self._write(b"\n".join(lines) + b"\n", len(lines))
-            for marker in markers:
-                marker.set()
-            if stop:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._drain()
+            with self._written:
+                self._generation += 1
+                self._written.notify_all()
+            if self._stopping:
+                self._drain()
                 return
+
+    def _drain(self) -> None:
+        lines = self._lines
+        while lines:
+            batch = [lines.popleft() for _ in range(min(len(lines), 1024))]
+            self._write(b"\n".join(batch) + b"\n", len(batch))
 
     def _write(self, chunk: bytes, count: int) -> None:
         try:

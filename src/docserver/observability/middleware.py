@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,7 +34,9 @@ _BAGGAGE = W3CBaggagePropagator()
 
 
 def new_correlation_id() -> str:
-    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+    """A random (version 4) UUID, formatted directly: uuid.uuid4() costs several times more."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def accept_correlation_id(value: bytes | None) -> str | None:

@@ -14,6 +14,11 @@ from typing import Any
 
 MASK = "[REDACTED]"
 
+CLOSED_SET_KEYS = frozenset(
+    {"method", "route", "status", "status_code", "tool", "error_type", "query_hash", "operation", "backend"}
+)
+"""Fields docserver fills from closed sets (the same values as metric labels): nothing to scan."""
+
 _SECRET_KEY = re.compile(
     r"^(authorization|proxy[-_]authorization|cookie|set[-_]cookie|x[-_]api[-_]key|api[-_]?key|token|"
     r".*[-_](token|password|passwd|secret|api[-_]?key)|password|passwd|secret|dsn|database[-_]url)$",
@@ -69,6 +74,8 @@ class Redactor:
 
     def redact_mapping(self, mapping: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key, value in mapping.items():
+            if key in CLOSED_SET_KEYS:
+                continue
             if isinstance(key, str) and _is_secret_key(key) and value not in (None, ""):
                 mapping[key] = MASK
             elif type(value) is str:

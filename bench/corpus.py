@@ -1,0 +1,77 @@
+"""A synthetic documentation corpus of a given size, the same for every run (fixed seed)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+_TOPICS = [
+    "install",
+    "configure",
+    "deploy",
+    "upgrade",
+    "backup",
+    "restore",
+    "monitor",
+    "scale",
+    "secure",
+    "debug",
+    "cache",
+    "queue",
+    "index",
+    "search",
+    "replicate",
+    "migrate",
+    "authenticate",
+    "authorize",
+    "log",
+    "trace",
+]
+_NOUNS = [
+    "server",
+    "client",
+    "cluster",
+    "replica",
+    "database",
+    "token",
+    "certificate",
+    "endpoint",
+    "worker",
+    "shard",
+    "snapshot",
+    "journal",
+    "listener",
+    "proxy",
+    "scheduler",
+    "pipeline",
+    "bucket",
+    "namespace",
+    "volume",
+    "probe",
+]
+_VERBS = ["starts", "stops", "rotates", "flushes", "compacts", "retries", "expires", "validates", "streams", "batches"]
+
+
+def _sentence(rng: random.Random) -> str:
+    words = [rng.choice(_NOUNS), rng.choice(_VERBS), "the", rng.choice(_NOUNS), "when", "the", rng.choice(_NOUNS)]
+    words += [rng.choice(_VERBS), f"every {rng.randint(1, 90)} seconds"]
+    return " ".join(words).capitalize() + "."
+
+
+def write_corpus(folder: Path, chunks: int, *, sections_per_file: int = 10, seed: int = 7) -> list[str]:
+    """Write Markdown files holding about `chunks` sections; returns a list of queries that match them."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    queries: list[str] = []
+    files = max(1, chunks // sections_per_file)
+    for number in range(files):
+        topic = _TOPICS[number % len(_TOPICS)]
+        lines = [f"# {topic.capitalize()} guide {number}", ""]
+        for section in range(sections_per_file):
+            noun = rng.choice(_NOUNS)
+            lines += [f"## How to {topic} the {noun} {section}", ""]
+            lines += [" ".join(_sentence(rng) for _ in range(4)), ""]
+            if len(queries) < 500:
+                queries.append(f"how do I {topic} the {noun}")
+        (folder / f"{topic}-{number:05d}.md").write_text("\n".join(lines), encoding="utf-8")
+    return queries
