@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import TraceSink, base_env, build_database, drive, fresh_copy, measure, serve  # noqa: E402
+from harness import TraceSink, base_env, build_database, drive, fresh_copy, measure, serve
 
 PROFILE_TOKEN = "bench-profile-token"
 CONFIGS: dict[str, dict[str, str]] = {

@@ -376,7 +376,10 @@ def _search_text(db: Connection, match: str, source: str | None, limit: int) -> 
     """
     params: list[Any] = [match]
     if source is not None:
-        sql += " JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id"
+        # CROSS JOIN keeps the full-text match first: left to choose, the
+        # planner scans every document of the source and probes the index
+        # per chunk, which takes seconds on a large source.
+        sql += " CROSS JOIN chunks c ON c.id = f.rowid CROSS JOIN documents d ON d.id = c.document_id"
         sql += " WHERE chunks_fts MATCH ? AND d.source = ?"
         params.append(source)
     else:
