@@ -128,7 +128,8 @@ def markdown(table: list[dict[str, object]]) -> str:
     lines = [
         f"| {r['configuration']} | {r['cpu_us_per_call']:.0f} | {r['cpu_overhead_pct']:+.1f}% | {r['throughput']:.0f} "
         f"| {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} "
-        f"| {r['p50_single_ms']:.2f} ({r['p50_single_delta_ms']:+.2f}) | {r['peak_rss_mb']:.0f} ({r['rss_delta_mb']:+.1f}) |"
+        f"| {r['p50_single_ms']:.2f} ({r['p50_single_delta_ms']:+.2f}) "
+        f"| {r['peak_rss_mb']:.0f} ({r['rss_delta_mb']:+.1f}) |"
         for r in table
     ]
     return head + "\n".join(lines) + "\n"
