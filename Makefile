@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test install system-deps lint typecheck pytest clean
+.PHONY: serve test install system-deps lint typecheck pytest bench clean
 
 serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
@@ -33,14 +33,21 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# Every benchmark of docs/performance.md, then its plots (about 12 minutes here).
+bench: $(STAMP)
+	$(BIN)/python bench/micro.py
+	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3
+	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000
+	$(BIN)/python bench/plots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm

@@ -1,0 +1,80 @@
+"""The two plots of docs/performance.md, from the JSON the benchmarks wrote.
+
+python bench/plots.py [--results bench/results] [--out docs/img]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def overhead_plot(results: Path, out: Path) -> None:
+    table = json.loads((results / "overhead.json").read_text())["table"]
+    names = [row["configuration"] for row in table]
+    values = [row["cpu_overhead_pct"] for row in table]
+    goals = {"metrics+logs": 3, "+tracing 0.1": 5, "+tracing 1.0": 15, "+cpu profile": 5}
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    bars = ax.bar(names, values, color=["#888888", "#4c78a8", "#4c78a8", "#f58518", "#54a24b"][: len(names)])
+    for bar, name in zip(bars, names, strict=True):
+        if name in goals:
+            ax.hlines(goals[name], bar.get_x(), bar.get_x() + bar.get_width(), colors="#d62728", linestyles="--")
+        ax.annotate(
+            f"{bar.get_height():+.1f}%",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_ylabel("server CPU per call vs off (%)")
+    ax.set_title("Observability overhead, search_docs (red dashes: goals)")
+    ax.axhline(0, color="black", linewidth=0.6)
+    fig.tight_layout()
+    fig.savefig(out / "overhead.png")
+
+
+def scale_plot(results: Path, out: Path) -> None:
+    rows = json.loads((results / "search_scale.json").read_text())
+    extra = results / "postgres_scale.json"
+    if extra.exists():
+        rows += json.loads(extra.read_text())
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    for backend in sorted({row["backend"] for row in rows}):
+        for cache in ("off", "on"):
+            points = sorted(
+                (r["size"], r["p50_ms"], r["p95_ms"]) for r in rows if r["backend"] == backend and r["cache"] == cache
+            )
+            if not points:
+                continue
+            sizes = [p[0] for p in points]
+            style = "-" if cache == "off" else ":"
+            ax.plot(sizes, [p[1] for p in points], style, marker="o", label=f"{backend}, cache {cache}, p50")
+            ax.plot(sizes, [p[2] for p in points], style, marker="^", alpha=0.6, label=f"{backend}, cache {cache}, p95")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("chunks in the corpus")
+    ax.set_ylabel("search_docs latency (ms)")
+    ax.set_title("Search latency against corpus size (one connection)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "search_latency.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    overhead_plot(args.results, args.out)
+    scale_plot(args.results, args.out)
+
+
+if __name__ == "__main__":
+    main()
