@@ -159,7 +159,7 @@ class McpObserver:
                 tool=tool,
                 status="error" if error_type else "ok",
                 error_type=error_type or None,
-                duration_ms=round(elapsed * 1000, 3),
+                duration_ms=elapsed * 1000,
                 **fields,
             )
 

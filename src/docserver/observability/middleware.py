@@ -121,7 +121,7 @@ class ObservabilityMiddleware:
                     route=route,
                     path=path[:256],
                     status_code=status,
-                    duration_ms=round(elapsed * 1000, 3),
+                    duration_ms=elapsed * 1000,
                 )
             if server_span is not None:
                 _end_server_span(server_span, status)

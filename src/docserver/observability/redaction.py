@@ -40,6 +40,9 @@ _PATTERNS = (
 _QUICK = re.compile(r"(?i:bearer|basic)|://|[?&;]\w*=|sk-")
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 @lru_cache(maxsize=1024)
 def _is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.match(key))
@@ -74,11 +77,13 @@ class Redactor:
 
     def redact_mapping(self, mapping: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key, value in mapping.items():
-            if key in CLOSED_SET_KEYS:
+            kind = type(value)
+            # Numbers, booleans and None carry no text to leak; closed-set fields are ours.
+            if kind in _PLAIN or key in CLOSED_SET_KEYS:
                 continue
-            if isinstance(key, str) and _is_secret_key(key) and value not in (None, ""):
+            if isinstance(key, str) and _is_secret_key(key) and value != "":
                 mapping[key] = MASK
-            elif type(value) is str:
+            elif kind is str:
                 mapping[key] = self.redact_text(value)
             elif isinstance(value, MutableMapping | list | tuple):
                 mapping[key] = self.redact_value(value)
