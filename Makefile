@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test install system-deps lint typecheck pytest bench clean
+.PHONY: serve test install system-deps lint typecheck pytest bench deploy-files local-stack clean
 
 serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
@@ -33,8 +33,8 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy scripts/local-stack
+	$(BIN)/ruff format --check src tests bench deploy scripts/local-stack
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -48,6 +48,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3
 	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000
 	$(BIN)/python bench/plots.py
+
+# Regenerate the committed deployment files (dashboards, PrometheusRule) from their sources.
+deploy-files: $(STAMP)
+	$(BIN)/python deploy/grafana/dashboards.py
+	$(BIN)/python deploy/kubernetes/generate.py
+
+# docserver + Prometheus + Alertmanager on loopback, with the shipped rules.
+local-stack: $(STAMP)
+	scripts/local-stack
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
