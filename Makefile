@@ -16,10 +16,15 @@ serve: $(STAMP)
 test: system-deps lint typecheck pytest
 
 # Real judges the tests run: promtool and Prometheus/Alertmanager (Debian's
-# prometheus packages) and `go tool pprof` (golang-go). Installed once.
+# prometheus packages), `go tool pprof` (golang-go) and a Redis server for the
+# shared-cache tests when none runs. Installed once. kubectl comes with the
+# machine image (no Debian package ships it).
 system-deps:
-	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager golang-go; }
+	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null \
+		&& command -v redis-server >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			prometheus prometheus-alertmanager golang-go redis-server; }
+	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 
 install: $(STAMP)
 

@@ -160,6 +160,7 @@ KNOWN_CALLS: list[tuple[str, dict[str, Any]]] = [
 SEARCHES = sum(name == "search_docs" for name, _ in KNOWN_CALLS)  # N = 9
 FAILED = 3  # K
 
+
 @dataclass
 class Traffic:
     registry: CollectorRegistry

@@ -18,7 +18,9 @@ from docserver.errors import DocumentNotFoundError, EmbedderMismatchError, Store
 from docserver.store import sqlite_driver
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, RankedId, Store
 from docserver.store.migrations import migrations
+from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.sqlite import SqliteStore
+from postgres_server import database_name, shared_server
 
 DIMENSION = 4
 INFO = EmbedderInfo("test", "contract-v1", DIMENSION)
@@ -38,7 +40,9 @@ class Backend:
     make: Callable[[Path], Store]
     """A closed store; the same folder always means the same database."""
     execute: Callable[[Path, str, Sequence[Any]], list[tuple[Any, ...]]]
-    """Run raw SQL on that database (schema tests only); returns the rows."""
+    """Run raw SQL (`?` placeholders) on that database (schema tests only); returns the rows."""
+    cleanup: Callable[[Path], None] = lambda folder: None
+    """Remove the folder's database, once its stores are closed."""
 
 
 def _sqlite_execute(folder: Path, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -51,7 +55,30 @@ def _sqlite_execute(folder: Path, sql: str, params: Sequence[Any]) -> list[tuple
 
 SQLITE = Backend("sqlite", lambda folder: SqliteStore(folder / "contract.db"), _sqlite_execute)
 
-BACKENDS = [SQLITE]
+
+def _postgres_make(folder: Path) -> Store:
+    """A store on the folder's own database in the session's PostgreSQL (created on first use)."""
+    server = shared_server()
+    name = database_name(str(folder))
+    marker = folder / "postgres-database"
+    if not marker.exists():
+        server.create_database(name)
+        marker.write_text(name)
+    return PostgresStore(server.url(name), PostgresOptions(min_size=1, max_size=4))
+
+
+def _postgres_execute(folder: Path, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return shared_server().execute(database_name(str(folder)), sql.replace("?", "%s"), params)
+
+
+def _postgres_cleanup(folder: Path) -> None:
+    if (folder / "postgres-database").exists():
+        shared_server().drop_database(database_name(str(folder)))
+
+
+POSTGRESQL = Backend("postgresql", _postgres_make, _postgres_execute, _postgres_cleanup)
+
+BACKENDS = [SQLITE, POSTGRESQL]
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda backend: backend.name)
@@ -65,6 +92,7 @@ async def unbound_store(backend: Backend, tmp_path: Path) -> AsyncIterator[Store
     await opened.open()
     yield opened
     await opened.close()
+    backend.cleanup(tmp_path)
 
 
 @pytest.fixture
@@ -112,7 +140,7 @@ async def vector_paths(store: Store, vector: Sequence[float], source: str | None
 # -- lifecycle and schema -------------------------------------------------------------------------
 
 
-def test_sqlite_store_satisfies_the_protocol(unbound_store: Store) -> None:
+def test_the_store_satisfies_the_protocol(unbound_store: Store) -> None:
     assert isinstance(unbound_store, Store)
 
 
@@ -144,7 +172,9 @@ async def test_a_database_with_a_newer_schema_is_refused(
 ) -> None:
     await unbound_store.close()
     newer = migrations(backend.name)[-1][0] + 1
-    backend.execute(tmp_path, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (newer, "future"))
+    backend.execute(
+        tmp_path, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (newer, "2999-01-01T00:00:00Z")
+    )
 
     reopened = backend.make(tmp_path)
     try:
@@ -365,6 +395,10 @@ async def test_search_text_respects_the_limit(prose: Store) -> None:
 async def test_search_text_filters_by_source(prose: Store) -> None:
     assert await text_paths(prose, "replication", source="elsewhere") == ["foreign.md"]
     assert sorted(await text_paths(prose, "replication")) == ["focused.md", "foreign.md", "passing.md"]
+
+
+async def test_search_text_matches_other_forms_of_a_word(prose: Store) -> None:
+    assert (await text_paths(prose, "replicated", source="docs"))[0] == "focused.md"
 
 
 async def test_search_text_returns_nothing_when_no_chunk_matches(prose: Store) -> None:

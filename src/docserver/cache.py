@@ -1,17 +1,30 @@
-"""A small in-process LRU cache whose entries expire after a TTL."""
+"""Caches: a small in-process LRU whose entries expire after a TTL, optionally backed by a shared Redis.
+
+The in-process cache is the first level; the shared cache (when configured)
+the second, so a result one replica computed serves the others. A lookup is
+counted once, as a hit when either level had the value.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from opentelemetry.trace import SpanKind
 
 from docserver.observability import tracing
 from docserver.observability.metrics import Metrics
 
+if TYPE_CHECKING:
+    from docserver.sharedcache import SharedCache  # imported lazily: redis is slow to import
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+Decode = Callable[[bytes], V | None]
+"""Bytes from the shared cache to a value; None when they are not a valid value (a miss)."""
+Encode = Callable[[V], bytes]
 
 
 class TTLCache(Generic[K, V]):
@@ -41,18 +54,23 @@ class TTLCache(Generic[K, V]):
         return len(self._entries)
 
     def get(self, key: K) -> V | None:
-        value = self._lookup(key)
+        value = self.lookup(key)
+        self.record(hit=value is not None)
+        return value
+
+    def record(self, *, hit: bool) -> None:
+        """Count one lookup made with `lookup` (perhaps with a second level behind it)."""
         # A lookup takes microseconds: an attribute on the span doing the
         # work (the tool call) says hit or miss without a span of its own.
         span = tracing.sampled_span()
         if span is not None:
-            span.set_attribute(self._hit_attribute, value is not None)
-        counter = self._misses if value is None else self._hits
+            span.set_attribute(self._hit_attribute, hit)
+        counter = self._hits if hit else self._misses
         if counter is not None:
             counter.inc()
-        return value
 
-    def _lookup(self, key: K) -> V | None:
+    def lookup(self, key: K) -> V | None:
+        """The live value for `key`, uncounted."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -73,3 +91,40 @@ class TTLCache(Generic[K, V]):
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+async def get_tiered(
+    local: TTLCache[K, V], shared: SharedCache | None, key: K, shared_key: Callable[[], str], decode: Decode[V]
+) -> V | None:
+    """Look in `local`, then in `shared` (refilling `local` from it); count the lookup once.
+
+    `shared_key` names the entry in the shared cache; it is computed only
+    when the local level misses.
+    """
+    value = local.lookup(key)
+    if value is None and shared is not None:
+        # A network call, unlike the local lookup: it gets a span of its own.
+        attributes = {"docserver.cache.name": local.name, "db.system.name": "redis"}
+        with tracing.span(f"cache.get {local.name}", SpanKind.CLIENT, attributes) as span:
+            raw = await shared.get(f"{local.name}:{shared_key()}")
+            value = decode(raw) if raw is not None else None
+            if span is not None:
+                span.set_attribute("docserver.cache.hit", value is not None)
+        if value is not None:
+            local.put(key, value)
+    local.record(hit=value is not None)
+    return value
+
+
+async def put_tiered(
+    local: TTLCache[K, V],
+    shared: SharedCache | None,
+    key: K,
+    shared_key: Callable[[], str],
+    value: V,
+    encode: Encode[V],
+) -> None:
+    """Keep `value` in both levels."""
+    local.put(key, value)
+    if shared is not None:
+        await shared.put(f"{local.name}:{shared_key()}", encode(value))

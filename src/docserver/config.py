@@ -27,8 +27,86 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///docserver.db",
         validation_alias="DOCSERVER_DATABASE_URL",
+        repr=False,  # may carry a password
         description="Where documents and vectors live: `sqlite:///PATH` (relative to the working "
-        "directory; `sqlite:////abs/path` for an absolute one).",
+        "directory; `sqlite:////abs/path` for an absolute one) or `postgresql://USER:PASSWORD@HOST:PORT/DB` "
+        "(needs pgvector).",
+    )
+    db_pool_min_size: int = Field(
+        1,
+        ge=0,
+        le=1000,
+        validation_alias="DOCSERVER_DB_POOL_MIN_SIZE",
+        description="PostgreSQL: connections the pool keeps open even when idle.",
+    )
+    db_pool_max_size: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        validation_alias="DOCSERVER_DB_POOL_MAX_SIZE",
+        description="PostgreSQL: most connections the pool opens; callers beyond it wait.",
+    )
+    db_pool_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        validation_alias="DOCSERVER_DB_POOL_TIMEOUT",
+        description="PostgreSQL: seconds a caller waits for a free pool connection before it gets an error.",
+    )
+    db_connect_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        validation_alias="DOCSERVER_DB_CONNECT_TIMEOUT",
+        description="PostgreSQL: seconds to wait for a new connection to be established.",
+    )
+    db_statement_timeout_ms: int = Field(
+        30000,
+        ge=0,
+        validation_alias="DOCSERVER_DB_STATEMENT_TIMEOUT_MS",
+        description="PostgreSQL: the server cancels a statement running longer than this (0: no limit).",
+    )
+    hnsw_m: int = Field(
+        16,
+        ge=2,
+        le=100,
+        validation_alias="DOCSERVER_HNSW_M",
+        description="PostgreSQL: HNSW graph links per node, applied when the vector index is built.",
+    )
+    hnsw_ef_construction: int = Field(
+        64,
+        ge=4,
+        le=1000,
+        validation_alias="DOCSERVER_HNSW_EF_CONSTRUCTION",
+        description="PostgreSQL: HNSW candidate list size while building, applied when the vector index is built.",
+    )
+    hnsw_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        validation_alias="DOCSERVER_HNSW_EF_SEARCH",
+        description="PostgreSQL: HNSW candidate list size per search; higher finds more true neighbours, slower.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias="DOCSERVER_REDIS_URL",
+        repr=False,  # may carry a password
+        description="Optional shared cache across replicas: `redis://[:PASSWORD@]HOST:6379/0`, `rediss://` "
+        "or `unix://`.",
+    )
+    redis_timeout_ms: float = Field(
+        100.0,
+        gt=0,
+        le=10000,
+        validation_alias="DOCSERVER_REDIS_TIMEOUT_MS",
+        description="Milliseconds to wait for Redis before a lookup counts as a miss.",
+    )
+    redis_key_prefix: str = Field(
+        "docserver:",
+        min_length=1,
+        max_length=200,
+        validation_alias="DOCSERVER_REDIS_KEY_PREFIX",
+        description="Prefix of every Redis key docserver writes; one prefix per corpus database.",
     )
     embedder: Literal["hash", "openai"] = Field(
         "hash",
@@ -302,17 +380,58 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
         values = [self.embedding_api_key, self.profiling_token, self.metrics_token]
-        return [value.get_secret_value() for value in values if value is not None]
+        found = [value.get_secret_value() for value in values if value is not None]
+        for url in (self.database_url, self.redis_url):
+            password = url_password(url) if url else None
+            if password:
+                found.append(password)
+        return found
 
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
+        # Messages never repeat the value: it may hold a password.
+        scheme = value.partition(":")[0].lower()
+        if scheme in POSTGRES_SCHEMES:
+            return _check_postgres_url(value)
         if scheme != "sqlite":
-            raise ValueError("must start with sqlite:/// (for example sqlite:///docserver.db)")
+            raise ValueError(
+                "must start with sqlite:/// (for example sqlite:///docserver.db) or postgresql:// "
+                "(for example postgresql://docserver:PASSWORD@db.example.com:5432/docserver)"
+            )
         if not value.startswith("sqlite:///") or value == "sqlite:///":
             raise ValueError("must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("is not a valid URL; expected redis://HOST:6379/0") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix:// (for example redis://127.0.0.1:6379/0)")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("must name a host, for example redis://127.0.0.1:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError(
+                "DOCSERVER_DB_POOL_MIN_SIZE must not be larger than DOCSERVER_DB_POOL_MAX_SIZE "
+                f"({self.db_pool_min_size} > {self.db_pool_max_size})"
+            )
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError(
+                "DOCSERVER_HNSW_EF_CONSTRUCTION must be at least twice DOCSERVER_HNSW_M "
+                f"({self.hnsw_ef_construction} < 2 × {self.hnsw_m}); pgvector refuses to build such an index"
+            )
+        return self
 
     @field_validator("embedding_url")
     @classmethod
@@ -338,12 +457,58 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        scheme = self.database_url.partition(":")[0].lower()
+        return "postgresql" if scheme in POSTGRES_SCHEMES else "sqlite"
+
+    @property
     def sqlite_path(self) -> str:
         return self.database_url.removeprefix("sqlite:///")
 
     @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
+
+
+def url_password(url: str) -> str | None:
+    """The password in `scheme://user:password@host/...`, if there is one."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced, fit for a log line or an error message."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(an unparsable URL)"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def _check_postgres_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(
+            "is not a valid PostgreSQL URL; expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    if not parts.netloc and "host=" not in parts.query:
+        raise ValueError(
+            "must name the server: postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+            "(or postgresql:///DATABASE?host=/path/to/socket/folder)"
+        )
+    return value
 
 
 def env_name(field: str) -> str:

@@ -1,40 +1,103 @@
-"""Runtime: the store, the embedder and the search service, opened and closed together."""
+"""Runtime: the store, the embedder and the search service, opened and closed together.
+
+A server may start before its database answers: with `wait_for_store=False`
+a store that cannot be reached yet is connected in the background, with
+backoff, while readiness reports why it is not ready. One-shot commands
+(ingest, search) wait for nothing: they fail at once, with one line.
+"""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from docserver.config import Settings
 from docserver.embed.base import Embedder
 from docserver.embed.factory import open_embedder
 from docserver.errors import DocserverError, EmbeddingError
+from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics
 from docserver.search import SearchService
 from docserver.store.base import Store
 from docserver.store.sqlite import SqliteStore
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from docserver.sharedcache import SharedCache
+
+log = get_logger("docserver.runtime")
 
 EMBEDDER_CHECK_TTL = 15.0
 """Seconds a successful embedder check is trusted: probes must not hammer a paid API."""
+RECONNECT_FIRST_DELAY = 0.5
+RECONNECT_MAX_DELAY = 10.0
+"""Backoff bounds (seconds) between attempts to reach a store that was down at start."""
 
 
 def open_store(settings: Settings) -> Store:
+    """The store the database URL names (closed: call `open`)."""
+    if settings.backend == "postgresql":
+        # Imported here: psycopg costs SQLite users start-up time for nothing.
+        from docserver.store.postgres import PostgresOptions, PostgresStore
+
+        options = PostgresOptions(
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            pool_timeout=settings.db_pool_timeout,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
+            hnsw_ef_search=settings.hnsw_ef_search,
+        )
+        return PostgresStore(settings.database_url, options)
     return SqliteStore(settings.sqlite_path)
+
+
+def open_shared_cache(settings: Settings) -> SharedCache | None:
+    """The Redis cache shared by replicas, when DOCSERVER_REDIS_URL is set."""
+    if settings.redis_url is None:
+        return None
+    from docserver.sharedcache import SharedCache
+
+    return SharedCache(
+        settings.redis_url,
+        prefix=settings.redis_key_prefix,
+        ttl=settings.cache_ttl,
+        timeout=settings.redis_timeout_ms / 1000,
+    )
+
+
+def _transient(store: Store) -> tuple[type[Exception], ...]:
+    """The errors after which opening `store` again later may succeed (the database is down)."""
+    if store.backend == "postgresql":
+        from docserver.store.postgres import StoreUnavailableError
+
+        return (StoreUnavailableError, EmbeddingError)
+    return ()
 
 
 class Runtime:
     """Everything a request needs, plus the readiness check over it."""
 
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: Embedder,
+        metrics: Metrics | None = None,
+        shared_cache: SharedCache | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.metrics = metrics
-        self.service = SearchService(store, embedder, cache_size=settings.cache_size, cache_ttl=settings.cache_ttl)
+        self.service = SearchService(
+            store, embedder, cache_size=settings.cache_size, cache_ttl=settings.cache_ttl, shared_cache=shared_cache
+        )
         # Each layer instruments the work it owns; with metrics off they keep
         # only the slow-operation warnings.
         store.instrument(metrics, slow_seconds=settings.slow_query_ms / 1000)
@@ -43,15 +106,20 @@ class Runtime:
         if metrics is not None:
             metrics.set_build_info(backend=store.backend, embedder=embedder.provider)
         self.draining = False
+        self.store_problem: str | None = None
+        """Why the store is not usable yet (it is being connected in the background), or None."""
         self._embedder_checked_at = float("-inf")
 
     async def check(self) -> dict[str, str]:
         """Component -> "ok" or the reason it is not ready."""
         status = {"store": "ok", "embedder": "ok"}
-        try:
-            await self.store.ping()
-        except DocserverError as exc:
-            status["store"] = str(exc)
+        if self.store_problem is not None:
+            status["store"] = self.store_problem
+        else:
+            try:
+                await self.store.ping()
+            except DocserverError as exc:
+                status["store"] = str(exc)
         now = time.monotonic()
         if now - self._embedder_checked_at > EMBEDDER_CHECK_TTL:
             try:
@@ -61,19 +129,79 @@ class Runtime:
                 status["embedder"] = str(exc)
         return status
 
+    def connect_in_background(self, first_error: DocserverError) -> asyncio.Task[None]:
+        """Report the store not ready, and keep trying to open it (see `_reconnect`)."""
+        self.store_problem = f"{first_error}; retrying in the background"
+        log.warning("store_unavailable", backend=self.store.backend, error=str(first_error), retrying=True)
+        return asyncio.create_task(self._reconnect(), name="docserver-store-connect")
+
+    async def _reconnect(self) -> None:
+        """Open the store and bind the embedder, with backoff, until it works or is refused.
+
+        One warning when the store is first found unreachable (above) and one
+        line when it connects: a database down for an hour does not flood the logs.
+        """
+        transient = _transient(self.store)
+        delay = RECONNECT_FIRST_DELAY
+        attempts = 1
+        while True:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+            attempts += 1
+            try:
+                await _open_and_bind(self.store, self.embedder)
+            except transient as exc:
+                self.store_problem = f"{exc}; retrying in the background"
+                continue
+            except DocserverError as exc:
+                self.store_problem = str(exc)
+                log.error("store_refused", backend=self.store.backend, error=str(exc))
+                return
+            self.store_problem = None
+            log.info("store_connected", backend=self.store.backend, attempts=attempts)
+            return
+
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Runtime]:
-    """Open the store and embedder, bind the embedder to the store, close both on exit."""
+async def open_runtime(
+    settings: Settings, metrics: Metrics | None = None, *, wait_for_store: bool = True
+) -> AsyncIterator[Runtime]:
+    """Open the store and embedder, bind the embedder to the store, close everything on exit.
+
+    With `wait_for_store=False` (the server) an unreachable database does not
+    stop start-up: the runtime comes up not ready and connects in the
+    background. Refusals (another embedder's vectors, a newer schema, no
+    pgvector) still fail at once.
+    """
     store = open_store(settings)
     embedder = open_embedder(settings)
+    shared_cache = open_shared_cache(settings)
+    connecting: asyncio.Task[None] | None = None
     try:
-        await store.open()
-        await bind_embedder(store, embedder)
-        yield Runtime(settings, store, embedder, metrics)
+        try:
+            await _open_and_bind(store, embedder)
+        except _transient(store) as exc:
+            if wait_for_store:
+                raise
+            runtime = Runtime(settings, store, embedder, metrics, shared_cache)
+            assert isinstance(exc, DocserverError)
+            connecting = runtime.connect_in_background(exc)
+        else:
+            runtime = Runtime(settings, store, embedder, metrics, shared_cache)
+        yield runtime
     finally:
+        if connecting is not None:
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+        if shared_cache is not None:
+            await shared_cache.aclose()
         await embedder.aclose()
         await store.close()
+
+
+async def _open_and_bind(store: Store, embedder: Embedder) -> None:
+    await store.open()
+    await bind_embedder(store, embedder)
 
 
 async def bind_embedder(store: Store, embedder: Embedder) -> None:

@@ -8,15 +8,22 @@ neither knows which store or embedder sits underneath.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import astuple, dataclass
+from typing import TYPE_CHECKING, Any
 
-from docserver.cache import TTLCache
+import numpy as np
+import orjson
+
+from docserver.cache import TTLCache, get_tiered, put_tiered
 from docserver.embed.base import Embedder, Vectors
 from docserver.observability.metrics import Metrics
 from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, Store
 from docserver.store.terms import query_terms
+
+if TYPE_CHECKING:
+    from docserver.sharedcache import SharedCache  # imported lazily: redis is slow to import
 
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 20
@@ -42,7 +49,13 @@ class SearchHit:
 
 
 class SearchService:
-    """Answers searches over one store with one embedder."""
+    """Answers searches over one store with one embedder.
+
+    Two caches, each in process and (with `shared_cache`, Redis) across
+    replicas: query embeddings, keyed by embedder and query; and results,
+    keyed by the corpus version as well, so an ingest through any process
+    (the CLI, another replica) retires every older result at once.
+    """
 
     def __init__(
         self,
@@ -51,9 +64,11 @@ class SearchService:
         *,
         cache_size: int = 1024,
         cache_ttl: float = 300.0,
+        shared_cache: SharedCache | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
+        self.shared_cache = shared_cache
         self.embedding_cache: TTLCache[str, Vectors] = TTLCache("embedding", maxsize=cache_size, ttl=cache_ttl)
         self.result_cache: TTLCache[tuple[int, str, str | None, int], list[SearchHit]] = TTLCache(
             "search", maxsize=cache_size, ttl=cache_ttl
@@ -76,15 +91,18 @@ class SearchService:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
 
-        # The corpus version is part of the key, so an ingest through any
-        # process (the CLI, another replica) retires every older result.
-        key = (await self.store.corpus_version(), query, source, limit)
-        hits = self.result_cache.get(key)
+        version = await self.store.corpus_version()
+        key = (version, query, source, limit)
+
+        def shared_key() -> str:
+            return f"{version}:{self._embedder_key()}:{_digest([query, source, limit])}"
+
+        hits = await get_tiered(self.result_cache, self.shared_cache, key, shared_key, _decode_hits)
         if hits is None:
             hits = await self._search(query, source, limit)
             if not hits and source is not None:
                 await self._check_source(source)
-            self.result_cache.put(key, hits)
+            await put_tiered(self.result_cache, self.shared_cache, key, shared_key, hits, _encode_hits)
         if self._result_counts is not None:
             self._result_counts.observe(len(hits))
         return hits
@@ -102,6 +120,10 @@ class SearchService:
         terms = query_terms(query)
         return [_hit(record, scores[record.chunk_id], terms) for record in records]
 
+    def _embedder_key(self) -> str:
+        """Provider, model and dimension: vectors of two embedders never meet in a shared cache."""
+        return f"{self.embedder.provider}:{self.embedder.model}:{self.embedder.dimension}"
+
     async def _check_source(self, source: str) -> None:
         """An empty result for an unknown source is a mistake to report, not a search that found nothing."""
         names = [item.name for item in await self.store.list_sources()]
@@ -110,11 +132,19 @@ class SearchService:
             raise ValueError(f"unknown source {source!r}; available sources: {known}")
 
     async def _embed_query(self, query: str) -> Vectors:
-        cached = self.embedding_cache.get(query)
+        def shared_key() -> str:
+            return f"{self._embedder_key()}:{_digest(query)}"
+
+        dimension = self.embedder.dimension
+
+        def decode(raw: bytes) -> Vectors | None:
+            return np.frombuffer(raw, dtype="<f4") if len(raw) == 4 * dimension else None
+
+        cached = await get_tiered(self.embedding_cache, self.shared_cache, query, shared_key, decode)
         if cached is not None:
             return cached
         vector = await self.embedder.embed_query(query)
-        self.embedding_cache.put(query, vector)
+        await put_tiered(self.embedding_cache, self.shared_cache, query, shared_key, vector, _encode_vector)
         return vector
 
     async def list_sources(self) -> list[SourceInfo]:
@@ -126,6 +156,26 @@ class SearchService:
     def invalidate(self) -> None:
         """Forget cached results (query embeddings stay valid: the embedder did not change)."""
         self.result_cache.clear()
+
+
+def _digest(value: object) -> str:
+    """A short fixed-length name for a query (queries can be long, and carry user data)."""
+    return hashlib.sha256(orjson.dumps(value)).hexdigest()[:32]
+
+
+def _encode_vector(vector: Vectors) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _encode_hits(hits: list[SearchHit]) -> bytes:
+    return orjson.dumps([astuple(hit) for hit in hits])
+
+
+def _decode_hits(raw: bytes) -> list[SearchHit] | None:
+    try:
+        return [SearchHit(*row) for row in orjson.loads(raw)]
+    except (orjson.JSONDecodeError, TypeError):
+        return None  # written by another version of docserver: a miss
 
 
 def fuse(rankings: Sequence[Sequence[RankedId]], k: int = RRF_K) -> list[tuple[int, float]]:

@@ -122,7 +122,9 @@ async def serve_http(settings: Settings) -> None:
 async def _serve(
     settings: Settings, metrics: Metrics, request_metrics: Metrics | None, tracing: Tracing | None
 ) -> None:
-    async with open_runtime(settings, request_metrics) as runtime:
+    # A database that is not up yet is waited for in the background: the
+    # server starts, /readyz names the database until it answers.
+    async with open_runtime(settings, request_metrics, wait_for_store=False) as runtime:
         if request_metrics is None:
             metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
         companions: list[uvicorn.Server] = []

@@ -236,7 +236,7 @@ def configure_logging(
     root.setLevel(numeric)
     # Libraries that are chatty at INFO about routine events (every session,
     # every tool failure, every outbound request): warnings and up only.
-    for name in ("mcp", "httpx", "httpcore", "uvicorn.access"):
+    for name in ("mcp", "httpx", "httpcore", "uvicorn.access", "psycopg"):
         logging.getLogger(name).setLevel(max(logging.WARNING, numeric))
     logging.getLogger("uvicorn").handlers.clear()
     logging.getLogger("uvicorn.error").handlers.clear()

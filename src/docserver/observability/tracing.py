@@ -77,13 +77,16 @@ class _CountingExporter(SpanExporter):
         self._inner = inner
         self._failed = metrics.trace_spans_dropped.labels("export_failed") if metrics else None
         self._warned_at = float("-inf")
+        self.failing = False
+        """True while the last export failed: shutdown then does not wait for a collector that is not there."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
+        self.failing = result is not SpanExportResult.SUCCESS
+        if self.failing:
             if self._failed is not None:
                 self._failed.inc(len(spans))
             now = time.monotonic()
@@ -118,8 +121,9 @@ class _CountingBatchProcessor(BatchSpanProcessor):
 class Tracing:
     """The configured provider, plus the per-request decision the middleware takes."""
 
-    def __init__(self, provider: TracerProvider, rate: float | None) -> None:
+    def __init__(self, provider: TracerProvider, rate: float | None, exporter: _CountingExporter | None = None) -> None:
         self.provider = provider
+        self._exporter = exporter
         self.tracer = provider.get_tracer("docserver", __version__)
         self._bound = round(rate * (_TRACE_ID_LIMIT + 1)) if rate is not None else None
 
@@ -148,6 +152,8 @@ class Tracing:
         accepts and never answers; it runs in a daemon thread that the
         process does not wait for past the bound.
         """
+        if self._exporter is not None and self._exporter.failing:
+            timeout = min(timeout, 0.5)  # the collector was unreachable a moment ago: do not hold the exit
         worker = threading.Thread(target=self.provider.shutdown, name="trace-shutdown", daemon=True)
         worker.start()
         worker.join(timeout)
@@ -194,15 +200,16 @@ def configure_tracing(config: TracingConfig, metrics: Metrics | None) -> Tracing
     )
     provider = TracerProvider(resource=resource, sampler=sampler, id_generator=_PresetIdGenerator())
     exporter = _exporter(config)
-    if exporter is not None:
-        provider.add_span_processor(_CountingBatchProcessor(_CountingExporter(exporter, metrics), metrics))
+    counting = _CountingExporter(exporter, metrics) if exporter is not None else None
+    if counting is not None:
+        provider.add_span_processor(_CountingBatchProcessor(counting, metrics))
     trace.set_tracer_provider(provider)
     # The exporter logs every retry and every failed batch; failures are
     # counted (docserver_trace_spans_dropped_total) and warned about once a
     # minute by _CountingExporter instead.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
     logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
-    tracing = Tracing(provider, config.sample_rate if config.sampler is None else None)
+    tracing = Tracing(provider, config.sample_rate if config.sampler is None else None, counting)
     _tracer = tracing.tracer
     if metrics is not None:
         metrics.exemplar = current_exemplar

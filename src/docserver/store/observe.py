@@ -17,7 +17,7 @@ from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics
 
 T = TypeVar("T")
-_COLLECTIONS = {
+SQLITE_COLLECTIONS = {
     "search_text": "chunks_fts",
     "search_vector": "chunk_vectors",
     "get_chunks": "chunks",
@@ -25,20 +25,30 @@ _COLLECTIONS = {
     "embedder_info": "meta",
     "bind_embedder": "meta",
     "list_sources": "sources",
+    "migrate": "schema_migrations",
 }
+"""Operation -> the table it mostly reads or writes (`db.collection.name`); `documents` otherwise."""
 log = get_logger("docserver.store")
 
 
 class QueryObserver:
-    def __init__(self, backend: str, metrics: Metrics | None, *, slow_seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        backend: str,
+        metrics: Metrics | None,
+        *,
+        slow_seconds: float = 0.25,
+        collections: dict[str, str] | None = None,
+    ) -> None:
         self.backend = backend
+        self.collections = SQLITE_COLLECTIONS if collections is None else collections
         self.metrics = metrics
         self.slow_seconds = slow_seconds
         self._children: dict[str, tuple[Any, Any]] = {}
 
     async def run(self, operation: str, work: Awaitable[T]) -> T:
         started = time.perf_counter()
-        collection = _COLLECTIONS.get(operation, "documents")
+        collection = self.collections.get(operation, "documents")
         attributes = {"db.system.name": self.backend, "db.operation.name": operation, "db.collection.name": collection}
         # Operation and table only: parameter values (queries, documents) never go on a span.
         with tracing.span(f"{operation} {collection}", SpanKind.CLIENT, attributes) as span:

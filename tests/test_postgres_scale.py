@@ -1,0 +1,155 @@
+"""100,000 chunks in PostgreSQL: vector search answers from the HNSW index, full text from the GIN index.
+
+The plans are PostgreSQL's own (EXPLAIN) for the exact SQL the store sends,
+with the values it sends, and for the generic plan a prepared statement may
+switch to after a few executions. Run with `-s` to see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+import pytest
+
+from docserver.store.base import EmbedderInfo
+from docserver.store.postgres import (
+    VECTOR_INDEX,
+    PostgresOptions,
+    PostgresStore,
+    _VectorDumper,
+    search_text_sql,
+    search_vector_sql,
+)
+from postgres_server import bulk_load, database_name, shared_server
+
+pytestmark = pytest.mark.slow
+
+CHUNKS = 100_000
+DIMENSION = 16
+# A cheaper graph than the defaults (16, 64), so the index builds in seconds on two cores;
+# the planner's choice does not depend on it.
+OPTIONS = PostgresOptions(hnsw_m=8, hnsw_ef_construction=16)
+CANDIDATES = 80
+"""What a search of 20 results asks each retriever for (SearchService: limit * 4)."""
+
+
+def load(
+    tmp_path_factory: pytest.TempPathFactory, chunks: int, dimension: int, options: PostgresOptions
+) -> Iterator[tuple[str, list[str]]]:
+    """A database of `chunks` chunks in two sources; yields its URL and the vocabulary."""
+    server = shared_server()
+    name = database_name(str(tmp_path_factory.mktemp("scale")))
+    url = server.create_database(name)
+
+    async def migrate_and_bind() -> None:
+        store = PostgresStore(url, options)
+        await store.open()
+        await store.bind_embedder(EmbedderInfo("random", "normal", dimension))
+        await store.close()
+
+    asyncio.run(migrate_and_bind())
+    vocabulary = bulk_load(url, chunks=chunks, dimension=dimension, options=options)
+    yield url, vocabulary
+    server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    """100,000 chunks of 16-dimensional vectors."""
+    yield from load(tmp_path_factory, CHUNKS, DIMENSION, OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    """10,000 chunks of 512-dimensional vectors (the built-in embedder's size, 2 KB each), default HNSW parameters."""
+    yield from load(tmp_path_factory, 10_000, 512, PostgresOptions())
+
+
+def explain(url: str, query: psycopg.sql.Composed, params: tuple[object, ...], *, generic: bool = False) -> str:
+    # The store's own session settings (hnsw.ef_search enters the planner's cost of an index scan).
+    settings = PostgresStore(url)._connect_kwargs()
+    with psycopg.connect(url, autocommit=True, **settings) as conn:
+        info = psycopg.types.TypeInfo.fetch(conn, "vector")
+        assert info is not None
+        conn.adapters.register_dumper(np.ndarray, type("Dumper", (_VectorDumper,), {"oid": info.oid}))
+        if generic:
+            # The plan without values: $1, $2 stay unknown, as in a cached generic plan.
+            text = query.as_string(conn)
+            for number in range(1, len(params) + 1):
+                text = text.replace("%s", f"${number}", 1)
+            rows = conn.execute(f"EXPLAIN (GENERIC_PLAN) {text}").fetchall()  # type: ignore[arg-type]
+        else:
+            rows = conn.execute(psycopg.sql.SQL("EXPLAIN ") + query, params).fetchall()
+    plan = "\n".join(row[0] if len(row[0]) < 200 else row[0][:200] + "..." for row in rows)
+    print(f"\n{plan}")
+    return plan
+
+
+def test_the_table_holds_a_hundred_thousand_vectors(large: tuple[str, list[str]]) -> None:
+    with psycopg.connect(large[0]) as conn:
+        assert conn.execute("SELECT count(embedding) FROM chunks").fetchone() == (CHUNKS,)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom-plan", "generic-plan"])
+@pytest.mark.parametrize("source", [None, "source-1"], ids=["all-sources", "one-source"])
+def test_vector_search_is_answered_from_the_hnsw_index(
+    large: tuple[str, list[str]], source: str | None, generic: bool
+) -> None:
+    vector = np.random.default_rng(7).standard_normal(DIMENSION).astype(np.float32)
+    params: tuple[object, ...] = (vector,) if source is None else (vector, source)
+    plan = explain(large[0], search_vector_sql(filtered=source is not None, limit=CANDIDATES), params, generic=generic)
+    assert f"Index Scan using {VECTOR_INDEX} on chunks" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert "Sort" not in plan.split("Index Scan")[0], plan  # the index gives the order: no sort of 100k distances
+
+
+def test_wide_vectors_are_searched_through_the_index_too(wide: tuple[str, list[str]]) -> None:
+    # Vectors of 2 KB would go to TOAST by default, where the planner cannot see what a full
+    # scan reads: it would price the scan far too low and choose it (50 ms at 10,000 chunks).
+    vector = np.random.default_rng(7).standard_normal(512).astype(np.float32)
+    plan = explain(wide[0], search_vector_sql(filtered=False, limit=CANDIDATES), (vector,))
+    assert f"Index Scan using {VECTOR_INDEX} on chunks" in plan, plan
+
+
+@pytest.mark.parametrize("source", [None, "source-1"], ids=["all-sources", "one-source"])
+def test_full_text_search_is_answered_from_the_gin_index(large: tuple[str, list[str]], source: str | None) -> None:
+    words = large[1]
+    query = f'"{words[3]}" or "{words[17]}"'
+    params: tuple[object, ...] = (query,) if source is None else (query, source)
+    plan = explain(large[0], search_text_sql(filtered=source is not None, limit=CANDIDATES), params)
+    assert "Bitmap Index Scan on chunks_tsv" in plan, plan
+    assert "Seq Scan on chunks" not in plan, plan
+
+
+async def test_the_store_finds_one_chunk_among_a_hundred_thousand(large: tuple[str, list[str]]) -> None:
+    url = large[0]
+    store = PostgresStore(url, OPTIONS)
+    await store.open()
+    try:
+        [(chunk_id, text)] = await _one_chunk(url)
+        target = await _vector_of(url, chunk_id)
+        ranked = await store.search_vector(target, source=None, limit=CANDIDATES)
+        assert len(ranked) == CANDIDATES
+        assert ranked[0].chunk_id == chunk_id
+        assert ranked[0].score == pytest.approx(1.0, abs=1e-5)
+        found = await store.search_text(text, source=None, limit=CANDIDATES)  # all twelve of its words
+        assert found[0].chunk_id == chunk_id
+    finally:
+        await store.close()
+
+
+async def _one_chunk(url: str) -> list[tuple[int, str]]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute("SELECT id, text FROM chunks ORDER BY id OFFSET 54321 LIMIT 1")
+        return await cursor.fetchall()
+
+
+async def _vector_of(url: str, chunk_id: int) -> np.ndarray:  # type: ignore[type-arg]
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute("SELECT embedding::text FROM chunks WHERE id = %s", (chunk_id,))
+        row = await cursor.fetchone()
+        assert row is not None
+        return np.array([float(value) for value in row[0].strip("[]").split(",")], dtype=np.float32)

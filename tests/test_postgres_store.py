@@ -1,0 +1,295 @@
+"""PostgresStore beyond the shared contract: pgvector, migrations with replicas, the pool, clear errors.
+
+Against the session's real PostgreSQL + pgvector (tests/postgres_server.py), a fresh database per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from docserver.config import load_settings
+from docserver.errors import ConfigError, StoreError
+from docserver.observability.metrics import Metrics
+from docserver.runtime import open_store
+from docserver.store import postgres
+from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo
+from docserver.store.migrations import migrations
+from docserver.store.postgres import PostgresOptions, PostgresStore, StoreUnavailableError
+from postgres_server import PostgresServer, database_name, shared_server
+
+INFO = EmbedderInfo("test", "pg-v1", 4)
+PASSWORD = "s3cr3t-Pa55word"
+MIGRATIONS = Path(__file__).parents[1] / "src" / "docserver" / "store" / "migrations" / "postgresql"
+
+
+@pytest.fixture
+def server() -> PostgresServer:
+    return shared_server()
+
+
+@pytest.fixture
+def database(server: PostgresServer, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database; yields its name."""
+    name = database_name(str(tmp_path))
+    server.create_database(name)
+    yield name
+    server.drop_database(name)
+
+
+@pytest.fixture
+async def store(server: PostgresServer, database: str) -> AsyncIterator[PostgresStore]:
+    opened = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=2, pool_timeout=0.5))
+    await opened.open()
+    await opened.bind_embedder(INFO)
+    yield opened
+    await opened.close()
+
+
+def document(path: str, text: str) -> DocumentInput:
+    return DocumentInput(
+        path, path, f"hash-{text}", text, [ChunkInput(0, "", text, 1, 1)], np.array([[1, 0, 0, 0]], dtype=np.float32)
+    )
+
+
+async def put(store: PostgresStore, source: str, *documents: DocumentInput) -> None:
+    async with store.update_source(source) as writer:
+        for item in documents:
+            await writer.put_document(item)
+
+
+# -- selection and settings -------------------------------------------------------------------------
+
+
+def test_a_postgresql_url_selects_the_postgres_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSERVER_DATABASE_URL", f"postgresql://docserver:{PASSWORD}@db.example.com:5432/docs")
+    monkeypatch.setenv("DOCSERVER_DB_POOL_MAX_SIZE", "7")
+    monkeypatch.setenv("DOCSERVER_HNSW_EF_SEARCH", "123")
+    settings = load_settings()
+    store = open_store(settings)
+    assert isinstance(store, PostgresStore)
+    assert store.backend == settings.backend == "postgresql"
+    assert (store.options.max_size, store.options.hnsw_ef_search) == (7, 123)
+    assert PASSWORD not in store.where
+    assert PASSWORD in settings.secrets()  # so the log redactor masks it wherever it turns up
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://docserver:{PASSWORD}@db.example.com:notaport/docs",
+        f"postgresql://docserver:{PASSWORD}@db.example.com:99999/docs",
+        f"mysql://docserver:{PASSWORD}@db.example.com/docs",
+    ],
+)
+def test_a_bad_database_url_is_refused_without_echoing_the_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DOCSERVER_DATABASE_URL", url)
+    with pytest.raises(ConfigError, match=r"^invalid setting DOCSERVER_DATABASE_URL: ") as raised:
+        load_settings()
+    assert PASSWORD not in str(raised.value)
+
+
+def test_a_pool_minimum_above_its_maximum_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSERVER_DB_POOL_MIN_SIZE", "5")
+    monkeypatch.setenv("DOCSERVER_DB_POOL_MAX_SIZE", "2")
+    with pytest.raises(ConfigError, match="DOCSERVER_DB_POOL_MIN_SIZE"):
+        load_settings()
+
+
+# -- pgvector and migrations ------------------------------------------------------------------------
+
+
+async def test_a_server_without_pgvector_is_refused_with_how_to_install_it(
+    server: PostgresServer, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session's server has pgvector; asking for an extension no server has takes the same path.
+    monkeypatch.setattr(postgres, "EXTENSION", "vector_not_installed_here")
+    store = PostgresStore(server.url(database))
+    with pytest.raises(StoreError) as raised:
+        await store.open()
+    message = str(raised.value)
+    assert "no pgvector extension" in message
+    assert "apt install postgresql-NN-pgvector" in message
+    assert not isinstance(raised.value, StoreUnavailableError)  # a refusal: retrying will not help
+    await store.close()
+
+
+async def test_a_user_who_may_not_create_the_extension_is_told_who_can(server: PostgresServer, database: str) -> None:
+    server.execute(database, "DROP ROLE IF EXISTS docserver_app")
+    server.execute(database, "CREATE ROLE docserver_app LOGIN")
+    server.execute(database, "GRANT CREATE ON SCHEMA public TO docserver_app")
+    url = server.url(database).replace("postgresql://postgres@", "postgresql://docserver_app@")
+    store = PostgresStore(url)
+    try:
+        with pytest.raises(StoreError, match=r"CREATE EXTENSION vector"):
+            await store.open()
+    finally:
+        await store.close()
+        server.drop_database(database)
+        server.execute("postgres", "DROP ROLE docserver_app")
+
+
+async def test_replicas_opening_at_once_migrate_exactly_once(server: PostgresServer, database: str) -> None:
+    stores = [PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=1)) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        await asyncio.gather(*(store.bind_embedder(INFO) for store in stores))
+        rows = server.execute(database, "SELECT version FROM schema_migrations ORDER BY version")
+        assert [version for (version,) in rows] == [version for version, _ in migrations("postgresql")]
+        assert [await store.embedder_info() for store in stores] == [INFO] * 4
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+def test_migrations_never_drop_or_delete_data() -> None:
+    destructive = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA)|TRUNCATE|DELETE\s+FROM|ALTER\s+COLUMN)\b", re.IGNORECASE)
+    files = sorted(MIGRATIONS.glob("*.sql"))
+    assert files
+    for path in files:
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        assert not destructive.search(code), f"{path.name} may destroy data"
+
+
+async def test_binding_gives_the_vector_column_its_dimension_and_an_hnsw_cosine_index(
+    server: PostgresServer, database: str, store: PostgresStore
+) -> None:
+    [(definition,)] = server.execute(
+        database, "SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["chunks_embedding_hnsw"]
+    )
+    assert "USING hnsw (embedding vector_cosine_ops)" in definition
+    assert "m='16'" in definition
+    assert "ef_construction='64'" in definition
+    [(column_type,)] = server.execute(
+        database,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'",
+    )
+    assert column_type == "vector(4)"
+
+
+# -- what several replicas share --------------------------------------------------------------------
+
+
+async def test_a_commit_through_one_store_is_seen_by_another(store: PostgresStore) -> None:
+    other = PostgresStore(store.url, PostgresOptions(min_size=1, max_size=1))
+    await other.open()
+    try:
+        before = await other.corpus_version()
+        await put(store, "docs", document("a.md", "written through the first replica"))
+        assert await other.corpus_version() > before
+        assert [item.chunk_id for item in await other.search_text("replica", source=None, limit=5)]
+    finally:
+        await other.close()
+
+
+async def test_two_updates_of_one_source_take_turns(store: PostgresStore) -> None:
+    other = PostgresStore(store.url, PostgresOptions(min_size=1, max_size=2))
+    await other.open()
+    try:
+        version = await store.corpus_version()
+        await asyncio.gather(
+            put(store, "docs", document("a.md", "alpha page")), put(other, "docs", document("b.md", "beta page"))
+        )
+        assert await store.document_hashes("docs") == {"a.md": "hash-alpha page", "b.md": "hash-beta page"}
+        assert await store.corpus_version() == version + 2
+    finally:
+        await other.close()
+
+
+# -- the pool: exhaustion, gauges, timeouts ---------------------------------------------------------
+
+
+async def test_an_exhausted_pool_makes_callers_wait_then_fail_clearly(server: PostgresServer, database: str) -> None:
+    store = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=1, pool_timeout=0.5))
+    await store.open()
+    metrics = Metrics(CollectorRegistry(), process_collectors=False)
+    store.instrument(metrics, slow_seconds=10)
+    try:
+        async with store.update_source("docs"):  # holds the only connection
+            waiting = asyncio.create_task(store.list_sources())
+            await _until(lambda: store.pool_stats()[2] == 1)
+            assert metrics.registry.get_sample_value("docserver_db_pool_pending_requests") == 1
+            assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "active"}) == 1
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"all 1 database connections stayed busy for 0.5 s") as raised:
+                await waiting
+            assert time.monotonic() - started < 2
+            assert not isinstance(raised.value, StoreUnavailableError)
+        assert await store.list_sources() == []  # and the pool serves again
+        assert (
+            metrics.registry.get_sample_value(
+                "docserver_query_errors_total", {"operation": "list_sources", "backend": "postgresql"}
+            )
+            == 1
+        )
+    finally:
+        await store.close()
+
+
+async def test_pool_gauges_come_from_the_pool_statistics(store: PostgresStore) -> None:
+    metrics = Metrics(CollectorRegistry(), process_collectors=False)
+    store.instrument(metrics, slow_seconds=10)
+    await store.list_sources()
+    assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "idle"}) >= 1
+    assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "active"}) == 0
+    async with store.update_source("docs"):
+        assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "active"}) == 1
+
+
+async def test_operations_are_timed_under_the_sqlite_operation_names(store: PostgresStore) -> None:
+    metrics = Metrics(CollectorRegistry(), process_collectors=False)
+    store.instrument(metrics, slow_seconds=10)
+    await put(store, "docs", document("a.md", "timed text"))
+    await store.search_text("timed", source=None, limit=5)
+    await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source="docs", limit=5)
+    for operation in ("begin", "put_document", "commit", "search_text", "search_vector"):
+        count = metrics.registry.get_sample_value(
+            "docserver_query_duration_seconds_count", {"operation": operation, "backend": "postgresql"}
+        )
+        assert count == 1, operation
+
+
+async def test_a_statement_over_the_timeout_is_cancelled_with_a_clear_error(
+    server: PostgresServer, store: PostgresStore
+) -> None:
+    quick = PostgresStore(store.url, PostgresOptions(min_size=1, max_size=1, statement_timeout_ms=200))
+    await quick.open()
+    try:
+        with psycopg.connect(store.url) as blocker:
+            blocker.execute("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")  # held until this block ends
+            with pytest.raises(StoreError, match=r"ran longer than 200 ms \(DOCSERVER_DB_STATEMENT_TIMEOUT_MS\)"):
+                await quick.search_text("anything", source=None, limit=5)
+        assert await quick.search_text("anything", source=None, limit=5) == []
+    finally:
+        await quick.close()
+
+
+# -- unreachable ------------------------------------------------------------------------------------
+
+
+async def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql://docserver:{PASSWORD}@/docs?host={tmp_path}"  # no server listens there
+    store = PostgresStore(url, PostgresOptions(connect_timeout=2))
+    with pytest.raises(StoreUnavailableError) as raised:
+        await store.open()
+    message = str(raised.value)
+    assert message.startswith("cannot connect to the database postgresql://docserver:***@/docs")
+    assert PASSWORD not in message
+    with pytest.raises(StoreUnavailableError, match="not connected to the database"):
+        await store.search_text("anything", source=None, limit=5)
+    await store.close()
+
+
+async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
