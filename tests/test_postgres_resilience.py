@@ -198,3 +198,26 @@ async def test_a_database_restart_gives_a_clear_tool_error_then_the_pool_recover
         after = await client.call_tool("search_docs", {"query": "enable TLS certificate", "limit": 1})
         assert not after.is_error, text_of(after)
         assert "security.rst" in text_of(after)
+
+
+@pytest.mark.slow
+async def test_docserver_serve_starts_without_its_database_and_becomes_ready(
+    private_server: PostgresServer, database_url: str, tmp_path: Path
+) -> None:
+    extra = {"DOCSERVER_DATABASE_URL": database_url, "OTEL_TRACES_EXPORTER": "none"}
+    env = docserver_env(tmp_path / "unused.db", extra)
+    private_server.stop()
+    with start_docserver(env, tmp_path / "serve.log") as server:
+        async with httpx.AsyncClient() as http:
+            down = await http.get(f"{server.url}/readyz")
+            assert down.status_code == 503
+            assert "store" in down.json()["failing"]
+            private_server.start()
+            deadline = time.monotonic() + 30
+            while (await http.get(f"{server.url}/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, "never became ready"
+                await asyncio.sleep(0.2)  # polling readiness, the condition is what is awaited
+        logs = server.logs()
+    assert "Traceback" not in logs
+    assert PASSWORD not in logs
+    assert logs.count('"store_unavailable"') == 1
