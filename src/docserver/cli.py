@@ -138,12 +138,9 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         raise DocserverError(f"path not found: {', '.join(missing)}")
     groups = [(args.source, paths)] if args.source else [(default_source_name(path), [path]) for path in paths]
-    from docserver.serve import tracing_config
+    from docserver.serve import exports_traces, tracing_config
 
-    # One-shot commands export traces only to a collector that was named:
-    # a laptop without one should not wait for exports at exit.
-    exporting = settings.tracing_enabled and (settings.otlp_endpoint or settings.traces_exporter == "console")
-    tracing = configure_tracing(tracing_config(settings), None) if exporting else None
+    tracing = configure_tracing(tracing_config(settings), None) if exports_traces(settings) else None
     try:
         return await _ingest_groups(settings, groups)
     finally:

@@ -148,15 +148,25 @@ async def serve_stdio(settings: Settings) -> None:
     """Serve one MCP client over stdin/stdout (stdout carries the protocol, so logs go to stderr).
 
     No HTTP, so no /metrics to read: request metrics are not collected here.
-    The SDK's MCP spans are exported when tracing is on.
+    The SDK's MCP spans are exported when a collector is named (as for the other
+    one-shot commands). The client closing stdin ends the process; it may be
+    signalled soon after, so the last export gets one second at most.
     """
-    tracing = configure_tracing(tracing_config(settings), None) if settings.tracing_enabled else None
+    tracing = configure_tracing(tracing_config(settings), None) if exports_traces(settings) else None
     try:
         async with open_runtime(settings) as runtime:
             await build_mcp(runtime.service, None, log_queries=settings.log_queries).run_stdio_async()
     finally:
         if tracing is not None:
-            await asyncio.to_thread(tracing.shutdown)
+            await asyncio.to_thread(tracing.shutdown, 1.0)
+
+
+def exports_traces(settings: Settings) -> bool:
+    """Whether a process other than the HTTP server traces: only towards a collector that was named.
+
+    A laptop without a collector should not wait for exports when a command ends.
+    """
+    return settings.tracing_enabled and bool(settings.otlp_endpoint or settings.traces_exporter == "console")
 
 
 def tracing_config(settings: Settings) -> TracingConfig:
