@@ -50,8 +50,11 @@ pytest: $(STAMP)
 # Every benchmark of docs/performance.md, then its plots (about 12 minutes here).
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
-	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3
-	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000
+	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3 --calls 400 --single-calls 100
+	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3 --calls 1500 --cache-size 4096 \
+		--out bench/results/overhead_cache_hits.json
+	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000 --calls 100
+	$(BIN)/python bench/postgres_scale.py
 	$(BIN)/python bench/plots.py
 
 # Regenerate the committed deployment files (dashboards, PrometheusRule) from their sources.

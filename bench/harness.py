@@ -175,7 +175,14 @@ async def drive(
 def measure(server: Server, queries: list[str], *, calls: int, concurrency: int, seed: int) -> dict[str, float]:
     """Warm up, then drive `calls` and report server CPU per call, throughput, latency and memory."""
     asyncio.run(
-        drive(server.url, queries, calls=min(200, calls), concurrency=concurrency, seed=seed + 1, max_seconds=60)
+        drive(
+            server.url,
+            queries,
+            calls=min(100, max(calls // 4, 10)),
+            concurrency=concurrency,
+            seed=seed + 1,
+            max_seconds=60,
+        )
     )
     cpu_before = server.cpu_seconds()
     load = asyncio.run(drive(server.url, queries, calls=calls, concurrency=concurrency, seed=seed, max_seconds=300))

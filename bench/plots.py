@@ -43,7 +43,17 @@ def scale_plot(results: Path, out: Path) -> None:
     rows = json.loads((results / "search_scale.json").read_text())
     extra = results / "postgres_scale.json"
     if extra.exists():
-        rows += json.loads(extra.read_text())
+        # bench/postgres_scale.py times SearchService in process (no MCP, no HTTP).
+        rows += [
+            {
+                "backend": "postgresql (in process)",
+                "size": r["chunks"],
+                "cache": "off",
+                "p50_ms": r["search_p50_ms"],
+                "p95_ms": r["search_p95_ms"],
+            }
+            for r in json.loads(extra.read_text())
+        ]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for backend in sorted({row["backend"] for row in rows}):
         for cache in ("off", "on"):
