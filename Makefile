@@ -47,7 +47,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Every benchmark of docs/performance.md, then its plots (about 12 minutes here).
+# Every benchmark of docs/performance.md, then its plots (about 15 minutes here).
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3 --calls 400 --single-calls 100
@@ -55,6 +55,7 @@ bench: $(STAMP)
 		--out bench/results/overhead_cache_hits.json
 	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000 --calls 100
 	$(BIN)/python bench/postgres_scale.py
+	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/plots.py
 
 # Regenerate the committed deployment files (dashboards, PrometheusRule) from their sources.

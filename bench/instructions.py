@@ -1,0 +1,152 @@
+"""Observability overhead in instructions: steadier than CPU time on a shared machine.
+
+    python bench/instructions.py [--calls 100 400] [--out bench/results/instructions.json]
+
+Each configuration runs an in-process search_docs loop (the real app through
+ASGI, cache on, the test corpus) under `valgrind --tool=callgrind`, twice:
+with the small and the large call count. Callgrind counts every thread's
+instructions (log writer, SQLite threads, span exporter included); the
+difference of the two totals divided by the difference of the call counts is
+the cost of one call, start-up excluded. Trace export goes over OTLP/HTTP to
+a sink in another process, so encoding and sending count, receiving does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CONFIGS = {
+    "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
+    "metrics+logs": {"OTEL_SDK_DISABLED": "true"},
+    "+tracing 0.1": {"OTEL_TRACE_SAMPLE_RATE": "0.1"},
+    "+tracing 1.0": {"OTEL_TRACE_SAMPLE_RATE": "1.0"},
+}
+
+LOOP = r"""
+import asyncio, os, sys, tempfile
+from pathlib import Path
+import httpx
+from docserver.app import create_app, new_metrics
+from docserver.config import load_settings
+from docserver.ingest.pipeline import ingest
+from docserver.observability.logging import configure_logging
+from docserver.runtime import open_runtime
+from docserver.serve import tracing_config
+from docserver.observability.tracing import configure_tracing
+
+calls = int(sys.argv[1])
+settings = load_settings(database_url=f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+configure_logging(level=settings.log_level if settings.telemetry_enabled else "WARNING",
+                  stream=open(os.devnull, "w"), environment="bench")
+metrics = new_metrics(settings)
+request_metrics = metrics if settings.telemetry_enabled else None
+tracing = configure_tracing(tracing_config(settings), request_metrics) if settings.tracing_enabled else None
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}}
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+           "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "search_docs"}
+QUERIES = ["enable TLS certificate", "rotate access tokens", "build from source", "journal flush interval"]
+
+async def main():
+    async with open_runtime(settings, request_metrics) as runtime:
+        await ingest(runtime.store, runtime.embedder, [Path(sys.argv[2])], "corpus")
+        app = create_app(settings, runtime, metrics, tracing)
+        starlette = getattr(app, "app", app)
+        async with starlette.router.lifespan_context(starlette):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                for i in range(20 + calls):
+                    body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                            "params": {"name": "search_docs", "_meta": META,
+                                       "arguments": {"query": QUERIES[i % len(QUERIES)]}}}
+                    response = await client.post("/mcp", json=body, headers=HEADERS)
+                    assert response.status_code == 200, response.text
+    if tracing is not None:
+        tracing.shutdown(5.0)
+
+asyncio.run(main())
+"""
+
+SINK = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from harness import TraceSink
+with TraceSink() as sink:
+    print(sink.url, flush=True)
+    sys.stdin.read()
+"""
+
+
+def instructions(env: dict[str, str], calls: int, corpus: Path, work: Path) -> int:
+    out = work / f"callgrind-{calls}.out"
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-c",
+            LOOP,
+            str(calls),
+            str(corpus),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if match is None:
+        raise RuntimeError("callgrind printed no total")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/instructions.json"))
+    args = parser.parse_args()
+    corpus = Path(__file__).resolve().parent.parent / "tests" / "corpus"
+    work = Path(tempfile.mkdtemp(prefix="docserver-callgrind-"))
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(Path(__file__).resolve().parent)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None
+    sink_url = sink.stdout.readline().strip()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DOCSERVER_", "LOG_", "OTEL_"))}
+    rows = []
+    try:
+        for name, extra in CONFIGS.items():
+            env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **extra}
+            small, large = (instructions(env, calls, corpus, work) for calls in args.calls)
+            per_call = (large - small) / (args.calls[1] - args.calls[0])
+            rows.append({"configuration": name, "instructions_per_call": per_call})
+            print(f"{name:>14}: {per_call / 1e6:.3f} M instructions per call", flush=True)
+    finally:
+        sink.stdin.close()  # type: ignore[union-attr]
+        sink.wait(timeout=10)
+    base_cost = rows[0]["instructions_per_call"]
+    for row in rows:
+        row["overhead_pct"] = (row["instructions_per_call"] / base_cost - 1) * 100
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    print("| configuration | instructions per call | vs off |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['configuration']} | {row['instructions_per_call'] / 1e6:.3f} M | {row['overhead_pct']:+.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
