@@ -77,16 +77,16 @@ class _CountingExporter(SpanExporter):
         self._inner = inner
         self._failed = metrics.trace_spans_dropped.labels("export_failed") if metrics else None
         self._warned_at = float("-inf")
-        self.failing = False
-        """True while the last export failed: shutdown then does not wait for a collector that is not there."""
+        self.delivered = False
+        """True while the last export reached the collector; shutdown waits longer only then."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE
-        self.failing = result is not SpanExportResult.SUCCESS
-        if self.failing:
+        self.delivered = result is SpanExportResult.SUCCESS
+        if not self.delivered:
             if self._failed is not None:
                 self._failed.inc(len(spans))
             now = time.monotonic()
@@ -152,8 +152,11 @@ class Tracing:
         accepts and never answers; it runs in a daemon thread that the
         process does not wait for past the bound.
         """
-        if self._exporter is not None and self._exporter.failing:
-            timeout = min(timeout, 0.5)  # the collector was unreachable a moment ago: do not hold the exit
+        if self._exporter is None or not self._exporter.delivered:
+            # No collector has answered yet (or the last export failed): an
+            # export to a reachable collector takes milliseconds, so a second
+            # is plenty, and a laptop without one does not wait at Ctrl-C.
+            timeout = min(timeout, 1.0)
         worker = threading.Thread(target=self.provider.shutdown, name="trace-shutdown", daemon=True)
         worker.start()
         worker.join(timeout)
