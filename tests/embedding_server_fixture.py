@@ -17,7 +17,12 @@ READY_TIMEOUT = 30.0
 
 
 @contextmanager
-def start_embedding_server(*args: str, log_path: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def start_embedding_server(
+    *args: str,
+    log_path: Path | None = None,
+    script: Path = SERVER_SCRIPT,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Yield (base URL ending in /v1, process); the server is stopped on exit.
 
     Waits for the server's `READY <port>` line, so the URL answers at once.
@@ -27,8 +32,9 @@ def start_embedding_server(*args: str, log_path: Path | None = None) -> Iterator
     pipe drained so the server never blocks on a full stdout.
     """
     process = subprocess.Popen(
-        [sys.executable, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", "0", *args],
+        [sys.executable, str(script), "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
+        env=env,
     )
     drain: threading.Thread | None = None
     try:

@@ -20,17 +20,14 @@ import contextlib
 import json
 import os
 import secrets
-import selectors
 import signal
 import statistics
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import httpx2
@@ -43,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
 from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from embedding_server_fixture import start_embedding_server
 from otlp_receiver import OtlpReceiver, SpanRecord, closed_port_url
 
 pytestmark = pytest.mark.slow
@@ -56,7 +54,6 @@ TRACED_EMBEDDING_SERVER = Path(__file__).with_name("traced_embedding_server.py")
 WAIT = 15.0
 """Seconds to wait for spans that are due within 100 ms: generous for a loaded CI machine."""
 EXIT_BOUND = 15.0
-READY_TIMEOUT = 30.0
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TRACESTATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 
@@ -113,45 +110,12 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield otlp
 
 
-@contextmanager
-def start_traced_embedding_server(otlp_url: str, log_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def start_traced_embedding_server(otlp_url: str, log_path: Path) -> Any:
     """tests/traced_embedding_server.py on a free port; yields its /v1 URL once it printed `READY <port>`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    process = subprocess.Popen(
-        [sys.executable, str(TRACED_EMBEDDING_SERVER), "--port", "0", "--otlp-endpoint", otlp_url],
-        stdout=subprocess.PIPE,
-        env=env,
+    return start_embedding_server(
+        "--otlp-endpoint", otlp_url, log_path=log_path, script=TRACED_EMBEDDING_SERVER, env=env
     )
-    assert process.stdout is not None
-    drain: threading.Thread | None = None
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout=READY_TIMEOUT):
-                raise RuntimeError(f"traced embedding server printed nothing within {READY_TIMEOUT:g} s")
-        line = process.stdout.readline().decode().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"traced embedding server did not start (exit code {process.wait()}): {line!r}")
-        drain = threading.Thread(target=_copy, args=(process.stdout, log_path), daemon=True)
-        drain.start()
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1", process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if drain is not None:
-            drain.join(timeout=10)
-        process.stdout.close()
-
-
-def _copy(stdout: IO[bytes], log_path: Path) -> None:
-    with log_path.open("wb") as sink:
-        while chunk := stdout.read1(65536):  # type: ignore[attr-defined]
-            sink.write(chunk)
-            sink.flush()
 
 
 @pytest.fixture(scope="module")
