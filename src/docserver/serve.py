@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from docserver.app import create_admin_app, create_app, new_metrics
 from docserver.config import Settings
+from docserver.mcp.observe import ObservedSessionManager
 from docserver.mcp.server import build_mcp
 from docserver.observability.logging import active_log_writer
 from docserver.observability.metrics import LogDropCollector, Metrics
@@ -48,14 +49,10 @@ class _DrainingServer(uvicorn.Server):
         self._runtime.draining = True
         app = self.config.loaded_app
         manager = _find_state(app, "session_manager")
-        # The SDK keeps no public list of sessions; closing each session's
-        # standalone GET stream is the documented way to make a client reconnect.
-        transports = list(getattr(manager, "_server_instances", {}).values())
-        for transport in transports:
-            transport.close_standalone_sse_stream()
+        sessions = manager.close_streams() if isinstance(manager, ObservedSessionManager) else 0
         for companion in self._companions:
             companion.should_exit = True
-        log.info("draining: readiness is now 503; asked %d sessions to close their SSE streams", len(transports))
+        log.info("draining: readiness is now 503; asked %d sessions to close their SSE streams", sessions)
 
 
 class _CompanionServer(uvicorn.Server):

@@ -200,6 +200,17 @@ class ObservedSessionManager(StreamableHTTPSessionManager):
             self._metrics.mcp_session_duration.observe(lifetime)
         log.info("session_ended", duration_ms=round(lifetime * 1000, 3))
 
+    def close_streams(self) -> int:
+        """Close every session's standalone GET stream (the way to make a client reconnect); returns the count.
+
+        The SDK keeps its sessions in a private table; this subclass is the one
+        place that reads it.
+        """
+        transports = list(self._server_instances.values())
+        for transport in transports:
+            transport.close_standalone_sse_stream()
+        return len(transports)
+
     @property
     def open_sessions(self) -> int:
         return len(self._opened)
