@@ -153,10 +153,6 @@ class SearchService:
     async def get_document(self, document_id: int) -> Document:
         return await self.store.get_document(document_id)
 
-    def invalidate(self) -> None:
-        """Forget cached results (query embeddings stay valid: the embedder did not change)."""
-        self.result_cache.clear()
-
 
 def _digest(value: object) -> str:
     """A short fixed-length name for a query (queries can be long, and carry user data)."""

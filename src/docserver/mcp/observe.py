@@ -210,7 +210,3 @@ class ObservedSessionManager(StreamableHTTPSessionManager):
         for transport in transports:
             transport.close_standalone_sse_stream()
         return len(transports)
-
-    @property
-    def open_sessions(self) -> int:
-        return len(self._opened)
