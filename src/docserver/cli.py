@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sources = commands.add_parser("sources", help="list the ingested sources")
     sources.add_argument("--json", action="store_true", help="print as JSON")
+
+    evaluate = commands.add_parser(
+        "eval", help="measure search quality (hit@1, hit@3, MRR) on the built-in evaluation set"
+    )
+    evaluate.add_argument(
+        "--embedders",
+        default="hash,local",
+        help="comma-separated embedders to evaluate (hash, local, openai; default hash,local)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     return parser
 
 
@@ -128,7 +138,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
         return 0
-    handler = {"ingest": _ingest, "search": _search, "sources": _sources}[args.command]
+    handler = {"ingest": _ingest, "search": _search, "sources": _sources, "eval": _evaluate}[args.command]
     return asyncio.run(handler(settings, args))
 
 
@@ -194,6 +204,21 @@ async def _sources(settings: Settings, args: argparse.Namespace) -> int:
         _say("no sources; ingest some documentation with: docserver ingest PATH")
     for source in sources:
         _say(f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}")
+    return 0
+
+
+async def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from docserver.evaluation.runner import evaluate, render
+
+    names = [name.strip() for name in args.embedders.split(",") if name.strip()]
+    unknown = sorted(set(names) - {"hash", "local", "openai"})
+    if unknown or not names:
+        raise DocserverError(f"--embedders: unknown embedder {', '.join(unknown) or '(none)'}; use hash, local, openai")
+    report = await evaluate(settings, names)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        _say(render(report))
     return 0
 
 

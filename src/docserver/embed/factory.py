@@ -17,6 +17,12 @@ def open_embedder(settings: Settings) -> Embedder:
     """
     if settings.embedder == "hash":
         return HashEmbedder()
+    if settings.embedder == "local":
+        from docserver.embed.local import LocalEmbedder  # torch is imported only when asked for
+
+        return LocalEmbedder(
+            model=settings.local_model, threads=settings.torch_threads, batch_size=settings.embedding_batch_size
+        )
     api_key = settings.embedding_api_key
     return OpenAIEmbedder(
         base_url=settings.embedding_url,

@@ -52,7 +52,7 @@ MCP_METHODS = frozenset(
     }
 )
 EMBEDDING_ERROR_REASONS = frozenset(
-    {"timeout", "rate_limited", "http_error", "invalid_response", "auth", "not_found", "connection"}
+    {"timeout", "rate_limited", "http_error", "invalid_response", "auth", "not_found", "connection", "model"}
 )
 
 
@@ -185,7 +185,7 @@ class Metrics:
         self.embedding_errors = Counter(
             "docserver_embedding_errors",
             "Embedding batches that failed, by provider and reason "
-            "(timeout, rate_limited, http_error, invalid_response, auth, not_found, connection).",
+            "(timeout, rate_limited, http_error, invalid_response, auth, not_found, connection, model).",
             ["provider", "reason"],
             registry=r,
         )

@@ -1,0 +1,1 @@
+"""The evaluation set (corpus/, questions.toml) and the runner behind `docserver eval`."""

@@ -1,0 +1,211 @@
+"""Search quality on the evaluation set: hit@1, hit@3 and MRR per retriever and embedder.
+
+The set ships with docserver (corpus/ and questions.toml beside this module):
+documentation of four fictional products and questions with known answer
+files, half of them paraphrases that share few words with their answer. For
+each embedder the corpus is ingested into a throwaway SQLite store and every
+question is asked three ways: BM25 alone, vectors alone, and the fusion the
+server uses for that embedder. A question scores by the rank of the first
+result from an answer file among the top `DEPTH` results, as an assistant
+reading `search_docs` would meet it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from docserver.config import Settings
+from docserver.embed.base import Embedder
+from docserver.embed.factory import open_embedder
+from docserver.errors import DocserverError
+from docserver.ingest.pipeline import ingest
+from docserver.runtime import bind_embedder
+from docserver.search import TEXT_ONLY, VECTOR_ONLY, Fusion, SearchService
+from docserver.store.sqlite import SqliteStore
+
+DEPTH = 10
+"""Results read per question: MRR counts a hit up to this rank."""
+KINDS = ("easy", "paraphrase")
+SOURCE = "eval"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    id: str
+    kind: str
+    query: str
+    answers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """hit@1, hit@3 and MRR over some questions (fractions, 0 to 1)."""
+
+    questions: int
+    hit1: float
+    hit3: float
+    mrr: float
+
+    @classmethod
+    def of(cls, ranks: Sequence[int | None]) -> Scores:
+        count = len(ranks)
+        if not count:
+            return cls(0, 0.0, 0.0, 0.0)
+        return cls(
+            count,
+            sum(1 for rank in ranks if rank is not None and rank <= 1) / count,
+            sum(1 for rank in ranks if rank is not None and rank <= 3) / count,
+            sum(1.0 / rank for rank in ranks if rank is not None) / count,
+        )
+
+
+@dataclass(slots=True)
+class Run:
+    """One embedder and one way of ranking over every question: the rank of each answer."""
+
+    embedder: str
+    retriever: str
+    fusion: str
+    ranks: dict[str, int | None] = field(default_factory=dict)
+
+    def scores(self, questions: Iterable[Question], kind: str | None = None) -> Scores:
+        return Scores.of([self.ranks[q.id] for q in questions if kind is None or q.kind == kind])
+
+
+@dataclass(slots=True)
+class Report:
+    questions: list[Question]
+    documents: int
+    runs: list[Run]
+    embedders: dict[str, str]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "questions": {kind: sum(1 for q in self.questions if q.kind == kind) for kind in KINDS},
+            "documents": self.documents,
+            "depth": DEPTH,
+            "seconds": round(self.seconds, 1),
+            "runs": [
+                {
+                    "embedder": run.embedder,
+                    "model": self.embedders[run.embedder],
+                    "retriever": run.retriever,
+                    "fusion": run.fusion,
+                    "scores": {
+                        name: _rounded(run.scores(self.questions, kind))
+                        for name, kind in (("all", None), ("easy", "easy"), ("paraphrase", "paraphrase"))
+                    },
+                    "misses": sorted(qid for qid, rank in run.ranks.items() if rank is None or rank > 3),
+                }
+                for run in self.runs
+            ],
+        }
+
+
+def _rounded(scores: Scores) -> dict[str, float]:
+    return {"hit@1": round(scores.hit1, 4), "hit@3": round(scores.hit3, 4), "mrr": round(scores.mrr, 4)}
+
+
+def corpus_folder() -> Path:
+    return Path(str(resources.files(__package__).joinpath("corpus")))
+
+
+def load_questions(path: Path | None = None) -> list[Question]:
+    """The questions of questions.toml, checked: unique ids, known kinds, answers that exist."""
+    source = path or Path(str(resources.files(__package__).joinpath("questions.toml")))
+    with source.open("rb") as handle:
+        raw = tomllib.load(handle)
+    questions = [Question(item["id"], item["kind"], item["query"], tuple(item["answers"])) for item in raw["question"]]
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        raise DocserverError(f"{source}: question ids repeat")
+    corpus = corpus_folder()
+    for q in questions:
+        if q.kind not in KINDS:
+            raise DocserverError(f"{source}: question {q.id}: kind must be one of {', '.join(KINDS)}")
+        missing = [answer for answer in q.answers if not (corpus / answer).is_file()]
+        if missing:
+            raise DocserverError(f"{source}: question {q.id}: no such answer file {', '.join(missing)}")
+    return questions
+
+
+async def evaluate(
+    settings: Settings,
+    embedders: Sequence[str],
+    *,
+    fusions: Sequence[Fusion] = (),
+    questions: list[Question] | None = None,
+) -> Report:
+    """Score BM25 alone, vectors alone and each embedder's fusion (plus `fusions`) for every embedder named."""
+    started = time.perf_counter()
+    questions = questions if questions is not None else load_questions()
+    runs: list[Run] = []
+    models: dict[str, str] = {}
+    documents = 0
+    for name in embedders:
+        embedder = open_embedder(settings.model_copy(update={"embedder": name}))
+        try:
+            with tempfile.TemporaryDirectory(prefix="docserver-eval-") as folder:
+                store = SqliteStore(Path(folder) / "eval.db")
+                await store.open()
+                try:
+                    documents = await _ingest(store, embedder, settings)
+                    models[name] = embedder.info.describe()
+                    service = SearchService(store, embedder, cache_size=0)
+                    ways = [("bm25", TEXT_ONLY), ("vector", VECTOR_ONLY), ("fusion", service.fusion)]
+                    ways += [("candidate", fusion) for fusion in fusions if fusion != service.fusion]
+                    for retriever, fusion in ways:
+                        runs.append(await _run(service, name, retriever, fusion, questions))
+                finally:
+                    await store.close()
+        finally:
+            await embedder.aclose()
+    return Report(questions, documents, runs, models, time.perf_counter() - started)
+
+
+async def _ingest(store: SqliteStore, embedder: Embedder, settings: Settings) -> int:
+    await bind_embedder(store, embedder)
+    summary = await ingest(store, embedder, [corpus_folder()], SOURCE, max_chars=settings.chunk_max_chars)
+    return summary.files
+
+
+async def _run(service: SearchService, embedder: str, retriever: str, fusion: Fusion, questions: list[Question]) -> Run:
+    run = Run(embedder, retriever, fusion.describe())
+    for q in questions:
+        hits = await service.ranked(q.query, source=SOURCE, limit=DEPTH, fusion=fusion)
+        run.ranks[q.id] = next((rank for rank, hit in enumerate(hits, start=1) if hit.path in q.answers), None)
+    return run
+
+
+def render(report: Report) -> str:
+    """The scores as a table a person reads: one row per embedder and retriever."""
+    counts = ", ".join(f"{sum(1 for q in report.questions if q.kind == kind)} {kind}" for kind in KINDS)
+    lines = [
+        f"{len(report.questions)} questions ({counts}) over {report.documents} documents; "
+        f"a hit is a result from the answer file; MRR counts the first {DEPTH} results",
+        "",
+        f"{'embedder':<9} {'retriever':<10} {'all hit@1':>9} {'hit@3':>6} {'MRR':>6}   "
+        f"{'easy hit@3':>10}   {'paraphrase hit@1':>16} {'hit@3':>6} {'MRR':>6}",
+    ]
+    for run in report.runs:
+        total = run.scores(report.questions)
+        easy = run.scores(report.questions, "easy")
+        para = run.scores(report.questions, "paraphrase")
+        label = run.retriever if run.retriever != "candidate" else run.fusion
+        lines.append(
+            f"{run.embedder:<9} {label:<10} {total.hit1:>9.1%} {total.hit3:>6.1%} {total.mrr:>6.3f}   "
+            f"{easy.hit3:>10.1%}   {para.hit1:>16.1%} {para.hit3:>6.1%} {para.mrr:>6.3f}"
+        )
+    lines.append("")
+    fusions = {run.embedder: run.fusion for run in report.runs if run.retriever == "fusion"}
+    lines.extend(f"{name}: {model}; fusion {fusions[name]}" for name, model in report.embedders.items())
+    lines.append(f"took {report.seconds:.1f} s")
+    return "\n".join(lines)
