@@ -45,11 +45,22 @@ def default_model_folder() -> Path:
 
 
 def model_label(model: str) -> str:
-    """A short, stable name for a model setting: the folder's name, or the model name as given."""
+    """A short, stable name for a model setting: the folder's name, or the model name as given.
+
+    It names the model in the store, in metric labels and in spans; the
+    bundled folder is all-MiniLM-L6-v2 whichever way it is given.
+    """
     if not model:
         return DEFAULT_MODEL_NAME
     path = Path(model).expanduser()
-    return path.name if path.is_dir() else model
+    if not path.is_dir():
+        return model
+    try:
+        if path.resolve() == default_model_folder().resolve():
+            return DEFAULT_MODEL_NAME
+    except ConfigError:
+        pass
+    return path.name
 
 
 class LocalEmbedder(Embedder):
@@ -115,7 +126,7 @@ def _load(model: str, label: str, threads: int) -> Any:
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(threads)
     path = Path(model).expanduser()
-    if os.sep in model and not path.is_dir():
+    if model.startswith(("/", "./", "../", "~")) and not path.is_dir():
         raise ConfigError(f"DOCSERVER_LOCAL_MODEL: folder {model} does not exist")
     try:
         loaded = SentenceTransformer(str(path) if path.is_dir() else model, device="cpu", local_files_only=True)

@@ -1,0 +1,209 @@
+"""The `local` embedder with the real all-MiniLM-L6-v2 model, in process and behind a real `docserver serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from mcp import Client
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import CORPUS
+from docserver.config import load_settings
+from docserver.embed.factory import open_embedder
+from docserver.embed.local import DEFAULT_MODEL_NAME, LocalEmbedder, default_model_folder, model_label
+from docserver.errors import ConfigError, EmbeddingError
+from docserver.observability.metrics import Metrics
+from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+
+LOCAL = {"DOCSERVER_EMBEDDER": "local", "OTEL_TRACES_EXPORTER": "none"}
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LocalEmbedder]:
+    """One loaded model for the module: loading takes seconds."""
+    embedder = LocalEmbedder(threads=1, batch_size=16)
+    yield embedder
+    asyncio.run(embedder.aclose())
+
+
+@pytest.fixture
+async def embedder(model: LocalEmbedder) -> AsyncIterator[LocalEmbedder]:
+    # A fresh executor per test: each test has its own event loop.
+    previous, model._executor = model._executor, type(model._executor)(1, thread_name_prefix="embed-local")
+    previous.shutdown(wait=True)
+    yield model
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b))
+
+
+async def test_it_is_all_minilm_with_384_unit_vectors(embedder: LocalEmbedder) -> None:
+    assert embedder.info.describe() == "local/all-MiniLM-L6-v2 (384 dimensions)"
+    rows = await embedder.embed(["restore the database from last night's backup", "tune the journal flush"])
+    assert rows.shape == (2, 384) and rows.dtype == np.float32
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+
+
+async def test_a_paraphrase_is_nearer_than_a_shared_word(embedder: LocalEmbedder) -> None:
+    """What the hash embedder cannot do: meaning over vocabulary."""
+    query, paraphrase, same_words = await embedder.embed(
+        [
+            "my disk is almost full, what can I delete safely",
+            "Retention: remove old segments to free storage space",
+            "delete a user account and its safe deposit settings",
+        ]
+    )
+    assert cosine(query, paraphrase) > cosine(query, same_words)
+
+
+async def test_batches_give_the_same_vectors_as_single_queries(embedder: LocalEmbedder) -> None:
+    texts = [f"question number {n} about replication lag" for n in range(20)]
+    batched = await embedder.embed(texts)  # batch_size 16: two batches
+    single = await embedder.embed_query(texts[17])
+    assert np.allclose(batched[17], single, atol=1e-5)
+
+
+async def test_encoding_runs_on_its_own_thread_with_the_configured_torch_threads(embedder: LocalEmbedder) -> None:
+    import torch
+
+    seen: list[tuple[str, int]] = []
+    encode = embedder._model.encode
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return encode(*args, **kwargs)
+
+    embedder._model.encode = recording
+    try:
+        await embedder.embed_query("which port does the admin listener use")
+    finally:
+        embedder._model.encode = encode
+    assert seen == [(seen[0][0], 1)]
+    assert seen[0][0].startswith("embed-local") and seen[0][0] != threading.current_thread().name
+
+
+async def test_the_event_loop_keeps_running_while_a_batch_encodes(embedder: LocalEmbedder) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    encode = embedder._model.encode
+
+    def gated(*args: object, **kwargs: object) -> object:
+        started.set()
+        release.wait(10)
+        return encode(*args, **kwargs)
+
+    embedder._model.encode = gated
+    try:
+        task = asyncio.create_task(embedder.embed(["a long ingest batch"] * 8))
+        await asyncio.to_thread(started.wait, 10)
+        assert not task.done()  # the loop is here, answering, while the model works
+        release.set()
+        rows = await task
+    finally:
+        embedder._model.encode = encode
+    assert rows.shape == (8, 384)
+
+
+async def test_batches_are_measured_under_provider_local(embedder: LocalEmbedder) -> None:
+    registry = CollectorRegistry()
+    embedder.instrument(Metrics(registry=registry), slow_seconds=60)
+    try:
+        await embedder.embed(["one", "two", "three"])
+    finally:
+        embedder.instrument(None, slow_seconds=float("inf"))
+    labels = {"provider": "local", "model": DEFAULT_MODEL_NAME}
+    assert registry.get_sample_value("docserver_embedding_duration_seconds_count", labels) == 1
+    assert registry.get_sample_value("docserver_embedding_batch_size_sum", {"provider": "local"}) == 3
+
+
+async def test_a_model_failure_is_an_embedding_error_with_a_closed_reason(embedder: LocalEmbedder) -> None:
+    encode = embedder._model.encode
+
+    def out_of_memory(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    embedder._model.encode = out_of_memory
+    try:
+        with pytest.raises(EmbeddingError) as failure:
+            await embedder.embed_query("anything")
+    finally:
+        embedder._model.encode = encode
+    assert failure.value.reason == "model"
+
+
+def test_the_bundled_folder_and_the_default_are_one_model() -> None:
+    assert model_label("") == DEFAULT_MODEL_NAME
+    assert model_label(str(default_model_folder())) == DEFAULT_MODEL_NAME
+    assert model_label("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/no/such/model", "DOCSERVER_LOCAL_MODEL: folder /no/such/model does not exist"),
+        ("acme/never-downloaded", "cannot load 'acme/never-downloaded' from this machine"),
+    ],
+)
+def test_a_model_that_is_not_on_the_machine_is_a_clear_setting_error(model: str, message: str) -> None:
+    settings = load_settings(embedder="local", local_model=model)
+    with pytest.raises(ConfigError, match=message) as failure:
+        open_embedder(settings)
+    assert "\n" not in str(failure.value)
+
+
+# --- through the command line and a real server ------------------------------
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("local_embedder") / "docserver.db"
+    result = run_cli("ingest", str(CORPUS), "--source", "corpus", env=docserver_env(path, LOCAL))
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_the_cli_answers_a_paraphrase_with_the_local_model(database: Path) -> None:
+    result = run_cli(
+        "search", "how do I get my data back after a crash", "--limit", "3", env=docserver_env(database, LOCAL)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "guide/backup.mdx" in result.stdout
+    assert "Loading weights" not in result.stderr  # no model-loading progress bars
+
+
+@pytest.fixture(scope="module")
+def server(database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("local_server") / "docserver.log"
+    with start_docserver(docserver_env(database, LOCAL), log) as running:
+        yield running
+
+
+async def test_a_served_search_embeds_with_the_local_model_and_says_so_in_metrics_and_logs(
+    server: ServerProcess,
+) -> None:
+    async with Client(server.mcp_url, mode="auto") as client:
+        result = await client.call_tool("search_docs", {"query": "make the broker keep messages on disk safely"})
+    assert not result.is_error
+    async with httpx.AsyncClient() as http:
+        scrape = (await http.get(f"{server.url}/metrics", timeout=10)).text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+    }
+    key = (
+        "docserver_embedding_duration_seconds_count",
+        (("model", DEFAULT_MODEL_NAME), ("provider", "local")),
+    )
+    assert samples[key] >= 1
+    build = [name for name in samples if name[0] == "docserver_build_info"]
+    assert build and dict(build[0][1])["embedder"] == "local"
+    assert '"event": "local_model_loaded"' in server.logs() or '"event":"local_model_loaded"' in server.logs()
