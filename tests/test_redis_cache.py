@@ -26,7 +26,7 @@ from docserver.errors import ConfigError
 from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import bind_embedder, open_shared_cache
-from docserver.search import SearchService
+from docserver.search import Fusion, SearchService
 from docserver.sharedcache import SharedCache
 from docserver.store.base import ChunkRecord, RankedId, Vectors
 from docserver.store.sqlite import SqliteStore
@@ -99,7 +99,9 @@ def replica(
 ) -> tuple[SearchService, Metrics]:
     """A search service with its own in-process caches and metrics, as one replica has."""
     metrics = Metrics(CollectorRegistry(), process_collectors=False)
-    service = SearchService(store, embedder or CountingEmbedder(), shared_cache=shared)
+    # Both retrievers always, so every search needs a query embedding (the hash
+    # embedder's own default ranks by BM25 and embeds only to fill).
+    service = SearchService(store, embedder or CountingEmbedder(), shared_cache=shared, fusion=Fusion(1.0, 1.0))
     service.instrument(metrics)
     return service, metrics
 
@@ -161,7 +163,8 @@ async def test_another_embedder_never_gets_a_shared_vector_or_result(store: Coun
     renamed = CountingEmbedder()
     renamed.model = "hash-ngram-renamed"
     other, metrics = replica(store, shared, renamed)
-    await other.search(QUERY)
+    await other._embed_query(QUERY)
+    await other.search(QUERY)  # the store holds the first model's vectors: full text alone, and its own result key
     assert renamed.queries == 1
     assert (cache_count(metrics, "embedding", "hit"), cache_count(metrics, "search", "hit")) == (0, 0)
 

@@ -5,9 +5,10 @@ documentation of four fictional products and questions with known answer
 files, half of them paraphrases that share few words with their answer. For
 each embedder the corpus is ingested into a throwaway SQLite store and every
 question is asked three ways: BM25 alone, vectors alone, and the fusion the
-server uses for that embedder. A question scores by the rank of the first
-result from an answer file among the top `DEPTH` results, as an assistant
-reading `search_docs` would meet it.
+server uses for that embedder. A question scores by file: the results are
+read in order as an assistant reads `search_docs`, each file counted where it
+first appears, and the question scores the rank of its answer file among
+the first `DEPTH` files (hit@1, hit@3, and 1/rank for MRR).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from docserver.embed.factory import open_embedder
 from docserver.errors import DocserverError
 from docserver.ingest.pipeline import ingest
 from docserver.runtime import bind_embedder
-from docserver.search import TEXT_ONLY, VECTOR_ONLY, Fusion, SearchService
+from docserver.search import MAX_LIMIT, TEXT_ONLY, VECTOR_ONLY, Fusion, SearchService
 from docserver.store.sqlite import SqliteStore
 
 DEPTH = 10
-"""Results read per question: MRR counts a hit up to this rank."""
+"""Files read per question: MRR counts a hit up to this rank."""
 KINDS = ("easy", "paraphrase")
 SOURCE = "eval"
 
@@ -180,8 +181,9 @@ async def _ingest(store: SqliteStore, embedder: Embedder, settings: Settings) ->
 async def _run(service: SearchService, embedder: str, retriever: str, fusion: Fusion, questions: list[Question]) -> Run:
     run = Run(embedder, retriever, fusion.describe())
     for q in questions:
-        hits = await service.ranked(q.query, source=SOURCE, limit=DEPTH, fusion=fusion)
-        run.ranks[q.id] = next((rank for rank, hit in enumerate(hits, start=1) if hit.path in q.answers), None)
+        hits = await service.ranked(q.query, source=SOURCE, limit=MAX_LIMIT, fusion=fusion)
+        files = list(dict.fromkeys(hit.path for hit in hits))[:DEPTH]
+        run.ranks[q.id] = next((rank for rank, path in enumerate(files, start=1) if path in q.answers), None)
     return run
 
 
@@ -190,7 +192,7 @@ def render(report: Report) -> str:
     counts = ", ".join(f"{sum(1 for q in report.questions if q.kind == kind)} {kind}" for kind in KINDS)
     lines = [
         f"{len(report.questions)} questions ({counts}) over {report.documents} documents; "
-        f"a hit is a result from the answer file; MRR counts the first {DEPTH} results",
+        f"scored by file: the rank of the answer file among the files of the results (MRR: first {DEPTH})",
         "",
         f"{'embedder':<9} {'retriever':<10} {'all hit@1':>9} {'hit@3':>6} {'MRR':>6}   "
         f"{'easy hit@3':>10}   {'paraphrase hit@1':>16} {'hit@3':>6} {'MRR':>6}",
