@@ -206,7 +206,25 @@ async def test_bind_embedder_refuses_another_embedder_once_chunks_exist(store: S
         await store.bind_embedder(OTHER_INFO)
     assert INFO.describe() in str(raised.value)
     assert OTHER_INFO.describe() in str(raised.value)
+    assert "run `docserver reindex`" in str(raised.value)
     assert await store.embedder_info() == INFO
+
+
+async def test_update_source_refuses_when_the_recorded_embedder_changed_since_binding(
+    backend: Backend, store: Store, tmp_path: Path
+) -> None:
+    await put(store, "docs", document("a.md", ("", "some text", E0)))
+    other = backend.make(tmp_path)  # another process, which rebinds the emptied store
+    await other.open()
+    try:
+        async with other.update_source("docs") as writer:
+            await writer.delete_documents(["a.md"])
+        await other.bind_embedder(OTHER_INFO)
+        with pytest.raises(EmbedderMismatchError, match="docserver reindex"):
+            await put(store, "docs", document("b.md", ("", "vectors of the old embedder", E1)))
+        assert await other.list_sources() == []
+    finally:
+        await other.close()
 
 
 async def test_bind_embedder_accepts_the_same_embedder_again(store: Store) -> None:

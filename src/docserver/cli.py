@@ -1,4 +1,4 @@
-"""The `docserver` command: serve, ingest, search, sources.
+"""The `docserver` command: serve, ingest, search, sources, reindex, eval.
 
 Expected failures (bad settings, missing paths, a store built with another
 embedder) print one line and exit 1; usage errors exit 2; Ctrl-C exits 130.
@@ -11,7 +11,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,7 +24,7 @@ from docserver.ingest.progress import ProgressBar
 from docserver.observability.logging import configure_logging
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.tracing import configure_tracing, current_trace_ids
-from docserver.runtime import open_runtime
+from docserver.runtime import open_runtime, open_unbound
 from docserver.search import MAX_LIMIT
 
 
@@ -56,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sources = commands.add_parser("sources", help="list the ingested sources")
     sources.add_argument("--json", action="store_true", help="print as JSON")
+
+    reindex_cmd = commands.add_parser(
+        "reindex",
+        help="re-embed every stored chunk with the configured embedder (after changing DOCSERVER_EMBEDDER "
+        "or the model); the current index stays searchable until it finishes",
+    )
+    reindex_cmd.add_argument(
+        "--force", action="store_true", help="re-embed even if the index already uses the configured embedder"
+    )
 
     evaluate = commands.add_parser(
         "eval", help="measure search quality (hit@1, hit@3, MRR) on the built-in evaluation set"
@@ -138,7 +148,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
         return 0
-    handler = {"ingest": _ingest, "search": _search, "sources": _sources, "eval": _evaluate}[args.command]
+    handler = {"ingest": _ingest, "search": _search, "sources": _sources, "reindex": _reindex, "eval": _evaluate}[
+        args.command
+    ]
     return asyncio.run(handler(settings, args))
 
 
@@ -148,11 +160,18 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         raise DocserverError(f"path not found: {', '.join(missing)}")
     groups = [(args.source, paths)] if args.source else [(default_source_name(path), [path]) for path in paths]
+    async with _tracing(settings):
+        return await _ingest_groups(settings, groups)
+
+
+@asynccontextmanager
+async def _tracing(settings: Settings) -> AsyncIterator[None]:
+    """Trace a one-shot command, when a collector was named (see `exports_traces`)."""
     from docserver.serve import exports_traces, tracing_config
 
     tracing = configure_tracing(tracing_config(settings), None) if exports_traces(settings) else None
     try:
-        return await _ingest_groups(settings, groups)
+        yield
     finally:
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)
@@ -204,6 +223,19 @@ async def _sources(settings: Settings, args: argparse.Namespace) -> int:
         _say("no sources; ingest some documentation with: docserver ingest PATH")
     for source in sources:
         _say(f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}")
+    return 0
+
+
+async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    from docserver.reindex import reindex
+
+    async with _tracing(settings), open_unbound(settings) as (store, embedder):
+        bar = ProgressBar("re-embedding")
+        try:
+            summary = await reindex(store, embedder, force=args.force, progress=bar)
+        finally:
+            bar.close()
+    _say(summary.line())
     return 0
 
 

@@ -19,6 +19,10 @@ class EmbedderMismatchError(StoreError):
     """The store was built with another embedder than the one configured."""
 
 
+class StoreBusyError(StoreError):
+    """Another writer holds a lock the operation needs; the same call may succeed a moment later."""
+
+
 class DocumentNotFoundError(StoreError):
     """No document has the requested id."""
 

@@ -4,6 +4,8 @@ A server may start before its database answers: with `wait_for_store=False`
 a store that cannot be reached yet is connected in the background, with
 backoff, while readiness reports why it is not ready. One-shot commands
 (ingest, search) wait for nothing: they fail at once, with one line.
+`docserver reindex` opens the two without binding them (`open_unbound`):
+it is the command that moves a store to another embedder.
 """
 
 from __future__ import annotations
@@ -199,6 +201,22 @@ async def open_runtime(
         await store.close()
 
 
+@asynccontextmanager
+async def open_unbound(settings: Settings) -> AsyncIterator[tuple[Store, Embedder]]:
+    """The store and the configured embedder, open but not bound to each other (for `docserver reindex`)."""
+    store = open_store(settings)
+    embedder = open_embedder(settings)
+    store.instrument(None, slow_seconds=settings.slow_query_ms / 1000)
+    embedder.instrument(None, slow_seconds=settings.slow_embedding_ms / 1000)
+    try:
+        await store.open()
+        await resolve_dimension(store, embedder)
+        yield store, embedder
+    finally:
+        await embedder.aclose()
+        await store.close()
+
+
 async def _open_and_bind(store: Store, embedder: Embedder) -> None:
     await store.open()
     await bind_embedder(store, embedder)
@@ -206,6 +224,12 @@ async def _open_and_bind(store: Store, embedder: Embedder) -> None:
 
 async def bind_embedder(store: Store, embedder: Embedder) -> None:
     """Record the embedder with the store, or fail if the store holds another one's vectors."""
+    await resolve_dimension(store, embedder)
+    await store.bind_embedder(embedder.info)
+
+
+async def resolve_dimension(store: Store, embedder: Embedder) -> None:
+    """Give an embedder configured without a dimension its size: the stored one for its own vectors, else asked."""
     resolve = getattr(embedder, "resolve_dimension", None)
     if resolve is not None:
         stored = await store.embedder_info()
@@ -213,4 +237,3 @@ async def bind_embedder(store: Store, embedder: Embedder) -> None:
             embedder.dimension = embedder.dimension or stored.dimension
         else:
             await resolve()
-    await store.bind_embedder(embedder.info)

@@ -7,6 +7,7 @@ the event loop itself.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from docserver.errors import EmbedderMismatchError
 from docserver.observability.metrics import Metrics
 
 Vectors = npt.NDArray[np.float32]
@@ -31,6 +33,16 @@ class EmbedderInfo:
 
     def describe(self) -> str:
         return f"{self.provider}/{self.model} ({self.dimension} dimensions)"
+
+
+def embedder_mismatch(stored: EmbedderInfo, configured: EmbedderInfo) -> EmbedderMismatchError:
+    """The one-line refusal, with the command that fixes it."""
+    return EmbedderMismatchError(
+        f"the database holds vectors from {stored.describe()}, but the configured embedder is "
+        f"{configured.describe()}; run `docserver reindex` to re-embed every chunk with the configured "
+        "embedder (the current index stays searchable until it finishes), or configure the embedder "
+        "the database holds"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +115,37 @@ class RankedId:
     score: float
 
 
+@dataclass(frozen=True, slots=True)
+class PendingChunk:
+    """A chunk that `docserver reindex` has still to embed with the new embedder."""
+
+    chunk_id: int
+    source: str
+    title: str
+    heading: str
+    text: str
+    fingerprint: str
+    """What the store read (see `chunk_fingerprint`); handed back with the vector, so a chunk
+    rewritten in between is noticed and embedded again."""
+
+
+def chunk_fingerprint(source: str, title: str, heading: str, text: str) -> str:
+    """A digest of everything a chunk's vector (and its vector-table row) is made from."""
+    return hashlib.sha256("\x1f".join((source, title, heading, text)).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexBatch:
+    """One step of the scan over every chunk, in id order."""
+
+    pending: list[PendingChunk]
+    """The chunks of this step that have no vector from the new embedder yet."""
+    scanned: int
+    """Chunks looked at in this step."""
+    last_id: int | None
+    """Continue the scan after this id; None once the scan has reached the end."""
+
+
 @dataclass(slots=True)
 class WriteStats:
     """What one source update changed."""
@@ -173,3 +216,40 @@ class Store(Protocol):
 
     async def get_document(self, document_id: int) -> Document:
         """Raise DocumentNotFoundError when there is no such document."""
+
+    # -- changing the embedder (`docserver reindex`): new vectors are built beside the
+    # current ones, which keep answering searches until `switch_reindex` swaps them in.
+
+    async def prepare_reindex(self, info: EmbedderInfo) -> None:
+        """Make room for vectors from `info` beside the current ones.
+
+        The staged vectors of an interrupted reindex to the same embedder are kept
+        (only what is missing gets embedded); those for another embedder are dropped.
+        Raises StoreBusyError when a writer holds the lock this needs.
+        """
+
+    async def reindex_batch(self, after: int, limit: int) -> ReindexBatch:
+        """The next `limit` chunks with an id above `after`, and which of them still need a new vector."""
+
+    async def put_reindexed(self, chunks: Sequence[PendingChunk], vectors: Vectors) -> None:
+        """Stage the new vectors (one row each) of `chunks`, in one short transaction.
+
+        Raises StoreBusyError when a writer holds the lock this needs.
+        """
+
+    async def index_reindexed(self) -> None:
+        """Make the staged vectors quick to search before they are switched in.
+
+        PostgreSQL builds their HNSW index (without blocking searches or ingests,
+        but after waiting for ingests in flight); SQLite has nothing to do.
+        """
+
+    async def switch_reindex(self, info: EmbedderInfo, version: int) -> bool:
+        """Make the staged vectors the index, in one short transaction, if they are complete.
+
+        Under the lock that ingests take, checks that the corpus is still at
+        `version` (read before the last scan began) and that every chunk has a
+        staged vector; then swaps the vectors, records `info` and bumps the corpus
+        version. Returns False, changing nothing, when an ingest committed since
+        (scan again). Raises StoreBusyError when the lock is not granted in time.
+        """

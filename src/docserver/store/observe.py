@@ -26,6 +26,11 @@ SQLITE_COLLECTIONS = {
     "bind_embedder": "meta",
     "list_sources": "sources",
     "migrate": "schema_migrations",
+    "reindex_prepare": "chunk_vectors",
+    "reindex_scan": "chunks",
+    "reindex_write": "chunk_vectors",
+    "reindex_switch": "meta",
+    "reindex_cleanup": "chunk_vectors",
 }
 """Operation -> the table it mostly reads or writes (`db.collection.name`); `documents` otherwise."""
 log = get_logger("docserver.store")

@@ -6,6 +6,10 @@ version while a source update holds one connection inside one transaction.
 Migrations run when the store opens, under an advisory lock (see
 migrations/), so replicas starting together are safe.
 
+`docserver reindex` fills a side column (`embedding_next`, with its own HNSW
+index) while searches keep using `embedding`, then swaps the two columns in
+one short transaction.
+
 Failures come out as StoreError with one line for a person: the database URL
 in them never carries its password, and "cannot reach the database"
 (StoreUnavailableError: retrying later may work) is told apart from "the
@@ -14,6 +18,7 @@ database refused" (StoreError).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import struct
@@ -33,7 +38,7 @@ from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from docserver.config import redact_url, url_password
-from docserver.errors import DocumentNotFoundError, EmbedderMismatchError, StoreError
+from docserver.errors import DocumentNotFoundError, StoreBusyError, StoreError
 from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics, PoolCollector
 from docserver.store.base import (
@@ -41,10 +46,13 @@ from docserver.store.base import (
     Document,
     DocumentInput,
     EmbedderInfo,
+    PendingChunk,
     RankedId,
+    ReindexBatch,
     SourceInfo,
     Vectors,
     WriteStats,
+    embedder_mismatch,
 )
 from docserver.store.migrations import apply_postgres_migrations
 from docserver.store.observe import QueryObserver
@@ -68,6 +76,12 @@ TEXT_WEIGHTS = "{0.2, 0.2, 0.6, 1.0}"
 """ts_rank_cd weights for D (text), C (unused), B (title), A (heading)."""
 BIND_LOCK = 0x646F_6373_6572_7662
 """pg_advisory_xact_lock key held while an embedder is bound, so replicas starting together bind once."""
+NEXT_INDEX = "chunks_embedding_next_hnsw"
+"""The HNSW index a reindex builds over `embedding_next`; renamed to VECTOR_INDEX at the switch."""
+WRITERS_WAIT_MS = 5_000
+"""How long the switch waits for ingests in flight before it lets go and tries again later."""
+SWITCH_LOCK_MS = 1_000
+"""How long a reindex's DDL waits for its table lock: searches queue behind a waiting ALTER TABLE."""
 
 PGVECTOR_MISSING = (
     "the PostgreSQL server has no pgvector extension, which docserver needs for vector search; install it "
@@ -117,6 +131,11 @@ POSTGRES_COLLECTIONS = {
     "bind_embedder": "meta",
     "list_sources": "sources",
     "migrate": "schema_migrations",
+    "reindex_prepare": "chunks",
+    "reindex_scan": "chunks",
+    "reindex_write": "chunks",
+    "reindex_index": "chunks",
+    "reindex_switch": "meta",
 }
 """Operation -> its table (`db.collection.name`): full text and vectors live on `chunks` here."""
 
@@ -133,6 +152,8 @@ class PostgresStore:
         """The URL without its password: the only form that goes into messages."""
         self._password = url_password(url)
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self._embedder: EmbedderInfo | None = None
+        """The embedder this process writes vectors with (bound, or switched to): ingests check it."""
         self._observer = QueryObserver(self.backend, None, collections=POSTGRES_COLLECTIONS)
 
     # -- lifecycle -----------------------------------------------------------
@@ -263,6 +284,8 @@ class PostgresStore:
         )
 
     def _translate(self, exc: psycopg.Error) -> StoreError:
+        if isinstance(exc, errors.LockNotAvailable):
+            return StoreBusyError("another transaction holds a lock this operation needs (lock_timeout)")
         if isinstance(exc, errors.QueryCanceled):
             return StoreError(
                 f"a database query ran longer than {self.options.statement_timeout_ms} ms "
@@ -315,6 +338,7 @@ class PostgresStore:
 
     async def bind_embedder(self, info: EmbedderInfo) -> None:
         await self._write("bind_embedder", _bind_embedder, info, self.options)
+        self._embedder = info
 
     async def corpus_version(self) -> int:
         return await self._read("corpus_version", _read_corpus_version)
@@ -337,7 +361,7 @@ class PostgresStore:
         pool = self._ready_pool()
         try:
             async with pool.connection() as conn, conn.transaction():
-                await self._observer.run("begin", self._guard(_begin(conn, source)))
+                await self._observer.run("begin", self._guard(_begin(conn, source, self._embedder)))
                 yield PostgresSourceWriter(self, conn, source)
                 await self._observer.run("commit", self._guard(_commit(conn, source)))
         except (PoolTimeout, PoolClosed) as exc:
@@ -380,6 +404,38 @@ class PostgresStore:
         (doc_id, source, path, title, content, content_hash, chunk_count, ingested_at) = rows[0]
         return Document(doc_id, source, path, title, content, content_hash, chunk_count, _iso(ingested_at))
 
+    # -- changing the embedder ---------------------------------------------------
+
+    async def prepare_reindex(self, info: EmbedderInfo) -> None:
+        await self._write("reindex_prepare", _prepare_reindex, info)
+
+    async def reindex_batch(self, after: int, limit: int) -> ReindexBatch:
+        rows = await self._read("reindex_scan", _fetch_all, _REINDEX_SCAN, (after, limit))
+        # Chunk rows are never rewritten (an update deletes and inserts, with new
+        # identity ids), so a chunk marked done stays done: no fingerprint needed.
+        pending = [
+            PendingChunk(chunk_id, source, title, heading, text, "")
+            for chunk_id, source, title, heading, text, done in rows
+            if not done
+        ]
+        return ReindexBatch(pending, len(rows), rows[-1][0] if len(rows) == limit else None)
+
+    async def put_reindexed(self, chunks: Sequence[PendingChunk], vectors: Vectors) -> None:
+        rows = [
+            (vector if np.any(vector) else None, chunk.chunk_id)
+            for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32), strict=True)
+        ]
+        await self._write("reindex_write", _put_reindexed, rows)
+
+    async def index_reindexed(self) -> None:
+        await self._write("reindex_index", _build_next_index, self.options)
+
+    async def switch_reindex(self, info: EmbedderInfo, version: int) -> bool:
+        if not await self._write("reindex_switch", _switch_reindex, info, version):
+            return False
+        self._embedder = info
+        return True
+
 
 class PostgresSourceWriter:
     """Writes to one source inside the update's transaction, on its connection."""
@@ -420,6 +476,10 @@ _GET_CHUNKS = """
     SELECT c.id, c.document_id, c.source, d.path, d.title, c.heading, c.text, c.start_line, c.end_line
     FROM chunks c JOIN documents d ON d.id = c.document_id
     WHERE c.id = ANY(%s)
+"""
+_REINDEX_SCAN = """
+    SELECT id, source, title, heading, CASE WHEN reindexed THEN NULL ELSE text END, reindexed
+    FROM chunks WHERE id > %s ORDER BY id LIMIT %s
 """
 _GET_DOCUMENT = """
     SELECT d.id, d.source, d.path, d.title, d.content, d.content_hash,
@@ -462,12 +522,17 @@ def search_vector_sql(*, filtered: bool, limit: int) -> sql.Composed:
     ).format(filter=sql.SQL("AND source = %s" if filtered else ""), limit=sql.Literal(int(limit)))
 
 
-def vector_index_sql(options: PostgresOptions) -> sql.Composed:
+def vector_index_sql(
+    options: PostgresOptions, *, name: str = VECTOR_INDEX, column: str = "embedding", concurrently: bool = False
+) -> sql.Composed:
     """The HNSW index over the chunk vectors (cosine distance), built with the configured parameters."""
     return sql.SQL(
-        "CREATE INDEX {name} ON chunks USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef})"
+        "CREATE INDEX {concurrently}{name} ON chunks USING hnsw ({column} vector_cosine_ops) "
+        "WITH (m = {m}, ef_construction = {ef})"
     ).format(
-        name=sql.Identifier(VECTOR_INDEX),
+        concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""),
+        name=sql.Identifier(name),
+        column=sql.Identifier(column),
         m=sql.Literal(int(options.hnsw_m)),
         ef=sql.Literal(int(options.hnsw_ef_construction)),
     )
@@ -515,9 +580,10 @@ async def _read_corpus_version(conn: Connection) -> int:
     return int(row[0]) if row else 0
 
 
-async def _read_embedder(conn: Connection) -> EmbedderInfo | None:
+async def _read_embedder(conn: Connection, *, for_share: bool = False) -> EmbedderInfo | None:
     cursor = await conn.execute(
         "SELECT key, value FROM meta WHERE key IN ('embedder', 'embedding_model', 'embedding_dimension')"
+        + (" FOR SHARE" if for_share else "")
     )
     rows: dict[str, str] = dict(await cursor.fetchall())
     if "embedder" not in rows:
@@ -534,22 +600,17 @@ async def _bind_embedder(conn: Connection, info: EmbedderInfo, options: Postgres
         cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM chunks)")
         row = await cursor.fetchone()
         if current is not None and row and row[0]:
-            raise EmbedderMismatchError(
-                f"the database holds vectors from {current.describe()}, but the configured embedder is "
-                f"{info.describe()}; configure the original embedder, or use a new database "
-                "(DOCSERVER_DATABASE_URL) and ingest again"
-            )
+            raise embedder_mismatch(current, info)
         # The store holds no vectors: give the column the new dimension and index it.
         await conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(VECTOR_INDEX)))
         # Vectors stay in the row, uncompressed (STORAGE PLAIN), where they fit: by default those
         # over 2 KB (512 dimensions and up) go to TOAST, and sparse ones get compressed. The planner
         # sees neither, prices a full scan far too low and picks it over the HNSW index; reading
         # TOAST or decompressing on every row then makes that scan slow too.
-        storage = sql.SQL("PLAIN" if info.dimension <= MAX_PLAIN_DIMENSION else "EXTERNAL")
         await conn.execute(
             sql.SQL(
                 "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({}), ALTER COLUMN embedding SET STORAGE {}"
-            ).format(sql.Literal(info.dimension), storage)
+            ).format(sql.Literal(info.dimension), _storage(info.dimension <= MAX_PLAIN_DIMENSION))
         )
         if info.dimension <= MAX_INDEXED_DIMENSION:
             await conn.execute(vector_index_sql(options))
@@ -560,18 +621,31 @@ async def _bind_embedder(conn: Connection, info: EmbedderInfo, options: Postgres
                 reason=f"HNSW indexes at most {MAX_INDEXED_DIMENSION} dimensions; vector search will scan every "
                 "chunk (set DOCSERVER_EMBEDDING_DIMENSIONS to 2000 or fewer)",
             )
-        await conn.execute(
-            """
-            INSERT INTO meta (key, value) VALUES ('embedder', %s), ('embedding_model', %s), ('embedding_dimension', %s)
-            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
-            """,
-            (info.provider, info.model, str(info.dimension)),
-        )
+        await _record_embedder(conn, info)
 
 
-async def _begin(conn: Connection, source: str) -> None:
+def _storage(plain: bool) -> sql.SQL:
+    return sql.SQL("PLAIN" if plain else "EXTERNAL")
+
+
+async def _record_embedder(conn: Connection, info: EmbedderInfo) -> None:
+    await conn.execute(
+        """
+        INSERT INTO meta (key, value) VALUES ('embedder', %s), ('embedding_model', %s), ('embedding_dimension', %s)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+        """,
+        (info.provider, info.model, str(info.dimension)),
+    )
+
+
+async def _begin(conn: Connection, source: str, expected: EmbedderInfo | None) -> None:
     # Two ingests of one source (from two replicas or CLIs) take turns; other sources go on in parallel.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('docserver.source:' || %s, 0))", (source,))
+    # FOR SHARE, held to the end of the ingest: a reindex's switch (FOR UPDATE on the same
+    # row) waits for ingests in flight, and an ingest that starts after it sees the new embedder.
+    current = await _read_embedder(conn, for_share=True)
+    if expected is not None and current is not None and current != expected:
+        raise embedder_mismatch(current, expected)
     await conn.execute(
         "INSERT INTO sources (name, updated_at) VALUES (%s, now()) ON CONFLICT (name) DO NOTHING", (source,)
     )
@@ -642,3 +716,130 @@ async def _search_vector(conn: Connection, vector: Vectors, source: str | None, 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- reindex: a side column, swapped in at the switch ------------------------------------------
+
+
+def _target(info: EmbedderInfo) -> str:
+    return json.dumps([info.provider, info.model, info.dimension])
+
+
+async def _lock_timeout(conn: Connection, milliseconds: int) -> None:
+    await conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(milliseconds),))
+
+
+async def _meta_value(conn: Connection, key: str) -> str | None:
+    cursor = await conn.execute("SELECT value FROM meta WHERE key = %s", (key,))
+    row = await cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _has_next_column(conn: Connection) -> bool:
+    cursor = await conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding_next' "
+        "AND NOT attisdropped"
+    )
+    return await cursor.fetchone() is not None
+
+
+async def _prepare_reindex(conn: Connection, info: EmbedderInfo) -> None:
+    async with conn.transaction():
+        await _lock_timeout(conn, SWITCH_LOCK_MS)
+        if await _meta_value(conn, "reindex_target") == _target(info) and await _has_next_column(conn):
+            return  # an interrupted reindex to the same embedder: keep what it staged
+        current = await _read_embedder(conn)
+        # Both vectors of a row must fit in its page unless TOASTed (see _bind_embedder on why in-row is best).
+        in_row = (current.dimension if current and current.dimension <= MAX_PLAIN_DIMENSION else 0) + info.dimension
+        await conn.execute("ALTER TABLE chunks DROP COLUMN IF EXISTS embedding_next, DROP COLUMN IF EXISTS reindexed")
+        await conn.execute(
+            sql.SQL(
+                "ALTER TABLE chunks ADD COLUMN embedding_next vector({}), "
+                "ADD COLUMN reindexed boolean NOT NULL DEFAULT false"
+            ).format(sql.Literal(info.dimension))
+        )
+        await conn.execute(
+            sql.SQL("ALTER TABLE chunks ALTER COLUMN embedding_next SET STORAGE {}").format(
+                _storage(in_row <= MAX_PLAIN_DIMENSION)
+            )
+        )
+        await conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('reindex_target', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (_target(info),),
+        )
+
+
+async def _put_reindexed(conn: Connection, rows: list[tuple[Any, int]]) -> None:
+    # SKIP LOCKED: a chunk that an ingest in flight is deleting is left pending, not waited for.
+    async with conn.transaction(), conn.cursor() as cursor:
+        await cursor.executemany(
+            "UPDATE chunks SET embedding_next = %s, reindexed = true "
+            "WHERE id = (SELECT id FROM chunks WHERE id = %s FOR UPDATE SKIP LOCKED)",
+            rows,
+        )
+
+
+async def _build_next_index(conn: Connection, options: PostgresOptions) -> None:
+    """Build the side column's HNSW index once it is filled; CONCURRENTLY, so searches and ingests go on."""
+    cursor = await conn.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding_next' AND NOT attisdropped"
+    )
+    column = await cursor.fetchone()
+    if column is None or not _indexable(column[0]):
+        return  # no reindex in progress, or vectors too wide for HNSW (searched exactly, as when bound)
+    cursor = await conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (NEXT_INDEX,))
+    row = await cursor.fetchone()
+    if row is not None and row[0]:
+        return
+    await conn.execute("SET statement_timeout = 0")  # a large index takes minutes
+    try:
+        if row is not None:  # left invalid by an interrupted build
+            await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(NEXT_INDEX)))
+        await conn.execute(vector_index_sql(options, name=NEXT_INDEX, column="embedding_next", concurrently=True))
+    finally:
+        if not conn.broken:
+            await conn.execute("RESET statement_timeout")
+
+
+def _indexable(column_type: str) -> bool:
+    """Whether a `vector(N)` column is narrow enough for an HNSW index."""
+    return int(column_type.removeprefix("vector(").removesuffix(")")) <= MAX_INDEXED_DIMENSION
+
+
+async def _switch_reindex(conn: Connection, info: EmbedderInfo, version: int) -> bool:
+    async with conn.transaction():
+        # Waits for ingests in flight (each holds this row FOR SHARE, see _begin) and holds off new ones.
+        await _lock_timeout(conn, WRITERS_WAIT_MS)
+        await conn.execute("SELECT value FROM meta WHERE key = 'embedder' FOR UPDATE")
+        if await _meta_value(conn, "reindex_target") != _target(info) or not await _has_next_column(conn):
+            raise StoreError(
+                f"the reindex to {info.describe()} was finished or replaced by another `docserver reindex`; "
+                "run it again"
+            )
+        if await _read_corpus_version(conn) != version:
+            return False  # an ingest committed since the last scan began
+        cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM chunks WHERE NOT reindexed)")
+        row = await cursor.fetchone()
+        if row is None or row[0]:
+            return False
+        # Catalog changes only, but they need the table to themselves: searches wait for them.
+        await _lock_timeout(conn, SWITCH_LOCK_MS)
+        await conn.execute("ALTER TABLE chunks DROP COLUMN embedding, DROP COLUMN reindexed")
+        await conn.execute("ALTER TABLE chunks RENAME COLUMN embedding_next TO embedding")
+        await conn.execute(
+            sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(
+                sql.Identifier(NEXT_INDEX), sql.Identifier(VECTOR_INDEX)
+            )
+        )
+        # Rows written from now on are stored as a bound embedder's are.
+        await conn.execute(
+            sql.SQL("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE {}").format(
+                _storage(info.dimension <= MAX_PLAIN_DIMENSION)
+            )
+        )
+        await _record_embedder(conn, info)
+        await conn.execute("DELETE FROM meta WHERE key = 'reindex_target'")
+        await conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'corpus_version'")
+    return True
