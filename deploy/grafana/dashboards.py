@@ -554,7 +554,7 @@ def search() -> dict[str, Any]:
                     Panel(
                         "Embedding errors by reason",
                         "Batches that failed after their retries: timeout, rate_limited, http_error, "
-                        "invalid_response, auth, not_found, connection.",
+                        "invalid_response, auth, not_found, connection, model.",
                         [
                             q(
                                 f"sum by (provider, reason) (rate(docserver_embedding_errors_total{{{SEL}}}[{RATE}]))",

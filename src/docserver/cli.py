@@ -230,7 +230,7 @@ async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     from docserver.reindex import reindex
 
     async with _tracing(settings), open_unbound(settings) as (store, embedder):
-        bar = ProgressBar("re-embedding")
+        bar = ProgressBar("re-embedding", unit="chunks")
         try:
             summary = await reindex(store, embedder, force=args.force, progress=bar)
         finally:

@@ -1,4 +1,4 @@
-"""A progress bar for ingestion, drawn only on a terminal."""
+"""A progress bar for ingestion and re-embedding, drawn only on a terminal."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import TextIO
 class ProgressBar:
     """`[#######.........]  120/1000 files  12%` on one line of stderr, redrawn at most 10 times a second."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, unit: str = "files") -> None:
         self.label = label
+        self.unit = unit
         self.stream = stream or sys.stderr
         self.width = width
         self.enabled = self.stream.isatty()
@@ -27,7 +28,7 @@ class ProgressBar:
         self._drawn_at = now
         filled = self.width * done // total
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} files {100 * done // total:3d}%")
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {self.unit} {100 * done // total:3d}%")
         self.stream.flush()
         self._visible = True
 
