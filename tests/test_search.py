@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from captured_logs import capture_events
 from conftest import CORPUS, KNOWN_ANSWERS
 from docserver.cache import TTLCache
 from docserver.config import Settings, load_settings
@@ -15,8 +16,9 @@ from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.embed.openai import OpenAIEmbedder
 from docserver.ingest.pipeline import ingest
+from docserver.reindex import reindex
 from docserver.runtime import bind_embedder
-from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, RRF_K, SearchService, fuse, snippet
+from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, MAX_QUERY_CHARS, RRF_K, Fusion, SearchService, fuse, snippet
 from docserver.store.base import ChunkRecord, RankedId, Vectors
 from docserver.store.sqlite import SqliteStore
 
@@ -360,3 +362,50 @@ async def test_known_answer_ranks_first_with_the_openai_embedder(
     openai_service: SearchService, query: str, path: str
 ) -> None:
     assert (await openai_service.search(query))[0].path == path
+
+
+# -- the fusion each embedder gets, and a store re-embedded under a running service -------------
+
+
+async def test_the_hash_embedder_ranks_by_bm25_and_embeds_no_query_when_bm25_fills_the_page(
+    service: SearchService, counting_store: CountingStore
+) -> None:
+    assert service.fusion == FUSION_BY_PROVIDER["hash"]
+    hits = await service.search("snapshot journal queue", limit=2)
+    assert len(hits) == 2
+    assert counting_store.calls["search_vector"] == 0
+
+
+async def test_vectors_fill_the_places_bm25_leaves_empty(service: SearchService, counting_store: CountingStore) -> None:
+    # A misspelling no document contains: BM25 finds nothing; the character n-grams still meet.
+    hits = await service.search("quilstone snapshts", limit=3)
+    assert counting_store.calls["search_vector"] == 1
+    assert len(hits) == 3
+
+
+async def test_a_fusion_never_ranks_a_filled_place_above_a_full_text_match(service: SearchService) -> None:
+    text_only = await service.ranked("purge", source=None, limit=20, fusion=Fusion(1.0, 0.0))
+    filled = await service.ranked("purge", source=None, limit=20, fusion=FUSION_BY_PROVIDER["hash"])
+    assert [hit.chunk_id for hit in filled[: len(text_only)]] == [hit.chunk_id for hit in text_only]
+    assert len(filled) > len(text_only)
+
+
+async def test_after_another_process_reindexes_the_store_a_running_service_answers_from_full_text(
+    service: SearchService, counting_store: CountingStore
+) -> None:
+    assert await service.search("enable TLS certificate")
+    other = SqliteStore(counting_store.path)  # `docserver reindex` in another process
+    await other.open()
+    try:
+        await reindex(other, HashEmbedder(dimension=256))
+    finally:
+        await other.close()
+
+    counting_store.calls.clear()
+    with capture_events() as logs:
+        hits = await service.search("quilstone snapshts")  # BM25 finds nothing; the vectors may not fill
+        await service.search("enable TLS certificate")
+    assert hits == []
+    assert counting_store.calls["search_vector"] == 0
+    assert [line["event"] for line in logs if line["event"] == "embedder_mismatch"] == ["embedder_mismatch"]
+    assert (await service.search("enable TLS certificate"))[0].path == "guide/security.rst"
