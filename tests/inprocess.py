@@ -107,12 +107,18 @@ async def mcp_client(
 
 
 def current_request(
-    method: str, params: Mapping[str, Any] | None = None, *, name: str | None = None, header_method: str | None = None
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    header_method: str | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, str], str]:
     """(headers, body) of a raw 2026-07-28 JSON-RPC POST, as the SDK client builds it.
 
     `name` goes to the `Mcp-Name` header (tools/call); `header_method`
-    overrides the `Mcp-Method` header, to send one that contradicts the body.
+    overrides the `Mcp-Method` header, to send one that contradicts the body;
+    `meta` adds keys to the request's `_meta` (e.g. W3C trace context).
     """
     headers = {
         "Accept": ACCEPT_BOTH,
@@ -126,6 +132,7 @@ def current_request(
         PROTOCOL_VERSION_META_KEY: CURRENT,
         CLIENT_CAPABILITIES_META_KEY: {},
         CLIENT_INFO_META_KEY: {"name": "docserver-tests", "version": "0"},
+        **(meta or {}),
     }
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**(params or {}), "_meta": meta}}
     return headers, json.dumps(body)

@@ -31,7 +31,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 
 from conftest import CORPUS
 from docserver import __version__
@@ -43,11 +42,11 @@ from docserver.observability.logwriter import LogWriter
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.runtime import Runtime
 from docserver_process import ServerProcess, _wait_healthy, docserver_env, free_port, run_cli, start_docserver
+from inprocess import current_request
 
 CONTRACT_FIELDS = ("timestamp", "level", "event", "logger", "service_name", "service_version", "environment")
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-CURRENT = "2026-07-28"
 MAX_REQUEST_BYTES = 64 * 1024
 EMBEDDING_MODEL = "test-embed"
 
@@ -374,22 +373,9 @@ def _is_access_line(line: dict[str, Any], correlation_id: str) -> bool:
     return line.get("event") == "http_request" and line.get("correlation_id") == correlation_id
 
 
-def tool_call_request(name: str, arguments: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+def tool_call_request(name: str, arguments: dict[str, Any]) -> tuple[dict[str, str], str]:
     """Headers and body of a current-protocol (2026-07-28) tools/call."""
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": CURRENT,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": name,
-    }
-    meta = {
-        PROTOCOL_VERSION_META_KEY: CURRENT,
-        CLIENT_CAPABILITIES_META_KEY: {},
-        CLIENT_INFO_META_KEY: {"name": "test_logging", "version": "0"},
-    }
-    params = {"name": name, "arguments": arguments, "_meta": meta}
-    return headers, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
+    return current_request("tools/call", {"name": name, "arguments": arguments}, name=name)
 
 
 def query_hash(query: str) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from captured_logs import capture_events
 from conftest import CORPUS
+from counting_store import CountingStore
 from docserver.config import load_settings
 from docserver.embed.base import Embedder
 from docserver.embed.hashing import HashEmbedder
@@ -28,29 +28,12 @@ from docserver.observability.metrics import Metrics
 from docserver.runtime import bind_embedder, open_shared_cache
 from docserver.search import Fusion, SearchService
 from docserver.sharedcache import SharedCache
-from docserver.store.base import ChunkRecord, RankedId, Vectors
-from docserver.store.sqlite import SqliteStore
+from docserver.store.base import Vectors
 from docserver_process import free_port
 from redis_server import redis_url, start_redis, stop_redis
 
 QUERY = "journal flush interval durability"
 PASSWORD = "redis-Pa55word-x"
-
-
-class CountingStore(SqliteStore):
-    """The real SQLite store, counting retrievals (a cached search makes none)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.calls: Counter[str] = Counter()
-
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
-        self.calls["search_text"] += 1
-        return await super().search_text(query, source=source, limit=limit)
-
-    async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
-        self.calls["get_chunks"] += 1
-        return await super().get_chunks(chunk_ids)
 
 
 class CountingEmbedder(HashEmbedder):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from captured_logs import capture_events
 from conftest import CORPUS, KNOWN_ANSWERS
+from counting_store import CountingStore
 from docserver.cache import TTLCache
 from docserver.config import Settings, load_settings
 from docserver.embed.factory import open_embedder
@@ -19,7 +19,7 @@ from docserver.ingest.pipeline import ingest
 from docserver.reindex import reindex
 from docserver.runtime import bind_embedder
 from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, MAX_QUERY_CHARS, RRF_K, Fusion, SearchService, fuse, snippet
-from docserver.store.base import ChunkRecord, RankedId, Vectors
+from docserver.store.base import RankedId
 from docserver.store.sqlite import SqliteStore
 
 # A known answer that the hybrid ranking gets wrong today, for a reason of ranking rather than a
@@ -41,26 +41,6 @@ def known_answer_params() -> list[object]:
         )
         for query, path, heading in KNOWN_ANSWERS
     ]
-
-
-class CountingStore(SqliteStore):
-    """The real SQLite store, counting the retrieval calls that a cached search must not make."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.calls: Counter[str] = Counter()
-
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
-        self.calls["search_text"] += 1
-        return await super().search_text(query, source=source, limit=limit)
-
-    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
-        self.calls["search_vector"] += 1
-        return await super().search_vector(vector, source=source, limit=limit)
-
-    async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
-        self.calls["get_chunks"] += 1
-        return await super().get_chunks(chunk_ids)
 
 
 @pytest.fixture

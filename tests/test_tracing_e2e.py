@@ -34,19 +34,19 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY, CallToolResult
+from mcp_types import CallToolResult
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
 from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
 from embedding_server_fixture import start_embedding_server
+from inprocess import current_request
 from otlp_receiver import OtlpReceiver, SpanRecord, closed_port_url
 
 pytestmark = pytest.mark.slow
 
 MODEL = "test-embed"
-CURRENT = "2026-07-28"
 HANDSHAKE_VERSIONS = ("2025-06-18", "2025-11-25")
 QUERY = "rotate access tokens"
 MAX_REQUEST_BYTES = 64 * 1024
@@ -83,22 +83,8 @@ def parse(value: str) -> tuple[str, str, str]:
 
 def tool_call(name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """httpx request arguments of a raw 2026-07-28 tools/call POST, as the SDK client builds it."""
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": CURRENT,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": name,
-    }
-    full_meta = {
-        PROTOCOL_VERSION_META_KEY: CURRENT,
-        CLIENT_CAPABILITIES_META_KEY: {},
-        CLIENT_INFO_META_KEY: {"name": "test_tracing_e2e", "version": "0"},
-        **(meta or {}),
-    }
-    params = {"name": name, "arguments": arguments, "_meta": full_meta}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    return {"headers": headers, "content": json.dumps(body)}
+    headers, body = current_request("tools/call", {"name": name, "arguments": arguments}, name=name, meta=meta)
+    return {"headers": headers, "content": body}
 
 
 # --- processes ------------------------------------------------------------------------------------
