@@ -614,16 +614,17 @@ def test_search_p95_agrees_with_the_driver_within_a_bucket(report: Report) -> No
     assert bucket(driver) - 1 <= bucket(histogram) <= bucket(driver), (histogram, driver)
 
 
-@pytest.mark.parametrize(
-    ("fault", "alertname"),
-    [
-        ("slow embeddings", "SlowEmbeddings"),
-        ("slow embeddings", "SlowSearch"),
-        ("embedding errors", "EmbeddingProviderErrors"),
-        ("embedding errors", "HighToolErrorRate"),
-        ("store failure", "DatabaseQueryErrors"),
-    ],
-)
+FAULT_ALERTS = [
+    ("slow embeddings", "SlowEmbeddings"),
+    ("slow embeddings", "SlowSearch"),
+    ("embedding errors", "EmbeddingProviderErrors"),
+    ("embedding errors", "HighToolErrorRate"),
+    ("store failure", "DatabaseQueryErrors"),
+]
+"""Each injected fault and an alert it must fire as a ticket, then resolve."""
+
+
+@pytest.mark.parametrize(("fault", "alertname"), FAULT_ALERTS)
 def test_fault_fires_its_alert_as_a_ticket(report: Report, fault: str, alertname: str) -> None:
     notification = report.faults[fault].fired[alertname]
     assert notification is not None, f"{alertname} did not reach the ticket receiver during {fault}"
@@ -631,16 +632,7 @@ def test_fault_fires_its_alert_as_a_ticket(report: Report, fault: str, alertname
     assert notification.annotations["runbook_url"].endswith("#" + alertname.lower())
 
 
-@pytest.mark.parametrize(
-    ("fault", "alertname"),
-    [
-        ("slow embeddings", "SlowEmbeddings"),
-        ("slow embeddings", "SlowSearch"),
-        ("embedding errors", "EmbeddingProviderErrors"),
-        ("embedding errors", "HighToolErrorRate"),
-        ("store failure", "DatabaseQueryErrors"),
-    ],
-)
+@pytest.mark.parametrize(("fault", "alertname"), FAULT_ALERTS)
 def test_alert_resolves_once_the_fault_is_gone(report: Report, fault: str, alertname: str) -> None:
     assert report.faults[fault].resolved.get(alertname) is not None, f"{alertname} did not resolve after {fault}"
 

@@ -21,6 +21,7 @@ from docserver.embed.local import DEFAULT_MODEL_NAME, LocalEmbedder, default_mod
 from docserver.errors import ConfigError, EmbeddingError
 from docserver.observability.metrics import Metrics
 from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from otlp_receiver import OtlpReceiver, SpanRecord
 
 LOCAL = {"DOCSERVER_EMBEDDER": "local", "OTEL_TRACES_EXPORTER": "none"}
 
@@ -180,14 +181,26 @@ def test_the_cli_answers_a_paraphrase_with_the_local_model(database: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def server(database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as otlp:
+        yield otlp
+
+
+@pytest.fixture(scope="module")
+def server(database: Path, receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("local_server") / "docserver.log"
-    with start_docserver(docserver_env(database, LOCAL), log) as running:
+    tracing = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_TRACE_SAMPLE_RATE": "1",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    with start_docserver(docserver_env(database, {**LOCAL, **tracing}), log) as running:
         yield running
 
 
-async def test_a_served_search_embeds_with_the_local_model_and_says_so_in_metrics_and_logs(
-    server: ServerProcess,
+async def test_a_served_search_embeds_with_the_local_model_and_says_so_in_metrics_logs_and_spans(
+    server: ServerProcess, receiver: OtlpReceiver
 ) -> None:
     async with Client(server.mcp_url, mode="auto") as client:
         result = await client.call_tool("search_docs", {"query": "make the broker keep messages on disk safely"})
@@ -207,3 +220,11 @@ async def test_a_served_search_embeds_with_the_local_model_and_says_so_in_metric
     build = [name for name in samples if name[0] == "docserver_build_info"]
     assert build and dict(build[0][1])["embedder"] == "local"
     assert '"event": "local_model_loaded"' in server.logs() or '"event":"local_model_loaded"' in server.logs()
+
+    def embedding_spans(spans: list[SpanRecord]) -> list[SpanRecord]:
+        return [span for span in spans if span.name == f"embeddings {DEFAULT_MODEL_NAME}"]
+
+    [span, *_] = await asyncio.to_thread(receiver.wait_for, embedding_spans, 15.0)
+    assert span.kind == "CLIENT"
+    assert span.attributes["gen_ai.provider.name"] == "local"
+    assert span.attributes["docserver.embedding.batch_size"] == 1
