@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -228,3 +230,23 @@ async def test_a_served_search_embeds_with_the_local_model_and_says_so_in_metric
     assert span.kind == "CLIENT"
     assert span.attributes["gen_ai.provider.name"] == "local"
     assert span.attributes["docserver.embedding.batch_size"] == 1
+
+
+def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
+    """The base install has no torch; the default path must not need it (nor pay its start-up)."""
+    program = (
+        "import sys\n"
+        "from docserver.cli import main\n"
+        "main(['search', 'snapshot'])\n"
+        "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        env=docserver_env(tmp_path / "docserver.db"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"
