@@ -143,11 +143,10 @@ async def evaluate(
     embedders: Sequence[str],
     *,
     fusions: Sequence[Fusion] = (),
-    questions: list[Question] | None = None,
 ) -> Report:
     """Score BM25 alone, vectors alone and each embedder's fusion (plus `fusions`) for every embedder named."""
     started = time.perf_counter()
-    questions = questions if questions is not None else load_questions()
+    questions = load_questions()
     runs: list[Run] = []
     models: dict[str, str] = {}
     documents = 0
