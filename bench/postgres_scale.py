@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from docserver.embed.hashing import HashEmbedder
-from docserver.search import SearchService
+from docserver.search import Fusion, SearchService
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from postgres_server import PostgresServer, bulk_load, synthetic_texts
 
@@ -84,7 +84,8 @@ async def measure(url: str, size: int, dimension: int, calls: int) -> dict[str, 
         words = rng.integers(0, len(vocabulary), (calls + 50, 2))
         queries = [f"{vocabulary[a]} {vocabulary[b]}" for a, b in words]
         vectors = await embedder.embed(queries)
-        service = SearchService(store, embedder, cache_size=0)
+        # Both retrievers, as every search with `local` or `openai` runs them: the HNSW path is what scales here.
+        service = SearchService(store, embedder, cache_size=0, fusion=Fusion(1.0, 1.0))
         vector = await timed(calls, lambda n: store.search_vector(vectors[n], source=None, limit=CANDIDATES))
         text = await timed(calls, lambda n: store.search_text(queries[n], source=None, limit=CANDIDATES))
         search = await timed(calls, lambda n: service.search(queries[n], limit=5))
