@@ -1,10 +1,11 @@
 """Prometheus metrics: every docserver metric, on an injected registry.
 
-Names, types, labels and buckets are the contract in DESIGN.md (dashboards
-and alert rules depend on them). Every label value comes from a closed set:
-`label_*` functions map anything else to `unmatched`, `unknown` or `other`,
-so no client input can create a series. Hot paths use label children cached
-here, never `labels()` per request.
+Names, types, labels and buckets are the contract documented in
+docs/metrics.md (dashboards and alert rules depend on them). Every label
+value comes from a closed set: `label_*` functions map anything else to
+`unmatched`, `unknown` or `other`, so no client input can create a series.
+Each layer is handed its own instruments (`for_*`), whose label children are
+resolved once, never `labels()` per request.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from docserver import __version__
+from docserver.observability.instruments import (
+    EmbedderInstruments,
+    Exemplar,
+    HttpInstruments,
+    LabelCache,
+    McpInstruments,
+    SearchInstruments,
+    StoreInstruments,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 MCP_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -87,6 +97,7 @@ class Metrics:
         tools: Iterable[str] = (),
         process_collectors: bool = True,
         instrumented: bool = True,
+        exemplar: Exemplar | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.tools = frozenset(tools)
@@ -111,8 +122,8 @@ class Metrics:
 
         for endpoint in ("metrics", "pprof"):
             self.auth_failures.labels(endpoint)
-        self.exemplar: Callable[[], dict[str, str] | None] = _no_exemplar
-        """Set by tracing: the trace id of the current sampled span, for histogram exemplars."""
+        self.exemplar: Exemplar = exemplar or _no_exemplar
+        """The trace id of the current sampled span, for histogram exemplars (given when tracing is on)."""
 
         if instrumented:
             self._register_request_metrics(r)
@@ -221,24 +232,54 @@ class Metrics:
             registry=r,
         )
         # Children for the hot paths, created once.
-        self.http_in_flight = self.active_connections.labels("http")
-        self.sse_open = self.active_connections.labels("sse")
         for reason in ("queue_full", "export_failed"):
             self.trace_spans_dropped.labels(reason)
-        self._tool_children: dict[tuple[str, str], Any] = {}
+        # Every tool's series exist from the start, at zero: rates work from the first scrape.
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):
-                self._tool_children[(tool, status)] = self.tool_calls.labels(tool, status)
-            self._tool_children[(tool, "duration")] = self.tool_duration.labels(tool)
+                self.tool_calls.labels(tool, status)
+            self.tool_duration.labels(tool)
 
     def label_tool(self, name: object) -> str:
         return name if isinstance(name, str) and name in self.tools else "unknown"
 
-    def tool_call(self, tool: str, status: str) -> Any:
-        return self._tool_children[(tool, status)]
+    # -- what each layer is handed at construction --------------------------------
 
-    def tool_timer(self, tool: str) -> Any:
-        return self._tool_children[(tool, "duration")]
+    def for_store(self) -> StoreInstruments:
+        return StoreInstruments(
+            LabelCache(self.query_duration), LabelCache(self.query_errors), self.exemplar, self.register_collector
+        )
+
+    def for_embedder(self) -> EmbedderInstruments:
+        return EmbedderInstruments(
+            LabelCache(self.embedding_duration),
+            LabelCache(self.embedding_batch_size),
+            LabelCache(self.embedding_errors),
+            self.exemplar,
+        )
+
+    def for_search(self) -> SearchInstruments:
+        return SearchInstruments(LabelCache(self.cache_requests), self.search_results)
+
+    def for_http(self) -> HttpInstruments:
+        return HttpInstruments(
+            LabelCache(self.http_requests),
+            LabelCache(self.http_duration),
+            self.active_connections.labels("http"),
+            self.active_connections.labels("sse"),
+            self.exemplar,
+        )
+
+    def for_mcp(self) -> McpInstruments:
+        return McpInstruments(
+            LabelCache(self.mcp_operation_duration),
+            LabelCache(self.tool_calls),
+            LabelCache(self.tool_duration),
+            self.sessions_active,
+            self.mcp_session_duration,
+            self.label_tool,
+            self.exemplar,
+        )
 
     def set_build_info(self, *, backend: str, embedder: str) -> None:
         self.build_info.labels(__version__, platform.python_version(), backend, embedder).set(1)
