@@ -15,6 +15,7 @@ from docserver.config import Settings, load_settings
 from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.embed.openai import OpenAIEmbedder
+from docserver.errors import SearchInputError
 from docserver.ingest.pipeline import ingest
 from docserver.reindex import reindex
 from docserver.runtime import bind_embedder
@@ -122,8 +123,10 @@ async def test_a_document_without_latin_words_does_not_break_search(service: Sea
         pytest.param("queue", -1, "limit", id="limit-negative"),
     ],
 )
-async def test_invalid_search_raises_value_error(service: SearchService, query: str, limit: int, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+async def test_invalid_search_raises_a_search_input_error(
+    service: SearchService, query: str, limit: int, message: str
+) -> None:
+    with pytest.raises(SearchInputError, match=message):
         await service.search(query, limit=limit)
 
 

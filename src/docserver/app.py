@@ -24,16 +24,22 @@ from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
 from docserver.mcp.tools import TOOL_NAMES
 from docserver.observability.context import current_correlation_id
 from docserver.observability.exposition import metrics_route
+from docserver.observability.logging import event_line
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.observability.profiling.endpoints import profiling_routes
-from docserver.observability.tracing import Tracing
+from docserver.observability.tracing import current_exemplar
+from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
 
 
 def new_metrics(settings: Settings, registry: CollectorRegistry | None = None) -> Metrics:
-    """The metrics for one server process (tests pass their own registry); minimal with telemetry off."""
-    return Metrics(registry, tools=TOOL_NAMES, instrumented=settings.telemetry_enabled)
+    """The metrics for one server process (tests pass their own registry); minimal with telemetry off.
+
+    Histogram exemplars carry the trace id of sampled requests, when tracing is on.
+    """
+    exemplar = current_exemplar if settings.tracing_enabled else None
+    return Metrics(registry, tools=TOOL_NAMES, instrumented=settings.telemetry_enabled, exemplar=exemplar)
 
 
 def create_app(
@@ -48,10 +54,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            instruments = runtime.metrics.for_mcp() if runtime.metrics is not None else None
             mcp = build_mcp(
-                runtime.service, runtime.metrics, log_queries=settings.log_queries, observe=settings.telemetry_enabled
+                runtime.service, instruments, log_queries=settings.log_queries, observe=settings.telemetry_enabled
             )
-            manager = session_manager(mcp, settings, runtime.metrics)
+            manager = session_manager(mcp, settings, instruments)
             app.state.session_manager = manager
             app.state.mcp_app = mcp_asgi_app(manager)
             await stack.enter_async_context(manager.run())
@@ -106,7 +113,11 @@ def _observed(
     if not settings.telemetry_enabled:
         return app  # the kill switch: no request middleware at all
     return ObservabilityMiddleware(
-        app, routes=route_templates(routes), metrics=metrics, access_log=True, tracing=tracing
+        app,
+        routes=route_templates(routes),
+        instruments=metrics.for_http() if metrics is not None else None,
+        access_log=event_line("http_request", "docserver.http"),
+        tracing=tracing,
     )
 
 

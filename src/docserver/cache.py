@@ -8,14 +8,13 @@ counted once, as a hit when either level had the value.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import cachetools
 from opentelemetry.trace import SpanKind
 
 from docserver.observability import tracing
-from docserver.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from docserver.sharedcache import SharedCache  # imported lazily: redis is slow to import
@@ -30,25 +29,28 @@ Encode = Callable[[V], bytes]
 class TTLCache(Generic[K, V]):
     """Least-recently-used eviction at `maxsize`; entries older than `ttl` seconds miss.
 
-    `name` is a fixed label (`embedding`, `search`) for metrics. With
-    `maxsize=0` the cache stores nothing and every lookup misses.
+    `name` is a fixed label (`embedding`, `search`) for metrics; `counters`
+    (hit, miss) are docserver_cache_requests_total{cache=name} children, or
+    None with metrics off. With `maxsize=0` the cache stores nothing and
+    every lookup misses. The store underneath is cachetools' TTLCache.
     """
 
-    def __init__(self, name: str, *, maxsize: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        maxsize: int,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        counters: tuple[Any, Any] | None = None,
+    ) -> None:
         self.name = name
         self.maxsize = maxsize
         self.ttl = ttl
-        self._clock = clock
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._entries: cachetools.TTLCache[K, V] = cachetools.TTLCache(max(maxsize, 1), ttl, timer=clock)
         self._hit_attribute = f"docserver.cache.{name}.hit"
-        self._hits: Any = None
-        self._misses: Any = None
-
-    def instrument(self, metrics: Metrics | None) -> None:
-        """Count hits and misses as docserver_cache_requests_total{cache=name}."""
-        if metrics is not None:
-            self._hits = metrics.cache_requests.labels(self.name, "hit")
-            self._misses = metrics.cache_requests.labels(self.name, "miss")
+        self._hits: Any = counters[0] if counters is not None else None
+        self._misses: Any = counters[1] if counters is not None else None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,23 +73,11 @@ class TTLCache(Generic[K, V]):
 
     def lookup(self, key: K) -> V | None:
         """The live value for `key`, uncounted."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires, value = entry
-        if expires <= self._clock():
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
+        return self._entries.get(key)
 
     def put(self, key: K, value: V) -> None:
-        if self.maxsize <= 0:
-            return
-        self._entries[key] = (self._clock() + self.ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
+        if self.maxsize > 0:
+            self._entries[key] = value
 
     def clear(self) -> None:
         self._entries.clear()

@@ -23,7 +23,7 @@ from docserver.ingest.pipeline import default_source_name, ingest
 from docserver.ingest.progress import ProgressBar
 from docserver.observability.logging import configure_logging
 from docserver.observability.logwriter import LogWriter
-from docserver.observability.tracing import configure_tracing, current_trace_ids
+from docserver.observability.tracing import current_trace_ids
 from docserver.runtime import open_runtime, open_unbound
 from docserver.search import MAX_LIMIT
 
@@ -166,10 +166,10 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _tracing(settings: Settings) -> AsyncIterator[None]:
-    """Trace a one-shot command, when a collector was named (see `exports_traces`)."""
-    from docserver.serve import exports_traces, tracing_config
+    """Trace a one-shot command, when a collector was named (see `Settings.tracing_enabled`)."""
+    from docserver.serve import start_tracing
 
-    tracing = configure_tracing(tracing_config(settings), None) if exports_traces(settings) else None
+    tracing = start_tracing(settings, None)
     try:
         yield
     finally:
@@ -195,10 +195,7 @@ async def _ingest_groups(settings: Settings, groups: list[tuple[str, list[Path]]
 
 async def _search(settings: Settings, args: argparse.Namespace) -> int:
     async with open_runtime(settings) as runtime:
-        try:
-            hits = await runtime.service.search(args.query, source=args.source, limit=args.limit)
-        except ValueError as exc:
-            raise DocserverError(str(exc)) from None
+        hits = await runtime.service.search(args.query, source=args.source, limit=args.limit)
     if args.json:
         _print_json([_asdict(hit) for hit in hits])
         return 0

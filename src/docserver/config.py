@@ -318,10 +318,11 @@ class Settings(BaseSettings):
     traces_sampler_arg: str | None = Field(
         None, validation_alias="OTEL_TRACES_SAMPLER_ARG", description="Argument of OTEL_TRACES_SAMPLER."
     )
-    traces_exporter: Literal["otlp", "console", "none"] = Field(
-        "otlp",
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None,
         validation_alias="OTEL_TRACES_EXPORTER",
-        description="`otlp` (to a collector or Jaeger), `console` (stdout, for debugging) or `none`.",
+        description="`otlp` (to a collector or Jaeger), `console` (stdout, for debugging) or `none`. Tracing starts "
+        "only when this or OTEL_EXPORTER_OTLP_ENDPOINT is set.",
     )
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         "http/protobuf",
@@ -331,7 +332,7 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None,
         validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
-        description="Collector base URL, e.g. `http://jaeger:4318` (default: the exporter's, localhost).",
+        description="Collector base URL, e.g. `http://jaeger:4318`; setting it turns tracing on (OTLP).",
     )
     metrics_token: SecretStr | None = Field(
         None,
@@ -390,7 +391,9 @@ class Settings(BaseSettings):
 
     @property
     def tracing_enabled(self) -> bool:
-        return self.telemetry_enabled and not self.otel_sdk_disabled
+        """Tracing starts only towards a collector that was named: a laptop without one exports nothing."""
+        named = self.otlp_endpoint is not None or self.traces_exporter in ("otlp", "console")
+        return self.telemetry_enabled and not self.otel_sdk_disabled and named
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""

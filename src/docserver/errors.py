@@ -11,6 +11,10 @@ class ConfigError(DocserverError):
     """A setting has a value that is not allowed."""
 
 
+class SearchInputError(DocserverError):
+    """A search asked for something it cannot have (an empty query, an unknown source): the caller's to fix."""
+
+
 class StoreError(DocserverError):
     """The store failed or refused an operation."""
 

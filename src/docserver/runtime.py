@@ -98,13 +98,15 @@ class Runtime:
         self.embedder = embedder
         self.metrics = metrics
         self.service = SearchService(
-            store, embedder, cache_size=settings.cache_size, cache_ttl=settings.cache_ttl, shared_cache=shared_cache
+            store,
+            embedder,
+            cache_size=settings.cache_size,
+            cache_ttl=settings.cache_ttl,
+            shared_cache=shared_cache,
+            instruments=metrics.for_search() if metrics is not None else None,
         )
-        # Each layer instruments the work it owns; with metrics off they keep
-        # only the slow-operation warnings.
+        # TODO(store-core merge): instruments at construction
         store.instrument(metrics, slow_seconds=settings.slow_query_ms / 1000)
-        embedder.instrument(metrics, slow_seconds=settings.slow_embedding_ms / 1000)
-        self.service.instrument(metrics)
         if metrics is not None:
             metrics.set_build_info(backend=store.backend, embedder=embedder.provider)
         self.draining = False
@@ -176,7 +178,7 @@ async def open_runtime(
     pgvector) still fail at once.
     """
     store = open_store(settings)
-    embedder = open_embedder(settings)
+    embedder = open_embedder(settings, metrics.for_embedder() if metrics is not None else None)
     shared_cache = open_shared_cache(settings)
     connecting: asyncio.Task[None] | None = None
     try:
@@ -207,7 +209,6 @@ async def open_unbound(settings: Settings) -> AsyncIterator[tuple[Store, Embedde
     store = open_store(settings)
     embedder = open_embedder(settings)
     store.instrument(None, slow_seconds=settings.slow_query_ms / 1000)
-    embedder.instrument(None, slow_seconds=settings.slow_embedding_ms / 1000)
     try:
         await store.open()
         await resolve_dimension(store, embedder)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,9 @@ import orjson
 
 from docserver.cache import TTLCache, get_tiered, put_tiered
 from docserver.embed.base import Embedder, Vectors
+from docserver.errors import SearchInputError, StoreError
+from docserver.observability.instruments import SearchInstruments
 from docserver.observability.logging import get_logger
-from docserver.observability.metrics import Metrics
 from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, Store
 from docserver.store.terms import query_terms
 
@@ -34,6 +36,8 @@ MAX_LIMIT = 20
 RRF_K = 60
 """The usual reciprocal-rank-fusion constant: damps the head of each list."""
 SNIPPET_CHARS = 320
+CORPUS_VERSION_TTL = 1.0
+"""Seconds a read corpus version is trusted: how soon another process's ingest is seen."""
 
 log = get_logger("docserver.search")
 
@@ -91,6 +95,49 @@ class SearchHit:
     end_line: int
 
 
+@dataclass(slots=True, eq=False)
+class SearchPage:
+    """One search's results, as the result cache keeps them.
+
+    `rendered` is free for the reader (the MCP tool) to keep its serialised
+    form in, so a page served again from the cache is serialised once.
+    """
+
+    hits: list[SearchHit]
+    rendered: Any = None
+
+
+class CorpusVersion:
+    """The store's corpus version without a database round trip per search.
+
+    Re-read when `ttl` seconds have passed, and at once when the store's
+    `change_marker` moved (after any write through this process's store and,
+    on SQLite, any commit by another process). A write by another replica of
+    a shared database is therefore seen within `ttl` seconds.
+    """
+
+    def __init__(self, store: Store, *, ttl: float = CORPUS_VERSION_TTL, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._version = 0
+        self._marker: Hashable = object()
+        self._expires = float("-inf")
+
+    async def current(self) -> int:
+        now = self._clock()
+        marker = self._store.change_marker
+        if now >= self._expires or marker != self._marker:
+            self._marker = marker
+            self._version = await self._store.corpus_version()
+            self._expires = now + self._ttl
+        return self._version
+
+    def expire(self) -> None:
+        """Re-read at the next search (after a store error, the version may be what changed)."""
+        self._expires = float("-inf")
+
+
 class SearchService:
     """Answers searches over one store with one embedder.
 
@@ -109,40 +156,43 @@ class SearchService:
         cache_ttl: float = 300.0,
         shared_cache: SharedCache | None = None,
         fusion: Fusion | None = None,
+        instruments: SearchInstruments | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.shared_cache = shared_cache
         self.fusion = fusion or FUSION_BY_PROVIDER.get(embedder.provider, Fusion())
+        self.corpus_version = CorpusVersion(store, clock=clock)
         # The store's vectors are compared with this embedder whenever the corpus
         # version moves: after another process re-embedded the store (`docserver
         # reindex`), this process's query vectors would be meaningless there, so
         # it answers from full text alone until it restarts with the new embedder.
         self._checked_version: int | None = None
         self._vectors_match = True
-        self.embedding_cache: TTLCache[str, Vectors] = TTLCache("embedding", maxsize=cache_size, ttl=cache_ttl)
-        self.result_cache: TTLCache[tuple[int, str, str | None, int], list[SearchHit]] = TTLCache(
-            "search", maxsize=cache_size, ttl=cache_ttl
+        self.embedding_cache: TTLCache[str, Vectors] = TTLCache(
+            "embedding", maxsize=cache_size, ttl=cache_ttl, clock=clock, counters=_counters(instruments, "embedding")
         )
-        self._result_counts: Any = None
-
-    def instrument(self, metrics: Metrics | None) -> None:
-        """Count cache hits and misses, and the number of results of every search."""
-        self.embedding_cache.instrument(metrics)
-        self.result_cache.instrument(metrics)
-        self._result_counts = metrics.search_results if metrics is not None else None
+        self.result_cache: TTLCache[tuple[int, str, str | None, int], SearchPage] = TTLCache(
+            "search", maxsize=cache_size, ttl=cache_ttl, clock=clock, counters=_counters(instruments, "search")
+        )
+        self._result_counts = instruments.results if instruments is not None else None
 
     async def search(self, query: str, *, source: str | None = None, limit: int = 5) -> list[SearchHit]:
         """The best `limit` chunks for `query`, best first."""
+        return (await self.search_page(query, source=source, limit=limit)).hits
+
+    async def search_page(self, query: str, *, source: str | None = None, limit: int = 5) -> SearchPage:
+        """The best `limit` chunks for `query`, as a page the result cache keeps (and its reader may annotate)."""
         query = query.strip()
         if not query:
-            raise ValueError("query is empty; say what you are looking for")
+            raise SearchInputError("query is empty; say what you are looking for")
         if len(query) > MAX_QUERY_CHARS:
-            raise ValueError(f"query is longer than {MAX_QUERY_CHARS} characters; shorten it")
+            raise SearchInputError(f"query is longer than {MAX_QUERY_CHARS} characters; shorten it")
         if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+            raise SearchInputError(f"limit must be between 1 and {MAX_LIMIT}")
 
-        version = await self.store.corpus_version()
+        version = await self.corpus_version.current()
         if version != self._checked_version:
             await self._check_embedder(version)
         key = (version, query, source, limit)
@@ -150,15 +200,19 @@ class SearchService:
         def shared_key() -> str:
             return f"{version}:{self._embedder_key()}:{_digest([query, source, limit])}"
 
-        hits = await get_tiered(self.result_cache, self.shared_cache, key, shared_key, _decode_hits)
-        if hits is None:
-            hits = await self._search(query, source, limit)
-            if not hits and source is not None:
+        page = await get_tiered(self.result_cache, self.shared_cache, key, shared_key, _decode_page)
+        if page is None:
+            try:
+                page = SearchPage(await self._search(query, source, limit))
+            except StoreError:
+                self.corpus_version.expire()
+                raise
+            if not page.hits and source is not None:
                 await self._check_source(source)
-            await put_tiered(self.result_cache, self.shared_cache, key, shared_key, hits, _encode_hits)
+            await put_tiered(self.result_cache, self.shared_cache, key, shared_key, page, _encode_page)
         if self._result_counts is not None:
-            self._result_counts.observe(len(hits))
-        return hits
+            self._result_counts.observe(len(page.hits))
+        return page
 
     async def _check_embedder(self, version: int) -> None:
         stored = await self.store.embedder_info()
@@ -209,7 +263,7 @@ class SearchService:
         names = [item.name for item in await self.store.list_sources()]
         if source not in names:
             known = ", ".join(names) if names else "none; ingest documentation first"
-            raise ValueError(f"unknown source {source!r}; available sources: {known}")
+            raise SearchInputError(f"unknown source {source!r}; available sources: {known}")
 
     async def _embed_query(self, query: str) -> Vectors:
         def shared_key() -> str:
@@ -243,15 +297,21 @@ def _encode_vector(vector: Vectors) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
-def _encode_hits(hits: list[SearchHit]) -> bytes:
-    return orjson.dumps([astuple(hit) for hit in hits])
+def _encode_page(page: SearchPage) -> bytes:
+    return orjson.dumps([astuple(hit) for hit in page.hits])
 
 
-def _decode_hits(raw: bytes) -> list[SearchHit] | None:
+def _decode_page(raw: bytes) -> SearchPage | None:
     try:
-        return [SearchHit(*row) for row in orjson.loads(raw)]
+        return SearchPage([SearchHit(*row) for row in orjson.loads(raw)])
     except (orjson.JSONDecodeError, TypeError):
         return None  # written by another version of docserver: a miss
+
+
+def _counters(instruments: SearchInstruments | None, cache: str) -> tuple[Any, Any] | None:
+    if instruments is None:
+        return None
+    return instruments.cache_requests(cache, "hit"), instruments.cache_requests(cache, "miss")
 
 
 async def _nothing() -> list[RankedId]:

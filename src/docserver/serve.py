@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Iterator
 from types import FrameType
 from typing import Literal
 
 import uvicorn
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import disable_created_metrics
 from starlette.types import ASGIApp
 
 from docserver.app import create_admin_app, create_app, new_metrics
 from docserver.config import Settings
-from docserver.mcp.observe import ObservedSessionManager
+from docserver.mcp.sdk import ObservedSessionManager
 from docserver.mcp.server import build_mcp
-from docserver.observability.logging import active_log_writer
+from docserver.observability.logging import active_log_writer, get_logger
 from docserver.observability.metrics import LogDropCollector, Metrics
-from docserver.observability.tracing import Tracing, TracingConfig, configure_tracing, sampler_named
+from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing, sampler_named
 from docserver.runtime import Runtime, open_runtime
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class _DrainingServer(uvicorn.Server):
@@ -52,7 +52,7 @@ class _DrainingServer(uvicorn.Server):
         sessions = manager.close_streams() if isinstance(manager, ObservedSessionManager) else 0
         for companion in self._companions:
             companion.should_exit = True
-        log.info("draining: readiness is now 503; asked %d sessions to close their SSE streams", sessions)
+        log.info("draining", readiness="503", sse_streams_closed=sessions)
 
 
 class _CompanionServer(uvicorn.Server):
@@ -96,9 +96,10 @@ async def serve_http(settings: Settings) -> None:
     """Open the store and embedder (failing fast with a clear error), then serve until SIGTERM."""
     if not settings.is_loopback:
         log.warning(
-            "listening on %s: /mcp is reachable from other machines and has no authentication of its own; "
-            "set DOCSERVER_ALLOWED_HOSTS to the names clients use and put it behind your gateway",
-            settings.host,
+            "listening_beyond_loopback",
+            host=settings.host,
+            hint="/mcp is reachable from other machines and has no authentication of its own; set "
+            "DOCSERVER_ALLOWED_HOSTS to the names clients use and put it behind your gateway",
         )
     # `_created` series would double the exposition for timestamps nobody queries.
     disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -107,7 +108,7 @@ async def serve_http(settings: Settings) -> None:
     writer = active_log_writer()
     if writer is not None:
         metrics.register_collector(LogDropCollector(lambda: writer.dropped))
-    tracing = configure_tracing(tracing_config(settings), request_metrics) if settings.tracing_enabled else None
+    tracing = start_tracing(settings, request_metrics)
     try:
         await _serve(settings, metrics, request_metrics, tracing)
     finally:
@@ -149,7 +150,7 @@ async def serve_stdio(settings: Settings) -> None:
     one-shot commands). The client closing stdin ends the process; it may be
     signalled soon after, so the last export gets one second at most.
     """
-    tracing = configure_tracing(tracing_config(settings), None) if exports_traces(settings) else None
+    tracing = start_tracing(settings, None)
     try:
         async with open_runtime(settings) as runtime:
             await build_mcp(runtime.service, None, log_queries=settings.log_queries).run_stdio_async()
@@ -158,22 +159,23 @@ async def serve_stdio(settings: Settings) -> None:
             await asyncio.to_thread(tracing.shutdown, 1.0)
 
 
-def exports_traces(settings: Settings) -> bool:
-    """Whether a process other than the HTTP server traces: only towards a collector that was named.
-
-    A laptop without a collector should not wait for exports when a command ends.
-    """
-    return settings.tracing_enabled and bool(settings.otlp_endpoint or settings.traces_exporter == "console")
+def start_tracing(settings: Settings, metrics: Metrics | None) -> Tracing | None:
+    """Tracing, when a collector is named (see `Settings.tracing_enabled`); None otherwise."""
+    if not settings.tracing_enabled:
+        return None
+    return configure_tracing(tracing_config(settings), metrics.trace_spans_dropped if metrics is not None else None)
 
 
 def tracing_config(settings: Settings) -> TracingConfig:
-    sampler = sampler_named(settings.traces_sampler, settings.traces_sampler_arg) if settings.traces_sampler else None
+    if settings.traces_sampler:
+        sampler = sampler_named(settings.traces_sampler, settings.traces_sampler_arg)
+    else:
+        sampler = ParentBased(TraceIdRatioBased(settings.trace_sample_rate))
     return TracingConfig(
         service_name=settings.service_name,
         environment=settings.environment,
-        exporter=settings.traces_exporter,
+        exporter=settings.traces_exporter or "otlp",
         protocol=settings.otlp_protocol,
-        sample_rate=None if sampler is not None else settings.trace_sample_rate,
         sampler=sampler,
         endpoint=settings.otlp_endpoint,
     )

@@ -12,13 +12,70 @@ from opentelemetry.trace import SpanKind
 
 from docserver.errors import EmbeddingError
 from docserver.observability import tracing
+from docserver.observability.instruments import EmbedderInstruments
 from docserver.observability.logging import get_logger
-from docserver.observability.metrics import EMBEDDING_ERROR_REASONS, Metrics
+from docserver.observability.metrics import EMBEDDING_ERROR_REASONS
 from docserver.store.base import EmbedderInfo, Vectors
 
-__all__ = ["Embedder", "Vectors", "normalize"]
+__all__ = ["BatchObserver", "Embedder", "Vectors", "normalize"]
 
 log = get_logger("docserver.embed")
+
+
+class BatchObserver:
+    """Times every batch, records its size and errors, and warns when one is slow.
+
+    The embedder owns its batches, so it observes them, once, here. Handed to
+    the embedder at construction; `instruments` is None with metrics off.
+    """
+
+    __slots__ = ("_instruments", "_slow_seconds")
+
+    def __init__(self, instruments: EmbedderInstruments | None = None, *, slow_seconds: float = float("inf")) -> None:
+        self._instruments = instruments
+        self._slow_seconds = slow_seconds
+
+    async def run(self, embedder: Embedder, texts: Sequence[str]) -> Vectors:
+        started = time.perf_counter()
+        attributes = _span_attributes(embedder, len(texts))
+        with tracing.span(f"embeddings {embedder.model}", SpanKind.CLIENT, attributes) as span:
+            try:
+                return await embedder.embed_batch(texts)
+            except EmbeddingError as exc:
+                if self._instruments is not None and exc.reason in EMBEDDING_ERROR_REASONS:
+                    self._instruments.errors(embedder.provider, exc.reason).inc()
+                tracing.mark_error(span, exc.reason)
+                raise
+            finally:
+                self._observe(embedder, len(texts), time.perf_counter() - started)
+
+    def _observe(self, embedder: Embedder, size: int, elapsed: float) -> None:
+        instruments = self._instruments
+        if instruments is not None:
+            instruments.duration(embedder.provider, embedder.model).observe(elapsed, instruments.exemplar())
+            instruments.batch_size(embedder.provider).observe(size)
+        if elapsed > self._slow_seconds:
+            log.warning(
+                "slow_embedding_batch",
+                provider=embedder.provider,
+                model=embedder.model,
+                batch_size=size,
+                duration_ms=round(elapsed * 1000, 3),
+            )
+
+
+def _span_attributes(embedder: Embedder, size: int) -> dict[str, Any] | None:
+    if tracing.sampled_span() is None:
+        return None
+    return {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": embedder.provider,
+        "gen_ai.request.model": embedder.model,
+        "docserver.embedding.batch_size": size,
+    }
+
+
+_UNOBSERVED = BatchObserver()
 
 
 class Embedder(ABC):
@@ -27,59 +84,14 @@ class Embedder(ABC):
     provider: str
     """A fixed label (`hash`, `openai`); safe as a metric label."""
 
-    def __init__(self, *, model: str, dimension: int, batch_size: int) -> None:
+    def __init__(self, *, model: str, dimension: int, batch_size: int, observer: BatchObserver | None = None) -> None:
         self.model = model
         self.dimension = dimension
         self.batch_size = batch_size
-        self._metrics: Metrics | None = None
-        self._slow_seconds = float("inf")
-
-    def instrument(self, metrics: Metrics | None, *, slow_seconds: float) -> None:
-        """Time every batch, record its size and errors from now on; warn when one is slow."""
-        self._metrics = metrics
-        self._slow_seconds = slow_seconds
-        if metrics is not None:
-            self._duration = metrics.embedding_duration.labels(self.provider, self.model)
-            self._sizes = metrics.embedding_batch_size.labels(self.provider)
-            self._errors = {
-                reason: metrics.embedding_errors.labels(self.provider, reason) for reason in EMBEDDING_ERROR_REASONS
-            }
+        self._observer = observer or _UNOBSERVED
 
     async def _observed_batch(self, texts: Sequence[str]) -> Vectors:
-        """`embed_batch`, measured: the embedder owns its batches, so it instruments them here, once."""
-        metrics = self._metrics
-        started = time.perf_counter()
-        with tracing.span(f"embeddings {self.model}", SpanKind.CLIENT, self._span_attributes(len(texts))) as span:
-            try:
-                return await self.embed_batch(texts)
-            except EmbeddingError as exc:
-                if metrics is not None and exc.reason in self._errors:
-                    self._errors[exc.reason].inc()
-                tracing.mark_error(span, exc.reason)
-                raise
-            finally:
-                self._observe(metrics, len(texts), time.perf_counter() - started)
-
-    def _span_attributes(self, size: int) -> dict[str, Any]:
-        return {
-            "gen_ai.operation.name": "embeddings",
-            "gen_ai.provider.name": self.provider,
-            "gen_ai.request.model": self.model,
-            "docserver.embedding.batch_size": size,
-        }
-
-    def _observe(self, metrics: Metrics | None, size: int, elapsed: float) -> None:
-        if metrics is not None:
-            self._duration.observe(elapsed, metrics.exemplar())
-            self._sizes.observe(size)
-        if elapsed > self._slow_seconds:
-            log.warning(
-                "slow_embedding_batch",
-                provider=self.provider,
-                model=self.model,
-                batch_size=size,
-                duration_ms=round(elapsed * 1000, 3),
-            )
+        return await self._observer.run(self, texts)
 
     @property
     def info(self) -> EmbedderInfo:

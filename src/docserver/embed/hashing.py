@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from docserver.embed.base import Embedder, Vectors, normalize
+from docserver.embed.base import BatchObserver, Embedder, Vectors, normalize
 
 # Letters and digits of any script, so text without Latin words still embeds.
 _WORD = re.compile(r"[^\W_]+(?:[_'][^\W_]+)*")
@@ -38,8 +38,12 @@ class HashEmbedder(Embedder):
 
     provider = "hash"
 
-    def __init__(self, *, dimension: int = DEFAULT_DIMENSION, batch_size: int = 256) -> None:
-        super().__init__(model=f"hash-ngram-v2-{dimension}", dimension=dimension, batch_size=batch_size)
+    def __init__(
+        self, *, dimension: int = DEFAULT_DIMENSION, batch_size: int = 256, observer: BatchObserver | None = None
+    ) -> None:
+        super().__init__(
+            model=f"hash-ngram-v2-{dimension}", dimension=dimension, batch_size=batch_size, observer=observer
+        )
 
     async def embed_batch(self, texts: Sequence[str]) -> Vectors:
         rows = np.zeros((len(texts), self.dimension), dtype=np.float32)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from docserver.embed.base import Embedder, Vectors, normalize
+from docserver.embed.base import BatchObserver, Embedder, Vectors, normalize
 from docserver.errors import ConfigError, EmbeddingError
 from docserver.observability.logging import get_logger
 
@@ -68,13 +68,15 @@ class LocalEmbedder(Embedder):
 
     provider = "local"
 
-    def __init__(self, *, model: str = "", threads: int = 1, batch_size: int = 64) -> None:
+    def __init__(
+        self, *, model: str = "", threads: int = 1, batch_size: int = 64, observer: BatchObserver | None = None
+    ) -> None:
         folder = default_model_folder() if not model else None
         self._model = _load(str(folder) if folder else model, model_label(model), threads)
         dimension = _dimension(self._model)
         if not dimension:
             raise ConfigError(f"the local model {model_label(model)!r} does not say its embedding size")
-        super().__init__(model=model_label(model), dimension=int(dimension), batch_size=batch_size)
+        super().__init__(model=model_label(model), dimension=int(dimension), batch_size=batch_size, observer=observer)
         self._threads = threads
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="embed-local")
 

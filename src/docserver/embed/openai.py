@@ -13,7 +13,6 @@ query, and error text echoed from the API is scrubbed of the key.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -24,9 +23,10 @@ import httpx
 import numpy as np
 from opentelemetry.trace import SpanKind
 
-from docserver.embed.base import Embedder, Vectors, normalize
+from docserver.embed.base import BatchObserver, Embedder, Vectors, normalize
 from docserver.errors import EmbeddingError
 from docserver.observability import tracing
+from docserver.observability.logging import get_logger
 from docserver.store.base import EmbedderInfo
 
 MAX_RETRY_DELAY = 30.0
@@ -35,7 +35,7 @@ MAX_RETRY_DELAY = 30.0
 _EXCERPT_CHARS = 200
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _PROBE_TEXT = "dimension probe"
-_log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class _Transient(Exception):
@@ -76,8 +76,9 @@ class OpenAIEmbedder(Embedder):
         transport: httpx.AsyncBaseTransport | None = None,
         backoff_base: float = 0.5,
         headers_hook: Callable[[], Mapping[str, str]] | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
-        super().__init__(model=model, dimension=dimension or 0, batch_size=batch_size)
+        super().__init__(model=model, dimension=dimension or 0, batch_size=batch_size, observer=observer)
         self.timeout = timeout
         self.max_retries = max_retries
         self._requested_dimension = dimension
@@ -138,10 +139,7 @@ class OpenAIEmbedder(Embedder):
                     attempts = f"{attempt + 1} attempt{'s' if attempt else ''}"
                     raise self._error(f"{failure.message} (gave up after {attempts})", failure.reason) from None
                 delay = self._delay(attempt, failure.retry_after)
-                _log.warning(
-                    "embedding_retry",
-                    extra={"reason": failure.reason, "attempt": attempt + 1, "delay_s": round(delay, 3)},
-                )
+                log.warning("embedding_retry", reason=failure.reason, attempt=attempt + 1, delay_s=round(delay, 3))
                 await asyncio.sleep(delay)
                 attempt += 1
 

@@ -8,9 +8,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from docserver import __version__
 from docserver.config import Settings
-from docserver.mcp.observe import McpObserver, ObservedSessionManager
-from docserver.mcp.tools import register_tools
-from docserver.observability.metrics import Metrics
+from docserver.mcp.observe import McpObserver
+from docserver.mcp.sdk import ObservedSessionManager, drop_sdk_spans, lowlevel_server
+from docserver.mcp.tools import TOOL_NAMES, register_tools
+from docserver.observability.instruments import McpInstruments
+from docserver.observability.logging import event_line
 from docserver.search import SearchService
 
 INSTRUCTIONS = (
@@ -25,7 +27,11 @@ _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*
 
 
 def build_mcp(
-    service: SearchService, metrics: Metrics | None = None, *, log_queries: bool = False, observe: bool = True
+    service: SearchService,
+    instruments: McpInstruments | None = None,
+    *,
+    log_queries: bool = False,
+    observe: bool = True,
 ) -> MCPServer:
     """An MCPServer with the docserver tools bound to `service`, observed by McpObserver unless `observe` is off."""
     mcp: MCPServer = MCPServer(
@@ -37,9 +43,20 @@ def build_mcp(
         log_level="WARNING",
     )
     register_tools(mcp, service)
+    drop_sdk_spans(mcp)
     if observe:
-        mcp.middleware.append(McpObserver(metrics, log_queries=log_queries))
+        observer = McpObserver(
+            instruments,
+            tool_log=event_line("tool_call", "docserver.mcp"),
+            label_tool=instruments.label_tool if instruments is not None else _label_tool,
+            log_queries=log_queries,
+        )
+        mcp.middleware.insert(0, observer)  # outermost, where the SDK kept its span middleware
     return mcp
+
+
+def _label_tool(name: object) -> str:
+    return name if isinstance(name, str) and name in TOOL_NAMES else "unknown"
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -51,7 +68,9 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     )
 
 
-def session_manager(mcp: MCPServer, settings: Settings, metrics: Metrics | None = None) -> ObservedSessionManager:
+def session_manager(
+    mcp: MCPServer, settings: Settings, instruments: McpInstruments | None = None
+) -> ObservedSessionManager:
     """The Streamable HTTP session manager serving both protocol eras.
 
     Stateful mode: handshake-era clients get `Mcp-Session-Id` sessions and the
@@ -61,13 +80,13 @@ def session_manager(mcp: MCPServer, settings: Settings, metrics: Metrics | None 
     return ObservedSessionManager(
         # MCPServer builds its manager internally; ours adds session metrics,
         # so it is built here around the same low-level server.
-        mcp._lowlevel_server,
+        lowlevel_server(mcp),
         json_response=True,
         stateless=False,
         security_settings=transport_security(settings),
         session_idle_timeout=settings.session_idle_timeout,
         max_request_body_size=settings.max_request_bytes,
-        metrics=metrics,
+        instruments=instruments,
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from docserver.errors import DocumentNotFoundError, EmbeddingError, StoreError
-from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchService
+from docserver.errors import DocumentNotFoundError, EmbeddingError, SearchInputError, StoreError
+from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchPage, SearchService
 
 TOOL_NAMES = ("search_docs", "list_sources", "get_document")
 MAX_DOCUMENT_CHARS = 100_000
@@ -71,6 +72,19 @@ def _hit(hit: SearchHit) -> Hit:
     )
 
 
+def _rendered(page: SearchPage, query: str, source: str | None) -> CallToolResult:
+    """The tool result for a page, built once per cached page (the query and source it echoes are part of it)."""
+    rendered = page.rendered
+    if rendered is None or rendered[0] != (query, source):
+        results = SearchResults(query=query, source=source, results=[_hit(hit) for hit in page.hits])
+        structured = results.model_dump(mode="json")
+        text = orjson.dumps(structured, option=orjson.OPT_INDENT_2).decode()
+        built = CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+        rendered = page.rendered = ((query, source), built)
+    result: CallToolResult = rendered[1]
+    return result
+
+
 def _unavailable(exc: Exception) -> ToolError:
     if isinstance(exc, EmbeddingError):
         return ToolError(f"search is unavailable right now: the embedding provider failed ({exc}). Try again shortly.")
@@ -96,7 +110,7 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
             Field(description="Search only this source (names come from list_sources). Omit to search all."),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many results to return.")] = 5,
-    ) -> SearchResults:
+    ) -> Annotated[CallToolResult, SearchResults]:
         """Search the ingested technical documentation and return the most relevant sections.
 
         Use this before answering questions about the documented software: it combines
@@ -107,12 +121,12 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         or a broader query, or check list_sources for what is indexed.
         """
         try:
-            hits = await service.search(query, source=source, limit=limit)
-        except ValueError as exc:
+            page = await service.search_page(query, source=source, limit=limit)
+        except SearchInputError as exc:
             raise ToolError(str(exc)) from None
         except (EmbeddingError, StoreError) as exc:
             raise _unavailable(exc) from None
-        return SearchResults(query=query, source=source, results=[_hit(hit) for hit in hits])
+        return _rendered(page, query, source)
 
     @mcp.tool(annotations=_READ_ONLY, title="List documentation sources")
     async def list_sources() -> SourceList:

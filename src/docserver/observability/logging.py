@@ -9,9 +9,9 @@ full or closed stdout never blocks or breaks a request (see LogWriter).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO, TextIO
 
@@ -22,8 +22,10 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from docserver import __version__
 from docserver.observability.context import current_correlation_id
+from docserver.observability.eventline import EventLine, FastEventLine, discard, structlog_event_line
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.redaction import Redactor
+from docserver.observability.timestamps import rfc3339_now
 
 RESERVED_KEYS = frozenset(
     {
@@ -90,19 +92,8 @@ def _add_record_extras(logger: WrappedLogger, method: str, event_dict: EventDict
     return event_dict
 
 
-_second = -1
-_second_text = ""
-
-
 def _add_timestamp(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-    """RFC 3339 UTC with microseconds; the date and time part is formatted once per second."""
-    global _second, _second_text
-    now = time.time()
-    second = int(now)
-    if second != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = second
-    event_dict["timestamp"] = f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
+    event_dict["timestamp"] = rfc3339_now()
     return event_dict
 
 
@@ -206,7 +197,7 @@ def configure_logging(
     trace_ids: TraceIds | None = None,
 ) -> LogWriter:
     """Build the pipeline once and route every logger through it; returns the writer to close at exit."""
-    global _active_writer
+    global _active_writer, _event_lines
     raw = stream if stream is not None else sys.stdout
     writer = LogWriter(raw)
     _active_writer = writer
@@ -219,6 +210,20 @@ def configure_logging(
     else:
         renderer = _json_renderer()
     numeric = _LEVELS.get(level.upper(), logging.INFO)
+
+    if log_format == "console":
+        _event_lines = _slow_event_lines
+    else:
+        _event_lines = functools.partial(
+            FastEventLine,
+            put=writer.put,
+            redactor=redactor,
+            service_name=service_name,
+            environment=environment,
+            trace_ids=trace_ids,
+        )
+    if numeric > logging.INFO:
+        _event_lines = _no_event_lines
 
     structlog.reset_defaults()
     structlog.configure(
@@ -256,6 +261,22 @@ def _to_text(renderer: Processor) -> Processor:
 
 
 _active_writer: LogWriter | None = None
+
+
+def _slow_event_lines(event: str, logger: str) -> EventLine:
+    return structlog_event_line(event, get_logger(logger))
+
+
+def _no_event_lines(event: str, logger: str) -> EventLine:
+    return discard
+
+
+_event_lines: Callable[[str, str], EventLine] = _slow_event_lines
+
+
+def event_line(event: str, logger: str) -> EventLine:
+    """A writer for one frequent INFO event, chosen once for the configured pipeline (see eventline.py)."""
+    return _event_lines(event, logger)
 
 
 def active_log_writer() -> LogWriter | None:

@@ -8,7 +8,7 @@ the event loop itself.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -196,6 +196,14 @@ class Store(Protocol):
 
     async def corpus_version(self) -> int:
         """A number that grows with every committed source update (cache keys use it)."""
+
+    @property
+    def change_marker(self) -> Hashable:
+        """A value that moves whenever the data may have changed, read without a database round trip.
+
+        It always moves after a write through this store object; where the
+        backend can tell cheaply (SQLite's files), after other processes' writes too.
+        """
 
     async def list_sources(self) -> list[SourceInfo]: ...
 

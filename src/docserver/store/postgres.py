@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,6 +146,8 @@ class PostgresStore:
     backend = "postgresql"
 
     def __init__(self, url: str, options: PostgresOptions | None = None) -> None:
+        self.write_generation = 0
+        """Moves after every write through this store: readers of the corpus version re-read it then."""
         self.url = url
         self.options = options or PostgresOptions()
         self.where = redact_url(url)
@@ -233,8 +235,16 @@ class PostgresStore:
     async def _read(self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return await self._observer.run(operation, self._borrow(fn, args, retry=True))
 
+    @property
+    def change_marker(self) -> Hashable:
+        """Moves with every write through this store; other replicas' writes are seen when the version is re-read."""
+        return self.write_generation
+
     async def _write(self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return await self._observer.run(operation, self._borrow(fn, args, retry=False))
+        try:
+            return await self._observer.run(operation, self._borrow(fn, args, retry=False))
+        finally:
+            self.write_generation += 1
 
     async def _borrow(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], *, retry: bool, wait: float | None = None
@@ -369,6 +379,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             # The COMMIT or ROLLBACK itself failed (the connection was lost).
             raise self._translate(exc) from None
+        finally:
+            self.write_generation += 1  # after COMMIT: a reader then sees the new version
 
     # -- reading ---------------------------------------------------------------
 

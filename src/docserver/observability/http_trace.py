@@ -1,0 +1,95 @@
+"""The trace of one HTTP request: continue the caller's, decide sampling once, answer with `traceparent`.
+
+A sampled request gets an SDK server span, attached as the current context
+for every layer below. An unsampled one gets a `TraceContext` record and
+nothing else (see tracing.py): no span object, no context attach. W3C
+headers are parsed strictly (w3c.py); any invalid value starts a new trace.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from typing import Any
+
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, set_span_in_context
+
+from docserver.observability import tracing
+from docserver.observability.tracing import TraceContext
+from docserver.observability.tracing_setup import Tracing
+from docserver.observability.w3c import parse_traceparent, parse_tracestate
+
+_BAGGAGE = W3CBaggagePropagator()
+
+
+class RequestSpan:
+    """What `ServerSpans.start` began for one request; `end` closes it."""
+
+    __slots__ = ("_context_token", "_request_token", "context", "span")
+
+    def __init__(self, context: TraceContext, span: Any, context_token: Any, request_token: Token[Any]) -> None:
+        self.context = context
+        self.span = span
+        self._context_token = context_token
+        self._request_token = request_token
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        headers = [(b"traceparent", self.context.traceparent().encode("ascii"))]
+        if self.context.trace_state:
+            headers.append((b"tracestate", self.context.trace_state.to_header().encode("ascii")))
+        return headers
+
+    def open_stream(self) -> Any:
+        """A child span for an SSE stream's lifetime, when sampled."""
+        tracer = tracing.tracer()
+        if self.span is None or tracer is None:
+            return None
+        return tracer.start_span("SSE stream", set_span_in_context(self.span))
+
+    def end(self, status: int) -> None:
+        span = self.span
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("error.type", str(status))
+            span.end()
+        if self._context_token is not None:
+            detach(self._context_token)
+        tracing.leave_request(self._request_token)
+
+
+class ServerSpans:
+    """Starts the trace of each request under one `Tracing`."""
+
+    def __init__(self, tracing_: Tracing) -> None:
+        self._tracing = tracing_
+
+    def start(
+        self,
+        traceparent: list[str],
+        tracestate: list[str],
+        baggage: list[str],
+        name: str,
+        attributes: Callable[[], Mapping[str, Any]],
+    ) -> RequestSpan:
+        """`attributes` is called only for a sampled request."""
+        state = parse_tracestate(tracestate) if tracestate else None
+        parent = parse_traceparent(traceparent, state) if traceparent else None
+        trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+        if not self._tracing.decide(parent, trace_id, name):
+            context = TraceContext(trace_id, random.getrandbits(64) or 1, False, state)
+            # Baggage still travels on to outbound calls; it is rare, so only then is a context attached.
+            token = attach(_BAGGAGE.extract({"baggage": ",".join(baggage)})) if baggage else None
+            return RequestSpan(context, None, token, tracing.enter_request(context))
+        parent_context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else Context()
+        span = self._tracing.tracer.start_span(name, parent_context, SpanKind.SERVER, attributes())
+        current = set_span_in_context(span)
+        if baggage:
+            current = _BAGGAGE.extract({"baggage": ",".join(baggage)}, current)
+        span_context = span.get_span_context()
+        context = TraceContext.of(span_context)
+        return RequestSpan(context, span, attach(current), tracing.enter_request(context))

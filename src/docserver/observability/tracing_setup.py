@@ -1,0 +1,191 @@
+"""Tracing set-up: the provider, its exporter, and the one sampling decision per request.
+
+Tracing starts only when a collector is named (OTEL_EXPORTER_OTLP_ENDPOINT or
+OTEL_TRACES_EXPORTER); the settings decide that at the edge. The configured
+sampler (`OTEL_TRACE_SAMPLE_RATE`, or a standard `OTEL_TRACES_SAMPLER`) is run
+once per request, by the HTTP middleware, through `Tracing.decide`. The
+provider itself samples everything it is asked for (ALWAYS_ON): spans are
+only ever started under a request that was decided sampled, so the sampler
+never runs twice and an unsampled request never reaches the SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
+
+from docserver import __version__
+from docserver.errors import ConfigError
+from docserver.observability import tracing
+from docserver.observability.logging import get_logger
+from docserver.observability.otel_sdk import CountingBatchProcessor
+
+log = get_logger("docserver.tracing")
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """What tracing needs, read from the settings at the edge."""
+
+    service_name: str
+    environment: str
+    exporter: str  # otlp | console | none
+    protocol: str  # http/protobuf | grpc
+    sampler: Sampler
+    endpoint: str | None = None
+
+
+class _CountingExporter(SpanExporter):
+    """Counts spans the exporter could not deliver; warns once per minute at most."""
+
+    def __init__(self, inner: SpanExporter, failed: Any | None) -> None:
+        self._inner = inner
+        self._failed = failed
+        self._warned_at = float("-inf")
+        self.delivered = False
+        """True while the last export reached the collector; shutdown waits longer only then."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        self.delivered = result is SpanExportResult.SUCCESS
+        if not self.delivered:
+            if self._failed is not None:
+                self._failed.inc(len(spans))
+            now = time.monotonic()
+            if now - self._warned_at > 60:
+                self._warned_at = now
+                log.warning("trace_export_failed", spans_dropped=len(spans), further_failures="counted, not logged")
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class Tracing:
+    """The configured provider, plus the per-request decision the middleware takes."""
+
+    def __init__(self, provider: TracerProvider, sampler: Sampler, exporter: _CountingExporter | None = None) -> None:
+        self.provider = provider
+        self.sampler = sampler
+        self._exporter = exporter
+        self.tracer = provider.get_tracer("docserver", __version__)
+
+    def decide(self, parent: SpanContext | None, trace_id: int | None = None, name: str = "request") -> bool:
+        """Run the configured sampler, once, for work with this parent (None: a new trace)."""
+        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+        if trace_id is None:
+            trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+        decision = self.sampler.should_sample(context, trace_id, name, SpanKind.SERVER).decision
+        return decision is Decision.RECORD_AND_SAMPLE
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Export what is queued, within `timeout` seconds (called once, at exit).
+
+        The SDK's own shutdown may wait 30 s and more on a collector that
+        accepts and never answers; it runs in a daemon thread that the
+        process does not wait for past the bound.
+        """
+        if self._exporter is None or not self._exporter.delivered:
+            # No collector has answered yet (or the last export failed): an
+            # export to a reachable collector takes milliseconds, so a second
+            # is plenty, and a laptop without one does not wait at Ctrl-C.
+            timeout = min(timeout, 1.0)
+        worker = threading.Thread(target=self.provider.shutdown, name="trace-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning("trace_shutdown_timed_out", timeout_s=timeout, action="queued spans were dropped")
+
+
+_SAMPLERS: dict[str, Callable[[float], Sampler]] = {
+    "always_on": lambda rate: ALWAYS_ON,
+    "always_off": lambda rate: ALWAYS_OFF,
+    "traceidratio": lambda rate: TraceIdRatioBased(rate),
+    "parentbased_always_on": lambda rate: ParentBased(ALWAYS_ON),
+    "parentbased_always_off": lambda rate: ParentBased(ALWAYS_OFF),
+    "parentbased_traceidratio": lambda rate: ParentBased(TraceIdRatioBased(rate)),
+}
+
+
+def sampler_named(name: str, argument: str | None) -> Sampler:
+    """The standard OTEL_TRACES_SAMPLER values; ConfigError for anything else.
+
+    The SDK reads the same variables itself, but falls back to its default on
+    a bad value with only a log line; a misspelt sampler should stop start-up.
+    """
+    factory = _SAMPLERS.get(name.strip().lower())
+    if factory is None:
+        raise ConfigError(f"invalid setting OTEL_TRACES_SAMPLER: must be one of {', '.join(sorted(_SAMPLERS))}")
+    try:
+        rate = float(argument) if argument not in (None, "") else 1.0
+    except ValueError:
+        raise ConfigError("invalid setting OTEL_TRACES_SAMPLER_ARG: must be a number from 0 to 1") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError("invalid setting OTEL_TRACES_SAMPLER_ARG: must be a number from 0 to 1")
+    return factory(rate)
+
+
+def configure_tracing(config: TracingConfig, dropped: Any | None = None) -> Tracing:
+    """Install the global tracer provider and hand the span helpers their tracer.
+
+    `dropped` is docserver_trace_spans_dropped_total (labelled by reason), or None with metrics off.
+    """
+    resource = Resource.create(
+        {
+            "service.name": config.service_name,
+            "service.version": __version__,
+            "deployment.environment.name": config.environment,
+        }
+    )
+    provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+    exporter = _exporter(config)
+    counting = None
+    if exporter is not None:
+        counting = _CountingExporter(exporter, dropped.labels("export_failed") if dropped is not None else None)
+        provider.add_span_processor(
+            CountingBatchProcessor(counting, dropped.labels("queue_full") if dropped is not None else None)
+        )
+    trace.set_tracer_provider(provider)
+    # The exporter logs every retry and every failed batch; failures are
+    # counted (docserver_trace_spans_dropped_total) and warned about once a
+    # minute by _CountingExporter instead.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    result = Tracing(provider, config.sampler, counting)
+    tracing.install(result.tracer, result.decide)
+    return result
+
+
+def _exporter(config: TracingConfig) -> SpanExporter | None:
+    if config.exporter == "none":
+        return None
+    if config.exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if config.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=config.endpoint) if config.endpoint else GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    if config.endpoint:
+        return HttpExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
+    return HttpExporter()
