@@ -38,8 +38,7 @@ from docserver.config import load_settings
 from docserver.ingest.pipeline import ingest
 from docserver.observability.logging import configure_logging
 from docserver.runtime import open_runtime
-from docserver.serve import tracing_config
-from docserver.observability.tracing import configure_tracing
+from docserver.serve import start_tracing
 
 calls = int(sys.argv[1])
 settings = load_settings(database_url=f"sqlite:///{tempfile.mkdtemp()}/bench.db")
@@ -47,7 +46,7 @@ configure_logging(level=settings.log_level if settings.telemetry_enabled else "W
                   stream=open(os.devnull, "w"), environment="bench")
 metrics = new_metrics(settings)
 request_metrics = metrics if settings.telemetry_enabled else None
-tracing = configure_tracing(tracing_config(settings), request_metrics) if settings.tracing_enabled else None
+tracing = start_tracing(settings, request_metrics)
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
         "io.modelcontextprotocol/clientCapabilities": {}}

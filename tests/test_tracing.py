@@ -9,7 +9,6 @@ build their own and hand it to `Tracing` or the middleware.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -31,16 +30,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from captured_logs import capture_events
+from docserver.app import new_metrics
+from docserver.config import load_settings
 from docserver.errors import ConfigError
+from docserver.observability.http_trace import RequestSpan, ServerSpans
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
-from docserver.observability.tracing import (
-    Tracing,
-    _CountingBatchProcessor,
-    _CountingExporter,
-    sampler_named,
-    traceparent,
-)
+from docserver.observability.otel_sdk import CountingBatchProcessor
+from docserver.observability.tracing import current_exemplar, traceparent
+from docserver.observability.tracing_setup import Tracing, _CountingExporter, sampler_named
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -206,34 +205,42 @@ def finished() -> InMemorySpanExporter:
 
 
 def tracing_at(rate: float, exporter: InMemorySpanExporter) -> Tracing:
-    """A Tracing on a private provider (the global one is left alone), sampling like configure_tracing's."""
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(rate)))
+    """A Tracing on a private provider (the global one is left alone), set up like configure_tracing's."""
+    provider = TracerProvider(sampler=ALWAYS_ON)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Tracing(provider, rate)
+    return Tracing(provider, ParentBased(TraceIdRatioBased(rate)))
 
 
-def remote(sampled: bool, state: TraceState | None = None) -> SpanContext:
-    return SpanContext(int(TRACE_ID, 16), int(SPAN_ID, 16), True, TraceFlags(int(sampled)), state)
+def start(tracing: Tracing, traceparent: str | None = None, tracestate: str | None = None) -> RequestSpan:
+    """The trace of one request, as the middleware starts it."""
+    return ServerSpans(tracing).start(
+        [traceparent] if traceparent else [], [tracestate] if tracestate else [], [], "GET /healthz", dict
+    )
+
+
+def remote(sampled: bool) -> str:
+    return f"00-{TRACE_ID}-{SPAN_ID}-{int(sampled):02x}"
 
 
 def test_rate_0_records_no_new_trace(finished: InMemorySpanExporter) -> None:
     tracing = tracing_at(0.0, finished)
 
-    spans = [tracing.start_server_span("GET /healthz", None, {}) for _ in range(200)]
+    requests = [start(tracing) for _ in range(200)]
 
-    assert not any(span.is_recording() for span in spans)
-    assert not any(span.get_span_context().trace_flags.sampled for span in spans)
-    assert all(span.get_span_context().is_valid for span in spans)  # still a traceparent to answer with
+    assert all(request.span is None for request in requests)  # no SDK span object at all
+    assert not any(request.context.sampled for request in requests)
+    assert all(request.context.trace_id and request.context.span_id for request in requests)  # still a traceparent
+    assert finished.get_finished_spans() == ()
 
 
 def test_rate_1_records_every_new_trace(finished: InMemorySpanExporter) -> None:
     tracing = tracing_at(1.0, finished)
 
-    spans = [tracing.start_server_span("GET /healthz", None, {"http.route": "/healthz"}) for _ in range(200)]
-    for span in spans:
-        span.end()
+    requests = [start(tracing) for _ in range(200)]
+    for request in reversed(requests):  # contexts are detached in the order they were attached
+        request.end(200)
 
-    assert all(span.get_span_context().trace_flags.sampled for span in spans)
+    assert all(request.context.sampled for request in requests)
     recorded = finished.get_finished_spans()
     assert len(recorded) == 200
     assert {span.kind for span in recorded} == {SpanKind.SERVER}
@@ -243,8 +250,7 @@ def test_rate_1_records_every_new_trace(finished: InMemorySpanExporter) -> None:
 def test_an_inbound_sampled_flag_is_recorded_at_rate_0(finished: InMemorySpanExporter) -> None:
     tracing = tracing_at(0.0, finished)
 
-    span = tracing.start_server_span("GET /healthz", remote(sampled=True), {})
-    span.end()
+    start(tracing, remote(sampled=True)).end(200)
 
     [recorded] = finished.get_finished_spans()
     assert recorded.context.trace_id == int(TRACE_ID, 16)
@@ -255,19 +261,17 @@ def test_an_inbound_sampled_flag_is_recorded_at_rate_0(finished: InMemorySpanExp
 
 def test_an_inbound_unsampled_flag_is_not_recorded_at_rate_1(finished: InMemorySpanExporter) -> None:
     tracing = tracing_at(1.0, finished)
-    state = TraceState([("rojo", "1")])
+    request = start(tracing, remote(sampled=False), "rojo=1")
+    request.end(200)
 
-    span = tracing.start_server_span("GET /healthz", remote(sampled=False, state=state), {})
-    span.end()
-
-    context = span.get_span_context()
-    assert not span.is_recording()
+    context = request.context
+    assert request.span is None
     assert finished.get_finished_spans() == ()
     # The trace continues (same trace id, a span id of our own, the caller's tracestate) unsampled.
     assert context.trace_id == int(TRACE_ID, 16)
     assert context.span_id != int(SPAN_ID, 16)
-    assert not context.trace_flags.sampled
-    assert context.trace_state == state
+    assert not context.sampled
+    assert context.trace_state == TraceState([("rojo", "1")])
 
 
 def test_traceparent_of_a_span_context_is_w3c_version_00() -> None:
@@ -287,7 +291,7 @@ async def _ok(request: Request) -> Response:
 def traced_app(finished: InMemorySpanExporter) -> ObservabilityMiddleware:
     app = Starlette(routes=[Route("/ok", _ok)])
     return ObservabilityMiddleware(
-        app, routes=["/ok"], metrics=None, access_log=False, tracing=tracing_at(1.0, finished)
+        app, routes=["/ok"], instruments=None, access_log=None, tracing=tracing_at(1.0, finished)
     )
 
 
@@ -357,8 +361,8 @@ async def test_an_unsampled_request_answers_with_flags_00(finished: InMemorySpan
     app = ObservabilityMiddleware(
         Starlette(routes=[Route("/ok", _ok)]),
         routes=["/ok"],
-        metrics=None,
-        access_log=False,
+        instruments=None,
+        access_log=None,
         tracing=tracing_at(0.0, finished),
     )
 
@@ -407,15 +411,14 @@ def spans_of(count: int) -> list[ReadableSpan]:
 def test_failed_exports_count_every_span_and_warn_once(
     metrics: Metrics, caplog: pytest.LogCaptureFixture, raises: bool
 ) -> None:
-    exporter = _CountingExporter(_FailingExporter(raises=raises), metrics)
+    exporter = _CountingExporter(_FailingExporter(raises=raises), metrics.trace_spans_dropped.labels("export_failed"))
 
-    with caplog.at_level(logging.WARNING, logger="docserver.observability.tracing"):
+    with capture_events() as events:
         results = [exporter.export(spans_of(3)) for _ in range(5)]
 
     assert set(results) == {SpanExportResult.FAILURE}
     assert dropped(metrics, "export_failed") == 15
-    warnings = [record for record in caplog.records if "trace export failed" in record.getMessage()]
-    assert len(warnings) == 1
+    assert [event["event"] for event in events] == ["trace_export_failed"]
 
 
 class _BlockingExporter(SpanExporter):
@@ -437,7 +440,7 @@ def test_a_full_queue_drops_spans_and_counts_them(metrics: Metrics, monkeypatch:
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
     exporter = _BlockingExporter()
-    processor = _CountingBatchProcessor(exporter, metrics)
+    processor = CountingBatchProcessor(exporter, metrics.trace_spans_dropped.labels("queue_full"))
     provider = TracerProvider()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("test")
@@ -460,9 +463,9 @@ def test_a_full_queue_drops_spans_and_counts_them(metrics: Metrics, monkeypatch:
 def test_shutdown_is_bounded_when_the_exporter_hangs(metrics: Metrics) -> None:
     exporter = _BlockingExporter()
     provider = TracerProvider()
-    provider.add_span_processor(_CountingBatchProcessor(exporter, metrics))
+    provider.add_span_processor(CountingBatchProcessor(exporter, metrics.trace_spans_dropped.labels("queue_full")))
     provider.get_tracer("test").start_span("queued").end()
-    tracing = Tracing(provider, 1.0)
+    tracing = Tracing(provider, ALWAYS_ON)
 
     started = time.monotonic()
     try:
@@ -514,21 +517,21 @@ def test_a_bad_sampler_setting_is_a_config_error_naming_the_variable(
 _CONFIGURED = r"""
 import json
 from opentelemetry import trace
-from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
-from mcp.shared._otel import otel_span
 from docserver.observability import tracing as t
+from docserver.observability.http_trace import ServerSpans
 from docserver.observability.metrics import Metrics
+from docserver.observability.tracing_setup import TracingConfig, configure_tracing
 
 RATE, N = 0.25, 4000
 metrics = Metrics(CollectorRegistry(), process_collectors=False)
-tracing = t.configure_tracing(
-    t.TracingConfig(service_name="svc-under-test", environment="staging", exporter="none",
-                    protocol="http/protobuf", sample_rate=RATE),
-    metrics,
+tracing = configure_tracing(
+    TracingConfig(service_name="svc-under-test", environment="staging", exporter="none",
+                  protocol="http/protobuf", sampler=ParentBased(TraceIdRatioBased(RATE))),
+    metrics.trace_spans_dropped,
 )
 memory = InMemorySpanExporter()
 processors_before = len(tracing.provider._active_span_processor._span_processors)
@@ -537,65 +540,52 @@ out = {
     "global_is_ours": trace.get_tracer_provider() is tracing.provider,
     "processors_with_exporter_none": processors_before,
     "resource": {k: str(v) for k, v in tracing.provider.resource.attributes.items()},
-    "exemplar_hook": metrics.exemplar is t.current_exemplar,
 }
+spans = ServerSpans(tracing)
 
-bound = round(RATE * 2**64)
+def start(traceparent=None, tracestate=None):
+    return spans.start([traceparent] if traceparent else [], [tracestate] if tracestate else [], [], "POST /mcp", dict)
+
 sampled = consistent = 0
 for _ in range(N):
-    span = tracing.start_server_span("GET /x", None, {})
-    context = span.get_span_context()
-    if span.is_recording():
+    request = start()
+    if request.span is not None:
         sampled += 1
-    consistent += context.trace_flags.sampled == span.is_recording() == ((context.trace_id & (2**64 - 1)) < bound)
-    span.end()
+    consistent += request.context.sampled == (request.span is not None)
+    request.end(200)
 out["sampled"], out["consistent"], out["n"] = sampled, consistent, N
 out["exported"] = len(memory.get_finished_spans())
 memory.clear()
 
-def under(server_span, work):
-    token = attach(trace.set_span_in_context(server_span))
-    try:
-        return work()
-    finally:
-        detach(token)
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+server = start(f"00-{TRACE}-00f067aa0ba902b7-01", "rojo=1")
+with t.tracer().start_as_current_span("tools/call search_docs", kind=trace.SpanKind.SERVER) as mcp_span:
+    child = t.span("cache.get search")
+    with child:
+        pass
+    out["sampled_request"] = {
+        "mcp_recording": mcp_span.is_recording(),
+        "mcp_parent": format(mcp_span.parent.span_id, "016x"),
+        "headers": t.trace_headers(),
+        "exemplar": t.current_exemplar(),
+        "ids": t.current_trace_ids(),
+        "child_is_noop": child is t._NOOP,
+        "mcp_span_id": format(mcp_span.get_span_context().span_id, "016x"),
+    }
+out["server_span_id"] = format(server.context.span_id, "016x")
+server.end(200)
 
-parent = SpanContext(0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, True, TraceFlags(1),
-                     TraceState([("rojo", "1")]))
-server = tracing.start_server_span("POST /mcp", parent, {})
-
-def in_sampled():
-    with otel_span("tools/call search_docs", kind=trace.SpanKind.SERVER) as mcp_span:
-        child = t.span("cache.get search")
-        with child:
-            pass
-        return {
-            "mcp_recording": mcp_span.is_recording(),
-            "mcp_parent": format(mcp_span.parent.span_id, "016x"),
-            "headers": t.trace_headers(),
-            "exemplar": t.current_exemplar(),
-            "ids": t.current_trace_ids(),
-            "child_is_noop": child is t._NOOP,
-            "mcp_span_id": format(mcp_span.get_span_context().span_id, "016x"),
-        }
-out["sampled_request"] = under(server, in_sampled)
-out["server_span_id"] = format(server.get_span_context().span_id, "016x")
-server.end()
-
-unsampled_parent = SpanContext(0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, True, TraceFlags(0))
-quiet = tracing.start_server_span("POST /mcp", unsampled_parent, {})
-
-def in_unsampled():
-    with otel_span("tools/call search_docs", kind=trace.SpanKind.SERVER) as mcp_span:
-        return {
-            "mcp_recording": mcp_span.is_recording(),
-            "mcp_trace_id": format(mcp_span.get_span_context().trace_id, "032x"),
-            "noop_shared": t.span("a") is t.span("b") is t._NOOP,
-            "sampled_span": t.sampled_span() is None,
-            "exemplar": t.current_exemplar(),
-            "headers": t.trace_headers(),
-        }
-out["unsampled_request"] = under(quiet, in_unsampled)
+quiet = start(f"00-{TRACE}-00f067aa0ba902b7-00")
+out["unsampled_request"] = {
+    "server_span": quiet.span is not None,
+    "trace_id": format(quiet.context.trace_id, "032x"),
+    "ids": t.current_trace_ids(),
+    "noop_shared": t.span("a") is t.span("b") is t._NOOP,
+    "sampled_span": t.sampled_span() is None,
+    "exemplar": t.current_exemplar(),
+    "headers": t.trace_headers(),
+}
+quiet.end(200)
 out["exported_names"] = sorted(span.name for span in memory.get_finished_spans())
 tracing.shutdown()
 print(json.dumps(out))
@@ -632,8 +622,11 @@ def test_exporter_none_adds_no_span_processor(configured: dict[str, Any]) -> Non
     assert configured["processors_with_exporter_none"] == 0
 
 
-def test_histogram_exemplars_come_from_the_current_span(configured: dict[str, Any]) -> None:
-    assert configured["exemplar_hook"]
+def test_histogram_exemplars_come_from_the_current_span_when_tracing_is_on() -> None:
+    assert new_metrics(load_settings(otlp_endpoint="http://127.0.0.1:4318"), CollectorRegistry()).exemplar is (
+        current_exemplar
+    )
+    assert new_metrics(load_settings(), CollectorRegistry()).exemplar() is None
 
 
 def test_rate_025_samples_a_quarter_of_new_traces(configured: dict[str, Any]) -> None:
@@ -645,12 +638,12 @@ def test_rate_025_samples_a_quarter_of_new_traces(configured: dict[str, Any]) ->
 
 
 def test_the_decision_the_middleware_takes_is_the_one_the_provider_records(configured: dict[str, Any]) -> None:
-    # The trace id drawn for the decision is the id the span gets (the provider's ratio
-    # sampler would otherwise decide again, on another id).
+    # The sampler runs once, in the middleware: a sampled request gets a recording span,
+    # an unsampled one none at all, and the provider never decides again.
     assert configured["consistent"] == configured["n"]
 
 
-def test_the_mcp_sdk_span_nests_under_a_sampled_server_span(configured: dict[str, Any]) -> None:
+def test_a_span_nests_under_a_sampled_server_span(configured: dict[str, Any]) -> None:
     request = configured["sampled_request"]
 
     assert request["mcp_recording"]
@@ -670,11 +663,13 @@ def test_outbound_headers_carry_the_current_span_and_tracestate(configured: dict
 def test_an_unsampled_request_records_nothing_below_it(configured: dict[str, Any]) -> None:
     request = configured["unsampled_request"]
 
-    assert not request["mcp_recording"]
-    assert request["mcp_trace_id"] == TRACE_ID
+    assert not request["server_span"]  # no SDK span object at all
+    assert request["trace_id"] == TRACE_ID
+    assert request["ids"][0] == TRACE_ID  # logs still carry the propagated trace
     assert request["noop_shared"]
     assert request["sampled_span"]
     assert request["exemplar"] is None
+    assert request["headers"]["traceparent"].startswith(f"00-{TRACE_ID}-")
     assert request["headers"]["traceparent"].endswith("-00")
     assert configured["exported_names"] == ["POST /mcp", "cache.get search", "tools/call search_docs"]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -33,6 +34,7 @@ from docserver.observability.logging import get_logger
 from docserver.observability.otel_sdk import CountingBatchProcessor
 
 log = get_logger("docserver.tracing")
+_EMPTY = Context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,8 @@ class Tracing:
 
     def decide(self, parent: SpanContext | None, trace_id: int | None = None, name: str = "request") -> bool:
         """Run the configured sampler, once, for work with this parent (None: a new trace)."""
-        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+        # An explicit empty context for a new trace: None would make the sampler look at the current one.
+        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else _EMPTY
         if trace_id is None:
             trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
         decision = self.sampler.should_sample(context, trace_id, name, SpanKind.SERVER).decision
