@@ -12,7 +12,7 @@ from docserver.config import Settings, load_settings
 from docserver.embed.hashing import HashEmbedder
 from docserver.runtime import Runtime, bind_embedder
 from docserver.store.sqlite import SqliteStore
-from embedding_server_fixture import start_embedding_server
+from support.embedding_server_fixture import start_embedding_server
 
 CORPUS = Path(__file__).with_name("corpus")
 

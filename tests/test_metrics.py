@@ -39,9 +39,9 @@ from docserver.observability.metrics import EMBEDDING_ERROR_REASONS, Metrics
 from docserver.runtime import Runtime, bind_embedder
 from docserver.store import sqlite_driver
 from docserver.store.sqlite import SqliteStore
-from docserver_process import free_port
-from embedding_server_fixture import start_embedding_server
-from inprocess import http_client, mcp_client, new_metrics, serve_in_process
+from support.docserver_process import free_port
+from support.embedding_server_fixture import start_embedding_server
+from support.inprocess import http_client, mcp_client, new_metrics, serve_in_process
 
 DOCS = Path(__file__).parents[1] / "docs" / "metrics.md"
 HASH_MODEL = HashEmbedder().model
