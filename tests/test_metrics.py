@@ -56,7 +56,7 @@ SEMCONV_LE = [
     *("30.0", "60.0", "120.0", "300.0", "+Inf"),
 ]
 
-# DESIGN.md's Metrics table: exposed name -> (type, label names). Dashboards and rules depend on it.
+# The metric contract of docs/metrics.md: exposed name -> (type, label names). Dashboards and rules depend on it.
 CONTRACT: dict[str, tuple[str, set[str]]] = {
     "docserver_http_requests_total": ("counter", {"method", "route", "status_code"}),
     "docserver_http_request_duration_seconds": ("histogram", {"method", "route"}),
