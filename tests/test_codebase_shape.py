@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,16 @@ def relative(path: Path) -> str:
 
 def parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
+
+
+def findings(check: Callable[[ast.Module], Iterator[tuple[int, str]]], *, exempt: set[str]) -> list[str]:
+    """`module:line: expression` for what `check` finds in every module of src/ but the `exempt` ones."""
+    return [
+        f"{relative(path)}:{line}: {expression}"
+        for path in modules()
+        if relative(path) not in exempt
+        for line, expression in check(parse(path))
+    ]
 
 
 @pytest.mark.xfail(
@@ -75,13 +85,7 @@ def private_reads(tree: ast.Module) -> Iterator[tuple[int, str]]:
 
 @pytest.mark.xfail(strict=False, reason="third-party private reads are being removed from src/ in parallel")
 def test_no_private_attributes_of_other_objects_are_read_outside_adapter_modules() -> None:
-    found = [
-        f"{relative(path)}:{line}: {expression}"
-        for path in modules()
-        if relative(path) not in ADAPTER_MODULES
-        for line, expression in private_reads(parse(path))
-    ]
-    assert found == []
+    assert findings(private_reads, exempt=ADAPTER_MODULES) == []
 
 
 def environment_reads(tree: ast.Module) -> Iterator[tuple[int, str]]:
@@ -108,13 +112,7 @@ def environment_reads(tree: ast.Module) -> Iterator[tuple[int, str]]:
 
 
 def test_only_the_configuration_reads_the_environment() -> None:
-    found = [
-        f"{relative(path)}:{line}: {expression}"
-        for path in modules()
-        if relative(path) not in ENVIRONMENT_READERS
-        for line, expression in environment_reads(parse(path))
-    ]
-    assert found == []
+    assert findings(environment_reads, exempt=ENVIRONMENT_READERS) == []
 
 
 def tracked_files() -> Iterator[Path]:

@@ -1,6 +1,6 @@
 """Prometheus metrics in process: the contract's names, exact values for known traffic, scrapes and protection.
 
-The app runs in process (tests/inprocess.py) on a fresh registry per test;
+The app runs in process (tests/support/inprocess.py) on a fresh registry per test;
 values are read with `registry.get_sample_value`. The known-traffic values
 are worked out by hand from what each call does (comments say how), so a
 counter that counts the wrong thing fails here, not in a dashboard.
