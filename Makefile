@@ -1,6 +1,9 @@
 # docserver: the two commands of the README, and the pieces they are made of.
 #   make serve   install (once), ingest docs/, serve MCP on http://127.0.0.1:8080/mcp
 #   make test    install (once), lint, type-check, run the whole test suite
+#   make check   the quick loop while editing (under 2 minutes): lint, type-check, and the
+#                tests that need nothing beyond the test process (no servers, PostgreSQL,
+#                Redis, Prometheus tools or local model; see the `services` marker in tests/conftest.py)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,13 +11,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCAL_STAMP := $(VENV)/.installed-local-stamp
 
-.PHONY: serve test install install-local system-deps lint typecheck pytest bench deploy-files local-stack clean
+.PHONY: serve test check install install-local system-deps lint typecheck pytest fast-tests bench deploy-files local-stack clean
 
 serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
 	$(BIN)/docserver serve
 
 test: system-deps lint typecheck pytest
+
+check: lint typecheck fast-tests
 
 # Real judges the tests run: promtool and Prometheus/Alertmanager (Debian's
 # prometheus packages), `go tool pprof` (golang-go) and a Redis server for the
@@ -51,11 +56,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy scripts/local-stack
 	$(BIN)/ruff format --check src tests bench deploy scripts/local-stack
 
-typecheck: $(LOCAL_STAMP)
+# The base install is enough: torch and sentence-transformers are typed as Any when absent.
+typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(LOCAL_STAMP)
 	$(BIN)/pytest
+
+fast-tests: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not services"
 
 # Every benchmark of docs/performance.md, then its plots (about 15 minutes here).
 bench: $(STAMP)

@@ -12,19 +12,21 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the `support` package of tests/
+
+from support.docserver_process import ServerProcess, docserver_env, start_docserver
+from support.docserver_process import run_cli as run_docserver
+from support.otlp_receiver import OtlpReceiver
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROTOCOL = "2026-07-28"
@@ -42,32 +44,17 @@ HEADERS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def base_env(database: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCSERVER_", "LOG_", "OTEL_", "ENABLE_PROF"))}
-    env["DOCSERVER_DATABASE_URL"] = f"sqlite:///{database}"
-    env.update(extra)
-    return env
-
-
 def run_cli(*args: str, env: Mapping[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "docserver", *args], env=dict(env), capture_output=True, text=True, check=False
-    )
+    """`docserver *args`'s stdout; RuntimeError if it fails. No time limit: a large ingest takes minutes."""
+    done = run_docserver(*args, env=env, timeout=None)
     if done.returncode != 0:
         raise RuntimeError(f"docserver {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout
 
 
 @dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
+class Server(ServerProcess):
+    """A running `docserver serve`, with the CPU time and memory of its process."""
 
     def cpu_seconds(self) -> float:
         """utime + stime of every thread of the server, in seconds."""
@@ -75,50 +62,28 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return self._status_mb("VmHWM:")
 
     def rss_mb(self) -> float:
+        return self._status_mb("VmRSS:")
+
+    def _status_mb(self, key: str) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
         return float("nan")
 
 
 @contextmanager
 def serve(env: Mapping[str, str], log_path: Path, *args: str) -> Iterator[Server]:
-    port = free_port()
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "docserver", "serve", "--port", str(port), *args],
-            env=dict(env),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"docserver exited with {process.returncode}; see {log_path}")
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"docserver did not start; see {log_path}")
-            time.sleep(0.05)  # start-up poll
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """`docserver serve` on a free port until the context exits; its output appended to `log_path`."""
+    with start_docserver(env, log_path, *args, append_log=True) as started:
+        yield Server(started.url, started.process, started.log_path)
+
+
+def trace_sink() -> OtlpReceiver:
+    """A minimal OTLP/HTTP endpoint that accepts and discards spans, so export cost is real but local."""
+    return OtlpReceiver(mode="discard")
 
 
 @dataclass
@@ -204,35 +169,6 @@ def median_of(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(row[key] for row in rows)
 
 
-class TraceSink:
-    """A minimal OTLP/HTTP endpoint that accepts and discards spans, so export cost is real but local."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                self.rfile.read(length)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> TraceSink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def build_database(folder: Path, chunks: int) -> tuple[Path, list[str]]:
     """A SQLite database holding about `chunks` chunks (hash embedder), built once and copied per run."""
     from corpus import write_corpus
@@ -241,7 +177,7 @@ def build_database(folder: Path, chunks: int) -> tuple[Path, list[str]]:
     database = folder / f"template-{chunks}.db"
     queries = write_corpus(docs, chunks)
     if not database.exists():
-        run_cli("ingest", str(docs), "--source", "bench", env=base_env(database, {}))
+        run_cli("ingest", str(docs), "--source", "bench", env=docserver_env(database))
     return database, queries
 
 

@@ -77,8 +77,8 @@ asyncio.run(main())
 SINK = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from harness import TraceSink
-with TraceSink() as sink:
+from harness import trace_sink
+with trace_sink() as sink:
     print(sink.url, flush=True)
     sys.stdin.read()
 """

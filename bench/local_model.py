@@ -23,13 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from corpus import write_corpus
-from harness import base_env, fresh_copy, measure, run_cli, serve
+from harness import docserver_env, fresh_copy, measure, run_cli, serve
 
 QUIET = {"LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true", "DOCSERVER_CACHE_SIZE": "0"}
 
 
 def ingest(docs: Path, database: Path, embedder: str) -> dict[str, float]:
-    env = base_env(database, {**QUIET, "DOCSERVER_EMBEDDER": embedder, "DOCSERVER_TORCH_THREADS": "2"})
+    env = docserver_env(database, {**QUIET, "DOCSERVER_EMBEDDER": embedder, "DOCSERVER_TORCH_THREADS": "2"})
     started = time.perf_counter()
     summary = run_cli("ingest", str(docs), "--source", "bench", env=env)
     seconds = time.perf_counter() - started
@@ -40,7 +40,7 @@ def ingest(docs: Path, database: Path, embedder: str) -> dict[str, float]:
 def serve_and_measure(
     database: Path, folder: Path, queries: list[str], embedder: str, threads: int, calls: int
 ) -> dict[str, float]:
-    env = base_env(
+    env = docserver_env(
         fresh_copy(database, folder, f"run-{embedder}-{threads}"),
         {**QUIET, "DOCSERVER_EMBEDDER": embedder, "DOCSERVER_TORCH_THREADS": str(threads)},
     )

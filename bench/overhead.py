@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import TraceSink, base_env, build_database, drive, fresh_copy, measure, serve
+from harness import build_database, docserver_env, drive, fresh_copy, measure, serve, trace_sink
 
 PROFILE_TOKEN = "bench-profile-token"
 CONFIGS: dict[str, dict[str, str]] = {
@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     template, queries = build_database(work, args.chunks)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
     single: dict[str, list[float]] = {name: [] for name in CONFIGS}
-    with TraceSink() as sink:
+    with trace_sink() as sink:
         for round_number in range(args.rounds):
             order = list(CONFIGS)
             rng.shuffle(order)
             for name in order:
-                env = base_env(
+                env = docserver_env(
                     fresh_copy(template, work, "run"),
                     {
                         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from docserver.embed.hashing import HashEmbedder
 from docserver.search import Fusion, SearchService
 from docserver.store.postgres import PostgresOptions, PostgresStore
-from postgres_server import PostgresServer, bulk_load, synthetic_texts
+from support.postgres_server import PostgresServer, bulk_load, synthetic_texts
 
 OPTIONS = PostgresOptions(min_size=2, max_size=4)
 CANDIDATES = 80

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from corpus import write_corpus
-from harness import base_env, drive, fresh_copy, run_cli, serve
+from harness import docserver_env, drive, fresh_copy, run_cli, serve
 
 QUIET = {"LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"}
 
@@ -31,14 +31,14 @@ def ingest(folder: Path, chunks: int) -> tuple[Path, list[str], dict[str, float]
     queries = write_corpus(docs, chunks)
     database = folder / f"scale-{chunks}.db"
     started = time.perf_counter()
-    summary = run_cli("ingest", str(docs), "--source", "bench", env=base_env(database, QUIET))
+    summary = run_cli("ingest", str(docs), "--source", "bench", env=docserver_env(database, QUIET))
     seconds = time.perf_counter() - started
     stored = int(re.search(r"(\d+) chunks embedded", summary).group(1))  # type: ignore[union-attr]
     return database, queries, {"chunks": stored, "ingest_seconds": seconds, "ingest_chunks_per_s": stored / seconds}
 
 
 def search_latency(database: Path, queries: list[str], folder: Path, cache_size: str, calls: int) -> dict[str, float]:
-    env = base_env(fresh_copy(database, folder, "scale-run"), {**QUIET, "DOCSERVER_CACHE_SIZE": cache_size})
+    env = docserver_env(fresh_copy(database, folder, "scale-run"), {**QUIET, "DOCSERVER_CACHE_SIZE": cache_size})
     with serve(env, folder / "serve.log") as server:
         # With the cache on, the same queries repeat, so the measured calls are hits.
         asyncio.run(drive(server.url, queries[:50], calls=100, concurrency=1, seed=1, max_seconds=120))

@@ -19,24 +19,26 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the `support` package of tests/
+
+# stack.running: start a process, wait until a URL answers, stop it (scripts/local-stack, test_alerts_live.py).
+from support.processes import running as running
 
 DEPLOY = Path(__file__).resolve().parent
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 RULE_FILES = (DEPLOY / "prometheus" / "rules" / "recording.yml", DEPLOY / "prometheus" / "rules" / "alerts.yml")
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
-READY_TIMEOUT = 30.0
 
 T = TypeVar("T")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -145,39 +147,6 @@ def binary(*names: str) -> str:
         if path is not None:
             return path
     raise RuntimeError(f"{' / '.join(names)} not found: install Debian's prometheus and prometheus-alertmanager")
-
-
-@contextmanager
-def running(
-    command: list[str], log_path: Path, ready_url: str, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` (output to `log_path`) until the context exits; wait until `ready_url` answers 200."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not _answers(ready_url):
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} not ready within {READY_TIMEOUT:g} s:\n{log_path.read_text()}")
-            time.sleep(0.05)  # polling for start-up; readiness, not the sleep, is what is awaited
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def prometheus_command(config: Path, data: Path, port: int) -> list[str]:

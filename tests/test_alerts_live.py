@@ -39,9 +39,9 @@ import pytest
 from conftest import CORPUS
 from docserver.observability.metrics import LATENCY_BUCKETS
 from docserver.store import sqlite_driver
-from docserver_process import ServerProcess, docserver_env, free_port, run_cli, start_docserver, stop
-from embedding_server_fixture import start_embedding_server
-from inprocess import current_request
+from support.docserver_process import ServerProcess, docserver_env, free_port, run_cli, start_docserver, stop
+from support.embedding_server_fixture import start_embedding_server
+from support.inprocess import current_request
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 sys.path.insert(0, str(DEPLOY))

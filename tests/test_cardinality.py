@@ -27,7 +27,7 @@ from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import HTTP_METHODS
 from docserver.runtime import Runtime, bind_embedder
 from docserver.store.sqlite import SqliteStore
-from inprocess import current_request, handshake_request, http_client, new_metrics, serve_in_process
+from support.inprocess import current_request, handshake_request, http_client, new_metrics, serve_in_process
 
 pytestmark = pytest.mark.slow
 

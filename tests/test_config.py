@@ -13,7 +13,7 @@ from docserver.config import Settings, env_name, load_settings
 from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import ConfigError
-from docserver_process import docserver_env, free_port, start_docserver
+from support.docserver_process import docserver_env, free_port, start_docserver
 
 CONFIGURATION_DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 

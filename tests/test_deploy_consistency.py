@@ -24,8 +24,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
-from docserver_process import docserver_env, run_cli, start_docserver
-from inprocess import current_request
+from support.docserver_process import docserver_env, run_cli, start_docserver
+from support.inprocess import current_request
 
 ROOT = Path(__file__).parents[1]
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))

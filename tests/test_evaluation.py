@@ -10,7 +10,7 @@ import pytest
 
 from docserver.config import load_settings
 from docserver.evaluation.runner import Report, Run, corpus_folder, evaluate, load_questions
-from docserver_process import docserver_env, run_cli
+from support.docserver_process import docserver_env, run_cli
 
 EMBEDDERS = ("hash", "local")
 METRICS = ("hit1", "hit3", "mrr")

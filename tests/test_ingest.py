@@ -24,8 +24,8 @@ from docserver.ingest.pipeline import ingest
 from docserver.runtime import bind_embedder
 from docserver.store.base import Vectors
 from docserver.store.sqlite import SqliteStore
-from docserver_process import docserver_env, run_cli
-from embedding_server_fixture import start_embedding_server
+from support.docserver_process import docserver_env, run_cli
+from support.embedding_server_fixture import start_embedding_server
 
 SUMMARY = re.compile(
     r"^source '(?P<source>[^']+)': (?P<files>\d+) files \((?P<changed>\d+) new or changed, "

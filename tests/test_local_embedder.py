@@ -22,8 +22,8 @@ from docserver.embed.factory import open_embedder
 from docserver.embed.local import DEFAULT_MODEL_NAME, LocalEmbedder, default_model_folder, model_label
 from docserver.errors import ConfigError, EmbeddingError
 from docserver.observability.metrics import Metrics
-from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
-from otlp_receiver import OtlpReceiver, SpanRecord
+from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from support.otlp_receiver import OtlpReceiver, SpanRecord
 
 LOCAL = {"DOCSERVER_EMBEDDER": "local", "OTEL_TRACES_EXPORTER": "none"}
 

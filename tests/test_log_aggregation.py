@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from conftest import CORPUS
-from docserver_process import docserver_env, run_cli, start_docserver
-from embedding_server_fixture import start_embedding_server
+from support.docserver_process import docserver_env, run_cli, start_docserver
+from support.embedding_server_fixture import start_embedding_server
 from test_logging import CONTRACT_FIELDS, RFC3339_UTC, tool_call_request
 
 pytestmark = pytest.mark.slow

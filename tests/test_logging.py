@@ -41,8 +41,8 @@ from docserver.observability.logging import configure_logging, get_logger
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.runtime import Runtime
-from docserver_process import ServerProcess, _wait_healthy, docserver_env, free_port, run_cli, start_docserver
-from inprocess import current_request
+from support.docserver_process import ServerProcess, _wait_healthy, docserver_env, free_port, run_cli, start_docserver
+from support.inprocess import current_request
 
 CONTRACT_FIELDS = ("timestamp", "level", "event", "logger", "service_name", "service_version", "environment")
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")

@@ -28,7 +28,7 @@ from mcp_types import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS, KNOWN_ANSWERS
-from docserver_process import ServerProcess, docserver_env, free_port, run_cli, start_docserver
+from support.docserver_process import ServerProcess, docserver_env, free_port, run_cli, start_docserver
 
 pytestmark = pytest.mark.slow
 

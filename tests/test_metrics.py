@@ -1,6 +1,6 @@
 """Prometheus metrics in process: the contract's names, exact values for known traffic, scrapes and protection.
 
-The app runs in process (tests/inprocess.py) on a fresh registry per test;
+The app runs in process (tests/support/inprocess.py) on a fresh registry per test;
 values are read with `registry.get_sample_value`. The known-traffic values
 are worked out by hand from what each call does (comments say how), so a
 counter that counts the wrong thing fails here, not in a dashboard.
@@ -39,9 +39,9 @@ from docserver.observability.metrics import EMBEDDING_ERROR_REASONS, Metrics
 from docserver.runtime import Runtime, bind_embedder
 from docserver.store import sqlite_driver
 from docserver.store.sqlite import SqliteStore
-from docserver_process import free_port
-from embedding_server_fixture import start_embedding_server
-from inprocess import http_client, mcp_client, new_metrics, serve_in_process
+from support.docserver_process import free_port
+from support.embedding_server_fixture import start_embedding_server
+from support.inprocess import http_client, mcp_client, new_metrics, serve_in_process
 
 DOCS = Path(__file__).parents[1] / "docs" / "metrics.md"
 HASH_MODEL = HashEmbedder().model
@@ -56,7 +56,7 @@ SEMCONV_LE = [
     *("30.0", "60.0", "120.0", "300.0", "+Inf"),
 ]
 
-# DESIGN.md's Metrics table: exposed name -> (type, label names). Dashboards and rules depend on it.
+# The metric contract of docs/metrics.md: exposed name -> (type, label names). Dashboards and rules depend on it.
 CONTRACT: dict[str, tuple[str, set[str]]] = {
     "docserver_http_requests_total": ("counter", {"method", "route", "status_code"}),
     "docserver_http_request_duration_seconds": ("histogram", {"method", "route"}),

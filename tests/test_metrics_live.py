@@ -20,8 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
-from docserver_process import ServerProcess, docserver_env, free_port, run_cli, start_docserver
-from inprocess import current_request, handshake_request
+from support.docserver_process import ServerProcess, docserver_env, free_port, run_cli, start_docserver
+from support.inprocess import current_request, handshake_request
 
 pytestmark = pytest.mark.slow
 

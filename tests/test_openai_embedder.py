@@ -21,7 +21,7 @@ from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.embed.openai import OpenAIEmbedder
 from docserver.errors import EmbeddingError
-from embedding_server_fixture import start_embedding_server
+from support.embedding_server_fixture import start_embedding_server
 
 BASE_URL = "http://embeddings.test/v1"
 CANARY_KEY = "sk-canary-123"

@@ -19,15 +19,15 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from captured_logs import capture_events
 from conftest import CORPUS
 from docserver.app import create_app
 from docserver.config import Settings, load_settings
 from docserver.runtime import open_runtime
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo
 from docserver.store.postgres import PostgresOptions, PostgresStore, StoreUnavailableError
-from docserver_process import docserver_env, run_cli, start_docserver
-from postgres_server import PostgresServer
+from support.captured_logs import capture_events
+from support.docserver_process import docserver_env, run_cli, start_docserver
+from support.postgres_server import PostgresServer
 
 PASSWORD = "never-Echo-th1s"
 

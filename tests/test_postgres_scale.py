@@ -23,7 +23,7 @@ from docserver.store.postgres import (
     search_text_sql,
     search_vector_sql,
 )
-from postgres_server import bulk_load, database_name, shared_server
+from support.postgres_server import bulk_load, database_name, shared_server
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from docserver.store import postgres
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo
 from docserver.store.migrations import migrations
 from docserver.store.postgres import PostgresOptions, PostgresStore, StoreUnavailableError
-from postgres_server import PostgresServer, database_name, shared_server
+from support.postgres_server import PostgresServer, database_name, shared_server
 
 INFO = EmbedderInfo("test", "pg-v1", 4)
 PASSWORD = "s3cr3t-Pa55word"

@@ -22,8 +22,8 @@ import pytest
 
 from docserver.observability.logging import get_logger
 from docserver.observability.redaction import MASK, Redactor
-from docserver_process import docserver_env, start_docserver
-from embedding_server_fixture import start_embedding_server
+from support.docserver_process import docserver_env, start_docserver
+from support.embedding_server_fixture import start_embedding_server
 from test_logging import (
     CapturedLogs,
     configure_fixture,  # noqa: F401 (the `configure` fixture)

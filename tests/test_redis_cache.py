@@ -16,9 +16,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from captured_logs import capture_events
 from conftest import CORPUS
-from counting_store import CountingStore
 from docserver.config import load_settings
 from docserver.embed.base import Embedder
 from docserver.embed.hashing import HashEmbedder
@@ -29,8 +27,10 @@ from docserver.runtime import bind_embedder, open_shared_cache
 from docserver.search import Fusion, SearchService
 from docserver.sharedcache import SharedCache
 from docserver.store.base import Vectors
-from docserver_process import free_port
-from redis_server import redis_url, start_redis, stop_redis
+from support.captured_logs import capture_events
+from support.counting_store import CountingStore
+from support.docserver_process import free_port
+from support.redis_server import redis_url, start_redis, stop_redis
 
 QUERY = "journal flush interval durability"
 PASSWORD = "redis-Pa55word-x"

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from captured_logs import capture_events
 from conftest import CORPUS, KNOWN_ANSWERS
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import EmbedderMismatchError, EmbeddingError, StoreBusyError
@@ -30,7 +29,8 @@ from docserver.runtime import bind_embedder
 from docserver.search import SearchService
 from docserver.store import postgres
 from docserver.store.base import ChunkInput, ChunkRecord, DocumentInput, EmbedderInfo, Store, Vectors
-from docserver_process import docserver_env, run_cli
+from support.captured_logs import capture_events
+from support.docserver_process import docserver_env, run_cli
 from test_ingest import assert_one_line_error
 from test_store_contract import BACKENDS, POSTGRESQL, SQLITE, Backend
 

@@ -20,9 +20,9 @@ from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
-from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
-from postgres_server import database_name, shared_server
-from redis_server import redis_url
+from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from support.postgres_server import database_name, shared_server
+from support.redis_server import redis_url
 
 pytestmark = pytest.mark.slow
 

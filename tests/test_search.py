@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from captured_logs import capture_events
 from conftest import CORPUS, KNOWN_ANSWERS
-from counting_store import CountingStore
 from docserver.cache import TTLCache
 from docserver.config import Settings, load_settings
 from docserver.embed.factory import open_embedder
@@ -22,6 +20,8 @@ from docserver.runtime import bind_embedder
 from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, MAX_QUERY_CHARS, RRF_K, Fusion, SearchService, fuse, snippet
 from docserver.store.base import RankedId
 from docserver.store.sqlite import SqliteStore
+from support.captured_logs import capture_events
+from support.counting_store import CountingStore
 
 # A known answer that the hybrid ranking gets wrong today, for a reason of ranking rather than a
 # defect in code: both retrievers prefer "Taking a snapshot" (BM25: "snapshot" four times plus in

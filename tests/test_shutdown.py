@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import CORPUS
-from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from mcp.client.session import IncomingMessage
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from conftest import CORPUS, KNOWN_ANSWERS
-from docserver_process import docserver_env, run_cli
+from support.docserver_process import docserver_env, run_cli
 
 pytestmark = pytest.mark.slow
 

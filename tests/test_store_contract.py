@@ -20,7 +20,7 @@ from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, Ranked
 from docserver.store.migrations import migrations
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.sqlite import SqliteStore
-from postgres_server import database_name, shared_server
+from support.postgres_server import database_name, shared_server
 
 DIMENSION = 4
 INFO = EmbedderInfo("test", "contract-v1", DIMENSION)

@@ -39,10 +39,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
-from docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
-from embedding_server_fixture import start_embedding_server
-from inprocess import current_request
-from otlp_receiver import OtlpReceiver, SpanRecord, closed_port_url
+from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from support.embedding_server_fixture import start_embedding_server
+from support.inprocess import current_request
+from support.otlp_receiver import OtlpReceiver, SpanRecord, closed_port_url
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ MODEL = "test-embed"
 HANDSHAKE_VERSIONS = ("2025-06-18", "2025-11-25")
 QUERY = "rotate access tokens"
 MAX_REQUEST_BYTES = 64 * 1024
-TRACED_EMBEDDING_SERVER = Path(__file__).with_name("traced_embedding_server.py")
+TRACED_EMBEDDING_SERVER = Path(__file__).parent / "support" / "traced_embedding_server.py"
 WAIT = 15.0
 """Seconds to wait for spans that are due within 100 ms: generous for a loaded CI machine."""
 EXIT_BOUND = 15.0

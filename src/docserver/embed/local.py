@@ -124,8 +124,8 @@ def _load(model: str, label: str, threads: int) -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise ConfigError(f"DOCSERVER_EMBEDDER=local needs the optional extra: {INSTALL_HINT}") from None
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call, unused-ignore]
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
     torch.set_num_threads(threads)
     path = Path(model).expanduser()
     if model.startswith(("/", "./", "../", "~")) and not path.is_dir():

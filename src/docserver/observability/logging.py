@@ -120,7 +120,7 @@ def _json_renderer() -> Processor:
         line.update((key, value) for key, value in event_dict.items() if value is not None)
         return dumps(line, default=repr, option=option)
 
-    return render  # type: ignore[return-value]
+    return render
 
 
 def _shared_processors(

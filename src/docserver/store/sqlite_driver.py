@@ -21,7 +21,7 @@ def _pick_driver() -> ModuleType:
     if hasattr(_stdlib_sqlite3.Connection, "enable_load_extension"):
         return _stdlib_sqlite3
     try:
-        import pysqlite3.dbapi2 as driver  # type: ignore[import-not-found]
+        import pysqlite3.dbapi2 as driver
     except ImportError:  # pragma: no cover - depends on the platform
         return _stdlib_sqlite3
     return driver  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ import socket
 import sys
 from typing import Any
 
+import embedding_server  # the sibling script: run as a script, its directory is on sys.path
 import uvicorn
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -30,8 +31,6 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-import embedding_server  # the sibling script: run as a script, its directory is on sys.path
 
 SERVICE_NAME = embedding_server.SERVICE_NAME
 CAPTURED_HEADERS = ("tracestate", "baggage", "x-correlation-id")

@@ -6,7 +6,9 @@
 
 Payloads are decoded with `opentelemetry-proto` into `SpanRecord`s. `wait_for`
 waits on a condition variable that every accepted export notifies: no
-polling, no sleeps. `mode="hang"` accepts each connection and reads the
+polling, no sleeps. `mode="discard"` answers every export with 200 and
+keeps nothing (bench/: export cost is real, receiving it costs nearly
+nothing). `mode="hang"` accepts each connection and reads the
 request but never answers (a collector that is up and stuck); a refusing
 collector is just a closed port (`closed_port_url()`).
 """
@@ -31,7 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 T = TypeVar("T")
-Mode = Literal["accept", "hang"]
+Mode = Literal["accept", "discard", "hang"]
 
 _KINDS = {value: name.removeprefix("SPAN_KIND_") for name, value in Span.SpanKind.items()}
 _STATUS = {value: name.removeprefix("STATUS_CODE_") for name, value in Status.StatusCode.items()}
@@ -150,6 +152,9 @@ def _handler_for(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             if receiver.mode == "hang":
                 receiver._release.wait()
                 self.close_connection = True
+                return
+            if receiver.mode == "discard":
+                self._answer(200, b"", "application/x-protobuf")
                 return
             if self.path != "/v1/traces":
                 self._answer(404, b"not found", "text/plain")
