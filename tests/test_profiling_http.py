@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from captured_logs import capture_events
 from docserver.config import Settings, load_settings
 from docserver.observability import profiling
 from docserver.observability.profiling.endpoints import parse_seconds, profiling_routes
@@ -24,7 +25,6 @@ from docserver.observability.profiling.endpoints import parse_seconds, profiling
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 CHALLENGE = 'Bearer realm="docserver-pprof", Basic realm="docserver-pprof"'
-ENDPOINT_LOGGER = "docserver.observability.profiling.endpoints"
 
 
 def profiling_settings(**overrides: Any) -> Settings:
@@ -52,27 +52,24 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-class Started(logging.Handler):
-    """Lets a test wait until a profile has really started (the gate is taken)."""
+class Started:
+    """Lets a test wait until a profile has really started (the gate is taken): a structlog processor."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self.event = asyncio.Event()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == "pprof_profile_started":
+    def __call__(self, logger: object, method_name: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event["event"] == "pprof_profile_started":
             self.event.set()
+        return event
 
 
 @pytest.fixture
 def started() -> Iterator[Started]:
-    logger = logging.getLogger(ENDPOINT_LOGGER)
-    handler, level = Started(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    watcher = Started()
+    with capture_events():
+        structlog.configure(processors=[watcher, *structlog.get_config()["processors"]])
+        yield watcher
 
 
 def assert_pprof_error(response: httpx.Response, status: int) -> None:
@@ -120,16 +117,17 @@ async def test_requests_without_the_token_get_401(client: httpx.AsyncClient, hea
         assert response.headers["www-authenticate"] == CHALLENGE
 
 
-async def test_auth_failure_is_logged_without_the_token_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+async def test_auth_failure_is_logged_without_the_token_and_counted() -> None:
     failures: list[None] = []
     app = build_app(profiling_settings(), on_auth_failure=lambda: failures.append(None))
-    async with client_for(app) as http:
-        await http.get("/debug/pprof/", headers={"Authorization": "Bearer s3cret-but-not-quite"})
+    with capture_events() as events:
+        async with client_for(app) as http:
+            await http.get("/debug/pprof/", headers={"Authorization": "Bearer s3cret-but-not-quite"})
     assert len(failures) == 1
-    [record] = [r for r in caplog.records if r.getMessage() == "pprof_auth_failed"]
-    assert record.levelno == logging.WARNING
-    assert record.__dict__["reason"] == "wrong_token"
-    assert "s3cret" not in repr(record.__dict__)
+    [event] = [e for e in events if e["event"] == "pprof_auth_failed"]
+    assert event["log_level"] == "warning"
+    assert event["reason"] == "wrong_token"
+    assert "s3cret" not in repr(event)
 
 
 async def test_bearer_token_is_accepted(client: httpx.AsyncClient) -> None:

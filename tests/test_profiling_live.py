@@ -10,7 +10,6 @@ fail without it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import shutil
@@ -22,21 +21,23 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from captured_logs import capture_events
 from docserver.config import load_settings
 from docserver.observability.profiling import profiling_routes
 
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-ENDPOINT_LOGGER = "docserver.observability.profiling.endpoints"
 LOOP_THREAD = "live-uvicorn"
 TOP_LINE = re.compile(r"^\s*(\S+)\s+([\d.]+)%\s+([\d.]+)%\s+(\S+)\s+([\d.]+)%\s+(.+?)\s*$")
 
@@ -144,32 +145,31 @@ def live() -> Iterator[LiveServer]:
         sock.close()
 
 
-class ProfileLog(logging.Handler):
-    """Events a test can wait on: a profile has started / finished (no sleeps standing in for them)."""
+class ProfileLog:
+    """Events a test can wait on: a profile has started / finished (no sleeps standing in for them).
+
+    A structlog processor, placed before the capturing one."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self.started = threading.Event()
         self.finished = threading.Event()
-        self.finished_records: list[logging.LogRecord] = []
+        self.finished_events: list[dict[str, Any]] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == "pprof_profile_started":
+    def __call__(self, logger: object, method_name: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event["event"] == "pprof_profile_started":
             self.started.set()
-        elif record.getMessage() == "pprof_profile_finished":
-            self.finished_records.append(record)
+        elif event["event"] == "pprof_profile_finished":
+            self.finished_events.append(event)
             self.finished.set()
+        return event
 
 
 @pytest.fixture
 def profile_log() -> Iterator[ProfileLog]:
-    logger = logging.getLogger(ENDPOINT_LOGGER)
-    handler, level = ProfileLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    watcher = ProfileLog()
+    with capture_events():
+        structlog.configure(processors=[watcher, *structlog.get_config()["processors"]])
+        yield watcher
 
 
 @pytest.fixture(scope="session")
@@ -374,5 +374,5 @@ def test_a_client_that_disconnects_stops_its_profile(live: LiveServer, profile_l
         live.get("/debug/pprof/profile?seconds=10", headers=BEARER, timeout=0.5)
     assert profile_log.finished.wait(5)
     assert time.monotonic() - started < 3
-    assert profile_log.finished_records[0].__dict__["client_gone"] is True
+    assert profile_log.finished_events[0]["client_gone"] is True
     assert live.get("/debug/pprof/wall?seconds=1", headers=BEARER).status_code == 200  # the gate is free

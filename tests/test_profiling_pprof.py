@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from docserver.observability.profiling.pprof import Frame, ProfileBuilder
+from docserver.observability.profiling.samples import StackCounts, line_at
 from docserver.observability.profiling.sources import function_at
-from docserver.observability.profiling.stacks import FrameLocations, coroutine_stack, frame_of
+from docserver.observability.profiling.stacks import coroutine_stack, frame_of
 
 Message = dict[int, list[int | bytes]]
 
@@ -160,17 +161,30 @@ def test_frame_of_gives_qualified_name_file_and_lines() -> None:
     assert frame.line > frame.start_line > 0
 
 
-def test_frame_locations_are_leaf_first_and_cached() -> None:
-    builder = ProfileBuilder([("samples", "count")])
-    locations = FrameLocations(builder)
-    here = sys._getframe()
-    stack, leaf, caller = locations.stack(here), frame_of(here), here.f_back
-    assert caller is not None
-    assert stack[:2] == (builder.location(leaf), builder.location(frame_of(caller)))
-    assert len(stack) > 2
-    again, limited = locations.stack(here), locations.stack(here, limit=2)  # same line as each other
-    assert again[1:] == stack[1:]
-    assert limited == again[:2]
+def test_counted_stacks_merge_and_keep_the_frames_names_and_lines_leaf_first() -> None:
+    builder, counts = ProfileBuilder([("samples", "count"), ("cpu", "nanoseconds")]), StackCounts()
+
+    def record(weight: int) -> None:
+        counts.add(sys._getframe(), (("thread", "t"),), weight)  # the first line of `record`
+
+    for weight in (5, 7):  # the same stack twice: one sample
+        record(weight)
+    counts.into(builder)
+    profile = decode(gzip.decompress(builder.encode(time_nanos=1, duration_nanos=1)))
+    table = strings(profile)
+    names = {first(sub(f), 1): table[first(sub(f), 2)] for f in profile[5]}
+    lines = {first(sub(loc), 1): sub(sub(loc)[4][0]) for loc in profile[4]}
+    [sample] = [sub(value) for value in profile[2]]
+    leaf, caller = ((names[first(line, 1)], first(line, 2)) for line in (lines[i] for i in packed(sample[1][0])[:2]))
+    assert leaf == (record.__qualname__, record.__code__.co_firstlineno + 1)
+    assert caller[0] == frame_of(sys._getframe()).name
+    assert packed(sample[2][0]) == [2, 12]
+
+
+def test_line_at_agrees_with_f_lineno() -> None:
+    frame = sys._getframe()
+    assert line_at(frame.f_code, frame.f_lasti) == frame.f_lineno
+    assert line_at(frame.f_code, -1) == frame.f_code.co_firstlineno
 
 
 async def test_a_suspended_coroutine_chain_is_followed_to_its_innermost_await() -> None:

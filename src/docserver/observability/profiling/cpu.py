@@ -12,14 +12,15 @@ and leaves itself out of the profile.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
 from typing import Literal
 
+from docserver.observability.logging import get_logger
 from docserver.observability.profiling.pprof import ProfileBuilder
-from docserver.observability.profiling.stacks import FrameLocations
+from docserver.observability.profiling.samples import StackCounts
+from docserver.observability.profiling.threads import CPU_CLOCKS_AVAILABLE, ThreadTable
 
 Mode = Literal["cpu", "wall"]
 
@@ -31,55 +32,24 @@ SAMPLE_TYPES: dict[Mode, list[tuple[str, str]]] = {
     "wall": [("samples", "count"), ("wall", "nanoseconds")],
 }
 
-_log = logging.getLogger(__name__)
-
-
-class ThreadClocks:
-    """CPU time used by each Python thread since the previous reading.
-
-    `pthread_getcpuclockid` takes the pthread id, which is a thread's
-    `threading` ident on POSIX. It is only asked about threads that
-    `threading.enumerate()` reports alive; the clock id is cached with the
-    thread's native id, since idents are reused after a thread ends. A clock
-    of a thread that has since ended raises OSError, and the thread is dropped.
-    """
-
-    available = hasattr(time, "pthread_getcpuclockid")
-
-    def __init__(self) -> None:
-        self._clocks: dict[int, tuple[int | None, int, int]] = {}  # ident -> (native_id, clock_id, last_ns)
-
-    def used_since_last(self, thread: threading.Thread) -> int:
-        """Nanoseconds of CPU `thread` used since the last call (0 on the first)."""
-        ident = thread.ident
-        if ident is None:
-            return 0
-        entry = self._clocks.get(ident)
-        try:
-            if entry is None or entry[0] != thread.native_id:
-                clock_id = time.pthread_getcpuclockid(ident)
-                self._clocks[ident] = (thread.native_id, clock_id, time.clock_gettime_ns(clock_id))
-                return 0
-            native_id, clock_id, last = entry
-            now = time.clock_gettime_ns(clock_id)
-        except OSError:
-            self._clocks.pop(ident, None)
-            return 0
-        self._clocks[ident] = (native_id, clock_id, now)
-        return max(0, now - last)
+_log = get_logger(__name__)
 
 
 class StackSampler:
-    """Takes one sample of every thread per `tick()`; `encode()` gives the pprof profile."""
+    """Takes one sample of every thread per `tick()`; `encode()` gives the pprof profile.
+
+    A tick only reads: each thread's CPU clock, then the frames of the
+    threads that used CPU, counted by raw stack (see `samples`). Names, lines
+    and pprof ids are built once per distinct stack, in `encode()`.
+    """
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
-        self._builder = ProfileBuilder(SAMPLE_TYPES[mode], SAMPLE_TYPES[mode][1], PERIOD_NS)
-        self._locations = FrameLocations(self._builder)
-        self._labels: dict[str, tuple[tuple[str, str], ...]] = {}
-        self._clocks = ThreadClocks() if mode == "cpu" and ThreadClocks.available else None
-        if mode == "cpu" and self._clocks is None:
-            _log.warning("pprof_cpu_clocks_unavailable", extra={"fallback": "every thread counts"})
+        cpu_clocks = mode == "cpu" and CPU_CLOCKS_AVAILABLE
+        if mode == "cpu" and not cpu_clocks:
+            _log.warning("pprof_cpu_clocks_unavailable", fallback="every thread counts")
+        self._threads = ThreadTable(cpu=cpu_clocks)
+        self._counts = StackCounts()
         self._last_tick = time.monotonic_ns()
         self._started_ns = time.time_ns()
         self.tick(record=False)  # prime the CPU clocks: the first real tick measures from here
@@ -87,32 +57,16 @@ class StackSampler:
     def tick(self, *, record: bool = True) -> None:
         now = time.monotonic_ns()
         elapsed, self._last_tick = now - self._last_tick, now
-        me = threading.get_ident()
-        threads = {thread.ident: thread for thread in threading.enumerate()}
-        for ident, frame in sys._current_frames().items():
-            if ident == me:
-                continue
-            thread = threads.get(ident)
-            weight = self._weight(thread, elapsed)
-            if weight > 0 and record:
-                labels = self._thread_labels(thread.name if thread is not None else f"thread-{ident}")
-                self._builder.add_located(self._locations.stack(frame), (1, weight), labels)
+        frames = sys._current_frames()
+        for ident, labels, weight in self._threads.weights(frames.keys(), elapsed):
+            if record:
+                self._counts.add(frames[ident], labels, weight)
 
     def encode(self) -> bytes:
+        builder = ProfileBuilder(SAMPLE_TYPES[self.mode], SAMPLE_TYPES[self.mode][1], PERIOD_NS)
+        self._counts.into(builder)
         duration = time.time_ns() - self._started_ns
-        return self._builder.encode(time_nanos=self._started_ns, duration_nanos=duration)
-
-    def _thread_labels(self, name: str) -> tuple[tuple[str, str], ...]:
-        labels = self._labels.get(name)
-        if labels is None:
-            labels = self._labels[name] = (("thread", name),)
-        return labels
-
-    def _weight(self, thread: threading.Thread | None, elapsed: int) -> int:
-        if self._clocks is None:
-            return elapsed
-        # A thread that threading does not know has no safe pthread id: leave it out.
-        return self._clocks.used_since_last(thread) if thread is not None else 0
+        return builder.encode(time_nanos=self._started_ns, duration_nanos=duration)
 
 
 def collect_stack_profile(seconds: float, cancel: threading.Event, mode: Mode = "cpu") -> bytes:

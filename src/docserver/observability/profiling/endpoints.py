@@ -10,7 +10,6 @@ client that disconnects stops its profile.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import threading
 import time
@@ -23,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from docserver.config import Settings
+from docserver.observability.logging import get_logger
 from docserver.observability.profiling import heap
 from docserver.observability.profiling.auth import CHALLENGE, TokenAuth
 from docserver.observability.profiling.cpu import Mode, collect_stack_profile
@@ -40,7 +40,7 @@ PROFILES = ("profile", "wall", "heap", "tasks")
 Handler = Callable[[Request], Awaitable[Response | None]]
 """Answers an authenticated request; None when the client left and nobody is listening."""
 
-_log = logging.getLogger(__name__)
+_log = get_logger(__name__)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -92,10 +92,7 @@ class _Guard:
         if reason is None:
             return None
         client = scope.get("client")
-        _log.warning(
-            "pprof_auth_failed",
-            extra={"reason": reason, "path": scope["path"], "client_ip": client[0] if client else None},
-        )
+        _log.warning("pprof_auth_failed", reason=reason, path=scope["path"], client_ip=client[0] if client else None)
         if self.on_failure is not None:
             self.on_failure()
         return error_response(401, "unauthorized", {"WWW-Authenticate": CHALLENGE})
@@ -168,18 +165,21 @@ class _Profiles:
             message = f"{reason}; retry in {retry_after} s"
             return error_response(429, message, {"Retry-After": str(retry_after)})
         started = time.monotonic()
-        _log.info("pprof_profile_started", extra={"kind": kind, "seconds": seconds})
+        _log.info("pprof_profile_started", kind=kind, seconds=seconds)
         try:
             body = await _until_disconnect(request.receive, job, name=f"docserver-pprof-{kind}")
         except Exception:
-            _log.exception("pprof_profile_failed", extra={"kind": kind})
+            _log.exception("pprof_profile_failed", kind=kind)
             return error_response(500, f"{kind} profile failed; see the server log")
         finally:
             self._gate.release()
         duration_ms = round((time.monotonic() - started) * 1000)
         _log.info(
             "pprof_profile_finished",
-            extra={"kind": kind, "duration_ms": duration_ms, "client_gone": body is None, "bytes": len(body or b"")},
+            kind=kind,
+            duration_ms=duration_ms,
+            client_gone=body is None,
+            bytes=len(body or b""),
         )
         if body is None:
             return None

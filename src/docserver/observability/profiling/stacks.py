@@ -13,7 +13,7 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
-from docserver.observability.profiling.pprof import Frame, ProfileBuilder
+from docserver.observability.profiling.pprof import Frame
 
 MAX_DEPTH = 128
 """Deeper stacks keep their leaf-most frames; pprof shows the truncation as a shorter root."""
@@ -27,32 +27,6 @@ def code_name(code: CodeType) -> str:
 def frame_of(frame: FrameType) -> Frame:
     code = frame.f_code
     return Frame(code_name(code), code.co_filename, frame.f_lineno or 0, code.co_firstlineno)
-
-
-class FrameLocations:
-    """Live frames to pprof location ids, cached per (code, line): the sampler's hot path.
-
-    Converting a frame (names, file, line) and looking it up costs about a
-    microsecond; a cache hit is a tenth of that, and a sampler sees the same
-    few hundred frames on every tick.
-    """
-
-    def __init__(self, builder: ProfileBuilder) -> None:
-        self._builder = builder
-        self._ids: dict[tuple[CodeType, int | None], int] = {}
-
-    def stack(self, frame: FrameType | None, limit: int = MAX_DEPTH) -> tuple[int, ...]:
-        """Location ids of the stack ending at `frame`, leaf first."""
-        ids: list[int] = []
-        cache = self._ids
-        while frame is not None and len(ids) < limit:
-            key = (frame.f_code, frame.f_lineno)
-            location_id = cache.get(key)
-            if location_id is None:
-                location_id = cache[key] = self._builder.location(frame_of(frame))
-            ids.append(location_id)
-            frame = frame.f_back
-        return tuple(ids)
 
 
 def coroutine_stack(coro: object, limit: int = MAX_DEPTH) -> list[Frame]:
