@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from captured_logs import capture_events
 from docserver.config import Settings, load_settings
 from docserver.observability import profiling
 from docserver.observability.profiling.endpoints import parse_seconds, profiling_routes
+from support.captured_logs import capture_events
 
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

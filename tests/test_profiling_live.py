@@ -32,9 +32,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from captured_logs import capture_events
 from docserver.config import load_settings
 from docserver.observability.profiling import profiling_routes
+from support.captured_logs import capture_events
 
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

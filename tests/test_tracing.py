@@ -30,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from captured_logs import capture_events
 from docserver.app import new_metrics
 from docserver.config import load_settings
 from docserver.errors import ConfigError
@@ -41,6 +40,7 @@ from docserver.observability.otel_sdk import CountingBatchProcessor
 from docserver.observability.tracing import current_exemplar, traceparent
 from docserver.observability.tracing_setup import Tracing, _CountingExporter, sampler_named
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
+from support.captured_logs import capture_events
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
