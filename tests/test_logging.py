@@ -37,7 +37,7 @@ from docserver import __version__
 from docserver.app import create_app
 from docserver.config import Settings
 from docserver.observability.context import bind_correlation_id, reset_correlation_id
-from docserver.observability.logging import configure_logging, get_logger
+from docserver.observability.logging import configure_logging, event_line, get_logger
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.runtime import Runtime
@@ -319,7 +319,8 @@ async def test_an_id_with_cr_lf_that_reaches_the_app_is_replaced_and_never_logge
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = ObservabilityMiddleware(ok, routes=["/healthz"], metrics=None, access_log=True)
+    access_log = event_line("http_request", "docserver.http")
+    app = ObservabilityMiddleware(ok, routes=["/healthz"], instruments=None, access_log=access_log)
     status, headers, _ = await _call_asgi(app, [(b"x-correlation-id", hostile)])
 
     assert status == 200

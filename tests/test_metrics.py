@@ -31,6 +31,7 @@ from conftest import CORPUS
 from docserver import __version__
 from docserver.app import create_app
 from docserver.config import Settings, load_settings
+from docserver.embed.base import BatchObserver
 from docserver.embed.hashing import HashEmbedder
 from docserver.embed.openai import OpenAIEmbedder
 from docserver.errors import EmbeddingError, StoreError
@@ -124,8 +125,9 @@ class Server:
         return self.registry.get_sample_value(name, labels or {})
 
     def runtime(self) -> Runtime:
-        """A Runtime over the store and embedder; building it instruments both with `metrics`."""
-        return Runtime(self.settings, self.store, self.embedder, self.metrics)
+        """A Runtime over the store and an embedder built with `metrics`' instruments, as `open_runtime` builds them."""
+        observed = HashEmbedder(observer=BatchObserver(self.metrics.for_embedder()))
+        return Runtime(self.settings, self.store, observed, self.metrics)
 
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[Any]:
@@ -243,7 +245,8 @@ KNOWN_VALUES = [
     expected("docserver_query_duration_seconds_count", sqlite("search_vector"), 3),
     expected("docserver_query_duration_seconds_count", sqlite("get_chunks"), 2),
     # Every search that reached the service reads the corpus version first (9 minus schema error and blank).
-    expected("docserver_query_duration_seconds_count", sqlite("corpus_version"), 7),
+    # Read once: the corpus version is re-read only when the store's change marker moves or a second passes.
+    expected("docserver_query_duration_seconds_count", sqlite("corpus_version"), 1),
     expected("docserver_query_duration_seconds_count", sqlite("list_sources"), 1),
     expected("docserver_query_errors_total", sqlite("search_text"), 0),
     # Successful searches: 4 x 5 results, 2 and 0.
@@ -393,8 +396,13 @@ def embedding_errors(metrics: Metrics) -> dict[str, float | None]:
 async def failing_embedding(base_url: str, **options: Any) -> Metrics:
     """One query embedding through an instrumented OpenAIEmbedder that must fail; its metrics."""
     metrics = new_metrics()
-    embedder = OpenAIEmbedder(base_url=base_url, model=options.pop("model", "test-embed"), max_retries=0, **options)
-    embedder.instrument(metrics, slow_seconds=60)
+    embedder = OpenAIEmbedder(
+        base_url=base_url,
+        model=options.pop("model", "test-embed"),
+        max_retries=0,
+        observer=BatchObserver(metrics.for_embedder(), slow_seconds=60),
+        **options,
+    )
     try:
         with pytest.raises(EmbeddingError):
             await embedder.embed_query("enable TLS")

@@ -35,6 +35,12 @@ class BatchObserver:
         self._instruments = instruments
         self._slow_seconds = slow_seconds
 
+    def register(self, embedder: Embedder) -> None:
+        """Create the embedder's series at zero, so rates and alerts work from the first scrape."""
+        if self._instruments is not None:
+            for reason in EMBEDDING_ERROR_REASONS:
+                self._instruments.errors(embedder.provider, reason)
+
     async def run(self, embedder: Embedder, texts: Sequence[str]) -> Vectors:
         started = time.perf_counter()
         attributes = _span_attributes(embedder, len(texts))
@@ -89,6 +95,7 @@ class Embedder(ABC):
         self.dimension = dimension
         self.batch_size = batch_size
         self._observer = observer or _UNOBSERVED
+        self._observer.register(self)
 
     async def _observed_batch(self, texts: Sequence[str]) -> Vectors:
         return await self._observer.run(self, texts)

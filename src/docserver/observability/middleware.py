@@ -53,6 +53,9 @@ class ObservabilityMiddleware:
             return
         request = _Request(scope, self.route_label)
         token = bind_correlation_id(request.correlation_id)
+        if request.replaced:
+            # Never echo the rejected value: it may carry CR/LF or markup.
+            log.warning("correlation_id_replaced", supplied_length=len(request.inbound.correlation_id or b""))
         if self.spans is not None:
             request.start_trace(self.spans)
         instruments = self.instruments
@@ -93,6 +96,7 @@ class _Request:
         "inbound",
         "method",
         "path",
+        "replaced",
         "route",
         "scope",
         "started",
@@ -116,9 +120,7 @@ class _Request:
         self.trace: RequestSpan | None = None
         self.stream: Any = None
         self.stream_open = False
-        if self.inbound.correlation_id is not None and accepted is None:
-            # Never echo the rejected value: it may carry CR/LF or markup.
-            log.warning("correlation_id_replaced", supplied_length=len(self.inbound.correlation_id))
+        self.replaced = self.inbound.correlation_id is not None and accepted is None
 
     def start_trace(self, spans: ServerSpans) -> None:
         inbound = self.inbound
