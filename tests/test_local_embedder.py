@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
 from docserver.config import load_settings
+from docserver.embed.base import BatchObserver
 from docserver.embed.factory import open_embedder
 from docserver.embed.local import DEFAULT_MODEL_NAME, LocalEmbedder, default_model_folder, model_label
 from docserver.errors import ConfigError, EmbeddingError
@@ -117,11 +118,9 @@ async def test_the_event_loop_keeps_running_while_a_batch_encodes(embedder: Loca
 
 async def test_batches_are_measured_under_provider_local(embedder: LocalEmbedder) -> None:
     registry = CollectorRegistry()
-    embedder.instrument(Metrics(registry=registry), slow_seconds=60)
-    try:
-        await embedder.embed(["one", "two", "three"])
-    finally:
-        embedder.instrument(None, slow_seconds=float("inf"))
+    observer = BatchObserver(Metrics(registry=registry).for_embedder(), slow_seconds=60)
+    # The loaded model, observed as open_embedder builds it (loading it again would take seconds).
+    await observer.run(embedder, ["one", "two", "three"])
     labels = {"provider": "local", "model": DEFAULT_MODEL_NAME}
     assert registry.get_sample_value("docserver_embedding_duration_seconds_count", labels) == 1
     assert registry.get_sample_value("docserver_embedding_batch_size_sum", {"provider": "local"}) == 3

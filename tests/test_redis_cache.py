@@ -84,8 +84,13 @@ def replica(
     metrics = Metrics(CollectorRegistry(), process_collectors=False)
     # Both retrievers always, so every search needs a query embedding (the hash
     # embedder's own default ranks by BM25 and embeds only to fill).
-    service = SearchService(store, embedder or CountingEmbedder(), shared_cache=shared, fusion=Fusion(1.0, 1.0))
-    service.instrument(metrics)
+    service = SearchService(
+        store,
+        embedder or CountingEmbedder(),
+        shared_cache=shared,
+        fusion=Fusion(1.0, 1.0),
+        instruments=metrics.for_search(),
+    )
     return service, metrics
 
 

@@ -1,0 +1,170 @@
+"""The hot path's cost, counted rather than timed: a guard that cannot flake.
+
+A `search_docs` call is served in process with metrics, INFO logs and tracing
+on. What it pays is counted: SDK spans started, log lines written, label
+lookups made. An unsampled request must start no span at all, every request
+writes exactly its two lines (the access line and the tool-call line), and a
+warm request resolves no label child.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from prometheus_client import CollectorRegistry
+
+from docserver.app import new_metrics
+from docserver.config import Settings
+from docserver.embed.base import BatchObserver
+from docserver.embed.hashing import HashEmbedder
+from docserver.ingest.pipeline import ingest
+from docserver.observability import tracing
+from docserver.observability.instruments import LabelCache
+from docserver.observability.logging import configure_logging
+from docserver.observability.tracing_setup import Tracing
+from docserver.runtime import Runtime, bind_embedder
+from docserver.store.sqlite import SqliteStore
+from support.inprocess import current_request, http_client, serve_in_process
+
+CALLS = 20
+
+
+class _CountingProcessor(SpanProcessor):
+    def __init__(self) -> None:
+        self.started = 0
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started += 1
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.BytesIO]:
+    stream = io.BytesIO()
+    writer = configure_logging(level="INFO", stream=stream, environment="test")
+    yield stream
+    writer.close()
+
+
+def _tracing_at(rate: float) -> tuple[Tracing, _CountingProcessor]:
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    counter = _CountingProcessor()
+    provider.add_span_processor(counter)
+    return Tracing(provider, ParentBased(TraceIdRatioBased(rate))), counter
+
+
+@pytest.fixture
+def labels_resolved(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """Every label child resolved through a LabelCache (a miss), in order."""
+    resolved: list[tuple[str, ...]] = []
+    original = LabelCache.__call__
+
+    def counting(self: LabelCache[Any], *values: str) -> Any:
+        if values not in self._children:
+            resolved.append(values)
+        return original(self, *values)
+
+    monkeypatch.setattr(LabelCache, "__call__", counting)
+    return resolved
+
+
+async def _serve_searches(settings: Settings, tmp_path: Path, corpus: Path, tracing_: Tracing, calls: int) -> None:
+    metrics = new_metrics(settings, CollectorRegistry())
+    store = SqliteStore(tmp_path / "hot.db")
+    await store.open()
+    embedder = HashEmbedder(observer=BatchObserver(metrics.for_embedder()))
+    await bind_embedder(store, embedder)
+    await ingest(store, embedder, [corpus], "corpus")
+    tracing.install(tracing_.tracer, tracing_.decide)
+    try:
+        runtime = Runtime(settings, store, embedder, metrics)
+        async with serve_in_process(settings, runtime, metrics, tracing=tracing_) as app, http_client(app) as http:
+            headers, body = current_request(
+                "tools/call", {"name": "search_docs", "arguments": {"query": "enable TLS"}}, name="search_docs"
+            )
+            for _ in range(calls):
+                response = await http.post("/mcp", content=body, headers=headers)
+                assert response.status_code == 200
+                assert response.headers["traceparent"]
+    finally:
+        tracing.install(None)
+        await store.close()
+
+
+async def test_an_unsampled_request_starts_no_span(settings: Settings, tmp_path: Path, corpus: Path) -> None:
+    tracing_, counter = _tracing_at(0.0)
+
+    await _serve_searches(settings, tmp_path, corpus, tracing_, CALLS)
+
+    assert counter.started == 0
+
+
+async def test_a_sampled_request_starts_its_designed_spans(settings: Settings, tmp_path: Path, corpus: Path) -> None:
+    tracing_, counter = _tracing_at(1.0)
+
+    await _serve_searches(settings, tmp_path, corpus, tracing_, 1)
+    first = counter.started
+    await _serve_searches(settings, tmp_path, corpus, tracing_, 1 + CALLS)
+    # The HTTP server span and the MCP span; a cache hit reads no store and embeds nothing.
+    assert counter.started - 2 * first == 2 * CALLS
+
+
+async def test_every_request_writes_exactly_two_log_lines(
+    settings: Settings, tmp_path: Path, corpus: Path, log_stream: io.BytesIO
+) -> None:
+    tracing_, _ = _tracing_at(0.1)
+    await _serve_searches(settings, tmp_path, corpus, tracing_, 1)
+    before = _events(log_stream)
+
+    await _serve_searches(settings, tmp_path, corpus, tracing_, 1 + CALLS)
+
+    after = _events(log_stream)[len(before) :]
+    assert after.count("http_request") == 1 + CALLS
+    assert after.count("tool_call") == 1 + CALLS
+    per_request = [event for event in after if event in ("http_request", "tool_call")]
+    assert len(per_request) == 2 * (1 + CALLS)
+
+
+async def test_a_warm_request_resolves_no_label(
+    settings: Settings, tmp_path: Path, corpus: Path, labels_resolved: list[tuple[str, ...]]
+) -> None:
+    tracing_, _ = _tracing_at(0.1)
+    metrics_calls: list[int] = []
+    for calls in (2, 2 + CALLS):
+        labels_resolved.clear()
+        await _serve_searches(settings, tmp_path, corpus, tracing_, calls)
+        metrics_calls.append(len(labels_resolved))
+
+    assert metrics_calls[0] == metrics_calls[1]  # twenty more calls resolved nothing more
+
+
+def _events(stream: io.BytesIO) -> list[str]:
+    import json
+
+    from docserver.observability.logging import active_log_writer
+
+    writer = active_log_writer()
+    assert writer is not None and writer.flush()
+    return [json.loads(line)["event"] for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_the_sdk_span_middleware_is_replaced_by_ours(settings: Settings) -> None:
+    from mcp.server._otel import OpenTelemetryMiddleware
+
+    from docserver.mcp.observe import McpObserver
+    from docserver.mcp.server import build_mcp
+    from docserver.search import SearchService
+
+    class _Unused:
+        provider = "hash"
+        model = "unused"
+
+    mcp = build_mcp(SearchService(None, _Unused()), None)  # type: ignore[arg-type]
+
+    assert isinstance(mcp.middleware[0], McpObserver)
+    assert not any(isinstance(item, OpenTelemetryMiddleware) for item in mcp.middleware)
