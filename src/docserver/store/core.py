@@ -1,7 +1,7 @@
 """StoreCore: the flow every backend shares, written once.
 
-A backend supplies its dialect (`sql`: one statement function per operation,
-taking the backend's connection first) and how a statement runs: `_read` and
+A backend supplies its dialect (`sql` and `reindex_sql`: one statement
+function per operation, taking the backend's connection first) and how a statement runs: `_read` and
 `_write` (observed, with driver errors translated to StoreError) and
 `_transaction` (one write transaction for a source update). The core does
 the rest: empty-input shortcuts, result order, the embedder this process
@@ -43,38 +43,27 @@ class Statements(WriteStatements, Protocol):
     the domain objects (`ChunkRecord`, `RankedId`...), ready for the caller.
     """
 
-    @property
-    def ping(self) -> Callable[..., Any]: ...
-    @property
-    def read_embedder(self) -> Callable[..., Any]: ...
-    @property
-    def bind_embedder(self) -> Callable[..., Any]: ...
-    @property
-    def corpus_version(self) -> Callable[..., Any]: ...
-    @property
-    def list_sources(self) -> Callable[..., Any]: ...
-    @property
-    def document_hashes(self) -> Callable[..., Any]: ...
-    @property
-    def begin(self) -> Callable[..., Any]: ...
-    @property
-    def commit(self) -> Callable[..., Any]: ...
-    @property
-    def search_text(self) -> Callable[..., Any]: ...
-    @property
-    def search_vector(self) -> Callable[..., Any]: ...
-    @property
-    def get_chunks(self) -> Callable[..., Any]: ...
-    @property
-    def get_document(self) -> Callable[..., Any]: ...
-    @property
-    def prepare_reindex(self) -> Callable[..., Any]: ...
-    @property
-    def reindex_scan(self) -> Callable[..., Any]: ...
-    @property
-    def put_reindexed(self) -> Callable[..., Any]: ...
-    @property
-    def switch_reindex(self) -> Callable[..., Any]: ...
+    ping: Callable[..., Any]
+    read_embedder: Callable[..., Any]
+    bind_embedder: Callable[..., Any]
+    corpus_version: Callable[..., Any]
+    list_sources: Callable[..., Any]
+    document_hashes: Callable[..., Any]
+    begin: Callable[..., Any]
+    commit: Callable[..., Any]
+    search_text: Callable[..., Any]
+    search_vector: Callable[..., Any]
+    get_chunks: Callable[..., Any]
+    get_document: Callable[..., Any]
+
+
+class ReindexStatements(Protocol):
+    """A dialect's statements for `docserver reindex`: stage new vectors beside the current ones, then switch."""
+
+    prepare_reindex: Callable[..., Any]
+    reindex_scan: Callable[..., Any]
+    put_reindexed: Callable[..., Any]
+    switch_reindex: Callable[..., Any]
 
 
 class StoreCore(ABC):
@@ -83,6 +72,7 @@ class StoreCore(ABC):
     backend: str
     transient_errors: tuple[type[Exception], ...] = ()
     sql: Statements
+    reindex_sql: ReindexStatements
     collections: ClassVar[Mapping[str, str]] = COLLECTIONS
 
     def __init__(self, *, instruments: StoreInstruments | None, slow_seconds: float, serialized: Any) -> None:
@@ -187,24 +177,25 @@ class StoreCore(ABC):
 
     async def prepare_reindex(self, info: EmbedderInfo) -> None:
         async with self._serialized:
-            await self._write("reindex_prepare", self.sql.prepare_reindex, info)
+            await self._write("reindex_prepare", self.reindex_sql.prepare_reindex, info)
 
     async def reindex_batch(self, after: int, limit: int) -> ReindexBatch:
-        batch: ReindexBatch = await self._read("reindex_scan", self.sql.reindex_scan, after, limit)
+        batch: ReindexBatch = await self._read("reindex_scan", self.reindex_sql.reindex_scan, after, limit)
         return batch
 
     async def put_reindexed(self, chunks: Sequence[PendingChunk], vectors: Vectors) -> None:
         if len(vectors) != len(chunks):
             raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        rows = np.asarray(vectors, dtype=np.float32)
         async with self._serialized:
-            await self._write("reindex_write", self.sql.put_reindexed, list(chunks), np.asarray(vectors, np.float32))
+            await self._write("reindex_write", self.reindex_sql.put_reindexed, list(chunks), rows)
 
     async def index_reindexed(self) -> None:
         return None  # nothing to build unless the backend indexes vectors (see PostgresStore)
 
     async def switch_reindex(self, info: EmbedderInfo, version: int) -> bool:
         async with self._serialized:
-            if not await self._write("reindex_switch", self.sql.switch_reindex, info, version):
+            if not await self._write("reindex_switch", self.reindex_sql.switch_reindex, info, version):
                 return False
             self._embedder = info
             await self._after_switch()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Mapping
+from types import MappingProxyType
 from typing import TypeVar
 
 from opentelemetry.trace import SpanKind
@@ -27,10 +28,14 @@ COLLECTIONS = {
     "reindex_scan": "chunks",
     "reindex_switch": "meta",
 }
-"""Operation -> the table it mostly reads or writes (`db.collection.name`); `documents` otherwise.
-
-Each backend adds where its search and reindex work goes (its vector table or column)."""
+"""Operation -> the table it mostly reads or writes (`db.collection.name`); `documents` otherwise."""
 log = get_logger("docserver.store")
+
+
+def collections_for(*, text: str, vectors: str) -> Mapping[str, str]:
+    """COLLECTIONS for a backend that keeps its full-text index in `text` and its vectors in `vectors`."""
+    vector_work = ("search_vector", "reindex_prepare", "reindex_write", "reindex_index", "reindex_cleanup")
+    return MappingProxyType({**COLLECTIONS, "search_text": text, **dict.fromkeys(vector_work, vectors)})
 
 
 class QueryObserver:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, errors
@@ -30,12 +30,11 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from docserver.config import redact_url, url_password
 from docserver.errors import StoreBusyError, StoreError
 from docserver.observability.instruments import StoreInstruments
-from docserver.store import postgres_sql
+from docserver.store import postgres_reindex, postgres_sql
 from docserver.store.base import EmbedderInfo, StoreUnavailableError
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_postgres_migrations
-from docserver.store.observe import COLLECTIONS
-from docserver.store.postgres_reindex import build_next_index
+from docserver.store.observe import collections_for
 from docserver.store.postgres_schema import Connection, PostgresOptions, ensure_pgvector, vector_adapters
 from docserver.store.writer import Execute
 
@@ -58,15 +57,8 @@ class PostgresStore(StoreCore):
     backend = "postgresql"
     transient_errors: tuple[type[Exception], ...] = (StoreUnavailableError,)
     sql = postgres_sql
-    collections: ClassVar[Mapping[str, str]] = {
-        **COLLECTIONS,
-        "search_text": "chunks",
-        "search_vector": "chunks",
-        "reindex_prepare": "chunks",
-        "reindex_write": "chunks",
-        "reindex_index": "chunks",
-    }
-    """Full text and vectors live on `chunks` here."""
+    reindex_sql = postgres_reindex
+    collections = collections_for(text="chunks", vectors="chunks")  # both live on `chunks` here
 
     def __init__(
         self,
@@ -275,4 +267,4 @@ class PostgresStore(StoreCore):
         self._embedder = info
 
     async def index_reindexed(self) -> None:
-        await self._write("reindex_index", build_next_index, self.options)
+        await self._write("reindex_index", postgres_reindex.build_next_index, self.options)

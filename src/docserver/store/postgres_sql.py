@@ -23,7 +23,6 @@ from docserver.store.base import (
     Vectors,
     embedder_mismatch,
 )
-from docserver.store.postgres_reindex import prepare_reindex, put_reindexed, reindex_scan, switch_reindex
 from docserver.store.postgres_schema import (
     BIND_LOCK,
     MAX_INDEXED_DIMENSION,
@@ -33,37 +32,18 @@ from docserver.store.postgres_schema import (
     Connection,
     PostgresOptions,
     bump_corpus_version,
-    corpus_version,
     fetch_all,
-    read_embedder,
     record_embedder,
     storage,
     vector_index_sql,
     vector_or_null,
 )
-
-__all__ = [
-    "begin",
-    "bind_embedder",
-    "commit",
-    "corpus_version",
-    "delete_documents",
-    "document_hashes",
-    "get_chunks",
-    "get_document",
-    "list_sources",
-    "ping",
-    "prepare_reindex",
-    "put_document",
-    "put_reindexed",
-    "read_embedder",
-    "reindex_scan",
-    "search_text",
-    "search_text_sql",
-    "search_vector",
-    "search_vector_sql",
-    "switch_reindex",
-]
+from docserver.store.postgres_schema import (
+    corpus_version as corpus_version,
+)
+from docserver.store.postgres_schema import (
+    read_embedder as read_embedder,  # statements too
+)
 
 log = get_logger("docserver.store")
 

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from docserver.errors import StoreError
 from docserver.observability.instruments import StoreInstruments
 from docserver.observability.logging import get_logger
-from docserver.store import sqlite_driver, sqlite_sql
+from docserver.store import sqlite_driver, sqlite_reindex, sqlite_sql
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_sqlite_migrations
-from docserver.store.observe import COLLECTIONS
-from docserver.store.sqlite_reindex import drop_unused_vector_tables
+from docserver.store.observe import collections_for
 from docserver.store.sqlite_tables import Connection
 from docserver.store.writer import Execute
 
@@ -40,14 +39,8 @@ class SqliteStore(StoreCore):
 
     backend = "sqlite"
     sql = sqlite_sql
-    collections: ClassVar[Mapping[str, str]] = {
-        **COLLECTIONS,
-        "search_text": "chunks_fts",
-        "search_vector": "chunk_vectors",
-        "reindex_prepare": "chunk_vectors",
-        "reindex_write": "chunk_vectors",
-        "reindex_cleanup": "chunk_vectors",
-    }
+    reindex_sql = sqlite_reindex
+    collections = collections_for(text="chunks_fts", vectors="chunk_vectors")
 
     def __init__(
         self, path: str | Path, *, instruments: StoreInstruments | None = None, slow_seconds: float = 0.25
@@ -142,6 +135,6 @@ class SqliteStore(StoreCore):
 
     async def _after_switch(self) -> None:
         try:
-            await self._write("reindex_cleanup", drop_unused_vector_tables)
+            await self._write("reindex_cleanup", sqlite_reindex.drop_unused_vector_tables)
         except StoreError as exc:  # the next reindex drops what is left
             log.warning("reindex_cleanup_failed", backend=self.backend, error=str(exc))

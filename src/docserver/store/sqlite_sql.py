@@ -6,55 +6,26 @@ table whose name `meta` records (see sqlite_tables).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from docserver.store.base import (
-    ChunkRecord,
-    Document,
-    DocumentInput,
-    EmbedderInfo,
-    RankedId,
-    SourceInfo,
-    Vectors,
-    embedder_mismatch,
-)
-from docserver.store.sqlite_reindex import prepare_reindex, put_reindexed, reindex_scan, switch_reindex
+from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, embedder_mismatch
 from docserver.store.sqlite_tables import (
     Connection,
     bump_corpus_version,
     create_vector_table,
     embedder_meta,
     now,
-    read_embedder,
     set_meta,
     snapshot,
     table_exists,
     vector_table,
 )
+from docserver.store.sqlite_tables import read_embedder as read_embedder  # a statement too
 
-__all__ = [
-    "begin",
-    "bind_embedder",
-    "commit",
-    "corpus_version",
-    "delete_documents",
-    "document_hashes",
-    "get_chunks",
-    "get_document",
-    "list_sources",
-    "ping",
-    "prepare_reindex",
-    "put_document",
-    "put_reindexed",
-    "read_embedder",
-    "reindex_scan",
-    "rollback",
-    "search_text",
-    "search_vector",
-    "switch_reindex",
-]
+if TYPE_CHECKING:
+    from docserver.store.base import DocumentInput, EmbedderInfo, Vectors
 
 
 def ping(db: Connection) -> None:

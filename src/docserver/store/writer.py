@@ -22,11 +22,8 @@ class Execute(Protocol):
 class WriteStatements(Protocol):
     """A dialect's statements for changing one source's documents (connection first, then source)."""
 
-    @property
-    def put_document(self) -> Callable[..., Any]: ...
-
-    @property
-    def delete_documents(self) -> Callable[..., Any]: ...
+    put_document: Callable[..., Any]
+    delete_documents: Callable[..., Any]
 
 
 class TransactionWriter:
