@@ -23,8 +23,8 @@ from conftest import CORPUS
 from docserver.app import create_app
 from docserver.config import Settings, load_settings
 from docserver.runtime import open_runtime
-from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo
-from docserver.store.postgres import PostgresOptions, PostgresStore, StoreUnavailableError
+from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
+from docserver.store.postgres import PostgresOptions, PostgresStore
 from support.captured_logs import capture_events
 from support.docserver_process import docserver_env, run_cli, start_docserver
 from support.postgres_server import PostgresServer

@@ -13,16 +13,12 @@ from collections.abc import Iterator
 import numpy as np
 import psycopg
 import pytest
+from pgvector.psycopg import register_vector
 
 from docserver.store.base import EmbedderInfo
-from docserver.store.postgres import (
-    VECTOR_INDEX,
-    PostgresOptions,
-    PostgresStore,
-    _VectorDumper,
-    search_text_sql,
-    search_vector_sql,
-)
+from docserver.store.postgres import PostgresOptions, PostgresStore
+from docserver.store.postgres_schema import VECTOR_INDEX
+from docserver.store.postgres_sql import search_text_sql, search_vector_sql
 from support.postgres_server import bulk_load, database_name, shared_server
 
 pytestmark = pytest.mark.slow
@@ -72,9 +68,7 @@ def explain(url: str, query: psycopg.sql.Composed, params: tuple[object, ...], *
     # The store's own session settings (hnsw.ef_search enters the planner's cost of an index scan).
     settings = PostgresStore(url)._connect_kwargs()
     with psycopg.connect(url, autocommit=True, **settings) as conn:
-        info = psycopg.types.TypeInfo.fetch(conn, "vector")
-        assert info is not None
-        conn.adapters.register_dumper(np.ndarray, type("Dumper", (_VectorDumper,), {"oid": info.oid}))
+        register_vector(conn)
         if generic:
             # The plan without values: $1, $2 stay unknown, as in a cached generic plan.
             text = query.as_string(conn)

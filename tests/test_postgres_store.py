@@ -20,10 +20,10 @@ from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
 from docserver.runtime import open_store
-from docserver.store import postgres
-from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo
+from docserver.store import postgres_schema
+from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
 from docserver.store.migrations import migrations
-from docserver.store.postgres import PostgresOptions, PostgresStore, StoreUnavailableError
+from docserver.store.postgres import PostgresOptions, PostgresStore
 from support.postgres_server import PostgresServer, database_name, shared_server
 
 INFO = EmbedderInfo("test", "pg-v1", 4)
@@ -46,8 +46,15 @@ def database(server: PostgresServer, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(server: PostgresServer, database: str) -> AsyncIterator[PostgresStore]:
-    opened = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=2, pool_timeout=0.5))
+def metrics() -> Metrics:
+    """What the `store` fixture's queries and pool are measured into."""
+    return Metrics(CollectorRegistry(), process_collectors=False)
+
+
+@pytest.fixture
+async def store(server: PostgresServer, database: str, metrics: Metrics) -> AsyncIterator[PostgresStore]:
+    options = PostgresOptions(min_size=1, max_size=2, pool_timeout=0.5)
+    opened = PostgresStore(server.url(database), options, instruments=metrics.for_store(), slow_seconds=10)
     await opened.open()
     await opened.bind_embedder(INFO)
     yield opened
@@ -111,7 +118,7 @@ async def test_a_server_without_pgvector_is_refused_with_how_to_install_it(
     server: PostgresServer, database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The session's server has pgvector; asking for an extension no server has takes the same path.
-    monkeypatch.setattr(postgres, "EXTENSION", "vector_not_installed_here")
+    monkeypatch.setattr(postgres_schema, "EXTENSION", "vector_not_installed_here")
     store = PostgresStore(server.url(database))
     with pytest.raises(StoreError) as raised:
         await store.open()
@@ -208,10 +215,10 @@ async def test_two_updates_of_one_source_take_turns(store: PostgresStore) -> Non
 
 
 async def test_an_exhausted_pool_makes_callers_wait_then_fail_clearly(server: PostgresServer, database: str) -> None:
-    store = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=1, pool_timeout=0.5))
-    await store.open()
     metrics = Metrics(CollectorRegistry(), process_collectors=False)
-    store.instrument(metrics, slow_seconds=10)
+    options = PostgresOptions(min_size=1, max_size=1, pool_timeout=0.5)
+    store = PostgresStore(server.url(database), options, instruments=metrics.for_store(), slow_seconds=10)
+    await store.open()
     try:
         async with store.update_source("docs"):  # holds the only connection
             waiting = asyncio.create_task(store.list_sources())
@@ -234,9 +241,7 @@ async def test_an_exhausted_pool_makes_callers_wait_then_fail_clearly(server: Po
         await store.close()
 
 
-async def test_pool_gauges_come_from_the_pool_statistics(store: PostgresStore) -> None:
-    metrics = Metrics(CollectorRegistry(), process_collectors=False)
-    store.instrument(metrics, slow_seconds=10)
+async def test_pool_gauges_come_from_the_pool_statistics(store: PostgresStore, metrics: Metrics) -> None:
     await store.list_sources()
     assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "idle"}) >= 1
     assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "active"}) == 0
@@ -244,9 +249,7 @@ async def test_pool_gauges_come_from_the_pool_statistics(store: PostgresStore) -
         assert metrics.registry.get_sample_value("docserver_db_pool_connections", {"state": "active"}) == 1
 
 
-async def test_operations_are_timed_under_the_sqlite_operation_names(store: PostgresStore) -> None:
-    metrics = Metrics(CollectorRegistry(), process_collectors=False)
-    store.instrument(metrics, slow_seconds=10)
+async def test_operations_are_timed_under_the_sqlite_operation_names(store: PostgresStore, metrics: Metrics) -> None:
     await put(store, "docs", document("a.md", "timed text"))
     await store.search_text("timed", source=None, limit=5)
     await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source="docs", limit=5)

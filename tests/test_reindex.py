@@ -27,7 +27,7 @@ from docserver.observability.metrics import Metrics
 from docserver.reindex import ReindexSummary, reindex
 from docserver.runtime import bind_embedder
 from docserver.search import SearchService
-from docserver.store import postgres
+from docserver.store import postgres_reindex
 from docserver.store.base import ChunkInput, ChunkRecord, DocumentInput, EmbedderInfo, Store, Vectors
 from support.captured_logs import capture_events
 from support.docserver_process import docserver_env, run_cli
@@ -239,7 +239,7 @@ async def test_an_ingest_for_the_old_embedder_is_refused_after_the_switch(indexe
 async def test_postgres_an_ingest_in_flight_holds_off_the_switch(
     indexed: Indexed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "WRITERS_WAIT_MS", 100)
+    monkeypatch.setattr(postgres_reindex, "WRITERS_WAIT_MS", 100)
     paused = PausedSwitch(indexed.store)
     new = new_embedder()
     running = asyncio.create_task(reindex(paused, new, scan_batch=SCAN_BATCH))  # type: ignore[arg-type]
@@ -414,14 +414,19 @@ async def test_reindex_logs_its_start_and_end(indexed: Indexed) -> None:
     assert finished["duration_ms"] > 0
 
 
-async def test_store_work_is_timed_under_reindex_operation_names(indexed: Indexed) -> None:
+async def test_store_work_is_timed_under_reindex_operation_names(
+    indexed: Indexed, backend: Backend, tmp_path: Path
+) -> None:
     metrics = Metrics(CollectorRegistry(), process_collectors=False)
-    indexed.store.instrument(metrics, slow_seconds=10)
-    await reindex(indexed.store, new_embedder(), scan_batch=SCAN_BATCH)
-    backend = indexed.store.backend
+    timed = backend.make(tmp_path, metrics.for_store())  # the indexed database, through an instrumented store
+    await timed.open()
+    try:
+        await reindex(timed, new_embedder(), scan_batch=SCAN_BATCH)
+    finally:
+        await timed.close()
     for operation in ("reindex_prepare", "reindex_scan", "reindex_write", "reindex_switch"):
         count = metrics.registry.get_sample_value(
-            "docserver_query_duration_seconds_count", {"operation": operation, "backend": backend}
+            "docserver_query_duration_seconds_count", {"operation": operation, "backend": backend.name}
         )
         assert count, operation
 

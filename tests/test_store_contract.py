@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytest
 
 from docserver.errors import DocumentNotFoundError, EmbedderMismatchError, StoreError
+from docserver.observability.instruments import StoreInstruments
 from docserver.store import sqlite_driver
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, RankedId, Store
 from docserver.store.migrations import migrations
@@ -32,13 +33,17 @@ E2 = (0.0, 0.0, 1.0, 0.0)
 E3 = (0.0, 0.0, 0.0, 1.0)
 
 
+class MakeStore(Protocol):
+    def __call__(self, folder: Path, instruments: StoreInstruments | None = None) -> Store: ...
+
+
 @dataclass(frozen=True)
 class Backend:
     """How the suite opens one backend, and reaches its database behind the store's back."""
 
     name: str
-    make: Callable[[Path], Store]
-    """A closed store; the same folder always means the same database."""
+    make: MakeStore
+    """A closed store (timing its queries into `instruments`); the same folder always means the same database."""
     execute: Callable[[Path, str, Sequence[Any]], list[tuple[Any, ...]]]
     """Run raw SQL (`?` placeholders) on that database (schema tests only); returns the rows."""
     cleanup: Callable[[Path], None] = lambda folder: None
@@ -53,10 +58,14 @@ def _sqlite_execute(folder: Path, sql: str, params: Sequence[Any]) -> list[tuple
         connection.close()
 
 
-SQLITE = Backend("sqlite", lambda folder: SqliteStore(folder / "contract.db"), _sqlite_execute)
+def _sqlite_make(folder: Path, instruments: StoreInstruments | None = None) -> Store:
+    return SqliteStore(folder / "contract.db", instruments=instruments)
 
 
-def _postgres_make(folder: Path) -> Store:
+SQLITE = Backend("sqlite", _sqlite_make, _sqlite_execute)
+
+
+def _postgres_make(folder: Path, instruments: StoreInstruments | None = None) -> Store:
     """A store on the folder's own database in the session's PostgreSQL (created on first use)."""
     server = shared_server()
     name = database_name(str(folder))
@@ -64,7 +73,8 @@ def _postgres_make(folder: Path) -> Store:
     if not marker.exists():
         server.create_database(name)
         marker.write_text(name)
-    return PostgresStore(server.url(name), PostgresOptions(min_size=1, max_size=4))
+    options = PostgresOptions(min_size=1, max_size=4)
+    return PostgresStore(server.url(name), options, instruments=instruments)
 
 
 def _postgres_execute(folder: Path, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -39,8 +39,10 @@ RECONNECT_MAX_DELAY = 10.0
 """Backoff bounds (seconds) between attempts to reach a store that was down at start."""
 
 
-def open_store(settings: Settings) -> Store:
-    """The store the database URL names (closed: call `open`)."""
+def open_store(settings: Settings, metrics: Metrics | None = None) -> Store:
+    """The store the database URL names (closed: call `open`), timing its queries into `metrics`."""
+    instruments = metrics.for_store() if metrics else None
+    slow_seconds = settings.slow_query_ms / 1000
     if settings.backend == "postgresql":
         # Imported here: psycopg costs SQLite users start-up time for nothing.
         from docserver.store.postgres import PostgresOptions, PostgresStore
@@ -55,8 +57,8 @@ def open_store(settings: Settings) -> Store:
             hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_search=settings.hnsw_ef_search,
         )
-        return PostgresStore(settings.database_url, options)
-    return SqliteStore(settings.sqlite_path)
+        return PostgresStore(settings.database_url, options, instruments=instruments, slow_seconds=slow_seconds)
+    return SqliteStore(settings.sqlite_path, instruments=instruments, slow_seconds=slow_seconds)
 
 
 def open_shared_cache(settings: Settings) -> SharedCache | None:
@@ -75,11 +77,7 @@ def open_shared_cache(settings: Settings) -> SharedCache | None:
 
 def _transient(store: Store) -> tuple[type[Exception], ...]:
     """The errors after which opening `store` again later may succeed (the database is down)."""
-    if store.backend == "postgresql":
-        from docserver.store.postgres import StoreUnavailableError
-
-        return (StoreUnavailableError, EmbeddingError)
-    return ()
+    return (*store.transient_errors, EmbeddingError) if store.transient_errors else ()
 
 
 class Runtime:
@@ -105,8 +103,6 @@ class Runtime:
             shared_cache=shared_cache,
             instruments=metrics.for_search() if metrics is not None else None,
         )
-        # TODO(store-core merge): instruments at construction
-        store.instrument(metrics, slow_seconds=settings.slow_query_ms / 1000)
         if metrics is not None:
             metrics.set_build_info(backend=store.backend, embedder=embedder.provider)
         self.draining = False
@@ -177,7 +173,7 @@ async def open_runtime(
     background. Refusals (another embedder's vectors, a newer schema, no
     pgvector) still fail at once.
     """
-    store = open_store(settings)
+    store = open_store(settings, metrics)
     embedder = open_embedder(settings, metrics.for_embedder() if metrics is not None else None)
     shared_cache = open_shared_cache(settings)
     connecting: asyncio.Task[None] | None = None
@@ -208,7 +204,6 @@ async def open_unbound(settings: Settings) -> AsyncIterator[tuple[Store, Embedde
     """The store and the configured embedder, open but not bound to each other (for `docserver reindex`)."""
     store = open_store(settings)
     embedder = open_embedder(settings)
-    store.instrument(None, slow_seconds=settings.slow_query_ms / 1000)
     try:
         await store.open()
         await resolve_dimension(store, embedder)

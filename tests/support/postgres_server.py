@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 import numpy as np
 import psycopg
+from pgvector.psycopg import register_vector
 from psycopg import sql
-from psycopg.types import TypeInfo
 
-from docserver.store.postgres import VECTOR_INDEX, PostgresOptions, _VectorDumper, vector_index_sql
+from docserver.store.postgres_schema import VECTOR_INDEX, PostgresOptions, vector_index_sql
 
 with warnings.catch_warnings():
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -130,9 +130,7 @@ def bulk_load(
         vectors = np.random.default_rng(seed).standard_normal((chunks, dimension)).astype(np.float32)
     per_document = 100
     with psycopg.connect(url, autocommit=True) as conn:
-        info = TypeInfo.fetch(conn, "vector")
-        assert info is not None
-        conn.adapters.register_dumper(np.ndarray, type("Dumper", (_VectorDumper,), {"oid": info.oid}))
+        register_vector(conn)  # numpy rows to `vector`, as the store sends them
         conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(VECTOR_INDEX)))
         with conn.transaction():
             names = [f"source-{n}" for n in range(sources)]
@@ -146,7 +144,7 @@ def bulk_load(
             ids = [row[0] for row in conn.execute("SELECT id FROM documents ORDER BY id")]
             columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, embedding"
             with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", info.oid])
+                copy.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "vector"])
                 for n in range(chunks):
                     document = n // per_document
                     ordinal = n % per_document

@@ -8,6 +8,7 @@ the event loop itself.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -16,11 +17,14 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from docserver.errors import EmbedderMismatchError
-from docserver.observability.metrics import Metrics
+from docserver.errors import EmbedderMismatchError, StoreError
 
 Vectors = npt.NDArray[np.float32]
 """float32 vectors: a 1-D array for one, a 2-D array (one row each) for many."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached right now; the same call may succeed later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,11 @@ class PendingChunk:
     rewritten in between is noticed and embedded again."""
 
 
+def reindex_target(info: EmbedderInfo) -> str:
+    """How a reindex records (in `meta`) the embedder it stages vectors for."""
+    return json.dumps([info.provider, info.model, info.dimension])
+
+
 def chunk_fingerprint(source: str, title: str, heading: str, text: str) -> str:
     """A digest of everything a chunk's vector (and its vector-table row) is made from."""
     return hashlib.sha256("\x1f".join((source, title, heading, text)).encode()).hexdigest()
@@ -144,6 +153,11 @@ class ReindexBatch:
     """Chunks looked at in this step."""
     last_id: int | None
     """Continue the scan after this id; None once the scan has reached the end."""
+
+    @classmethod
+    def of(cls, pending: list[PendingChunk], scanned_ids: Sequence[int], limit: int) -> ReindexBatch:
+        """The batch for a scan step that read `scanned_ids` (in order), asking for at most `limit`."""
+        return cls(pending, len(scanned_ids), scanned_ids[-1] if len(scanned_ids) == limit else None)
 
 
 @dataclass(slots=True)
@@ -177,11 +191,10 @@ class Store(Protocol):
 
     backend: str
     """A fixed label: `sqlite` or `postgresql`."""
+    transient_errors: tuple[type[Exception], ...]
+    """The errors after which the same call may succeed later (the database is down); empty for SQLite."""
 
     async def open(self) -> None: ...
-
-    def instrument(self, metrics: Metrics | None, *, slow_seconds: float) -> None:
-        """Time every operation from now on (and export pool gauges, if there is a pool)."""
 
     async def close(self) -> None: ...
 

@@ -7,49 +7,50 @@ ingestion never time the store themselves.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Mapping
+from types import MappingProxyType
+from typing import TypeVar
 
 from opentelemetry.trace import SpanKind
 
 from docserver.observability import tracing
+from docserver.observability.instruments import StoreInstruments
 from docserver.observability.logging import get_logger
-from docserver.observability.metrics import Metrics
 
 T = TypeVar("T")
-SQLITE_COLLECTIONS = {
-    "search_text": "chunks_fts",
-    "search_vector": "chunk_vectors",
+COLLECTIONS = {
     "get_chunks": "chunks",
     "corpus_version": "meta",
     "embedder_info": "meta",
     "bind_embedder": "meta",
     "list_sources": "sources",
     "migrate": "schema_migrations",
-    "reindex_prepare": "chunk_vectors",
     "reindex_scan": "chunks",
-    "reindex_write": "chunk_vectors",
     "reindex_switch": "meta",
-    "reindex_cleanup": "chunk_vectors",
 }
 """Operation -> the table it mostly reads or writes (`db.collection.name`); `documents` otherwise."""
 log = get_logger("docserver.store")
+
+
+def collections_for(*, text: str, vectors: str) -> Mapping[str, str]:
+    """COLLECTIONS for a backend that keeps its full-text index in `text` and its vectors in `vectors`."""
+    vector_work = ("search_vector", "reindex_prepare", "reindex_write", "reindex_index", "reindex_cleanup")
+    return MappingProxyType({**COLLECTIONS, "search_text": text, **dict.fromkeys(vector_work, vectors)})
 
 
 class QueryObserver:
     def __init__(
         self,
         backend: str,
-        metrics: Metrics | None,
+        instruments: StoreInstruments | None,
         *,
         slow_seconds: float = 0.25,
-        collections: dict[str, str] | None = None,
+        collections: Mapping[str, str] = COLLECTIONS,
     ) -> None:
         self.backend = backend
-        self.collections = SQLITE_COLLECTIONS if collections is None else collections
-        self.metrics = metrics
+        self.collections = collections
+        self.instruments = instruments
         self.slow_seconds = slow_seconds
-        self._children: dict[str, tuple[Any, Any]] = {}
 
     async def run(self, operation: str, work: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -60,26 +61,15 @@ class QueryObserver:
             try:
                 return await work
             except Exception as exc:
-                if self.metrics is not None:
-                    self._child(operation)[1].inc()
+                if self.instruments is not None:
+                    self.instruments.errors(operation, self.backend).inc()
                 tracing.mark_error(span, exc)
                 raise
             finally:
                 self._observe(operation, time.perf_counter() - started)
 
     def _observe(self, operation: str, elapsed: float) -> None:
-        if self.metrics is not None:
-            self._child(operation)[0].observe(elapsed, self.metrics.exemplar())
+        if self.instruments is not None:
+            self.instruments.duration(operation, self.backend).observe(elapsed, self.instruments.exemplar())
         if elapsed > self.slow_seconds:
             log.warning("slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3))
-
-    def _child(self, operation: str) -> tuple[Any, Any]:
-        children = self._children.get(operation)
-        if children is None:
-            assert self.metrics is not None
-            children = (
-                self.metrics.query_duration.labels(operation, self.backend),
-                self.metrics.query_errors.labels(operation, self.backend),
-            )
-            self._children[operation] = children
-        return children

@@ -1,0 +1,145 @@
+"""PostgreSQL schema helpers the statements share: pgvector, the vector index, `meta` values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg import AsyncConnection, errors, sql
+from psycopg.adapt import AdaptersMap
+
+from docserver.errors import StoreError
+from docserver.store.base import EmbedderInfo, Vectors
+
+Connection = AsyncConnection[tuple[Any, ...]]
+
+
+EXTENSION = "vector"
+VECTOR_INDEX = "chunks_embedding_hnsw"
+MAX_INDEXED_DIMENSION = 2000
+"""pgvector's HNSW indexes `vector` columns of at most 2,000 dimensions; larger ones are searched exactly."""
+MAX_PLAIN_DIMENSION = 1600
+"""Vectors up to this size (6.4 KB) are kept in the row; a row must fit in an 8 KB page."""
+TEXT_WEIGHTS = "{0.2, 0.2, 0.6, 1.0}"
+"""ts_rank_cd weights for D (text), C (unused), B (title), A (heading)."""
+BIND_LOCK = 0x646F_6373_6572_7662
+"""pg_advisory_xact_lock key held while an embedder is bound, so replicas starting together bind once."""
+
+PGVECTOR_MISSING = (
+    "the PostgreSQL server has no pgvector extension, which docserver needs for vector search; install it "
+    "on the database server (Debian/Ubuntu: apt install postgresql-NN-pgvector; RHEL: dnf install pgvector_NN; "
+    "Docker: the pgvector/pgvector image; managed services: enable the 'vector' extension) and start docserver again"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """Pool sizing, timeouts and HNSW parameters (the DOCSERVER_DB_* and DOCSERVER_HNSW_* settings)."""
+
+    min_size: int = 1
+    max_size: int = 10
+    pool_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    statement_timeout_ms: int = 30_000
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 100
+
+
+# -- setting up a database ------------------------------------------------------------
+
+
+async def ensure_pgvector(conn: Connection) -> None:
+    """Create the extension if it is missing; say how to install it when the server does not have it."""
+    cursor = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (EXTENSION,))
+    if await cursor.fetchone():
+        return
+    cursor = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (EXTENSION,))
+    if not await cursor.fetchone():
+        raise StoreError(PGVECTOR_MISSING)
+    try:
+        await conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(EXTENSION)))
+    except errors.InsufficientPrivilege:
+        raise StoreError(
+            "pgvector is installed on the PostgreSQL server but not enabled in this database, and this user "
+            "may not enable it; ask a database owner or superuser to run: CREATE EXTENSION vector;"
+        ) from None
+
+
+async def vector_adapters(conn: Connection) -> AdaptersMap:
+    """Adapters for pooled connections: pgvector's, which send numpy vectors to `vector` parameters in binary."""
+    try:
+        await register_vector_async(conn)
+    except psycopg.ProgrammingError:  # the database has no `vector` type
+        raise StoreError(PGVECTOR_MISSING) from None
+    return AdaptersMap(conn.adapters)
+
+
+def vector_index_sql(
+    options: PostgresOptions, *, name: str = VECTOR_INDEX, column: str = "embedding", concurrently: bool = False
+) -> sql.Composed:
+    """The HNSW index over the chunk vectors (cosine distance), built with the configured parameters."""
+    return sql.SQL(
+        "CREATE INDEX {concurrently}{name} ON chunks USING hnsw ({column} vector_cosine_ops) "
+        "WITH (m = {m}, ef_construction = {ef})"
+    ).format(
+        concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""),
+        name=sql.Identifier(name),
+        column=sql.Identifier(column),
+        m=sql.Literal(int(options.hnsw_m)),
+        ef=sql.Literal(int(options.hnsw_ef_construction)),
+    )
+
+
+def storage(plain: bool) -> sql.SQL:
+    """How a vector column is stored: in the row (PLAIN) where it fits, else out of line, uncompressed."""
+    return sql.SQL("PLAIN" if plain else "EXTERNAL")
+
+
+# -- meta --------------------------------------------------------------------------------
+
+
+async def fetch_all(conn: Connection, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(query, params)
+    return await cursor.fetchall()
+
+
+async def corpus_version(conn: Connection) -> int:
+    rows = await fetch_all(conn, "SELECT value FROM meta WHERE key = 'corpus_version'")
+    return int(rows[0][0]) if rows else 0
+
+
+async def read_embedder(conn: Connection, *, for_share: bool = False) -> EmbedderInfo | None:
+    rows: dict[str, str] = dict(
+        await fetch_all(
+            conn,
+            "SELECT key, value FROM meta WHERE key IN ('embedder', 'embedding_model', 'embedding_dimension')"
+            + (" FOR SHARE" if for_share else ""),
+        )
+    )
+    if "embedder" not in rows:
+        return None
+    return EmbedderInfo(rows["embedder"], rows["embedding_model"], int(rows["embedding_dimension"]))
+
+
+async def record_embedder(conn: Connection, info: EmbedderInfo) -> None:
+    await conn.execute(
+        """
+        INSERT INTO meta (key, value) VALUES ('embedder', %s), ('embedding_model', %s), ('embedding_dimension', %s)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+        """,
+        (info.provider, info.model, str(info.dimension)),
+    )
+
+
+async def bump_corpus_version(conn: Connection) -> None:
+    await conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'corpus_version'")
+
+
+def vector_or_null(vector: Vectors) -> Vectors | None:
+    """NULL for a zero vector (a chunk without words): it has no direction, so vector search leaves it out."""
+    return vector if np.any(vector) else None

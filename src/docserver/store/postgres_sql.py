@@ -1,0 +1,253 @@
+"""PostgreSQL's statements (the `Statements` of StoreCore), each a coroutine on a pooled connection.
+
+Full text is a tsvector column with a GIN index, ranked by ts_rank_cd;
+vectors are a pgvector column on `chunks` with an HNSW index (cosine).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+
+from docserver.observability.logging import get_logger
+from docserver.store.base import (
+    ChunkRecord,
+    Document,
+    DocumentInput,
+    EmbedderInfo,
+    RankedId,
+    SourceInfo,
+    Vectors,
+    embedder_mismatch,
+)
+from docserver.store.postgres_schema import (
+    BIND_LOCK,
+    MAX_INDEXED_DIMENSION,
+    MAX_PLAIN_DIMENSION,
+    TEXT_WEIGHTS,
+    VECTOR_INDEX,
+    Connection,
+    PostgresOptions,
+    bump_corpus_version,
+    fetch_all,
+    record_embedder,
+    storage,
+    vector_index_sql,
+    vector_or_null,
+)
+from docserver.store.postgres_schema import (
+    corpus_version as corpus_version,
+)
+from docserver.store.postgres_schema import (
+    read_embedder as read_embedder,  # statements too
+)
+
+log = get_logger("docserver.store")
+
+
+async def ping(conn: Connection) -> None:
+    await conn.execute("SELECT 1")
+
+
+async def bind_embedder(conn: Connection, info: EmbedderInfo, options: PostgresOptions) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (BIND_LOCK,))
+        current = await read_embedder(conn)
+        if current == info:
+            return
+        has_chunks = await fetch_all(conn, "SELECT EXISTS (SELECT 1 FROM chunks)")
+        if current is not None and has_chunks[0][0]:
+            raise embedder_mismatch(current, info)
+        # The store holds no vectors: give the column the new dimension and index it.
+        await conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(VECTOR_INDEX)))
+        # Vectors stay in the row, uncompressed (STORAGE PLAIN), where they fit: by default those
+        # over 2 KB (512 dimensions and up) go to TOAST, and sparse ones get compressed. The planner
+        # sees neither, prices a full scan far too low and picks it over the HNSW index; reading
+        # TOAST or decompressing on every row then makes that scan slow too.
+        await conn.execute(
+            sql.SQL(
+                "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({}), ALTER COLUMN embedding SET STORAGE {}"
+            ).format(sql.Literal(info.dimension), storage(info.dimension <= MAX_PLAIN_DIMENSION))
+        )
+        if info.dimension <= MAX_INDEXED_DIMENSION:
+            await conn.execute(vector_index_sql(options))
+        else:
+            log.warning(
+                "vector_index_skipped",
+                dimension=info.dimension,
+                reason=f"HNSW indexes at most {MAX_INDEXED_DIMENSION} dimensions; vector search will scan every "
+                "chunk (set DOCSERVER_EMBEDDING_DIMENSIONS to 2000 or fewer)",
+            )
+        await record_embedder(conn, info)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def list_sources(conn: Connection) -> list[SourceInfo]:
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT s.name,
+               (SELECT count(*) FROM documents d WHERE d.source = s.name),
+               (SELECT count(*) FROM chunks c WHERE c.source = s.name),
+               s.updated_at
+        FROM sources s ORDER BY s.name
+        """,
+    )
+    return [SourceInfo(name, documents, chunks, _iso(updated)) for name, documents, chunks, updated in rows]
+
+
+async def document_hashes(conn: Connection, source: str) -> list[tuple[Any, ...]]:
+    return await fetch_all(conn, "SELECT path, content_hash FROM documents WHERE source = %s", (source,))
+
+
+# -- writing: one transaction on one connection, from `begin` to `commit` --------------------------
+
+
+async def begin(conn: Connection, source: str, expected: EmbedderInfo | None) -> None:
+    # Two ingests of one source (from two replicas or CLIs) take turns; other sources go on in parallel.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('docserver.source:' || %s, 0))", (source,))
+    # FOR SHARE, held to the end of the ingest: a reindex's switch (FOR UPDATE on the same
+    # row) waits for ingests in flight, and an ingest that starts after it sees the new embedder.
+    current = await read_embedder(conn, for_share=True)
+    if expected is not None and current is not None and current != expected:
+        raise embedder_mismatch(current, expected)
+    await conn.execute(
+        "INSERT INTO sources (name, updated_at) VALUES (%s, now()) ON CONFLICT (name) DO NOTHING", (source,)
+    )
+
+
+async def commit(conn: Connection, source: str) -> None:
+    remaining = await fetch_all(conn, "SELECT EXISTS (SELECT 1 FROM documents WHERE source = %s)", (source,))
+    if remaining[0][0]:
+        await conn.execute("UPDATE sources SET updated_at = now() WHERE name = %s", (source,))
+    else:
+        await conn.execute("DELETE FROM sources WHERE name = %s", (source,))
+    await bump_corpus_version(conn)
+
+
+async def put_document(conn: Connection, source: str, document: DocumentInput) -> None:
+    # Chunks go with their document (ON DELETE CASCADE).
+    await conn.execute("DELETE FROM documents WHERE source = %s AND path = %s", (source, document.path))
+    inserted = await fetch_all(
+        conn,
+        """
+        INSERT INTO documents (source, path, title, content_hash, content, ingested_at)
+        VALUES (%s, %s, %s, %s, %s, now()) RETURNING id
+        """,
+        (source, document.path, document.title, document.content_hash, document.content),
+    )
+    rows = [
+        (
+            inserted[0][0],
+            source,
+            chunk.ordinal,
+            document.title,
+            chunk.heading,
+            chunk.text,
+            chunk.start_line,
+            chunk.end_line,
+            vector_or_null(vector),
+        )
+        for chunk, vector in zip(document.chunks, np.asarray(document.vectors, dtype=np.float32), strict=True)
+    ]
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """
+                INSERT INTO chunks (document_id, source, ordinal, title, heading, text, start_line, end_line, embedding)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                rows,
+            )
+
+
+async def delete_documents(conn: Connection, source: str, paths: list[str]) -> None:
+    await conn.execute("DELETE FROM documents WHERE source = %s AND path = ANY(%s)", (source, paths))
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def search_text_sql(*, filtered: bool, limit: int) -> sql.Composed:
+    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: query[, source]."""
+    return sql.SQL(
+        """
+        SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank
+        FROM chunks c, websearch_to_tsquery('docserver', %s) q
+        WHERE c.tsv @@ q {filter}
+        ORDER BY rank DESC, c.id
+        LIMIT {limit}
+        """
+    ).format(
+        weights=sql.Literal(TEXT_WEIGHTS),
+        filter=sql.SQL("AND c.source = %s" if filtered else ""),
+        limit=sql.Literal(int(limit)),
+    )
+
+
+def search_vector_sql(*, filtered: bool, limit: int) -> sql.Composed:
+    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source].
+
+    The limit is a literal, not a parameter: with a parameter, a generic plan
+    cannot know the limit is small and may pick a sequential scan.
+    """
+    return sql.SQL(
+        """
+        SELECT id, embedding <=> %s AS distance
+        FROM chunks
+        WHERE embedding IS NOT NULL {filter}
+        ORDER BY distance
+        LIMIT {limit}
+        """
+    ).format(filter=sql.SQL("AND source = %s" if filtered else ""), limit=sql.Literal(int(limit)))
+
+
+async def search_text(conn: Connection, terms: list[str], source: str | None, limit: int) -> list[RankedId]:
+    # websearch syntax: quoted words joined by `or`, so nothing in a query acts as an operator.
+    websearch = " or ".join(f'"{term}"' for term in terms)
+    params = (websearch,) if source is None else (websearch, source)
+    cursor = await conn.execute(search_text_sql(filtered=source is not None, limit=limit), params)
+    return [RankedId(chunk_id, float(rank)) for chunk_id, rank in await cursor.fetchall()]
+
+
+async def search_vector(conn: Connection, vector: Vectors, source: str | None, limit: int) -> list[RankedId]:
+    params = (vector,) if source is None else (vector, source)
+    cursor = await conn.execute(search_vector_sql(filtered=source is not None, limit=limit), params)
+    ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in await cursor.fetchall()]
+    # relaxed_order iterative scans may return neighbours slightly out of order.
+    return sorted(ranked, key=lambda item: -item.score)
+
+
+async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT c.id, c.document_id, c.source, d.path, d.title, c.heading, c.text, c.start_line, c.end_line
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+        WHERE c.id = ANY(%s)
+        """,
+        (chunk_ids,),
+    )
+    return [ChunkRecord(*row) for row in rows]
+
+
+async def get_document(conn: Connection, document_id: int) -> Document | None:
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT d.id, d.source, d.path, d.title, d.content, d.content_hash,
+               (SELECT count(*) FROM chunks c WHERE c.document_id = d.id), d.ingested_at
+        FROM documents d WHERE d.id = %s
+        """,
+        (document_id,),
+    )
+    if not rows:
+        return None
+    document_id, source, path, title, content, content_hash, chunk_count, ingested_at = rows[0]
+    return Document(document_id, source, path, title, content, content_hash, chunk_count, _iso(ingested_at))

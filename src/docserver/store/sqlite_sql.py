@@ -1,0 +1,219 @@
+"""SQLite's statements (the `Statements` of StoreCore), run on the store's threads.
+
+Full text lives in the FTS5 table `chunks_fts` (BM25), vectors in a sqlite-vec
+table whose name `meta` records (see sqlite_tables).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, embedder_mismatch
+from docserver.store.sqlite_tables import (
+    Connection,
+    bump_corpus_version,
+    create_vector_table,
+    embedder_meta,
+    now,
+    set_meta,
+    snapshot,
+    table_exists,
+    vector_table,
+)
+from docserver.store.sqlite_tables import read_embedder as read_embedder  # a statement too
+
+if TYPE_CHECKING:
+    from docserver.store.base import DocumentInput, EmbedderInfo, Vectors
+
+
+def ping(db: Connection) -> None:
+    db.execute("SELECT 1").fetchone()
+
+
+def corpus_version(db: Connection) -> int:
+    return int(db.execute("SELECT value FROM meta WHERE key = 'corpus_version'").fetchone()[0])
+
+
+def bind_embedder(db: Connection, info: EmbedderInfo) -> None:
+    current = read_embedder(db)
+    if current == info:
+        return
+    has_chunks = db.execute("SELECT EXISTS (SELECT 1 FROM chunks)").fetchone()[0]
+    if current is not None and has_chunks:
+        raise embedder_mismatch(current, info)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        table = vector_table(db)
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+        create_vector_table(db, table, info.dimension)
+        set_meta(db, embedder_meta(info))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def list_sources(db: Connection) -> list[SourceInfo]:
+    rows = db.execute(
+        """
+        SELECT s.name, COUNT(DISTINCT d.id), COUNT(c.id), s.updated_at
+        FROM sources s
+        LEFT JOIN documents d ON d.source = s.name
+        LEFT JOIN chunks c ON c.document_id = d.id
+        GROUP BY s.name ORDER BY s.name
+        """
+    ).fetchall()
+    return [SourceInfo(*row) for row in rows]
+
+
+def document_hashes(db: Connection, source: str) -> list[tuple[str, str]]:
+    return db.execute("SELECT path, content_hash FROM documents WHERE source = ?", (source,)).fetchall()  # type: ignore[no-any-return]
+
+
+# -- writing: one transaction on the writer thread, from `begin` to `commit` or `rollback` --------
+
+
+def begin(db: Connection, source: str, expected: EmbedderInfo | None) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    # Checked under the write lock that a reindex's switch takes too: once the
+    # index has moved to another embedder, this process's vectors do not belong in it.
+    current = read_embedder(db)
+    if expected is not None and current is not None and current != expected:
+        raise embedder_mismatch(current, expected)
+    db.execute("INSERT OR IGNORE INTO sources (name, updated_at) VALUES (?, ?)", (source, now()))
+
+
+def rollback(db: Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def commit(db: Connection, source: str) -> None:
+    remaining = db.execute("SELECT COUNT(*) FROM documents WHERE source = ?", (source,)).fetchone()[0]
+    if remaining:
+        db.execute("UPDATE sources SET updated_at = ? WHERE name = ?", (now(), source))
+    else:
+        db.execute("DELETE FROM sources WHERE name = ?", (source,))
+    bump_corpus_version(db)
+    db.execute("COMMIT")
+
+
+def _delete_chunks_of(db: Connection, document_ids: list[int]) -> None:
+    table = vector_table(db)
+    marks = ",".join("?" * len(document_ids))
+    chunk_ids = [row[0] for row in db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", document_ids)]
+    for start in range(0, len(chunk_ids), 500):
+        part = chunk_ids[start : start + 500]
+        chunk_marks = ",".join("?" * len(part))
+        db.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({chunk_marks})", part)
+        db.execute(f"DELETE FROM {table} WHERE chunk_id IN ({chunk_marks})", part)
+    db.execute(f"DELETE FROM chunks WHERE document_id IN ({marks})", document_ids)
+
+
+def put_document(db: Connection, source: str, document: DocumentInput) -> None:
+    row = db.execute("SELECT id FROM documents WHERE source = ? AND path = ?", (source, document.path)).fetchone()
+    if row is not None:
+        _delete_chunks_of(db, [row[0]])
+        db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+    document_id = db.execute(
+        "INSERT INTO documents (source, path, title, content_hash, content, ingested_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (source, document.path, document.title, document.content_hash, document.content, now()),
+    ).lastrowid
+    table = vector_table(db)
+    for chunk, vector in zip(document.chunks, document.vectors, strict=True):
+        chunk_id = db.execute(
+            "INSERT INTO chunks (document_id, ordinal, heading, text, start_line, end_line) VALUES (?, ?, ?, ?, ?, ?)",
+            (document_id, chunk.ordinal, chunk.heading, chunk.text, chunk.start_line, chunk.end_line),
+        ).lastrowid
+        db.execute(
+            "INSERT INTO chunks_fts (rowid, title, heading, text) VALUES (?, ?, ?, ?)",
+            (chunk_id, document.title, chunk.heading, chunk.text),
+        )
+        db.execute(
+            f"INSERT INTO {table} (chunk_id, source, embedding) VALUES (?, ?, ?)",
+            (chunk_id, source, np.asarray(vector, dtype=np.float32).tobytes()),
+        )
+
+
+def delete_documents(db: Connection, source: str, paths: list[str]) -> None:
+    for start in range(0, len(paths), 500):
+        part = paths[start : start + 500]
+        marks = ",".join("?" * len(part))
+        ids = [
+            row[0]
+            for row in db.execute(f"SELECT id FROM documents WHERE source = ? AND path IN ({marks})", [source, *part])
+        ]
+        if ids:
+            _delete_chunks_of(db, ids)
+            db.execute(f"DELETE FROM documents WHERE id IN ({','.join('?' * len(ids))})", ids)
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _fts_query(terms: list[str]) -> str:
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def search_text(db: Connection, terms: list[str], source: str | None, limit: int) -> list[RankedId]:
+    # bm25() weights: title, heading, text. A word in a heading says more
+    # about what a chunk is for than the same word in passing.
+    sql = """
+        SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank
+        FROM chunks_fts f
+    """
+    params: list[Any] = [_fts_query(terms)]
+    if source is not None:
+        # CROSS JOIN keeps the full-text match first: left to choose, the
+        # planner scans every document of the source and probes the index
+        # per chunk, which takes seconds on a large source.
+        sql += " CROSS JOIN chunks c ON c.id = f.rowid CROSS JOIN documents d ON d.id = c.document_id"
+        sql += " WHERE chunks_fts MATCH ? AND d.source = ?"
+        params.append(source)
+    else:
+        sql += " WHERE chunks_fts MATCH ?"
+    sql += " ORDER BY rank LIMIT ?"
+    params.append(limit)
+    return [RankedId(chunk_id, -rank) for chunk_id, rank in db.execute(sql, params).fetchall()]
+
+
+def search_vector(db: Connection, vector: Vectors, source: str | None, limit: int) -> list[RankedId]:
+    with snapshot(db):
+        table = vector_table(db)
+        if not table_exists(db, table):
+            return []
+        sql = f"SELECT chunk_id, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
+        params: list[Any] = [vector.tobytes(), limit]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        rows = db.execute(sql + " ORDER BY distance", params).fetchall()
+    # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).
+    return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]
+
+
+def get_chunks(db: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
+    marks = ",".join("?" * len(chunk_ids))
+    rows = db.execute(
+        f"""
+        SELECT c.id, c.document_id, d.source, d.path, d.title, c.heading, c.text, c.start_line, c.end_line
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+        WHERE c.id IN ({marks})
+        """,
+        chunk_ids,
+    ).fetchall()
+    return [ChunkRecord(*row) for row in rows]
+
+
+def get_document(db: Connection, document_id: int) -> Document | None:
+    row = db.execute(
+        """
+        SELECT d.id, d.source, d.path, d.title, d.content, d.content_hash,
+               (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id), d.ingested_at
+        FROM documents d WHERE d.id = ?
+        """,
+        (document_id,),
+    ).fetchone()
+    return None if row is None else Document(*row)
