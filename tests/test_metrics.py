@@ -100,13 +100,17 @@ def clean_settings(**overrides: Any) -> Settings:
         return load_settings(**overrides)
 
 
-async def open_corpus_store(path: Path) -> tuple[SqliteStore, HashEmbedder]:
-    """A SQLite store holding the test corpus, ingested before any metrics are attached."""
-    store = SqliteStore(path)
-    await store.open()
+async def open_corpus_store(path: Path, metrics: Metrics) -> tuple[SqliteStore, HashEmbedder]:
+    """A SQLite store holding the test corpus, ingested before, then opened with `metrics`' instruments."""
+    unobserved = SqliteStore(path)
+    await unobserved.open()
     embedder = HashEmbedder()
+    await bind_embedder(unobserved, embedder)
+    await ingest(unobserved, embedder, [CORPUS], "corpus")
+    await unobserved.close()
+    store = SqliteStore(path, instruments=metrics.for_store())
+    await store.open()
     await bind_embedder(store, embedder)
-    await ingest(store, embedder, [CORPUS], "corpus")
     return store, embedder
 
 
@@ -138,9 +142,10 @@ class Server:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     """The corpus in a fresh store, fresh metrics; the test body enters `server.serve()`."""
-    store, embedder = await open_corpus_store(tmp_path / "docserver.db")
+    metrics = new_metrics()
+    store, embedder = await open_corpus_store(tmp_path / "docserver.db", metrics)
     settings = clean_settings(database_url=f"sqlite:///{tmp_path / 'docserver.db'}")
-    yield Server(settings, store, embedder, new_metrics())
+    yield Server(settings, store, embedder, metrics)
     await store.close()
 
 
@@ -174,8 +179,8 @@ class Traffic:
 
 
 async def drive_known_traffic(folder: Path, mode: str) -> Traffic:
-    store, embedder = await open_corpus_store(folder / "docserver.db")
     metrics = new_metrics()
+    store, embedder = await open_corpus_store(folder / "docserver.db", metrics)
     server = Server(clean_settings(database_url=f"sqlite:///{folder / 'docserver.db'}"), store, embedder, metrics)
     responses: Counter[tuple[str, int]] = Counter()
 

@@ -51,6 +51,7 @@ class QueryObserver:
         self.collections = collections
         self.instruments = instruments
         self.slow_seconds = slow_seconds
+        self._seen: set[str] = set()
 
     async def run(self, operation: str, work: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -69,7 +70,12 @@ class QueryObserver:
                 self._observe(operation, time.perf_counter() - started)
 
     def _observe(self, operation: str, elapsed: float) -> None:
-        if self.instruments is not None:
-            self.instruments.duration(operation, self.backend).observe(elapsed, self.instruments.exemplar())
+        instruments = self.instruments
+        if instruments is not None:
+            instruments.duration(operation, self.backend).observe(elapsed, instruments.exemplar())
+            if operation not in self._seen:
+                # An operation's error series exists, at zero, from its first run: error ratios work at once.
+                self._seen.add(operation)
+                instruments.errors(operation, self.backend)
         if elapsed > self.slow_seconds:
             log.warning("slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3))
