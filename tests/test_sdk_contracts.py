@@ -1,0 +1,57 @@
+"""The SDK internals docserver relies on still exist: a minor SDK release that renames one fails here.
+
+Each adapter module (mcp/sdk.py, observability/otel_sdk.py) lists the private
+names it uses; the package metadata pins the versions they were written against.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from docserver.mcp import sdk
+from docserver.observability import otel_sdk
+
+
+def test_the_mcp_sdk_still_has_every_private_name_the_adapter_uses() -> None:
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    server = MCPServer("contract")
+    manager = StreamableHTTPSessionManager(sdk.lowlevel_server(server))
+    for owner, names in sdk.PRIVATE_NAMES.items():
+        instance = server if owner is MCPServer else manager
+        missing = [name for name in names if not hasattr(instance, name)]
+        assert missing == [], f"{owner.__name__} lost {missing}"
+
+
+def test_the_overridden_session_manager_methods_keep_their_signatures() -> None:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    opening = inspect.signature(StreamableHTTPSessionManager._serve_opening_request)
+    discard = inspect.signature(StreamableHTTPSessionManager._discard_session)
+
+    assert list(opening.parameters) == ["self", "http_transport", "scope", "receive", "send"]
+    assert list(discard.parameters) == ["self", "session_id", "transport"]
+
+
+def test_the_sdk_span_middleware_is_still_the_default() -> None:
+    from mcp.server._otel import OpenTelemetryMiddleware
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("contract")
+    assert any(isinstance(item, OpenTelemetryMiddleware) for item in server.middleware)
+    sdk.drop_sdk_spans(server)
+    assert not any(isinstance(item, OpenTelemetryMiddleware) for item in server.middleware)
+
+
+def test_the_batch_span_processor_still_has_its_queue() -> None:
+    processor = BatchSpanProcessor(ConsoleSpanExporter())
+    try:
+        inner = getattr(processor, otel_sdk.PRIVATE_NAMES[0])
+        for name in otel_sdk.PRIVATE_NAMES[1:]:
+            assert hasattr(inner, name), name
+        assert isinstance(inner._max_queue_size, int)
+    finally:
+        processor.shutdown()
