@@ -682,3 +682,10 @@ def _no_global_provider_change() -> Iterator[None]:
     before = trace.get_tracer_provider()
     yield
     assert trace.get_tracer_provider() is before
+
+
+def test_no_collector_named_means_no_tracing() -> None:
+    assert not load_settings().tracing_enabled
+    assert load_settings(otlp_endpoint="http://127.0.0.1:4318").tracing_enabled
+    assert load_settings(traces_exporter="console").tracing_enabled
+    assert not load_settings(otlp_endpoint="http://127.0.0.1:4318", otel_sdk_disabled=True).tracing_enabled

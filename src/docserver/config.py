@@ -321,8 +321,8 @@ class Settings(BaseSettings):
     traces_exporter: Literal["otlp", "console", "none"] | None = Field(
         None,
         validation_alias="OTEL_TRACES_EXPORTER",
-        description="`otlp` (to a collector or Jaeger), `console` (stdout, for debugging) or `none`. Tracing starts "
-        "only when this or OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+        description="`otlp` (to a collector or Jaeger), `console` (stdout, for debugging) or `none` (sampled, ids in "
+        "logs and exemplars, nothing exported). Tracing starts only when this or OTEL_EXPORTER_OTLP_ENDPOINT is set.",
     )
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         "http/protobuf",
@@ -392,7 +392,7 @@ class Settings(BaseSettings):
     @property
     def tracing_enabled(self) -> bool:
         """Tracing starts only towards a collector that was named: a laptop without one exports nothing."""
-        named = self.otlp_endpoint is not None or self.traces_exporter in ("otlp", "console")
+        named = self.otlp_endpoint is not None or self.traces_exporter is not None
         return self.telemetry_enabled and not self.otel_sdk_disabled and named
 
     def secrets(self) -> list[str]:
