@@ -1,0 +1,119 @@
+"""Server instructions per cache-hit call, measured from outside: `docserver serve` under callgrind.
+
+    python bench/server_instructions.py [--calls 100 400] [--out bench/results/server_instructions.json]
+
+The real server runs under `valgrind --tool=callgrind` (every thread counted),
+a plain HTTP client in this process sends current-protocol `search_docs` calls
+that all hit the result cache after a warm-up, and the server is stopped with
+SIGTERM so callgrind writes its total. Two runs per configuration, with the
+small and the large call count: the difference divided by the difference of
+the counts is one call's cost, start-up and shutdown excluded. Unlike
+bench/instructions.py, the client's own work is not in the count.
+Trace export goes over OTLP/HTTP to a sink in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.docserver_process import docserver_env, run_cli
+from support.otlp_receiver import OtlpReceiver
+from support.processes import free_port, wait_until_answers
+
+CONFIGS = {
+    "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
+    "metrics+logs": {},
+    "+tracing 0.1": {"OTEL_TRACE_SAMPLE_RATE": "0.1", "TRACED": "1"},
+    "+tracing 1.0": {"OTEL_TRACE_SAMPLE_RATE": "1.0", "TRACED": "1"},
+}
+WARM_UP = 20
+QUERIES = ["enable TLS certificate", "rotate access tokens", "build from source", "journal flush interval"]
+HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+    "mcp-protocol-version": "2026-07-28",
+    "mcp-method": "tools/call",
+    "mcp-name": "search_docs",
+}
+META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def serve_and_count(env: dict[str, str], calls: int, work: Path) -> int:
+    port = free_port()
+    out = work / f"callgrind-{port}.out"
+    log = work / f"server-{port}.log"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", "docserver"]
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            [*command, "serve", "--port", str(port)], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(server, f"{url}/healthz", log, name="docserver under valgrind", timeout=600)
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for index in range(WARM_UP + calls):
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": index,
+                    "method": "tools/call",
+                    "params": {"name": "search_docs", "_meta": META, "arguments": {"query": QUERIES[index % 4]}},
+                }
+                response = client.post("/mcp", json=body, headers=HEADERS)
+                assert response.status_code == 200, response.text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=600)
+    match = re.search(r"Collected : (\d+)", log.read_text(errors="replace"))
+    if match is None:
+        raise RuntimeError(f"callgrind printed no total:\n{log.read_text(errors='replace')[-2000:]}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/server_instructions.json"))
+    args = parser.parse_args()
+    corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
+    work = Path(tempfile.mkdtemp(prefix="docserver-server-callgrind-"))
+    database = work / "bench.db"
+    ingested = run_cli("ingest", str(corpus), "--source", "corpus", env=docserver_env(database))
+    assert ingested.returncode == 0, ingested.stderr
+    rows = []
+    with OtlpReceiver(mode="discard") as sink:
+        for name, extra in CONFIGS.items():
+            settings = {key: value for key, value in extra.items() if key != "TRACED"}
+            if "TRACED" in extra:
+                settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+                settings["OTEL_BSP_SCHEDULE_DELAY"] = "200"
+            env = docserver_env(database, settings)
+            small, large = (serve_and_count(env, calls, work) for calls in args.calls)
+            per_call = (large - small) / (args.calls[1] - args.calls[0])
+            rows.append({"configuration": name, "instructions_per_call": per_call})
+            print(f"{name:>14}: {per_call / 1e6:.3f} M instructions per call", flush=True)
+    base = rows[0]["instructions_per_call"]
+    for row in rows:
+        row["overhead_pct"] = (row["instructions_per_call"] / base - 1) * 100
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    print("| configuration | server instructions per call | vs off |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['configuration']} | {row['instructions_per_call'] / 1e6:.3f} M | {row['overhead_pct']:+.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
