@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Mapping
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind
 
@@ -62,7 +62,7 @@ class QueryObserver:
                 return await work
             except Exception as exc:
                 if self.instruments is not None:
-                    self.instruments.errors(operation, self.backend).inc()
+                    self._series(self.instruments, operation)[1].inc()
                 tracing.mark_error(span, exc)
                 raise
             finally:
@@ -70,6 +70,11 @@ class QueryObserver:
 
     def _observe(self, operation: str, elapsed: float) -> None:
         if self.instruments is not None:
-            self.instruments.duration(operation, self.backend).observe(elapsed, self.instruments.exemplar())
+            duration, _ = self._series(self.instruments, operation)
+            duration.observe(elapsed, self.instruments.exemplar())
         if elapsed > self.slow_seconds:
             log.warning("slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3))
+
+    def _series(self, instruments: StoreInstruments, operation: str) -> tuple[Any, Any]:
+        """The operation's duration and error series: both exist (errors at 0) from its first run."""
+        return instruments.duration(operation, self.backend), instruments.errors(operation, self.backend)
