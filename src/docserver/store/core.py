@@ -75,11 +75,17 @@ class StoreCore(ABC):
     reindex_sql: ReindexStatements
     collections: ClassVar[Mapping[str, str]] = COLLECTIONS
 
-    def __init__(self, *, instruments: StoreInstruments | None, slow_seconds: float, serialized: Any) -> None:
+    def __init__(
+        self,
+        *,
+        instruments: StoreInstruments | None,
+        slow_seconds: float,
+        serialized: AbstractAsyncContextManager[Any],
+    ) -> None:
         self._observer = QueryObserver(
             self.backend, instruments, slow_seconds=slow_seconds, collections=self.collections
         )
-        self._serialized: AbstractAsyncContextManager[Any] = serialized
+        self._serialized = serialized
         """Held by the reindex steps that write (SQLite's single writer connection takes turns)."""
         self._embedder: EmbedderInfo | None = None
         """The embedder this process writes vectors with (bound, or switched to): ingests check it."""

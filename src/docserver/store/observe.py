@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Mapping
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind
 
@@ -51,7 +51,6 @@ class QueryObserver:
         self.collections = collections
         self.instruments = instruments
         self.slow_seconds = slow_seconds
-        self._seen: set[str] = set()
 
     async def run(self, operation: str, work: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -63,19 +62,19 @@ class QueryObserver:
                 return await work
             except Exception as exc:
                 if self.instruments is not None:
-                    self.instruments.errors(operation, self.backend).inc()
+                    self._series(self.instruments, operation)[1].inc()
                 tracing.mark_error(span, exc)
                 raise
             finally:
                 self._observe(operation, time.perf_counter() - started)
 
     def _observe(self, operation: str, elapsed: float) -> None:
-        instruments = self.instruments
-        if instruments is not None:
-            instruments.duration(operation, self.backend).observe(elapsed, instruments.exemplar())
-            if operation not in self._seen:
-                # An operation's error series exists, at zero, from its first run: error ratios work at once.
-                self._seen.add(operation)
-                instruments.errors(operation, self.backend)
+        if self.instruments is not None:
+            duration, _ = self._series(self.instruments, operation)
+            duration.observe(elapsed, self.instruments.exemplar())
         if elapsed > self.slow_seconds:
             log.warning("slow_query", operation=operation, backend=self.backend, duration_ms=round(elapsed * 1000, 3))
+
+    def _series(self, instruments: StoreInstruments, operation: str) -> tuple[Any, Any]:
+        """The operation's duration and error series: both exist (errors at 0) from its first run."""
+        return instruments.duration(operation, self.backend), instruments.errors(operation, self.backend)
