@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -81,6 +83,127 @@ def label_status_code(status: int) -> str:
     return str(status) if 100 <= status <= 599 else "other"
 
 
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family of the contract: what docs/metrics.md lists, dashboards and rules query."""
+
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+
+    def register(self, registry: CollectorRegistry) -> Any:
+        if self.buckets is not None:
+            return Histogram(self.name, self.help, self.labels, buckets=self.buckets, registry=registry)
+        return self.kind(self.name, self.help, self.labels, registry=registry)
+
+
+_OPERATION = ("operation", "backend")
+REQUEST_FAMILIES: dict[str, Family] = {
+    "http_requests": Family(
+        Counter,
+        "docserver_http_requests",
+        "HTTP requests answered, by method, route template and status code.",
+        ("method", "route", "status_code"),
+    ),
+    "http_duration": Family(
+        Histogram,
+        "docserver_http_request_duration_seconds",
+        "Time from request start to the end of the response, by method and route template.",
+        ("method", "route"),
+        LATENCY_BUCKETS,
+    ),
+    "active_connections": Family(
+        Gauge,
+        "docserver_active_connections",
+        "In-flight HTTP requests (transport=http) and open SSE streams (transport=sse).",
+        ("transport",),
+    ),
+    "sessions_active": Family(
+        Gauge,
+        "docserver_mcp_sessions_active",
+        "Open handshake-era MCP sessions (Mcp-Session-Id). The current protocol is stateless.",
+    ),
+    "tool_calls": Family(
+        Counter,
+        "docserver_tool_calls",
+        "MCP tool calls, by tool (registered name or `unknown`) and status (ok, error).",
+        ("tool", "status"),
+    ),
+    "tool_duration": Family(
+        Histogram,
+        "docserver_tool_call_duration_seconds",
+        "MCP tool call duration, by tool.",
+        ("tool",),
+        LATENCY_BUCKETS,
+    ),
+    "query_duration": Family(
+        Histogram,
+        "docserver_query_duration_seconds",
+        "Store operation duration, by operation and backend.",
+        _OPERATION,
+        LATENCY_BUCKETS,
+    ),
+    "query_errors": Family(
+        Counter, "docserver_query_errors", "Store operations that failed, by operation and backend.", _OPERATION
+    ),
+    "embedding_duration": Family(
+        Histogram,
+        "docserver_embedding_duration_seconds",
+        "Embedding call duration, one observation per batch, by provider and model.",
+        ("provider", "model"),
+        LATENCY_BUCKETS,
+    ),
+    "embedding_batch_size": Family(
+        Histogram,
+        "docserver_embedding_batch_size",
+        "Texts per embedding batch, by provider.",
+        ("provider",),
+        BATCH_SIZE_BUCKETS,
+    ),
+    "embedding_errors": Family(
+        Counter,
+        "docserver_embedding_errors",
+        "Embedding batches that failed, by provider and reason "
+        "(timeout, rate_limited, http_error, invalid_response, auth, not_found, connection, model).",
+        ("provider", "reason"),
+    ),
+    "cache_requests": Family(
+        Counter,
+        "docserver_cache_requests",
+        "Cache lookups, by cache (embedding, search) and result (hit, miss).",
+        ("cache", "result"),
+    ),
+    "search_results": Family(
+        Histogram,
+        "docserver_search_results",
+        "Results returned per search (0 = nothing found).",
+        buckets=RESULT_COUNT_BUCKETS,
+    ),
+    "mcp_operation_duration": Family(
+        Histogram,
+        "mcp_server_operation_duration_seconds",
+        "MCP message handling duration (OTel MCP semantic conventions).",
+        ("mcp_method_name", "gen_ai_tool_name", "error_type"),
+        MCP_BUCKETS,
+    ),
+    "mcp_session_duration": Family(
+        Histogram,
+        "mcp_server_session_duration_seconds",
+        "Handshake-era MCP session duration, from initialize to its end (OTel MCP semantic conventions).",
+        buckets=MCP_BUCKETS,
+    ),
+    "trace_spans_dropped": Family(
+        Counter,
+        "docserver_trace_spans_dropped",
+        "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
+        ("reason",),
+    ),
+}
+"""The request-path families, by the attribute of `Metrics` that holds each (absent with telemetry off)."""
+
+
 class Metrics:
     """Every docserver metric, registered on one registry.
 
@@ -88,6 +211,23 @@ class Metrics:
     auth failures and the process collectors exist: a switched-off replica
     shows as unmonitored, not as idle.
     """
+
+    http_requests: Counter
+    http_duration: Histogram
+    active_connections: Gauge
+    sessions_active: Gauge
+    tool_calls: Counter
+    tool_duration: Histogram
+    query_duration: Histogram
+    query_errors: Counter
+    embedding_duration: Histogram
+    embedding_batch_size: Histogram
+    embedding_errors: Counter
+    cache_requests: Counter
+    search_results: Histogram
+    mcp_operation_duration: Histogram
+    mcp_session_duration: Histogram
+    trace_spans_dropped: Counter
 
     def __init__(
         self,
@@ -128,109 +268,8 @@ class Metrics:
             self._register_request_metrics(r)
 
     def _register_request_metrics(self, r: CollectorRegistry) -> None:
-        self.http_requests = Counter(
-            "docserver_http_requests",
-            "HTTP requests answered, by method, route template and status code.",
-            ["method", "route", "status_code"],
-            registry=r,
-        )
-        self.http_duration = Histogram(
-            "docserver_http_request_duration_seconds",
-            "Time from request start to the end of the response, by method and route template.",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.active_connections = Gauge(
-            "docserver_active_connections",
-            "In-flight HTTP requests (transport=http) and open SSE streams (transport=sse).",
-            ["transport"],
-            registry=r,
-        )
-        self.sessions_active = Gauge(
-            "docserver_mcp_sessions_active",
-            "Open handshake-era MCP sessions (Mcp-Session-Id). The current protocol is stateless.",
-            registry=r,
-        )
-        self.tool_calls = Counter(
-            "docserver_tool_calls",
-            "MCP tool calls, by tool (registered name or `unknown`) and status (ok, error).",
-            ["tool", "status"],
-            registry=r,
-        )
-        self.tool_duration = Histogram(
-            "docserver_tool_call_duration_seconds",
-            "MCP tool call duration, by tool.",
-            ["tool"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.query_duration = Histogram(
-            "docserver_query_duration_seconds",
-            "Store operation duration, by operation and backend.",
-            ["operation", "backend"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.query_errors = Counter(
-            "docserver_query_errors",
-            "Store operations that failed, by operation and backend.",
-            ["operation", "backend"],
-            registry=r,
-        )
-        self.embedding_duration = Histogram(
-            "docserver_embedding_duration_seconds",
-            "Embedding call duration, one observation per batch, by provider and model.",
-            ["provider", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.embedding_batch_size = Histogram(
-            "docserver_embedding_batch_size",
-            "Texts per embedding batch, by provider.",
-            ["provider"],
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.embedding_errors = Counter(
-            "docserver_embedding_errors",
-            "Embedding batches that failed, by provider and reason "
-            "(timeout, rate_limited, http_error, invalid_response, auth, not_found, connection, model).",
-            ["provider", "reason"],
-            registry=r,
-        )
-        self.cache_requests = Counter(
-            "docserver_cache_requests",
-            "Cache lookups, by cache (embedding, search) and result (hit, miss).",
-            ["cache", "result"],
-            registry=r,
-        )
-        self.search_results = Histogram(
-            "docserver_search_results",
-            "Results returned per search (0 = nothing found).",
-            buckets=RESULT_COUNT_BUCKETS,
-            registry=r,
-        )
-        self.mcp_operation_duration = Histogram(
-            "mcp_server_operation_duration_seconds",
-            "MCP message handling duration (OTel MCP semantic conventions).",
-            ["mcp_method_name", "gen_ai_tool_name", "error_type"],
-            buckets=MCP_BUCKETS,
-            registry=r,
-        )
-        self.mcp_session_duration = Histogram(
-            "mcp_server_session_duration_seconds",
-            "Handshake-era MCP session duration, from initialize to its end (OTel MCP semantic conventions).",
-            buckets=MCP_BUCKETS,
-            registry=r,
-        )
-        self.trace_spans_dropped = Counter(
-            "docserver_trace_spans_dropped",
-            "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
-            ["reason"],
-            registry=r,
-        )
-        # Children for the hot paths, created once.
+        for attribute, family in REQUEST_FAMILIES.items():
+            setattr(self, attribute, family.register(r))
         for reason in ("queue_full", "export_failed"):
             self.trace_spans_dropped.labels(reason)
         # Every tool's series exist from the start, at zero: rates work from the first scrape.
