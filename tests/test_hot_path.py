@@ -110,8 +110,9 @@ async def test_a_sampled_request_starts_its_designed_spans(settings: Settings, t
     await _serve_searches(settings, tmp_path, corpus, tracing_, 1)
     first = counter.started
     await _serve_searches(settings, tmp_path, corpus, tracing_, 1 + CALLS)
-    # The HTTP server span and the MCP span; a cache hit reads no store and embeds nothing.
-    assert counter.started - 2 * first == 2 * CALLS
+    # The HTTP server span and the MCP span; a cache hit reads no store and embeds nothing
+    # (but the corpus version is re-read once a second, which may add a store span).
+    assert 2 * CALLS <= counter.started - 2 * first <= 2 * CALLS + 1
 
 
 async def test_every_request_writes_exactly_two_log_lines(

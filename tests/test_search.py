@@ -17,7 +17,17 @@ from docserver.errors import SearchInputError
 from docserver.ingest.pipeline import ingest
 from docserver.reindex import reindex
 from docserver.runtime import bind_embedder
-from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, MAX_QUERY_CHARS, RRF_K, Fusion, SearchService, fuse, snippet
+from docserver.search import (
+    CHANGE_MARKER_INTERVAL,
+    FUSION_BY_PROVIDER,
+    MAX_LIMIT,
+    MAX_QUERY_CHARS,
+    RRF_K,
+    Fusion,
+    SearchService,
+    fuse,
+    snippet,
+)
 from docserver.store.base import RankedId
 from docserver.store.sqlite import SqliteStore
 from support.captured_logs import capture_events
@@ -376,6 +386,8 @@ async def test_a_fusion_never_ranks_a_filled_place_above_a_full_text_match(servi
 async def test_after_another_process_reindexes_the_store_a_running_service_answers_from_full_text(
     service: SearchService, counting_store: CountingStore
 ) -> None:
+    now = [0.0]
+    service = SearchService(counting_store, service.embedder, clock=lambda: now[0])
     assert await service.search("enable TLS certificate")
     other = SqliteStore(counting_store.path)  # `docserver reindex` in another process
     await other.open()
@@ -383,6 +395,7 @@ async def test_after_another_process_reindexes_the_store_a_running_service_answe
         await reindex(other, HashEmbedder(dimension=256))
     finally:
         await other.close()
+    now[0] += CHANGE_MARKER_INTERVAL  # the SQLite files' change is looked at every CHANGE_MARKER_INTERVAL
 
     counting_store.calls.clear()
     with capture_events() as logs:

@@ -37,7 +37,9 @@ RRF_K = 60
 """The usual reciprocal-rank-fusion constant: damps the head of each list."""
 SNIPPET_CHARS = 320
 CORPUS_VERSION_TTL = 1.0
-"""Seconds a read corpus version is trusted: how soon another process's ingest is seen."""
+"""Seconds a read corpus version is trusted at most: how soon another replica's ingest is seen."""
+CHANGE_MARKER_INTERVAL = 0.1
+"""Seconds between looks at the store's change marker (how soon another process on SQLite is seen)."""
 
 log = get_logger("docserver.search")
 
@@ -110,25 +112,42 @@ class SearchPage:
 class CorpusVersion:
     """The store's corpus version without a database round trip per search.
 
-    Re-read when `ttl` seconds have passed, and at once when the store's
-    `change_marker` moved (after any write through this process's store and,
-    on SQLite, any commit by another process). A write by another replica of
-    a shared database is therefore seen within `ttl` seconds.
+    Re-read at once after a write through this process's store (its
+    `write_generation` moved, an attribute read); when the store's
+    `change_marker` moved (on SQLite, any commit by another process: two
+    `stat` calls, so looked at most every `marker_interval` seconds); and in
+    any case every `ttl` seconds (another replica's write to a shared
+    PostgreSQL). Results cached under an older version are never served after that.
     """
 
-    def __init__(self, store: Store, *, ttl: float = CORPUS_VERSION_TTL, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float = CORPUS_VERSION_TTL,
+        marker_interval: float = CHANGE_MARKER_INTERVAL,
+        clock: Callable[[], float],
+    ) -> None:
         self._store = store
         self._ttl = ttl
+        self._marker_interval = marker_interval
         self._clock = clock
         self._version = 0
+        self._generation = -1
         self._marker: Hashable = object()
+        self._marker_due = float("-inf")
         self._expires = float("-inf")
 
     async def current(self) -> int:
         now = self._clock()
-        marker = self._store.change_marker
-        if now >= self._expires or marker != self._marker:
-            self._marker = marker
+        generation = self._store.write_generation
+        stale = generation != self._generation or now >= self._expires
+        if now >= self._marker_due:
+            self._marker_due = now + self._marker_interval
+            marker, self._marker = self._marker, self._store.change_marker
+            stale = stale or marker != self._marker
+        if stale:
+            self._generation = generation
             self._version = await self._store.corpus_version()
             self._expires = now + self._ttl
         return self._version

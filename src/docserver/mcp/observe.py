@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -85,7 +85,7 @@ class McpObserver:
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
         params = ctx.params or {}
         tool = self.label_tool(params.get("name")) if ctx.method == "tools/call" else _NO_TOOL
-        meta: dict[str, Any] | None = dict(ctx.meta) if ctx.meta else None
+        meta: Mapping[str, Any] | None = ctx.meta
         baggage = _attach_meta_baggage(meta) if meta else None
         started = time.perf_counter()
         error_type = ""
@@ -152,7 +152,7 @@ def _mark(span: Any, code: str, message: str) -> None:
         span.set_status(StatusCode.ERROR, message)
 
 
-def _attach_meta_baggage(meta: dict[str, Any]) -> Any:
+def _attach_meta_baggage(meta: Mapping[str, Any]) -> Any:
     """SEP-414 `_meta.baggage` joins the context, so it travels on with outbound calls."""
     value = meta.get("baggage")
     if not isinstance(value, str) or not value:
@@ -161,7 +161,7 @@ def _attach_meta_baggage(meta: dict[str, Any]) -> Any:
 
 
 def _server_span(
-    ctx: ServerRequestContext[Any, Any], params: Any, meta: dict[str, Any] | None
+    ctx: ServerRequestContext[Any, Any], params: Any, meta: Mapping[str, Any] | None
 ) -> AbstractContextManager[Any]:
     """The MCP server span when this message is sampled; a shared no-op otherwise."""
     tracer = tracing.tracer()
@@ -196,7 +196,7 @@ def _server_span(
     )
 
 
-def _meta_parent(meta: dict[str, Any]) -> Any:
+def _meta_parent(meta: Mapping[str, Any]) -> Any:
     value = meta.get("traceparent")
     if not isinstance(value, str):
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 CORRELATION_HEADER = b"x-correlation-id"
@@ -10,8 +10,12 @@ _VALID_CORRELATION_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def new_correlation_id() -> str:
-    """A random (version 4) UUID, formatted directly: uuid.uuid4() costs several times more."""
-    h = os.urandom(16).hex()
+    """A random (version 4) UUID, formatted directly: uuid.uuid4() costs several times more.
+
+    From the process's seeded PRNG, not os.urandom: a correlation id must be
+    unique, not secret, and the system call costs 1.1 µs here against 0.2 µs.
+    """
+    h = f"{random.getrandbits(128):032x}"
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 

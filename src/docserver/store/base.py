@@ -211,11 +211,15 @@ class Store(Protocol):
         """A number that grows with every committed source update (cache keys use it)."""
 
     @property
+    def write_generation(self) -> int:
+        """A counter that moves after every write through this store object."""
+
+    @property
     def change_marker(self) -> Hashable:
         """A value that moves whenever the data may have changed, read without a database round trip.
 
-        It always moves after a write through this store object; where the
-        backend can tell cheaply (SQLite's files), after other processes' writes too.
+        It moves after a write through this store object; where the backend
+        can tell (SQLite's files), after other processes' writes too.
         """
 
     async def list_sources(self) -> list[SourceInfo]: ...
