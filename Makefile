@@ -1,6 +1,7 @@
 # docserver: the two commands of the README, and the pieces they are made of.
 #   make serve   install (once), ingest docs/, serve MCP on http://127.0.0.1:8080/mcp
-#   make test    install (once), lint, type-check, run the whole test suite
+#   make test    install (once), lint, type-check, build the docs site strictly, run the whole test suite
+#   make docs    the documentation site from docs/ into site/ (strict: a broken link or anchor fails)
 #   make check   the quick loop while editing (under 2 minutes): lint, type-check, and the
 #                tests that need nothing beyond the test process (no servers, PostgreSQL,
 #                Redis, Prometheus tools or local model; see the `services` marker in tests/conftest.py)
@@ -11,13 +12,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCAL_STAMP := $(VENV)/.installed-local-stamp
 
-.PHONY: serve test check install install-local system-deps lint typecheck pytest fast-tests bench deploy-files local-stack clean
+.PHONY: serve test docs check install install-local system-deps lint typecheck pytest fast-tests bench deploy-files local-stack clean
 
 serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
 	$(BIN)/docserver serve
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck docs pytest
 
 check: lint typecheck fast-tests
 
@@ -63,6 +64,11 @@ typecheck: $(STAMP)
 pytest: $(LOCAL_STAMP)
 	$(BIN)/pytest
 
+# The site from docs/ (mkdocs.yml); the reference pages are generated from the code by
+# docs/gen_reference.py. Strict: a broken link, anchor or missing page fails (about 2 s).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 fast-tests: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not services"
 
@@ -87,4 +93,4 @@ local-stack: $(STAMP)
 	scripts/local-stack
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm

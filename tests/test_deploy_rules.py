@@ -20,7 +20,8 @@ DEPLOY = Path(__file__).parents[1] / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 UNIT_TESTS = sorted((PROMETHEUS / "tests").glob("*.yml"))
-RUNBOOK = "https://github.com/docserver/docserver/blob/main/docs/runbook.md#"
+# The runbook page of the docs site (make docs), as `mkdocs serve` shows it locally.
+RUNBOOK = "http://127.0.0.1:8000/runbook/#"
 sys.path.insert(0, str(DEPLOY))
 import stack  # noqa: E402  (deploy/stack.py)
 

@@ -3,6 +3,9 @@
 - prometheusrule.yaml: a PrometheusRule holding the groups of
   deploy/prometheus/rules/*.yml, unchanged (promtool tests those files; the
   operator cannot read them, and kustomize cannot wrap a file in an object).
+  Each alert's runbook_url is rebased on `--runbook-base URL` (the runbook page
+  of the documentation site where the cluster's operators read it; default: the
+  base in alerts.yml, the site as `mkdocs serve` shows it locally).
 - dashboards/*.json: copies of deploy/grafana/dashboards/*.json (kustomize reads
   files only from inside its own folder).
 
@@ -12,6 +15,7 @@ does the same.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,8 +44,18 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockStyle.add_representer(str, _str)
 
 
-def prometheus_rule() -> dict[str, Any]:
+def rebase_runbooks(groups: list[dict[str, Any]], base: str) -> None:
+    """Point every alert's runbook_url at `base`, keeping its #anchor."""
+    for rule in (rule for group in groups for rule in group["rules"]):
+        if "runbook_url" in rule.get("annotations", {}):
+            anchor = rule["annotations"]["runbook_url"].partition("#")[2]
+            rule["annotations"]["runbook_url"] = f"{base}#{anchor}"
+
+
+def prometheus_rule(runbook_base: str | None = None) -> dict[str, Any]:
     groups = [group for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]]
+    if runbook_base:
+        rebase_runbooks(groups, runbook_base)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -50,21 +64,27 @@ def prometheus_rule() -> dict[str, Any]:
     }
 
 
-def render() -> dict[Path, str]:
+def render(runbook_base: str | None = None) -> dict[Path, str]:
     """Path -> text of every generated file."""
-    files = {HERE / "prometheusrule.yaml": HEADER + yaml.dump(prometheus_rule(), Dumper=_BlockStyle, sort_keys=False)}
+    rule = prometheus_rule(runbook_base)
+    files = {HERE / "prometheusrule.yaml": HEADER + yaml.dump(rule, Dumper=_BlockStyle, sort_keys=False)}
     for dashboard in sorted(DASHBOARDS.glob("*.json")):
         files[HERE / "dashboards" / dashboard.name] = dashboard.read_text()
     return files
 
 
 def main(argv: list[str]) -> int:
-    stale = [path for path, text in render().items() if not path.exists() or path.read_text() != text]
-    if "--check" in argv:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file differs")
+    parser.add_argument("--runbook-base", help="URL of the docs site's runbook page (default: as in alerts.yml)")
+    args = parser.parse_args(argv)
+    files = render(args.runbook_base)
+    stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
+    if args.check:
         for path in stale:
             print(f"out of date: {path.relative_to(DEPLOY.parent)} (run python deploy/kubernetes/generate.py)")
         return 1 if stale else 0
-    for path, text in render().items():
+    for path, text in files.items():
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
     return 0
