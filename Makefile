@@ -28,9 +28,9 @@ check: lint typecheck fast-tests
 # machine image (no Debian package ships it).
 system-deps:
 	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null \
-		&& command -v redis-server >/dev/null || \
+		&& command -v redis-server >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			prometheus prometheus-alertmanager golang-go redis-server; }
+			prometheus prometheus-alertmanager golang-go redis-server jq curl; }
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 
 install: $(STAMP)
@@ -54,8 +54,8 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench deploy scripts/local-stack
-	$(BIN)/ruff format --check src tests bench deploy scripts/local-stack
+	$(BIN)/ruff check src tests bench deploy scripts/local-stack docs/gen_reference.py
+	$(BIN)/ruff format --check src tests bench deploy scripts/local-stack docs/gen_reference.py
 
 # The base install is enough: torch and sentence-transformers are typed as Any when absent.
 typecheck: $(STAMP)
