@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from mcp.server.context import CallNext, ServerRequestContext
@@ -29,6 +29,7 @@ from docserver.observability.context import current_correlation_id
 from docserver.observability.eventline import EventLine
 from docserver.observability.instruments import McpInstruments
 from docserver.observability.metrics import label_mcp_method
+from docserver.observability.tracing import TraceContext
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
 
 _BAGGAGE = W3CBaggagePropagator()
@@ -184,7 +185,7 @@ def _server_span(
     target = target if isinstance(target, str) else None
     name = f"{ctx.method} {target}" if target else ctx.method
     http = tracing.http_span_context() if context is not None else None
-    return tracer.start_as_current_span(
+    span = tracer.start_as_current_span(
         name,
         context=context,
         # Reparented by `_meta`: the HTTP server span is linked, so both traces lead to each other.
@@ -194,6 +195,18 @@ def _server_span(
         record_exception=False,
         set_status_on_exception=False,
     )
+    return _as_request(span) if context is not None else span
+
+
+@contextmanager
+def _as_request(started: AbstractContextManager[Any]) -> Iterator[Any]:
+    """A span `_meta` reparented becomes the request's trace for the layers below (logs, child spans)."""
+    with started as span:
+        token = tracing.enter_request(TraceContext.of(span.get_span_context()))
+        try:
+            yield span
+        finally:
+            tracing.leave_request(token)
 
 
 def _meta_parent(meta: Mapping[str, Any]) -> Any:

@@ -85,9 +85,15 @@ def tracer() -> trace.Tracer | None:
     return _tracer
 
 
+def _unsampled_request() -> bool:
+    """Inside a request decided unsampled: nothing below it records, and no OpenTelemetry context is looked up."""
+    request = _request.get()
+    return request is not None and not request.sampled
+
+
 def sampled_span() -> trace.Span | None:
     """The current span when it is recording, else None (the cheap test every layer makes first)."""
-    if _tracer is None:
+    if _tracer is None or _unsampled_request():
         return None
     current = trace.get_current_span()
     return current if current.is_recording() else None
@@ -97,7 +103,7 @@ def span(
     name: str, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None
 ) -> AbstractContextManager[Any]:
     """A child span of the current one when that one is sampled; a shared no-op otherwise."""
-    if _tracer is None or not trace.get_current_span().is_recording():
+    if _tracer is None or _unsampled_request() or not trace.get_current_span().is_recording():
         return _NOOP
     return _child(name, kind, attributes)
 
@@ -124,10 +130,11 @@ def mark_error(current: trace.Span | None, error: BaseException | str) -> None:
 
 def current_trace_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) in the hex form trace backends show: the current span's, else the request's."""
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        return format(context.trace_id, "032x"), format(context.span_id, "016x")
     request = _request.get()
+    if request is None or request.sampled:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            return format(context.trace_id, "032x"), format(context.span_id, "016x")
     if request is None:
         return None
     return format(request.trace_id, "032x"), format(request.span_id, "016x")
@@ -135,6 +142,8 @@ def current_trace_ids() -> tuple[str, str] | None:
 
 def current_exemplar() -> dict[str, str] | None:
     """The trace id of the current sampled span, for a histogram exemplar."""
+    if _unsampled_request():
+        return None
     context = trace.get_current_span().get_span_context()
     if not context.trace_flags.sampled:
         return None
