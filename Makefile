@@ -28,7 +28,7 @@ serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
 	$(BIN)/docserver serve
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck pytest image-test
 
 check: lint typecheck fast-tests
 
