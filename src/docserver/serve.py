@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from docserver.app import create_admin_app, create_app, new_metrics
 from docserver.config import Settings
+from docserver.empty_store import log_store_at_start
 from docserver.mcp.sdk import ObservedSessionManager
 from docserver.mcp.server import build_mcp
 from docserver.observability.logging import active_log_writer, get_logger
@@ -123,6 +124,7 @@ async def _serve(
     # A database that is not up yet is waited for in the background: the
     # server starts, /readyz names the database until it answers.
     async with open_runtime(settings, request_metrics, wait_for_store=False) as runtime:
+        await log_store_at_start(settings, runtime)
         if request_metrics is None:
             metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
         companions: list[uvicorn.Server] = []
@@ -153,6 +155,7 @@ async def serve_stdio(settings: Settings) -> None:
     tracing = start_tracing(settings, None)
     try:
         async with open_runtime(settings) as runtime:
+            await log_store_at_start(settings, runtime)
             await build_mcp(runtime.service, None, log_queries=settings.log_queries).run_stdio_async()
     finally:
         if tracing is not None:

@@ -10,6 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from docserver.empty_store import empty_store_result, store_is_empty
 from docserver.errors import DocumentNotFoundError, EmbeddingError, SearchInputError, StoreError
 from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchPage, SearchService
 
@@ -122,6 +123,8 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         """
         try:
             page = await service.search_page(query, source=source, limit=limit)
+            if not page.hits and await store_is_empty(service):  # the hint to run `docserver ingest`
+                return empty_store_result(query, source)
         except SearchInputError as exc:
             raise ToolError(str(exc)) from None
         except (EmbeddingError, StoreError) as exc:
