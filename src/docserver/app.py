@@ -118,7 +118,7 @@ def _observed(
         app,
         routes=route_templates(routes),
         instruments=metrics.for_http() if metrics is not None else None,
-        access_log=event_line("http_request", "docserver.http"),
+        access_log=event_line("http_request", "docserver.http", scan=("path",)),
         tracing=tracing,
     )
 

@@ -47,7 +47,7 @@ def build_mcp(
     if observe:
         observer = McpObserver(
             instruments,
-            tool_log=event_line("tool_call", "docserver.mcp"),
+            tool_log=event_line("tool_call", "docserver.mcp", scan=("query",)),
             label_tool=instruments.label_tool if instruments is not None else _label_tool,
             log_queries=log_queries,
         )

@@ -27,9 +27,14 @@ EventLine = Callable[[dict[str, Any]], None]
 
 
 class FastEventLine:
-    """One event, one logger, rendered straight to the log writer."""
+    """One event, one logger, rendered straight to the log writer.
 
-    __slots__ = ("_event", "_logger", "_put", "_redactor", "_static", "_trace_ids")
+    `scan` names the fields that may carry text from outside (a path, a
+    query): only those are scanned for secrets; the others are numbers or
+    values from closed sets, as the redactor itself treats them.
+    """
+
+    __slots__ = ("_event", "_logger", "_put", "_redactor", "_scan", "_static", "_trace_ids")
 
     def __init__(
         self,
@@ -41,8 +46,10 @@ class FastEventLine:
         service_name: str,
         environment: str,
         trace_ids: Callable[[], tuple[str, str] | None] | None,
+        scan: tuple[str, ...] = (),
     ) -> None:
         self._event = event
+        self._scan = scan
         self._logger = logger
         self._put = put
         self._redactor = redactor
@@ -56,7 +63,10 @@ class FastEventLine:
             "event": self._event,
             "logger": self._logger,
         }
-        self._redactor.redact_mapping(fields)
+        for key in self._scan:  # the event's only free-text fields; the rest come from closed sets
+            value = fields.get(key)
+            if isinstance(value, str):
+                fields[key] = self._redactor.redact_text(value)
         line.update((key, value) for key, value in fields.items() if value is not None)
         correlation_id = current_correlation_id()
         if correlation_id is not None:
@@ -67,7 +77,7 @@ class FastEventLine:
         self._put(orjson.dumps(line, default=repr))
 
 
-def structlog_event_line(event: str, logger: Any) -> EventLine:
+def structlog_event_line(event: str, logger: Any, scan: tuple[str, ...] = ()) -> EventLine:
     """The same event through the full structlog pipeline (console output)."""
 
     def write(fields: dict[str, Any]) -> None:

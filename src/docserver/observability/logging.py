@@ -263,20 +263,23 @@ def _to_text(renderer: Processor) -> Processor:
 _active_writer: LogWriter | None = None
 
 
-def _slow_event_lines(event: str, logger: str) -> EventLine:
+def _slow_event_lines(event: str, logger: str, scan: tuple[str, ...] = ()) -> EventLine:
     return structlog_event_line(event, get_logger(logger))
 
 
-def _no_event_lines(event: str, logger: str) -> EventLine:
+def _no_event_lines(event: str, logger: str, scan: tuple[str, ...] = ()) -> EventLine:
     return discard
 
 
-_event_lines: Callable[[str, str], EventLine] = _slow_event_lines
+_event_lines: Callable[..., EventLine] = _slow_event_lines
 
 
-def event_line(event: str, logger: str) -> EventLine:
-    """A writer for one frequent INFO event, chosen once for the configured pipeline (see eventline.py)."""
-    return _event_lines(event, logger)
+def event_line(event: str, logger: str, *, scan: tuple[str, ...] = ()) -> EventLine:
+    """A writer for one frequent INFO event, chosen once for the configured pipeline (see eventline.py).
+
+    `scan`: the fields that may carry outside text, redacted on the fast path.
+    """
+    return _event_lines(event, logger, scan=scan)
 
 
 def active_log_writer() -> LogWriter | None:

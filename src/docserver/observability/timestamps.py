@@ -9,11 +9,11 @@ _second_text = ""
 
 
 def rfc3339_now() -> str:
-    """Now, as `2026-12-05T08:00:00.123456Z`."""
+    """Now, as `2026-12-05T08:00:00.123456Z` (integer nanoseconds: no float arithmetic per line)."""
     global _second, _second_text
-    now = time.time()
-    second = int(now)
+    now = time.time_ns()
+    second = now // 1_000_000_000
     if second != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         _second = second
-    return f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
+    return f"{_second_text}{now % 1_000_000_000 // 1000:06d}Z"
