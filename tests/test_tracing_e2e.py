@@ -834,7 +834,7 @@ def export_complaints(server: ServerProcess) -> list[dict[str, Any]]:
         line
         for line in log_lines(server)
         if line.get("level") in ("warning", "error")
-        and ("trace export failed" in str(line.get("event")) or str(line.get("logger", "")).startswith("opentelemetry"))
+        and (line.get("event") == "trace_export_failed" or str(line.get("logger", "")).startswith("opentelemetry"))
     ]
 
 
@@ -884,7 +884,7 @@ def test_docserver_warns_once_about_failed_exports(broken: ServerProcess, http: 
     fail_exports(http, broken, 3)
 
     warned = wait_until(
-        lambda: [line for line in log_lines(broken) if "trace export failed" in str(line.get("event"))],
+        lambda: [line for line in log_lines(broken) if line.get("event") == "trace_export_failed"],
         what="the export warning",
     )
     assert len(warned) == 1
