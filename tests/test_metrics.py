@@ -144,7 +144,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     """The corpus in a fresh store, fresh metrics; the test body enters `server.serve()`."""
     metrics = new_metrics()
     store, embedder = await open_corpus_store(tmp_path / "docserver.db", metrics)
-    settings = clean_settings(database_url=f"sqlite:///{tmp_path / 'docserver.db'}")
+    settings = clean_settings(store={"url": f"sqlite:///{tmp_path / 'docserver.db'}"})
     yield Server(settings, store, embedder, metrics)
     await store.close()
 
@@ -181,7 +181,7 @@ class Traffic:
 async def drive_known_traffic(folder: Path, mode: str) -> Traffic:
     metrics = new_metrics()
     store, embedder = await open_corpus_store(folder / "docserver.db", metrics)
-    server = Server(clean_settings(database_url=f"sqlite:///{folder / 'docserver.db'}"), store, embedder, metrics)
+    server = Server(clean_settings(store={"url": f"sqlite:///{folder / 'docserver.db'}"}), store, embedder, metrics)
     responses: Counter[tuple[str, int]] = Counter()
 
     async def count(response: httpx2.Response) -> None:
@@ -561,7 +561,7 @@ async def test_plain_scrape_is_prometheus_text_without_exemplars(server: Server)
 
 @asynccontextmanager
 async def token_protected(server: Server, token: str = METRICS_TOKEN) -> AsyncIterator[httpx.AsyncClient]:
-    server.settings = server.settings.model_copy(update={"metrics_token": SecretStr(token)})
+    server.settings = server.settings.replace(telemetry={"metrics_token": SecretStr(token)})
     async with server.serve() as app, http_client(app) as http:
         yield http
 
@@ -608,7 +608,7 @@ async def test_a_non_ascii_metrics_token_sent_as_utf8_is_admitted(server: Server
 
 
 async def test_a_request_to_a_parametrized_route_is_labelled_with_its_template(server: Server) -> None:
-    server.settings = server.settings.model_copy(update={"enable_profiling": True, "profiling_token": SecretStr("x")})
+    server.settings = server.settings.replace(profiling={"enabled": True, "token": SecretStr("x")})
     async with server.serve() as app, http_client(app) as http:
         response = await http.get("/debug/pprof/goroutine")
     assert response.status_code == 401
@@ -620,7 +620,7 @@ async def test_a_request_to_a_parametrized_route_is_labelled_with_its_template(s
 
 
 def telemetry_off(server: Server) -> Runtime:
-    server.settings = server.settings.model_copy(update={"telemetry": "off"})
+    server.settings = server.settings.replace(telemetry={"switch": "off"})
     return Runtime(server.settings, server.store, server.embedder, None)  # as serve_http builds it
 
 
