@@ -41,11 +41,11 @@ from docserver.runtime import open_runtime
 from docserver.serve import start_tracing
 
 calls = int(sys.argv[1])
-settings = load_settings(database_url=f"sqlite:///{tempfile.mkdtemp()}/bench.db")
-configure_logging(level=settings.log_level if settings.telemetry_enabled else "WARNING",
+settings = load_settings(store={"url": f"sqlite:///{tempfile.mkdtemp()}/bench.db"})
+configure_logging(level=settings.telemetry.log_level if settings.telemetry.enabled else "WARNING",
                   stream=open(os.devnull, "w"), environment="bench")
 metrics = new_metrics(settings)
-request_metrics = metrics if settings.telemetry_enabled else None
+request_metrics = metrics if settings.telemetry.enabled else None
 tracing = start_tracing(settings, request_metrics)
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},

@@ -24,7 +24,8 @@ from prometheus_client.registry import Collector
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from docserver.config import Settings, env_name
+from docserver.config import Settings
+from docserver.config.fields import groups_of, variable_of
 from docserver.observability.metrics import LogDropCollector, Metrics, PoolCollector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +37,10 @@ METRICS_PAGE = "reference/metrics.md"
 
 
 def settings_rows() -> Iterator[tuple[str, FieldInfo]]:
-    """(environment variable, field) for every setting, in declaration order."""
-    for name, field in Settings.model_fields.items():
-        yield env_name(name), field
+    """(environment variable, field) for every setting, group by group, in declaration order."""
+    for _, group in groups_of(Settings):
+        for field in group.model_fields.values():
+            yield variable_of(field), field
 
 
 def type_text(annotation: Any) -> str:
@@ -56,8 +58,8 @@ def type_text(annotation: Any) -> str:
 
 def default_text(field: FieldInfo) -> str:
     if field.default_factory is not None:
-        default = field.default_factory()  # type: ignore[call-arg]
-    elif field.default is PydanticUndefined:
+        return "computed (see the description)"  # e.g. the user data folder: not this machine's path
+    if field.default is PydanticUndefined:
         return "required"
     else:
         default = field.default

@@ -65,7 +65,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in list(os.environ):
         if name.startswith(("DOCSERVER_", "LOG_")):
             monkeypatch.delenv(name)
-    return load_settings(database_url=f"sqlite:///{tmp_path / 'docserver.db'}")
+    return load_settings(store={"url": f"sqlite:///{tmp_path / 'docserver.db'}"})
 
 
 @pytest.fixture

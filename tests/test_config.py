@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docserver.config import Settings, env_name, load_settings
+from docserver.config import ENVIRONMENT_VARIABLES, env_name, load_settings
 from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import ConfigError
@@ -23,7 +23,7 @@ CONFIGURATION_DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No setting in the environment, and a working directory of our own."""
     for name in list(os.environ):
-        if name.startswith(("DOCSERVER_", "LOG_")) or name in {env_name(field) for field in Settings.model_fields}:
+        if name.startswith(("DOCSERVER_", "LOG_")) or name in ENVIRONMENT_VARIABLES.values():
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return monkeypatch
@@ -32,16 +32,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
 # -- documentation --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", sorted(Settings.model_fields))
-def test_every_setting_has_a_row_in_the_configuration_doc(field: str) -> None:
-    name = env_name(field)
+@pytest.mark.parametrize("setting", sorted(ENVIRONMENT_VARIABLES))
+def test_every_setting_has_a_row_in_the_configuration_doc(setting: str) -> None:
+    name = env_name(setting)
     row = re.compile(rf"^\| `{re.escape(name)}` \|", re.MULTILINE)
     documented = row.search(CONFIGURATION_DOC.read_text(encoding="utf-8")) is not None
     assert documented, f"{name} has no row in docs/configuration.md"
 
 
 def test_env_name_is_the_variable_behind_a_field() -> None:
-    assert (env_name("port"), env_name("log_level")) == ("DOCSERVER_PORT", "LOG_LEVEL")
+    assert (env_name("http.port"), env_name("telemetry.log_level")) == ("DOCSERVER_PORT", "LOG_LEVEL")
 
 
 # -- invalid values -------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def test_a_config_error_does_not_chain_the_validation_error(clean_env: pytest.Mo
 
 def test_an_invalid_override_names_the_variable_too(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"^invalid setting DOCSERVER_PORT: "):
-        load_settings(port=-1)
+        load_settings(http={"port": -1})
 
 
 # -- parsing and defaults -------------------------------------------------------------------------
@@ -95,26 +95,26 @@ def test_an_invalid_override_names_the_variable_too(clean_env: pytest.MonkeyPatc
 
 def test_allowed_hosts_are_comma_separated(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_ALLOWED_HOSTS", " docs.example.com,docs.example.com:* , ,api.example.com")
-    assert load_settings().allowed_hosts == ["docs.example.com", "docs.example.com:*", "api.example.com"]
+    assert load_settings().http.allowed_hosts == ["docs.example.com", "docs.example.com:*", "api.example.com"]
 
 
 def test_allowed_origins_are_comma_separated(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_ALLOWED_ORIGINS", "https://a.example.com,https://b.example.com")
-    assert load_settings().allowed_origins == ["https://a.example.com", "https://b.example.com"]
+    assert load_settings().http.allowed_origins == ["https://a.example.com", "https://b.example.com"]
 
 
 def test_allowed_hosts_also_accept_a_json_list(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_ALLOWED_HOSTS", '["docs.example.com", "x.example.com:*"]')
-    assert load_settings().allowed_hosts == ["docs.example.com", "x.example.com:*"]
+    assert load_settings().http.allowed_hosts == ["docs.example.com", "x.example.com:*"]
 
 
 def test_defaults_are_loopback_8080_a_local_sqlite_file_and_the_hash_embedder(clean_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
-    assert settings.database_url == f"sqlite:///{default_database_path()}"
-    assert settings.embedder == "hash"
-    assert settings.allowed_hosts == []
-    assert settings.is_loopback
+    assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8080)
+    assert settings.store.url == f"sqlite:///{default_database_path()}"
+    assert settings.embedding.provider == "hash"
+    assert settings.http.allowed_hosts == []
+    assert settings.http.is_loopback
 
 
 def test_the_default_embedder_is_the_built_in_one(clean_env: pytest.MonkeyPatch) -> None:
@@ -125,19 +125,19 @@ def test_an_empty_variable_counts_as_unset(clean_env: pytest.MonkeyPatch) -> Non
     clean_env.setenv("DOCSERVER_PORT", "")
     clean_env.setenv("DOCSERVER_EMBEDDER", "")
     settings = load_settings()
-    assert (settings.port, settings.embedder) == (8080, "hash")
+    assert (settings.http.port, settings.embedding.provider) == (8080, "hash")
 
 
 def test_enumerated_values_ignore_case(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_EMBEDDER", "HASH")
     clean_env.setenv("LOG_LEVEL", "debug")
     settings = load_settings()
-    assert (settings.embedder, settings.log_level) == ("hash", "DEBUG")
+    assert (settings.embedding.provider, settings.telemetry.log_level) == ("hash", "DEBUG")
 
 
 def test_an_absolute_sqlite_path_keeps_its_leading_slash(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_DATABASE_URL", "sqlite:////var/lib/docserver/docs.db")
-    assert load_settings().sqlite_path == "/var/lib/docserver/docs.db"
+    assert load_settings().store.sqlite_path == "/var/lib/docserver/docs.db"
 
 
 # -- flags over environment -----------------------------------------------------------------------
@@ -146,15 +146,15 @@ def test_an_absolute_sqlite_path_keeps_its_leading_slash(clean_env: pytest.Monke
 def test_host_and_port_overrides_win_over_the_environment(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_HOST", "0.0.0.0")
     clean_env.setenv("DOCSERVER_PORT", "9000")
-    settings = load_settings(host="127.0.0.2", port=1234)
-    assert (settings.host, settings.port) == ("127.0.0.2", 1234)
+    settings = load_settings(http={"host": "127.0.0.2", "port": 1234})
+    assert (settings.http.host, settings.http.port) == ("127.0.0.2", 1234)
 
 
 def test_absent_flags_leave_the_environment_in_force(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCSERVER_HOST", "0.0.0.0")
     clean_env.setenv("DOCSERVER_PORT", "9000")
-    settings = load_settings(host=None, port=None)
-    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    settings = load_settings(http={"host": None, "port": None})
+    assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9000)
 
 
 @pytest.mark.slow
@@ -166,3 +166,28 @@ def test_serve_flags_win_over_the_environment(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{env_port}/healthz", timeout=5)
+
+
+def test_an_override_leaves_the_rest_of_its_group_to_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DOCSERVER_HOST", "0.0.0.0")
+    settings = load_settings(http={"port": 1234})
+    assert (settings.http.host, settings.http.port) == ("0.0.0.0", 1234)
+
+
+def test_a_check_across_settings_names_both_variables(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DOCSERVER_DB_POOL_MIN_SIZE", "20")
+    clean_env.setenv("DOCSERVER_DB_POOL_MAX_SIZE", "3")
+    with pytest.raises(ConfigError, match=r"^invalid settings: DOCSERVER_DB_POOL_MIN_SIZE must not be larger than "):
+        load_settings()
+
+
+def test_an_unknown_override_is_refused(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"^invalid setting http\.prot: "):
+        load_settings(http={"prot": 1234})
+
+
+def test_replace_changes_one_value_and_keeps_the_rest(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings(http={"port": 1234})
+    changed = settings.replace(embedding={"provider": "local"})
+    assert (changed.embedding.provider, changed.http.port) == ("local", 1234)
+    assert settings.embedding.provider == "hash"

@@ -18,7 +18,7 @@ async def test_start_up_names_the_database_and_warns_that_it_is_empty(settings: 
 
     located, empty = events
     assert located["event"] == "store_location"
-    assert located["database"] == settings.database_url
+    assert located["database"] == settings.store.url
     assert (empty["event"], empty["log_level"], empty["hint"]) == ("store_empty", "warning", EMPTY_STORE_HINT)
 
 

@@ -155,7 +155,7 @@ def test_the_bundled_folder_and_the_default_are_one_model() -> None:
     ],
 )
 def test_a_model_that_is_not_on_the_machine_is_a_clear_setting_error(model: str, message: str) -> None:
-    settings = load_settings(embedder="local", local_model=model)
+    settings = load_settings(embedding={"provider": "local", "local_model": model})
     with pytest.raises(ConfigError, match=message) as failure:
         open_embedder(settings)
     assert "\n" not in str(failure.value)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from docserver.config import Settings
+from docserver.config import EmbeddingSettings, Settings
 from docserver.embed import openai as openai_module
 from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
@@ -334,19 +334,20 @@ async def test_userinfo_and_query_stay_out_of_messages(make: Callable[..., OpenA
 
 
 def test_factory_builds_the_hash_embedder_by_default() -> None:
-    assert isinstance(open_embedder(Settings(embedder="hash")), HashEmbedder)
+    assert isinstance(open_embedder(Settings(embedding=EmbeddingSettings(provider="hash"))), HashEmbedder)
 
 
 async def test_factory_builds_the_openai_embedder_from_settings() -> None:
-    settings = Settings(
-        embedder="openai",
-        embedding_url="http://127.0.0.1:9/v1",
-        embedding_model="nomic-embed-text",
-        embedding_api_key=SecretStr(CANARY_KEY),
-        embedding_dimensions=64,
-        embedding_batch_size=8,
-        embedding_max_retries=1,
+    embedding = EmbeddingSettings(
+        provider="openai",
+        url="http://127.0.0.1:9/v1",
+        model="nomic-embed-text",
+        api_key=SecretStr(CANARY_KEY),
+        dimensions=64,
+        batch_size=8,
+        max_retries=1,
     )
+    settings = Settings(embedding=embedding)
     embedder = open_embedder(settings)
     try:
         assert isinstance(embedder, OpenAIEmbedder)

@@ -59,7 +59,7 @@ def settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in list(os.environ):
         if name.startswith(("DOCSERVER_", "LOG_")):
             monkeypatch.delenv(name)
-    return load_settings(database_url=database_url, db_pool_timeout=1.0, db_connect_timeout=2.0)
+    return load_settings(store={"url": database_url, "pool_timeout": 1.0, "connect_timeout": 2.0})
 
 
 async def readiness(app: object) -> httpx.Response:

@@ -83,7 +83,7 @@ def test_a_postgresql_url_selects_the_postgres_store(monkeypatch: pytest.MonkeyP
     settings = load_settings()
     store = open_store(settings)
     assert isinstance(store, PostgresStore)
-    assert store.backend == settings.backend == "postgresql"
+    assert store.backend == settings.store.backend == "postgresql"
     assert (store.options.max_size, store.options.hnsw_ef_search) == (7, 123)
     assert PASSWORD not in store.where
     assert PASSWORD in settings.secrets()  # so the log redactor masks it wherever it turns up

@@ -28,9 +28,9 @@ CHALLENGE = 'Bearer realm="docserver-pprof", Basic realm="docserver-pprof"'
 
 
 def profiling_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"enable_profiling": True, "profiling_token": TOKEN, "profiling_min_interval": 0}
+    values: dict[str, Any] = {"enabled": True, "token": TOKEN, "min_interval": 0}
     values.update(overrides)
-    return load_settings(**values)
+    return load_settings(profiling=values)
 
 
 async def hello(request: Request) -> PlainTextResponse:
@@ -48,7 +48,7 @@ def client_for(app: Starlette) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(build_app(profiling_settings(profiling_max_seconds=5))) as http:
+    async with client_for(build_app(profiling_settings(max_seconds=5))) as http:
         yield http
 
 
@@ -86,7 +86,7 @@ def test_public_names() -> None:
 
 
 async def test_disabled_profiling_has_no_routes_and_404s() -> None:
-    settings = load_settings(enable_profiling=False)
+    settings = load_settings(profiling={"enabled": False})
     assert profiling_routes(settings) == []
     async with client_for(build_app(settings)) as http:
         unknown = await http.get("/no-such-page")
@@ -147,7 +147,7 @@ async def test_basic_password_is_accepted_whatever_the_user(client: httpx.AsyncC
 
 
 async def test_non_ascii_token_is_compared_as_bytes() -> None:
-    async with client_for(build_app(profiling_settings(profiling_token="clé-😀"))) as http:
+    async with client_for(build_app(profiling_settings(token="clé-😀"))) as http:
         good = await http.get("/debug/pprof/", headers={b"Authorization": "Bearer clé-😀".encode()})
         bad = await http.get("/debug/pprof/", headers={b"Authorization": "Bearer cle-😀".encode()})
     assert (good.status_code, bad.status_code) == (200, 401)
@@ -262,7 +262,7 @@ async def test_bad_seconds_profile_for_the_default_30s(started: Started) -> None
 
 
 async def test_a_profile_sooner_than_the_min_interval_gets_429_with_retry_after() -> None:
-    async with client_for(build_app(profiling_settings(profiling_min_interval=60))) as http:
+    async with client_for(build_app(profiling_settings(min_interval=60))) as http:
         assert (await http.get("/debug/pprof/heap?seconds=1", headers=BEARER)).status_code == 200
         response = await http.get("/debug/pprof/profile?seconds=1", headers=BEARER)
     assert_pprof_error(response, 429)

@@ -118,9 +118,7 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveServer]:
-    settings = load_settings(
-        enable_profiling=True, profiling_token=TOKEN, profiling_min_interval=0, profiling_max_seconds=10
-    )
+    settings = load_settings(profiling={"enabled": True, "token": TOKEN, "min_interval": 0, "max_seconds": 10})
     routes = [
         Route("/spin", spin),
         Route("/allocate", allocate),

@@ -332,9 +332,9 @@ async def openai_service(
     monkeypatch.setenv("DOCSERVER_EMBEDDER", "openai")
     monkeypatch.setenv("DOCSERVER_EMBEDDING_URL", embedding_server)
     monkeypatch.setenv("DOCSERVER_EMBEDDING_MODEL", "test-embed")
-    embedder = open_embedder(load_settings(database_url=settings.database_url))
+    embedder = open_embedder(load_settings(store={"url": settings.store.url}))
     assert isinstance(embedder, OpenAIEmbedder)
-    store = SqliteStore(settings.sqlite_path)
+    store = SqliteStore(settings.store.sqlite_path)
     await store.open()
     try:
         await bind_embedder(store, embedder)

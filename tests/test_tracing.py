@@ -623,9 +623,9 @@ def test_exporter_none_adds_no_span_processor(configured: dict[str, Any]) -> Non
 
 
 def test_histogram_exemplars_come_from_the_current_span_when_tracing_is_on() -> None:
-    assert new_metrics(load_settings(otlp_endpoint="http://127.0.0.1:4318"), CollectorRegistry()).exemplar is (
-        current_exemplar
-    )
+    assert new_metrics(
+        load_settings(telemetry={"otlp_endpoint": "http://127.0.0.1:4318"}), CollectorRegistry()
+    ).exemplar is (current_exemplar)
     assert new_metrics(load_settings(), CollectorRegistry()).exemplar() is None
 
 
@@ -685,7 +685,8 @@ def _no_global_provider_change() -> Iterator[None]:
 
 
 def test_no_collector_named_means_no_tracing() -> None:
-    assert not load_settings().tracing_enabled
-    assert load_settings(otlp_endpoint="http://127.0.0.1:4318").tracing_enabled
-    assert load_settings(traces_exporter="console").tracing_enabled
-    assert not load_settings(otlp_endpoint="http://127.0.0.1:4318", otel_sdk_disabled=True).tracing_enabled
+    assert not load_settings().telemetry.tracing_enabled
+    assert load_settings(telemetry={"otlp_endpoint": "http://127.0.0.1:4318"}).telemetry.tracing_enabled
+    assert load_settings(telemetry={"traces_exporter": "console"}).telemetry.tracing_enabled
+    disabled = {"otlp_endpoint": "http://127.0.0.1:4318", "otel_sdk_disabled": True}
+    assert not load_settings(telemetry=disabled).telemetry.tracing_enabled

@@ -39,8 +39,8 @@ def new_metrics(settings: Settings, registry: CollectorRegistry | None = None) -
 
     Histogram exemplars carry the trace id of sampled requests, when tracing is on.
     """
-    exemplar = current_exemplar if settings.tracing_enabled else None
-    return Metrics(registry, tools=TOOL_NAMES, instrumented=settings.telemetry_enabled, exemplar=exemplar)
+    exemplar = current_exemplar if settings.telemetry.tracing_enabled else None
+    return Metrics(registry, tools=TOOL_NAMES, instrumented=settings.telemetry.enabled, exemplar=exemplar)
 
 
 def create_app(
@@ -57,7 +57,10 @@ def create_app(
         async with AsyncExitStack() as stack:
             instruments = runtime.metrics.for_mcp() if runtime.metrics is not None else None
             mcp = build_mcp(
-                runtime.service, instruments, log_queries=settings.log_queries, observe=settings.telemetry_enabled
+                runtime.service,
+                instruments,
+                log_queries=settings.telemetry.log_queries,
+                observe=settings.telemetry.enabled,
             )
             manager = session_manager(mcp, settings, instruments)
             app.state.session_manager = manager
@@ -84,7 +87,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    if settings.admin_addr is None:
+    if settings.http.admin_addr is None:
         routes += admin_routes(settings, metrics)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_ERROR_HANDLERS)
     app.state.runtime = runtime
@@ -103,7 +106,7 @@ def create_admin_app(
 def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     if metrics is not None:
-        routes.append(metrics_route(metrics, settings.metrics_token))
+        routes.append(metrics_route(metrics, settings.telemetry.metrics_token))
     on_failure = metrics.auth_failures.labels("pprof").inc if metrics is not None else None
     routes += profiling_routes(settings, on_auth_failure=on_failure)
     return routes
@@ -112,7 +115,7 @@ def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]
 def _observed(
     app: Starlette, routes: list[BaseRoute], settings: Settings, metrics: Metrics | None, tracing: Tracing | None
 ) -> ASGIApp:
-    if not settings.telemetry_enabled:
+    if not settings.telemetry.enabled:
         return app  # the kill switch: no request middleware at all
     return ObservabilityMiddleware(
         app,

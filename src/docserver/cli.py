@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+        settings = load_settings(http={"host": getattr(args, "host", None), "port": getattr(args, "port", None)})
     except DocserverError as exc:
         print(f"docserver: error: {exc}", file=sys.stderr)
         return 1
@@ -103,12 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _writer
     writer = _writer = configure_logging(
         level=_log_level(settings, server=args.command == "serve"),
-        log_format=settings.log_format,
-        service_name=settings.service_name,
-        environment=settings.environment,
+        log_format=settings.telemetry.log_format,
+        service_name=settings.telemetry.service_name,
+        environment=settings.telemetry.environment,
         stream=sys.stdout if http_server else sys.stderr,
         secrets=settings.secrets(),
-        trace_ids=current_trace_ids if settings.tracing_enabled else None,
+        trace_ids=current_trace_ids if settings.telemetry.tracing_enabled else None,
     )
     try:
         return _run(args, settings)
@@ -132,10 +132,10 @@ _writer: LogWriter | None = None
 
 def _log_level(settings: Settings, *, server: bool) -> str:
     """The server logs at LOG_LEVEL; a one-shot command only warnings, unless LOG_LEVEL was set."""
-    if not settings.telemetry_enabled:
+    if not settings.telemetry.enabled:
         return "WARNING"
-    if server or "log_level" in settings.model_fields_set:
-        return settings.log_level
+    if server or "log_level" in settings.telemetry.model_fields_set:
+        return settings.telemetry.log_level
     return "WARNING"
 
 
@@ -176,7 +176,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 @asynccontextmanager
 async def _tracing(settings: Settings) -> AsyncIterator[None]:
-    """Trace a one-shot command, when a collector was named (see `Settings.tracing_enabled`)."""
+    """Trace a one-shot command, when a collector was named (see `TelemetrySettings.tracing_enabled`)."""
     from docserver.serve import start_tracing
 
     tracing = start_tracing(settings, None)
@@ -188,12 +188,13 @@ async def _tracing(settings: Settings) -> AsyncIterator[None]:
 
 
 async def _ingest_groups(settings: Settings, groups: list[tuple[str, list[Path]]]) -> int:
+    max_chars = settings.store.chunk_max_chars
     async with open_runtime(settings) as runtime:
         for source, roots in groups:
             bar = ProgressBar(f"ingesting {source}")
             try:
                 summary = await ingest(
-                    runtime.store, runtime.embedder, roots, source, max_chars=settings.chunk_max_chars, progress=bar
+                    runtime.store, runtime.embedder, roots, source, max_chars=max_chars, progress=bar
                 )
             finally:
                 bar.close()

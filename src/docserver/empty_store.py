@@ -33,7 +33,7 @@ async def store_is_empty(service: SearchService) -> bool:
 
 async def log_store_at_start(settings: Settings, runtime: Runtime) -> None:
     """Name the database in the log, and warn when it holds no documentation."""
-    log.info("store_location", backend=runtime.store.backend, database=redact_url(settings.database_url))
+    log.info("store_location", backend=runtime.store.backend, database=redact_url(settings.store.url))
     if runtime.store_problem is None and await store_is_empty(runtime.service):
         log.warning("store_empty", backend=runtime.store.backend, hint=EMPTY_STORE_HINT)
 

@@ -42,36 +42,36 @@ RECONNECT_MAX_DELAY = 10.0
 def open_store(settings: Settings, metrics: Metrics | None = None) -> Store:
     """The store the database URL names (closed: call `open`), timing its queries into `metrics`."""
     instruments = metrics.for_store() if metrics else None
-    slow_seconds = settings.slow_query_ms / 1000
-    if settings.backend == "postgresql":
+    slow_seconds = settings.telemetry.slow_query_ms / 1000
+    if settings.store.backend == "postgresql":
         # Imported here: psycopg costs SQLite users start-up time for nothing.
         from docserver.store.postgres import PostgresOptions, PostgresStore
 
         options = PostgresOptions(
-            min_size=settings.db_pool_min_size,
-            max_size=settings.db_pool_max_size,
-            pool_timeout=settings.db_pool_timeout,
-            connect_timeout=settings.db_connect_timeout,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-            hnsw_m=settings.hnsw_m,
-            hnsw_ef_construction=settings.hnsw_ef_construction,
-            hnsw_ef_search=settings.hnsw_ef_search,
+            min_size=settings.store.pool_min_size,
+            max_size=settings.store.pool_max_size,
+            pool_timeout=settings.store.pool_timeout,
+            connect_timeout=settings.store.connect_timeout,
+            statement_timeout_ms=settings.store.statement_timeout_ms,
+            hnsw_m=settings.store.hnsw_m,
+            hnsw_ef_construction=settings.store.hnsw_ef_construction,
+            hnsw_ef_search=settings.store.hnsw_ef_search,
         )
-        return PostgresStore(settings.database_url, options, instruments=instruments, slow_seconds=slow_seconds)
-    return SqliteStore(settings.sqlite_path, instruments=instruments, slow_seconds=slow_seconds)
+        return PostgresStore(settings.store.url, options, instruments=instruments, slow_seconds=slow_seconds)
+    return SqliteStore(settings.store.sqlite_path, instruments=instruments, slow_seconds=slow_seconds)
 
 
 def open_shared_cache(settings: Settings) -> SharedCache | None:
     """The Redis cache shared by replicas, when DOCSERVER_REDIS_URL is set."""
-    if settings.redis_url is None:
+    if settings.cache.redis_url is None:
         return None
     from docserver.sharedcache import SharedCache
 
     return SharedCache(
-        settings.redis_url,
-        prefix=settings.redis_key_prefix,
-        ttl=settings.cache_ttl,
-        timeout=settings.redis_timeout_ms / 1000,
+        settings.cache.redis_url,
+        prefix=settings.cache.redis_key_prefix,
+        ttl=settings.cache.ttl,
+        timeout=settings.cache.redis_timeout_ms / 1000,
     )
 
 
@@ -98,8 +98,8 @@ class Runtime:
         self.service = SearchService(
             store,
             embedder,
-            cache_size=settings.cache_size,
-            cache_ttl=settings.cache_ttl,
+            cache_size=settings.cache.size,
+            cache_ttl=settings.cache.ttl,
             shared_cache=shared_cache,
             instruments=metrics.for_search() if metrics is not None else None,
         )

@@ -89,23 +89,23 @@ def _config(
         access_log=False,
         server_header=False,
         lifespan=lifespan,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        timeout_graceful_shutdown=int(settings.http.shutdown_timeout),
     )
 
 
 async def serve_http(settings: Settings) -> None:
     """Open the store and embedder (failing fast with a clear error), then serve until SIGTERM."""
-    if not settings.is_loopback:
+    if not settings.http.is_loopback:
         log.warning(
             "listening_beyond_loopback",
-            host=settings.host,
+            host=settings.http.host,
             hint="/mcp is reachable from other machines and has no authentication of its own; set "
             "DOCSERVER_ALLOWED_HOSTS to the names clients use and put it behind your gateway",
         )
     # `_created` series would double the exposition for timestamps nobody queries.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = new_metrics(settings)
-    request_metrics = metrics if settings.telemetry_enabled else None
+    request_metrics = metrics if settings.telemetry.enabled else None
     writer = active_log_writer()
     if writer is not None:
         metrics.register_collector(LogDropCollector(lambda: writer.dropped))
@@ -128,11 +128,13 @@ async def _serve(
         if request_metrics is None:
             metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
         companions: list[uvicorn.Server] = []
-        if (admin := settings.admin_host_port) is not None:
+        if (admin := settings.http.admin_host_port) is not None:
             admin_app = create_admin_app(settings, runtime, metrics, tracing)
             companions.append(_CompanionServer(_config(admin_app, *admin, settings, lifespan="off")))
         app = create_app(settings, runtime, metrics, tracing)
-        main = _DrainingServer(_config(app, settings.host, settings.port, settings, lifespan="on"), runtime, companions)
+        main = _DrainingServer(
+            _config(app, settings.http.host, settings.http.port, settings, lifespan="on"), runtime, companions
+        )
         # uvicorn re-raises the captured signal once it has shut down, to the
         # handler that was installed before it; a no-op one lets the runtime
         # close cleanly and the process exit 0.
@@ -156,29 +158,29 @@ async def serve_stdio(settings: Settings) -> None:
     try:
         async with open_runtime(settings) as runtime:
             await log_store_at_start(settings, runtime)
-            await build_mcp(runtime.service, None, log_queries=settings.log_queries).run_stdio_async()
+            await build_mcp(runtime.service, None, log_queries=settings.telemetry.log_queries).run_stdio_async()
     finally:
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown, 1.0)
 
 
 def start_tracing(settings: Settings, metrics: Metrics | None) -> Tracing | None:
-    """Tracing, when a collector is named (see `Settings.tracing_enabled`); None otherwise."""
-    if not settings.tracing_enabled:
+    """Tracing, when a collector is named (see `TelemetrySettings.tracing_enabled`); None otherwise."""
+    if not settings.telemetry.tracing_enabled:
         return None
     return configure_tracing(tracing_config(settings), metrics.trace_spans_dropped if metrics is not None else None)
 
 
 def tracing_config(settings: Settings) -> TracingConfig:
-    if settings.traces_sampler:
-        sampler = sampler_named(settings.traces_sampler, settings.traces_sampler_arg)
+    if settings.telemetry.traces_sampler:
+        sampler = sampler_named(settings.telemetry.traces_sampler, settings.telemetry.traces_sampler_arg)
     else:
-        sampler = ParentBased(TraceIdRatioBased(settings.trace_sample_rate))
+        sampler = ParentBased(TraceIdRatioBased(settings.telemetry.trace_sample_rate))
     return TracingConfig(
-        service_name=settings.service_name,
-        environment=settings.environment,
-        exporter=settings.traces_exporter or "otlp",
-        protocol=settings.otlp_protocol,
+        service_name=settings.telemetry.service_name,
+        environment=settings.telemetry.environment,
+        exporter=settings.telemetry.traces_exporter or "otlp",
+        protocol=settings.telemetry.otlp_protocol,
         sampler=sampler,
-        endpoint=settings.otlp_endpoint,
+        endpoint=settings.telemetry.otlp_endpoint,
     )

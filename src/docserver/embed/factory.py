@@ -16,27 +16,27 @@ def open_embedder(settings: Settings, instruments: EmbedderInstruments | None = 
     An `openai` embedder without `DOCSERVER_EMBEDDING_DIMENSIONS` learns its size
     on first use: await `resolve_dimension()` before reading `info`.
     """
-    observer = BatchObserver(instruments, slow_seconds=settings.slow_embedding_ms / 1000)
-    if settings.embedder == "hash":
+    observer = BatchObserver(instruments, slow_seconds=settings.telemetry.slow_embedding_ms / 1000)
+    if settings.embedding.provider == "hash":
         return HashEmbedder(observer=observer)
-    if settings.embedder == "local":
+    if settings.embedding.provider == "local":
         from docserver.embed.local import LocalEmbedder  # torch is imported only when asked for
 
         return LocalEmbedder(
-            model=settings.local_model,
-            threads=settings.torch_threads,
-            batch_size=settings.embedding_batch_size,
+            model=settings.embedding.local_model,
+            threads=settings.embedding.torch_threads,
+            batch_size=settings.embedding.batch_size,
             observer=observer,
         )
-    api_key = settings.embedding_api_key
+    api_key = settings.embedding.api_key
     return OpenAIEmbedder(
-        base_url=settings.embedding_url,
-        model=settings.embedding_model,
+        base_url=settings.embedding.url,
+        model=settings.embedding.model,
         api_key=api_key.get_secret_value() if api_key else None,
-        dimension=settings.embedding_dimensions,
-        batch_size=settings.embedding_batch_size,
-        timeout=settings.embedding_timeout,
-        max_retries=settings.embedding_max_retries,
+        dimension=settings.embedding.dimensions,
+        batch_size=settings.embedding.batch_size,
+        timeout=settings.embedding.timeout,
+        max_retries=settings.embedding.max_retries,
         headers_hook=outbound_headers,
         observer=observer,
     )

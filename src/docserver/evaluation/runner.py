@@ -151,7 +151,7 @@ async def evaluate(
     models: dict[str, str] = {}
     documents = 0
     for name in embedders:
-        embedder = open_embedder(settings.model_copy(update={"embedder": name}))
+        embedder = open_embedder(settings.replace(embedding={"provider": name}))
         try:
             with tempfile.TemporaryDirectory(prefix="docserver-eval-") as folder:
                 store = SqliteStore(Path(folder) / "eval.db")
@@ -173,7 +173,7 @@ async def evaluate(
 
 async def _ingest(store: SqliteStore, embedder: Embedder, settings: Settings) -> int:
     await bind_embedder(store, embedder)
-    summary = await ingest(store, embedder, [corpus_folder()], SOURCE, max_chars=settings.chunk_max_chars)
+    summary = await ingest(store, embedder, [corpus_folder()], SOURCE, max_chars=settings.store.chunk_max_chars)
     return summary.files
 
 

@@ -63,8 +63,8 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     """DNS-rebinding protection: always on; loopback plus the configured hosts and origins."""
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[*_LOOPBACK_HOSTS, *settings.allowed_hosts],
-        allowed_origins=[*_LOOPBACK_ORIGINS, *settings.allowed_origins],
+        allowed_hosts=[*_LOOPBACK_HOSTS, *settings.http.allowed_hosts],
+        allowed_origins=[*_LOOPBACK_ORIGINS, *settings.http.allowed_origins],
     )
 
 
@@ -84,8 +84,8 @@ def session_manager(
         json_response=True,
         stateless=False,
         security_settings=transport_security(settings),
-        session_idle_timeout=settings.session_idle_timeout,
-        max_request_body_size=settings.max_request_bytes,
+        session_idle_timeout=settings.http.session_idle_timeout,
+        max_request_body_size=settings.http.max_request_bytes,
         instruments=instruments,
     )
 

@@ -50,12 +50,12 @@ def profiling_routes(settings: Settings, *, on_auth_failure: Callable[[], None] 
     `on_auth_failure` is called once per rejected request (a metrics counter).
     Each call builds its own rate limit: mount the routes of one call only.
     """
-    if not settings.enable_profiling:
+    if not settings.profiling.enabled:
         return []
-    token = settings.profiling_token.get_secret_value() if settings.profiling_token else ""
+    token = settings.profiling.token.get_secret_value() if settings.profiling.token else ""
     guard = _Guard(TokenAuth(token), on_auth_failure)
-    profiles = _Profiles(ProfileGate(settings.profiling_min_interval), settings.profiling_max_seconds)
-    index = index_html(settings.profiling_max_seconds)
+    profiles = _Profiles(ProfileGate(settings.profiling.min_interval), settings.profiling.max_seconds)
+    index = index_html(settings.profiling.max_seconds)
 
     async def show_index(request: Request) -> Response:
         return text_response(index, media_type="text/html")

