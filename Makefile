@@ -83,15 +83,16 @@ docs: $(STAMP)
 fast-tests: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not services"
 
-# Every benchmark of docs/performance.md, then its plots (about 15 minutes here).
+# Every benchmark of docs/performance.md, then its plots (about 45 minutes here, most of it under valgrind).
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
-	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3 --calls 400 --single-calls 100
+	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 4 --calls 1000 --single-calls 100
 	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3 --calls 1500 --cache-size 4096 \
 		--out bench/results/overhead_cache_hits.json
 	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000 --calls 100
 	$(BIN)/python bench/postgres_scale.py
 	$(BIN)/python bench/instructions.py
+	$(BIN)/python bench/server_instructions.py
 	$(BIN)/python bench/plots.py
 
 # Regenerate the committed deployment files (dashboards, PrometheusRule) from their sources.
