@@ -8,8 +8,6 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "docserver"
 MAX_MODULE_LINES = 500
