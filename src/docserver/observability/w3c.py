@@ -2,6 +2,12 @@
 
 Any invalid value means "start a new trace", never an error: the request
 must not fail because a client sent a bad header.
+
+Why not OpenTelemetry's TraceContextTextMapPropagator: it takes the first of
+two `traceparent` headers where the spec says restart, and on a malformed
+`tracestate` member it logs a warning carrying the client's raw value, so any
+client could write into our logs at will. The parsing here is the spec's
+rules and nothing else; formatting the outbound header is in tracing.py.
 """
 
 from __future__ import annotations
