@@ -9,9 +9,10 @@ from types import CodeType
 
 import pytest
 
+from docserver.binding import bind_embedder
 from docserver.config import Settings, load_settings
 from docserver.embed.hashing import HashEmbedder
-from docserver.runtime import Runtime, bind_embedder
+from docserver.runtime import Runtime
 from docserver.store.sqlite import SqliteStore
 from support.embedding_server_fixture import start_embedding_server
 

@@ -21,11 +21,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
+from docserver.binding import bind_embedder
 from docserver.config import Settings
 from docserver.embed.hashing import HashEmbedder
 from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import HTTP_METHODS
-from docserver.runtime import Runtime, bind_embedder
+from docserver.runtime import Runtime
 from docserver.store.sqlite import SqliteStore
 from support.inprocess import current_request, handshake_request, http_client, new_metrics, serve_in_process
 

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRati
 from prometheus_client import CollectorRegistry
 
 from docserver.app import new_metrics
+from docserver.binding import bind_embedder
 from docserver.config import Settings
 from docserver.embed.base import BatchObserver
 from docserver.embed.hashing import HashEmbedder
@@ -28,7 +29,7 @@ from docserver.observability import tracing
 from docserver.observability.instruments import LabelCache
 from docserver.observability.logging import configure_logging
 from docserver.observability.tracing_setup import Tracing
-from docserver.runtime import Runtime, bind_embedder
+from docserver.runtime import Runtime
 from docserver.store.sqlite import SqliteStore
 from support.inprocess import current_request, http_client, serve_in_process
 

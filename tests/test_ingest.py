@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from conftest import CORPUS
+from docserver.binding import bind_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import IngestError
 from docserver.ingest.pipeline import ingest
-from docserver.runtime import bind_embedder
 from docserver.store.base import Vectors
 from docserver.store.sqlite import SqliteStore
 from support.docserver_process import docserver_env, run_cli

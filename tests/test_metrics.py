@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from conftest import CORPUS
 from docserver import __version__
 from docserver.app import create_app
+from docserver.binding import bind_embedder
 from docserver.config import Settings, load_settings
 from docserver.embed.base import BatchObserver
 from docserver.embed.hashing import HashEmbedder
@@ -37,7 +38,7 @@ from docserver.embed.openai import OpenAIEmbedder
 from docserver.errors import EmbeddingError, StoreError
 from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import EMBEDDING_ERROR_REASONS, Metrics
-from docserver.runtime import Runtime, bind_embedder
+from docserver.runtime import Runtime
 from docserver.store import sqlite_driver
 from docserver.store.sqlite import SqliteStore
 from support.docserver_process import free_port

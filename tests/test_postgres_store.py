@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
-from docserver.runtime import open_store
 from docserver.store import postgres_schema
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
+from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from support.postgres_server import PostgresServer, database_name, shared_server

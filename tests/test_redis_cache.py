@@ -17,13 +17,14 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from conftest import CORPUS
+from docserver.binding import bind_embedder
+from docserver.cache import open_shared_cache
 from docserver.config import load_settings
 from docserver.embed.base import Embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import ConfigError
 from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
-from docserver.runtime import bind_embedder, open_shared_cache
 from docserver.search import Fusion, SearchService
 from docserver.sharedcache import SharedCache
 from docserver.store.base import Vectors

@@ -20,12 +20,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from conftest import CORPUS, KNOWN_ANSWERS
+from docserver.binding import bind_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import EmbedderMismatchError, EmbeddingError, StoreBusyError
 from docserver.ingest.pipeline import embedding_text, ingest
 from docserver.observability.metrics import Metrics
 from docserver.reindex import ReindexSummary, reindex
-from docserver.runtime import bind_embedder
 from docserver.search import SearchService
 from docserver.store import postgres_reindex
 from docserver.store.base import ChunkInput, ChunkRecord, DocumentInput, EmbedderInfo, Store, Vectors

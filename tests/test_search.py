@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS, KNOWN_ANSWERS
+from docserver.binding import bind_embedder
 from docserver.cache import TTLCache
 from docserver.config import Settings, load_settings
 from docserver.embed.factory import open_embedder
@@ -16,7 +17,6 @@ from docserver.embed.openai import OpenAIEmbedder
 from docserver.errors import SearchInputError
 from docserver.ingest.pipeline import ingest
 from docserver.reindex import reindex
-from docserver.runtime import bind_embedder
 from docserver.search import (
     CHANGE_MARKER_INTERVAL,
     FUSION_BY_PROVIDER,

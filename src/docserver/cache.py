@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import cachetools
 from opentelemetry.trace import SpanKind
 
+from docserver.config import Settings
 from docserver.observability import tracing
 
 if TYPE_CHECKING:
@@ -118,3 +119,17 @@ async def put_tiered(
     local.put(key, value)
     if shared is not None:
         await shared.put(f"{local.name}:{shared_key()}", encode(value))
+
+
+def open_shared_cache(settings: Settings) -> SharedCache | None:
+    """The Redis cache shared by replicas, when DOCSERVER_REDIS_URL is set."""
+    if settings.cache.redis_url is None:
+        return None
+    from docserver.sharedcache import SharedCache
+
+    return SharedCache(
+        settings.cache.redis_url,
+        prefix=settings.cache.redis_key_prefix,
+        ttl=settings.cache.ttl,
+        timeout=settings.cache.redis_timeout_ms / 1000,
+    )

@@ -5,7 +5,9 @@ a store that cannot be reached yet is connected in the background, with
 backoff, while readiness reports why it is not ready. One-shot commands
 (ingest, search) wait for nothing: they fail at once, with one line.
 `docserver reindex` opens the two without binding them (`open_unbound`):
-it is the command that moves a store to another embedder.
+it is the command that moves a store to another embedder. Building each
+part is its own module's (`store.factory`, `embed.factory`,
+`cache.open_shared_cache`); binding them, `binding`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from docserver.binding import bind_embedder, resolve_dimension
+from docserver.cache import open_shared_cache
 from docserver.config import Settings
 from docserver.embed.base import Embedder
 from docserver.embed.factory import open_embedder
@@ -25,7 +29,7 @@ from docserver.observability.logging import get_logger
 from docserver.observability.metrics import Metrics
 from docserver.search import SearchService
 from docserver.store.base import Store
-from docserver.store.sqlite import SqliteStore
+from docserver.store.factory import open_store
 
 if TYPE_CHECKING:
     from docserver.sharedcache import SharedCache
@@ -37,42 +41,6 @@ EMBEDDER_CHECK_TTL = 15.0
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 10.0
 """Backoff bounds (seconds) between attempts to reach a store that was down at start."""
-
-
-def open_store(settings: Settings, metrics: Metrics | None = None) -> Store:
-    """The store the database URL names (closed: call `open`), timing its queries into `metrics`."""
-    instruments = metrics.for_store() if metrics else None
-    slow_seconds = settings.telemetry.slow_query_ms / 1000
-    if settings.store.backend == "postgresql":
-        # Imported here: psycopg costs SQLite users start-up time for nothing.
-        from docserver.store.postgres import PostgresOptions, PostgresStore
-
-        options = PostgresOptions(
-            min_size=settings.store.pool_min_size,
-            max_size=settings.store.pool_max_size,
-            pool_timeout=settings.store.pool_timeout,
-            connect_timeout=settings.store.connect_timeout,
-            statement_timeout_ms=settings.store.statement_timeout_ms,
-            hnsw_m=settings.store.hnsw_m,
-            hnsw_ef_construction=settings.store.hnsw_ef_construction,
-            hnsw_ef_search=settings.store.hnsw_ef_search,
-        )
-        return PostgresStore(settings.store.url, options, instruments=instruments, slow_seconds=slow_seconds)
-    return SqliteStore(settings.store.sqlite_path, instruments=instruments, slow_seconds=slow_seconds)
-
-
-def open_shared_cache(settings: Settings) -> SharedCache | None:
-    """The Redis cache shared by replicas, when DOCSERVER_REDIS_URL is set."""
-    if settings.cache.redis_url is None:
-        return None
-    from docserver.sharedcache import SharedCache
-
-    return SharedCache(
-        settings.cache.redis_url,
-        prefix=settings.cache.redis_key_prefix,
-        ttl=settings.cache.ttl,
-        timeout=settings.cache.redis_timeout_ms / 1000,
-    )
 
 
 def _transient(store: Store) -> tuple[type[Exception], ...]:
@@ -216,20 +184,3 @@ async def open_unbound(settings: Settings) -> AsyncIterator[tuple[Store, Embedde
 async def _open_and_bind(store: Store, embedder: Embedder) -> None:
     await store.open()
     await bind_embedder(store, embedder)
-
-
-async def bind_embedder(store: Store, embedder: Embedder) -> None:
-    """Record the embedder with the store, or fail if the store holds another one's vectors."""
-    await resolve_dimension(store, embedder)
-    await store.bind_embedder(embedder.info)
-
-
-async def resolve_dimension(store: Store, embedder: Embedder) -> None:
-    """Give an embedder configured without a dimension its size: the stored one for its own vectors, else asked."""
-    resolve = getattr(embedder, "resolve_dimension", None)
-    if resolve is not None:
-        stored = await store.embedder_info()
-        if stored is not None and (stored.provider, stored.model) == (embedder.provider, embedder.model):
-            embedder.dimension = embedder.dimension or stored.dimension
-        else:
-            await resolve()

@@ -22,12 +22,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from docserver.binding import bind_embedder
 from docserver.config import Settings
 from docserver.embed.base import Embedder
 from docserver.embed.factory import open_embedder
 from docserver.errors import DocserverError
 from docserver.ingest.pipeline import ingest
-from docserver.runtime import bind_embedder
 from docserver.search import MAX_LIMIT, TEXT_ONLY, VECTOR_ONLY, Fusion, SearchService
 from docserver.store.sqlite import SqliteStore
 
