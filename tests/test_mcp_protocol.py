@@ -18,7 +18,15 @@ from docserver.config import Settings
 from docserver.ingest.pipeline import ingest
 from docserver.mcp.resources import URI_TEMPLATE
 from docserver.runtime import Runtime
-from support.inprocess import ACCEPT_BOTH, HANDSHAKE, MCP_URL, handshake_request, http_client, serve_in_process
+from support.inprocess import (
+    ACCEPT_BOTH,
+    HANDSHAKE,
+    MCP_URL,
+    handshake_request,
+    http_client,
+    new_metrics,
+    serve_in_process,
+)
 
 JSON_HEADERS = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json"}
 
@@ -158,3 +166,23 @@ async def test_completion_suggests_source_names_by_prefix(settings: Settings, ru
 
     assert answer["result"]["completion"] == {"values": ["cookbook", "corpus"], "total": 2, "hasMore": False}
     assert prompt["error"]["code"] == INVALID_PARAMS
+
+
+async def test_resource_reads_and_completions_are_measured_without_a_tool_label(
+    settings: Settings, runtime: Runtime, corpus: Path
+) -> None:
+    await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
+    metrics = new_metrics()
+    measured = Runtime(settings, runtime.store, runtime.embedder, metrics)
+    ref = {"type": "ref/resource", "uri": URI_TEMPLATE}
+    async with serve_in_process(settings, measured, metrics) as app, http_client(app) as http:
+        session_id = await _open_session(http)
+        await _call(http, session_id, "resources/read", {"uri": "docs://corpus/999999"})
+        await _call(http, session_id, "completion/complete", {"ref": ref, "argument": {"name": "source", "value": ""}})
+
+    def count(method: str, error_type: str) -> float | None:
+        labels = {"mcp_method_name": method, "gen_ai_tool_name": "", "error_type": error_type}
+        return metrics.registry.get_sample_value("mcp_server_operation_duration_seconds_count", labels)
+
+    assert count("resources/read", str(INVALID_PARAMS)) == 1
+    assert count("completion/complete", "") == 1
