@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCAL_STAMP := $(VENV)/.installed-local-stamp
 
-.PHONY: serve test docs check install install-local system-deps lint typecheck pytest fast-tests bench deploy-files local-stack clean \
+.PHONY: serve test docs check install install-local system-deps lint typecheck pytest fast-tests conformance bench deploy-files local-stack clean \
 	package image image-local image-deps base-image image-test
 
 VERSION  := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
@@ -39,9 +39,10 @@ check: lint typecheck fast-tests
 # machine image (no Debian package ships it).
 system-deps:
 	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null \
-		&& command -v redis-server >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null || \
+		&& command -v redis-server >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null \
+		&& command -v npm >/dev/null || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			prometheus prometheus-alertmanager golang-go redis-server jq curl; }
+			prometheus prometheus-alertmanager golang-go redis-server jq curl npm; }
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 
 install: $(STAMP)
@@ -82,6 +83,11 @@ docs: $(STAMP)
 
 fast-tests: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not services"
+
+# The official MCP conformance suite against a real server (part of `make pytest` too);
+# npm installs the pinned suite and Node 22 from tests/conformance/package-lock.json.
+conformance: $(STAMP)
+	$(BIN)/pytest -q tests/test_conformance.py
 
 # Every benchmark of docs/performance.md, then its plots (about 45 minutes here, most of it under valgrind).
 bench: $(STAMP)

@@ -20,8 +20,9 @@ def test_the_mcp_sdk_still_has_every_private_name_the_adapter_uses() -> None:
 
     server = MCPServer("contract")
     manager = StreamableHTTPSessionManager(sdk.lowlevel_server(server))
+    instances = {MCPServer: server, StreamableHTTPSessionManager: manager}
     for owner, names in sdk.PRIVATE_NAMES.items():
-        instance = server if owner is MCPServer else manager
+        instance = instances.get(owner, sdk.lowlevel_server(server))
         missing = [name for name in names if not hasattr(instance, name)]
         assert missing == [], f"{owner.__name__} lost {missing}"
 

@@ -1,11 +1,13 @@
 """The one place that relies on MCP SDK internals, written against mcp 2.3 (pinned in pyproject.toml).
 
-The SDK has no public hook for three things docserver needs:
+The SDK has no public hook for four things docserver needs:
 - a session's lifetime (`docserver_mcp_sessions_active`, `mcp_server_session_duration_seconds`):
   the session manager's opening request and discard are overridden;
 - closing every session's GET stream on drain: the manager's session table is read;
 - its own server, to build the session manager around: `MCPServer` builds one only
-  inside `streamable_http_app()`, without the seams above.
+  inside `streamable_http_app()`, without the seams above;
+- leaving a method unserved: `MCPServer` registers prompts handlers with no
+  prompts, so `prompts` was declared; the low-level handler table is pruned.
 The SDK's per-message span middleware is dropped through the public `middleware`
 list (ours, mcp/observe.py, builds the span only for sampled messages).
 `tests/test_sdk_contracts.py` fails when any name used here changes.
@@ -17,6 +19,7 @@ import time
 from typing import Any
 
 from mcp.server._otel import OpenTelemetryMiddleware
+from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -26,6 +29,7 @@ from docserver.observability.logging import get_logger
 
 PRIVATE_NAMES = {
     MCPServer: ("_lowlevel_server",),
+    Server: ("_request_handlers",),
     StreamableHTTPSessionManager: ("_serve_opening_request", "_discard_session", "_server_instances"),
 }
 """Class -> the private names used below (methods on the class, attributes on an instance)."""
@@ -40,6 +44,13 @@ def drop_sdk_spans(mcp: MCPServer) -> None:
 
 def lowlevel_server(mcp: MCPServer) -> Any:
     return mcp._lowlevel_server
+
+
+def unserve(mcp: MCPServer, *methods: str) -> None:
+    """Unregister request handlers: capabilities follow the handler table, so nothing unserved is declared."""
+    handlers = lowlevel_server(mcp)._request_handlers
+    for method in methods:
+        handlers.pop(method, None)
 
 
 class ObservedSessionManager(StreamableHTTPSessionManager):

@@ -5,12 +5,17 @@ from __future__ import annotations
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp
 
 from docserver import __version__
 from docserver.config import Settings
+from docserver.mcp.event_store import MemoryEventStore
+from docserver.mcp.http_adapter import McpHttpAdapter
 from docserver.mcp.observe import McpObserver
-from docserver.mcp.sdk import ObservedSessionManager, drop_sdk_spans, lowlevel_server
+from docserver.mcp.resources import register_resources
+from docserver.mcp.sdk import ObservedSessionManager, drop_sdk_spans, lowlevel_server, unserve
 from docserver.mcp.tools import TOOL_NAMES, register_tools
+from docserver.mcp.versions import refuse_batch_era
 from docserver.observability.instruments import McpInstruments
 from docserver.observability.logging import event_line
 from docserver.search import SearchService
@@ -19,7 +24,8 @@ INSTRUCTIONS = (
     "docserver searches technical documentation that has been ingested into it. "
     "Call search_docs with a question or keywords before answering questions about the documented "
     "software; call get_document with a result's document_id to read a whole file; call list_sources "
-    "to see which documentation sets are available."
+    "to see which documentation sets are available. Whole files are also resources: "
+    "docs://{source}/{document_id}."
 )
 
 _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
@@ -41,9 +47,15 @@ def build_mcp(
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level="WARNING",
+        # No change notifications are ever sent (the tool list is fixed), so
+        # `listChanged` is false in both eras: no subscriptions/listen stream.
+        subscriptions=False,
     )
     register_tools(mcp, service)
+    register_resources(lowlevel_server(mcp), service)
+    unserve(mcp, "prompts/list", "prompts/get")  # no prompts: the capability is not declared
     drop_sdk_spans(mcp)
+    mcp.middleware.append(refuse_batch_era)
     if observe:
         observer = McpObserver(
             instruments,
@@ -87,8 +99,11 @@ def session_manager(
         session_idle_timeout=settings.http.session_idle_timeout,
         max_request_body_size=settings.http.max_request_bytes,
         instruments=instruments,
+        # Without one, a GET reconnecting with Last-Event-ID ended in an HTTP 500.
+        event_store=MemoryEventStore(),
     )
 
 
-def mcp_asgi_app(manager: StreamableHTTPSessionManager) -> StreamableHTTPASGIApp:
-    return StreamableHTTPASGIApp(manager)
+def mcp_asgi_app(manager: StreamableHTTPSessionManager) -> ASGIApp:
+    """The /mcp endpoint: the SDK's app behind the wire fixes of http_adapter.py."""
+    return McpHttpAdapter(StreamableHTTPASGIApp(manager))
