@@ -30,7 +30,17 @@ ENVIRONMENT_WRITES = {"setdefault"}
 # Documents from outside the repository; spelled as a pattern so that this file does not cite them.
 OUTSIDE_DOCUMENTS = re.compile(r"\b(?:DESIGN|REFERENCE)\.md\b|\.\./shared\b")
 # The folders .gitignore leaves out, and git's own.
-UNTRACKED = {".git", ".venv", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
+UNTRACKED = {
+    ".git",
+    ".venv",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "build",
+    "dist",
+}
 
 
 def modules() -> Iterator[Path]:
