@@ -86,6 +86,11 @@ class SqliteStore(StoreCore):
         except StoreError as exc:  # another process holds the write lock: the next open continues
             log.warning("vector_index_build_failed", backend=self.backend, error=str(exc))
 
+    async def vector_index_built(self) -> None:
+        """Return once the background build started by `open` has finished (or given up)."""
+        if self._index_builder is not None:
+            await asyncio.shield(self._index_builder)
+
     async def close(self) -> None:
         if self._index_builder is not None:
             self._index_builder.cancel()
