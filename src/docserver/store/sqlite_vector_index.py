@@ -3,7 +3,7 @@
 sqlite-vec searches exactly, by scanning every vector: about 0.8 ms per
 1,000 chunks at 512 dimensions. Beside each vector table `T` the index keeps
 two tables: `T_coarse`, a vec0 table of the same vectors quantised to int8
-(a quarter of the bytes, scanned about twice as fast), and `T_full`, the full
+(a quarter of the bytes, scanned 1.3-1.6 times as fast), and `T_full`, the full
 vectors as plain rows, for re-scoring the few candidates the coarse pass keeps
 (vec0 reads one vector by id slowly; a rowid table reads 200 in under a
 millisecond). Int8 rather than binary: bits lose the hash embedder's sparse
@@ -22,8 +22,8 @@ from typing import Any
 
 from docserver.store.sqlite_tables import Connection, meta, set_meta, table_exists
 
-MIN_INDEXED_CHUNKS = 20_000
-"""Below this many chunks the exact scan is as fast as the two passes (measured, docs/search.md)."""
+MIN_INDEXED_CHUNKS = 10_000
+"""From about this many chunks the two passes beat the exact scan (p50 6.7 against 9.1 ms at 10,000; docs/search.md)."""
 CANDIDATES_PER_RESULT = 10
 """The coarse pass keeps this many candidates per result asked for (at least MIN_CANDIDATES)."""
 MIN_CANDIDATES = 200
