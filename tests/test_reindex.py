@@ -316,7 +316,10 @@ async def test_sqlite_the_old_vector_table_is_dropped(indexed: Indexed, backend:
     tables = backend.execute(
         tmp_path, "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'", ()
     )
-    assert sorted(name for (name,) in tables) == ["chunk_vectors_1", "chunks_fts"]
+    # The new table and its approximate index (see store/sqlite_vector_index.py); nothing of the old one.
+    assert sorted(name for (name,) in tables) == ["chunk_vectors_1", "chunk_vectors_1_coarse", "chunks_fts"]
+    full = backend.execute(tmp_path, "SELECT name FROM sqlite_master WHERE name LIKE 'chunk_vectors%_full'", ())
+    assert full == [("chunk_vectors_1_full",)]
     assert backend.execute(tmp_path, "SELECT COUNT(*) FROM reindex_fingerprints", ()) == [(0,)]
 
 

@@ -34,7 +34,14 @@ log = get_logger("docserver.store")
 
 def collections_for(*, text: str, vectors: str) -> Mapping[str, str]:
     """COLLECTIONS for a backend that keeps its full-text index in `text` and its vectors in `vectors`."""
-    vector_work = ("search_vector", "reindex_prepare", "reindex_write", "reindex_index", "reindex_cleanup")
+    vector_work = (
+        "search_vector",
+        "reindex_prepare",
+        "reindex_write",
+        "reindex_index",
+        "reindex_cleanup",
+        "vector_index_build",
+    )
     return MappingProxyType({**COLLECTIONS, "search_text": text, **dict.fromkeys(vector_work, vectors)})
 
 

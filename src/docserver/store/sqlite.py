@@ -59,6 +59,7 @@ class SqliteStore(StoreCore):
         self._stats_lock = threading.Lock()
         self._busy = 0
         self._waiting = 0
+        self._index_builder: asyncio.Task[None] | None = None
         super().__init__(instruments=instruments, slow_seconds=slow_seconds, serialized=self._write_lock)
 
     # -- lifecycle -----------------------------------------------------------
@@ -69,8 +70,32 @@ class SqliteStore(StoreCore):
         self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="sqlite-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         await self._write("migrate", apply_sqlite_migrations)
+        self._index_builder = asyncio.create_task(self._build_vector_index(), name="sqlite-vector-index")
+
+    async def _build_vector_index(self) -> None:
+        """Index a database's vectors from before the approximate index, a batch per write, between ingests.
+
+        Resumable: each batch commits with the last chunk id it copied, so a
+        stopped process leaves the rest to the next one that opens the file.
+        """
+        try:
+            while True:
+                async with self._write_lock:
+                    if await self._write("vector_index_build", sqlite_sql.build_vector_index):
+                        return
+        except StoreError as exc:  # another process holds the write lock: the next open continues
+            log.warning("vector_index_build_failed", backend=self.backend, error=str(exc))
+
+    async def vector_index_built(self) -> None:
+        """Return once the background build started by `open` has finished (or given up)."""
+        if self._index_builder is not None:
+            await asyncio.shield(self._index_builder)
 
     async def close(self) -> None:
+        if self._index_builder is not None:
+            self._index_builder.cancel()
+            await asyncio.gather(self._index_builder, return_exceptions=True)
+            self._index_builder = None
         for executor in (self._readers, self._writer):
             if executor is not None:
                 executor.shutdown(wait=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from docserver.errors import StoreError
+from docserver.store import sqlite_vector_index as vector_index
 from docserver.store.base import (
     EmbedderInfo,
     PendingChunk,
@@ -37,11 +38,13 @@ def _staging_table(db: Connection, info: EmbedderInfo) -> str:
 
 
 def _drop_vector_tables(db: Connection, keep: set[str]) -> None:
-    """Drop every vector table (and its shadow tables) not in `keep`: leftovers of earlier reindexes."""
-    names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    for name in names:
+    """Drop every vector table (its shadow tables, its index) not in `keep`: leftovers of earlier reindexes."""
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for name in sorted(names):
         if VECTOR_TABLE.match(name) and name not in keep:
-            db.execute(f"DROP TABLE {name}")
+            for table in (name, vector_index.coarse_table(name), vector_index.full_table(name)):
+                if table in names:
+                    db.execute(f"DROP TABLE {table}")
 
 
 def drop_unused_vector_tables(db: Connection) -> None:
@@ -64,6 +67,7 @@ def prepare_reindex(db: Connection, info: EmbedderInfo) -> None:
         generation = int(match.group(1) or 0) if match else 0
         staging = f"chunk_vectors_{generation + 1}"
         create_vector_table(db, staging, info.dimension)
+        vector_index.create_index_tables(db, staging, info.dimension)
         set_meta(db, {"reindex_table": staging, "reindex_target": reindex_target(info)})
 
 
@@ -91,12 +95,9 @@ def put_reindexed(db: Connection, chunks: list[PendingChunk], vectors: Vectors) 
         table = meta(db, "reindex_table")
         if table is None or not table_exists(db, checked_table(table)):
             raise StoreError("the reindex was finished or replaced by another `docserver reindex`; run it again")
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            db.execute(f"DELETE FROM {table} WHERE chunk_id = ?", (chunk.chunk_id,))
-            db.execute(
-                f"INSERT INTO {table} (chunk_id, source, embedding) VALUES (?, ?, ?)",
-                (chunk.chunk_id, chunk.source, vector.tobytes()),
-            )
+        vector_index.delete_vectors(db, table, [chunk.chunk_id for chunk in chunks])
+        rows = [(chunk.chunk_id, chunk.source, vector.tobytes()) for chunk, vector in zip(chunks, vectors, strict=True)]
+        vector_index.put_vectors(db, table, rows)
         db.executemany(
             "INSERT OR REPLACE INTO reindex_fingerprints (chunk_id, fingerprint) VALUES (?, ?)",
             [(chunk.chunk_id, chunk.fingerprint) for chunk in chunks],
@@ -113,7 +114,7 @@ def switch_reindex(db: Connection, info: EmbedderInfo, version: int) -> bool:
             "SELECT f.chunk_id FROM reindex_fingerprints f LEFT JOIN chunks c ON c.id = f.chunk_id WHERE c.id IS NULL"
         ).fetchall()
         for (chunk_id,) in orphans:  # vectors of chunks deleted since they were staged
-            db.execute(f"DELETE FROM {staging} WHERE chunk_id = ?", (chunk_id,))
+            vector_index.delete_vectors(db, staging, [chunk_id])
             db.execute("DELETE FROM reindex_fingerprints WHERE chunk_id = ?", (chunk_id,))
         missing = db.execute(
             "SELECT EXISTS (SELECT 1 FROM chunks c LEFT JOIN reindex_fingerprints f ON f.chunk_id = c.id "
@@ -122,6 +123,8 @@ def switch_reindex(db: Connection, info: EmbedderInfo, version: int) -> bool:
         if missing:
             return False
         set_meta(db, {"vector_table": staging, **embedder_meta(info)})
+        if vector_index.has_index(db, staging):  # staged with its index (not by an older docserver)
+            vector_index.mark_complete(db, staging)
         db.execute("DELETE FROM meta WHERE key IN ('reindex_table', 'reindex_target')")
         bump_corpus_version(db)
     return True

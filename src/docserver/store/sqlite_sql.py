@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from docserver.store import sqlite_vector_index as vector_index
 from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, embedder_mismatch
 from docserver.store.sqlite_tables import (
     Connection,
     bump_corpus_version,
     create_vector_table,
     embedder_meta,
+    immediate,
     now,
     set_meta,
     snapshot,
@@ -46,8 +48,11 @@ def bind_embedder(db: Connection, info: EmbedderInfo) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         table = vector_table(db)
-        db.execute(f"DROP TABLE IF EXISTS {table}")
+        for name in (table, vector_index.coarse_table(table), vector_index.full_table(table)):
+            db.execute(f"DROP TABLE IF EXISTS {name}")
         create_vector_table(db, table, info.dimension)
+        vector_index.create_index_tables(db, table, info.dimension)
+        vector_index.mark_complete(db, table)
         set_meta(db, embedder_meta(info))
         db.execute("COMMIT")
     except BaseException:
@@ -108,7 +113,7 @@ def _delete_chunks_of(db: Connection, document_ids: list[int]) -> None:
         part = chunk_ids[start : start + 500]
         chunk_marks = ",".join("?" * len(part))
         db.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({chunk_marks})", part)
-        db.execute(f"DELETE FROM {table} WHERE chunk_id IN ({chunk_marks})", part)
+        vector_index.delete_vectors(db, table, part)
     db.execute(f"DELETE FROM chunks WHERE document_id IN ({marks})", document_ids)
 
 
@@ -121,7 +126,7 @@ def put_document(db: Connection, source: str, document: DocumentInput) -> None:
         "INSERT INTO documents (source, path, title, content_hash, content, ingested_at) VALUES (?, ?, ?, ?, ?, ?)",
         (source, document.path, document.title, document.content_hash, document.content, now()),
     ).lastrowid
-    table = vector_table(db)
+    vectors = []
     for chunk, vector in zip(document.chunks, document.vectors, strict=True):
         chunk_id = db.execute(
             "INSERT INTO chunks (document_id, ordinal, heading, text, start_line, end_line) VALUES (?, ?, ?, ?, ?, ?)",
@@ -131,10 +136,8 @@ def put_document(db: Connection, source: str, document: DocumentInput) -> None:
             "INSERT INTO chunks_fts (rowid, title, heading, text) VALUES (?, ?, ?, ?)",
             (chunk_id, document.title, chunk.heading, chunk.text),
         )
-        db.execute(
-            f"INSERT INTO {table} (chunk_id, source, embedding) VALUES (?, ?, ?)",
-            (chunk_id, source, np.asarray(vector, dtype=np.float32).tobytes()),
-        )
+        vectors.append((chunk_id, source, np.asarray(vector, dtype=np.float32).tobytes()))
+    vector_index.put_vectors(db, vector_table(db), vectors)
 
 
 def delete_documents(db: Connection, source: str, paths: list[str]) -> None:
@@ -184,14 +187,27 @@ def search_vector(db: Connection, vector: Vectors, source: str | None, limit: in
         table = vector_table(db)
         if not table_exists(db, table):
             return []
-        sql = f"SELECT chunk_id, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
-        params: list[Any] = [vector.tobytes(), limit]
-        if source is not None:
-            sql += " AND source = ?"
-            params.append(source)
-        rows = db.execute(sql + " ORDER BY distance", params).fetchall()
+        if vector_index.usable(db, table):
+            rows = vector_index.search(db, table, vector.tobytes(), source, limit)
+        else:
+            rows = _exact_search(db, table, vector.tobytes(), source, limit)
     # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).
     return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]
+
+
+def _exact_search(db: Connection, table: str, vector: bytes, source: str | None, limit: int) -> list[Any]:
+    sql = f"SELECT chunk_id, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
+    params: list[Any] = [vector, limit]
+    if source is not None:
+        sql += " AND source = ?"
+        params.append(source)
+    return db.execute(sql + " ORDER BY distance", params).fetchall()  # type: ignore[no-any-return]
+
+
+def build_vector_index(db: Connection) -> bool:
+    """One step of building the current vector table's index (its own write transaction); True once complete."""
+    with immediate(db):
+        return vector_index.build_step(db, vector_table(db))
 
 
 def get_chunks(db: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:

@@ -1,0 +1,142 @@
+"""SQLite vector search, exact against the approximate index: recall@10, latency, memory, size.
+
+    python bench/vector_index.py [--sizes 10000 100000 1000000] [--real vectors.npy queries.npy]
+
+Vectors are written straight through the store's statements (no embedding):
+clustered random unit vectors (a few thousand topics, each a direction with
+noise), plus, with `--real`, a slice of real chunk embeddings and their
+queries. Each query is searched both ways in the same database; recall@10
+is the share of the exact top 10 the index returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from docserver.store import sqlite_driver, sqlite_sql
+from docserver.store import sqlite_vector_index as vector_index
+from docserver.store.base import EmbedderInfo
+from docserver.store.migrations import apply_sqlite_migrations
+
+BATCH = 10_000
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clustered(rng: np.random.Generator, centres: np.ndarray, count: int, noise: float) -> np.ndarray:
+    picked = centres[rng.integers(0, len(centres), count)]
+    return unit(picked + noise * rng.standard_normal(picked.shape))
+
+
+def build(path: Path, size: int, dimension: int, real: np.ndarray | None, seed: int) -> float:
+    db = sqlite_driver.connect(path)
+    apply_sqlite_migrations(db)
+    sqlite_sql.bind_embedder(db, EmbedderInfo("bench", "synthetic", dimension))
+    db.execute("INSERT INTO sources (name, updated_at) VALUES ('bench', '')")
+    db.execute(
+        "INSERT INTO documents (id, source, path, title, content_hash, content, ingested_at) "
+        "VALUES (1, 'bench', 'x.md', 'x', '', '', '')"
+    )
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.standard_normal((max(size // 200, 50), dimension)))
+    started = time.perf_counter()
+    for start in range(0, size, BATCH):
+        count = min(BATCH, size - start)
+        rows = clustered(rng, centres, count, noise=0.06)
+        if real is not None and start == 0:
+            rows[: len(real)] = real[:count]
+        ids = range(start + 1, start + count + 1)
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO chunks (id, document_id, ordinal, heading, text, start_line, end_line) "
+            "VALUES (?, 1, 0, '', '', 0, 0)",
+            [(i,) for i in ids],
+        )
+        table = sqlite_sql.vector_table(db)
+        vector_index.put_vectors(db, table, [(i, "bench", row.tobytes()) for i, row in zip(ids, rows, strict=True)])
+        db.execute("COMMIT")
+    db.close()
+    return time.perf_counter() - started
+
+
+def queries(size: int, dimension: int, real_queries: np.ndarray | None, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rebuilt = np.random.default_rng(seed - 1)  # the corpus's centres: the same generator state as build()
+    centres = unit(rebuilt.standard_normal((max(size // 200, 50), dimension)))
+    synthetic = clustered(rng, centres, count, noise=0.08)
+    if real_queries is None:
+        return synthetic
+    return np.concatenate([synthetic[: count // 2], real_queries[: count - count // 2]])
+
+
+def timed(fn, *args):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    result = fn(*args)
+    return result, (time.perf_counter() - started) * 1000
+
+
+def measure(path: Path, asked: np.ndarray, limit: int) -> dict[str, float]:
+    db = sqlite_driver.connect(path)
+    table = sqlite_sql.vector_table(db)
+    exact_ms, index_ms, recalls = [], [], []
+    for vector in asked:
+        blob = vector.tobytes()
+        exact, spent = timed(sqlite_sql._exact_search, db, table, blob, None, limit)
+        exact_ms.append(spent)
+        approximate, spent = timed(vector_index.search, db, table, blob, None, limit)
+        index_ms.append(spent)
+        truth = {chunk_id for chunk_id, _ in exact}
+        recalls.append(len(truth & {chunk_id for chunk_id, _ in approximate}) / max(len(truth), 1))
+    db.close()
+    return {
+        "recall_at_10": float(np.mean(recalls)),
+        "recall_min": float(np.min(recalls)),
+        "exact_p50_ms": float(np.percentile(exact_ms, 50)),
+        "exact_p95_ms": float(np.percentile(exact_ms, 95)),
+        "index_p50_ms": float(np.percentile(index_ms, 50)),
+        "index_p95_ms": float(np.percentile(index_ms, 95)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--dimension", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--real", type=Path, nargs=2, metavar=("VECTORS", "QUERIES"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/vector_index.json"))
+    args = parser.parse_args()
+    real = real_queries = None
+    if args.real:
+        real, real_queries = (np.load(p).astype(np.float32) for p in args.real)
+        args.dimension = real.shape[1]
+    work = Path(tempfile.mkdtemp(prefix="docserver-vector-index-"))
+    rows = []
+    for size in args.sizes:
+        path = work / f"vectors-{size}.db"
+        seconds = build(path, size, args.dimension, real, seed=size)
+        asked = queries(size, args.dimension, real_queries, args.queries, seed=size + 1)
+        row = {"size": size, "dimension": args.dimension, "candidates": vector_index.candidates_for(10)}
+        row |= {"build_seconds": seconds, "database_mb": path.stat().st_size / 2**20, **measure(path, asked, 10)}
+        rows.append(row)
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        path.unlink()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
