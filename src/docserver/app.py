@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from docserver.access.gate import admission_gate
 from docserver.config import Settings
 from docserver.empty_store import readiness_details
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
@@ -83,7 +84,7 @@ def create_app(
         return JSONResponse({"status": "ok", "checks": checks, **details})
 
     routes: list[BaseRoute] = [
-        Route("/mcp", _McpEndpoint(), methods=["GET", "POST", "DELETE"]),
+        Route("/mcp", _mcp_endpoint(settings, runtime.metrics), methods=["GET", "POST", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -137,6 +138,12 @@ def route_templates(routes: list[BaseRoute]) -> list[str]:
         elif path:
             templates.append(path)
     return templates
+
+
+def _mcp_endpoint(settings: Settings, metrics: Metrics | None) -> ASGIApp:
+    """/mcp, behind the admission gate when limits are configured."""
+    instruments = metrics.for_admission() if metrics is not None else None
+    return admission_gate(_McpEndpoint(), settings.admission, instruments)
 
 
 class _McpEndpoint:

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from docserver import __version__
 from docserver.observability.instruments import (
+    AdmissionInstruments,
     EmbedderInstruments,
     Exemplar,
     HttpInstruments,
@@ -65,6 +66,8 @@ MCP_METHODS = frozenset(
 EMBEDDING_ERROR_REASONS = frozenset(
     {"timeout", "rate_limited", "http_error", "invalid_response", "auth", "not_found", "connection", "model"}
 )
+
+REJECTION_REASONS = ("overload", "rate_limit")
 
 
 def _no_exemplar() -> dict[str, str] | None:
@@ -200,6 +203,22 @@ REQUEST_FAMILIES: dict[str, Family] = {
         "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
         ("reason",),
     ),
+    "requests_rejected": Family(
+        Counter,
+        "docserver_requests_rejected",
+        "MCP requests refused before any work, by reason (overload: 503, rate_limit: 429).",
+        ("reason",),
+    ),
+    "admission_in_flight": Family(
+        Gauge,
+        "docserver_admission_in_flight",
+        "MCP requests holding an admission slot (at most DOCSERVER_MAX_INFLIGHT).",
+    ),
+    "admission_queued": Family(
+        Gauge,
+        "docserver_admission_queued",
+        "MCP requests waiting for an admission slot (at most DOCSERVER_MAX_QUEUED).",
+    ),
 }
 """The request-path families, by the attribute of `Metrics` that holds each (absent with telemetry off)."""
 
@@ -228,6 +247,9 @@ class Metrics:
     mcp_operation_duration: Histogram
     mcp_session_duration: Histogram
     trace_spans_dropped: Counter
+    requests_rejected: Counter
+    admission_in_flight: Gauge
+    admission_queued: Gauge
 
     def __init__(
         self,
@@ -272,6 +294,8 @@ class Metrics:
             setattr(self, attribute, family.register(r))
         for reason in ("queue_full", "export_failed"):
             self.trace_spans_dropped.labels(reason)
+        for reason in REJECTION_REASONS:
+            self.requests_rejected.labels(reason)
         # Every tool's series exist from the start, at zero: rates work from the first scrape.
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):
@@ -317,6 +341,14 @@ class Metrics:
             self.mcp_session_duration,
             self.label_tool,
             self.exemplar,
+        )
+
+    def for_admission(self) -> AdmissionInstruments:
+        return AdmissionInstruments(
+            self.requests_rejected.labels("overload"),
+            self.requests_rejected.labels("rate_limit"),
+            self.admission_in_flight,
+            self.admission_queued,
         )
 
     def set_build_info(self, *, backend: str, embedder: str) -> None:
