@@ -854,11 +854,13 @@ def runtime() -> dict[str, Any]:
                     ),
                     Panel(
                         "Refused requests per second",
-                        "Requests to /metrics or /debug/pprof without the right token (AuthFailuresSpike).",
+                        "Requests to /mcp, /metrics or /debug/pprof without a valid token, by endpoint and "
+                        "reason (AuthFailuresSpike).",
                         [
                             q(
-                                f"sum by (instance, endpoint) (rate(docserver_auth_failures_total{{{SEL}}}[{RATE}]))",
-                                "{{instance}} {{endpoint}}",
+                                f"sum by (instance, endpoint, reason) "
+                                f"(rate(docserver_auth_failures_total{{{SEL}}}[{RATE}]))",
+                                "{{instance}} {{endpoint}} {{reason}}",
                             )
                         ],
                     ),

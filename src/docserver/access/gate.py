@@ -15,14 +15,13 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docserver.access.bearer import PRINCIPAL_SCOPE_KEY
 from docserver.access.buckets import TokenBuckets, Verdict
 from docserver.access.rejection import send_rejection
 from docserver.access.slots import Slots
 from docserver.config.admission import AdmissionSettings
 from docserver.observability.instruments import AdmissionInstruments
 
-PRINCIPAL_SCOPE_KEY = "docserver.principal"
-"""Where an authentication layer leaves the caller's name in the ASGI scope; else the client address counts."""
 OVERLOAD_RETRY_AFTER = 1
 """Seconds a shed client is asked to wait: in-flight work ends within about that."""
 _EVENT_STREAM = b"text/event-stream"

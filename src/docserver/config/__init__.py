@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from docserver.config.admission import AdmissionSettings
+from docserver.config.auth import AuthSettings
 from docserver.config.cache import CacheSettings
 from docserver.config.embedding import EmbeddingSettings
 from docserver.config.environment import GroupedEnvSource
@@ -29,6 +30,7 @@ from docserver.errors import ConfigError
 __all__ = [
     "ENVIRONMENT_VARIABLES",
     "AdmissionSettings",
+    "AuthSettings",
     "CacheSettings",
     "ConfigError",
     "EmbeddingSettings",
@@ -56,6 +58,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     profiling: ProfilingSettings = Field(default_factory=ProfilingSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def settings_customise_sources(

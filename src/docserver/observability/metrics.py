@@ -68,6 +68,23 @@ EMBEDDING_ERROR_REASONS = frozenset(
 )
 
 REJECTION_REASONS = ("overload", "rate_limit")
+TOKEN_FAILURE_REASONS = ("missing", "malformed", "unknown_token")
+"""Why a static token (METRICS_TOKEN, PROFILING_TOKEN, an API token) was refused."""
+MCP_AUTH_FAILURE_REASONS = (
+    *TOKEN_FAILURE_REASONS,
+    "expired",
+    "bad_signature",
+    "wrong_audience",
+    "wrong_issuer",
+    "insufficient_scope",
+    "unknown_key",
+)
+AUTH_FAILURE_SERIES = (
+    *(("metrics", reason) for reason in TOKEN_FAILURE_REASONS),
+    *(("pprof", reason) for reason in TOKEN_FAILURE_REASONS),
+    *(("mcp", reason) for reason in MCP_AUTH_FAILURE_REASONS),
+)
+"""docserver_auth_failures_total's (endpoint, reason) series: a closed set, all exported from the start."""
 
 
 def _no_exemplar() -> dict[str, str] | None:
@@ -272,8 +289,8 @@ class Metrics:
         )
         self.auth_failures = Counter(
             "docserver_auth_failures",
-            "Requests refused for a missing or wrong token, by endpoint (metrics, pprof).",
-            ["endpoint"],
+            "Requests refused for a missing or wrong token, by endpoint (mcp, metrics, pprof) and reason.",
+            ["endpoint", "reason"],
             registry=r,
         )
         if process_collectors:
@@ -281,8 +298,8 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
-        for endpoint in ("metrics", "pprof"):
-            self.auth_failures.labels(endpoint)
+        for endpoint, reason in AUTH_FAILURE_SERIES:
+            self.auth_failures.labels(endpoint, reason)
         self.exemplar: Exemplar = exemplar or _no_exemplar
         """The trace id of the current sampled span, for histogram exemplars (given when tracing is on)."""
 
@@ -350,6 +367,16 @@ class Metrics:
             self.admission_in_flight,
             self.admission_queued,
         )
+
+    def for_auth(self, endpoint: str) -> Callable[[str], None]:
+        """Counts one refused request to `endpoint`, by reason (from the closed set, else `malformed`)."""
+        children = {reason: self.auth_failures.labels(e, reason) for e, reason in AUTH_FAILURE_SERIES if e == endpoint}
+        malformed = children["malformed"]
+
+        def count(reason: str) -> None:
+            children.get(reason, malformed).inc()
+
+        return count
 
     def set_build_info(self, *, backend: str, embedder: str) -> None:
         self.build_info.labels(__version__, platform.python_version(), backend, embedder).set(1)
