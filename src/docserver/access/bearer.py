@@ -26,18 +26,6 @@ SOURCES_SCOPE_KEY = "docserver.sources"
 """The sources the caller may read (None: all), in the ASGI scope of an authenticated request."""
 MAX_AUTHORIZATION_BYTES = 8192
 """A longer Authorization header is refused unread: no token docserver accepts is that long."""
-AUTH_FAILURE_REASONS = (
-    "missing",
-    "malformed",
-    "unknown_token",
-    "expired",
-    "bad_signature",
-    "wrong_audience",
-    "wrong_issuer",
-    "insufficient_scope",
-    "unknown_key",
-)
-"""The closed set of `reason` values of docserver_auth_failures_total for /mcp."""
 _TOKEN68 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
 
 log = get_logger("docserver.access")
