@@ -601,7 +601,12 @@ async def test_metrics_token_failures_are_counted(server: Server) -> None:
         for case in REFUSED:
             await http.get("/metrics", headers=case.values[0])
         await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    assert server.value("docserver_auth_failures_total", {"endpoint": "metrics"}) == len(REFUSED)
+    by_reason = {
+        reason: server.value("docserver_auth_failures_total", {"endpoint": "metrics", "reason": reason})
+        for reason in ("missing", "malformed", "unknown_token")
+    }
+    assert by_reason == {"missing": 1, "malformed": 1, "unknown_token": 3}
+    assert sum(value or 0 for value in by_reason.values()) == len(REFUSED)
 
 
 async def test_a_non_ascii_metrics_token_sent_as_utf8_is_admitted(server: Server) -> None:

@@ -37,7 +37,7 @@ async def hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("hello")
 
 
-def build_app(settings: Settings, on_auth_failure: Callable[[], None] | None = None) -> Starlette:
+def build_app(settings: Settings, on_auth_failure: Callable[[str], None] | None = None) -> Starlette:
     routes = [Route("/hello", hello), *profiling_routes(settings, on_auth_failure=on_auth_failure)]
     return Starlette(routes=routes)
 
@@ -118,12 +118,12 @@ async def test_requests_without_the_token_get_401(client: httpx.AsyncClient, hea
 
 
 async def test_auth_failure_is_logged_without_the_token_and_counted() -> None:
-    failures: list[None] = []
-    app = build_app(profiling_settings(), on_auth_failure=lambda: failures.append(None))
+    failures: list[str] = []
+    app = build_app(profiling_settings(), on_auth_failure=failures.append)
     with capture_events() as events:
         async with client_for(app) as http:
             await http.get("/debug/pprof/", headers={"Authorization": "Bearer s3cret-but-not-quite"})
-    assert len(failures) == 1
+    assert failures == ["wrong_token"]
     [event] = [e for e in events if e["event"] == "pprof_auth_failed"]
     assert event["log_level"] == "warning"
     assert event["reason"] == "wrong_token"

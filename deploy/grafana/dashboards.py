@@ -231,6 +231,9 @@ PERCENT_SLO = [(None, "red"), (0.99, "orange"), (0.999, "green")]
 BUDGET = [(None, "red"), (0.25, "orange"), (0.5, "green")]
 
 
+MCP_POST = f'{SEL}, route="/mcp", method="POST"'
+
+
 def overview() -> dict[str, Any]:
     return dashboard(
         "docserver-overview",
@@ -325,6 +328,39 @@ def overview() -> dict[str, Any]:
                         "not timed here.",
                         "docserver_http_request_duration_seconds",
                         "route",
+                    ),
+                ],
+            ),
+            Row(
+                "Admission: admitted vs rejected MCP requests",
+                [
+                    Panel(
+                        "Admitted vs rejected MCP requests",
+                        "POST /mcp per second: admitted, and refused before any work by reason (overload: 503, "
+                        "every slot and the queue taken; rate_limit: 429, a caller over its rate). "
+                        "AdmissionSaturated tickets when more than 1% are shed for overload.",
+                        [
+                            q(
+                                f"sum(rate(docserver_http_requests_total{{{MCP_POST}}}[{RATE}]))"
+                                f" - sum(rate(docserver_requests_rejected_total{{{SEL}}}[{RATE}]))",
+                                "admitted",
+                            ),
+                            q(
+                                f"sum by (reason) (rate(docserver_requests_rejected_total{{{SEL}}}[{RATE}]))",
+                                "rejected: {{reason}}",
+                            ),
+                        ],
+                        unit="reqps",
+                        width=16,
+                    ),
+                    Panel(
+                        "Admission slots in use",
+                        "MCP requests in flight and waiting for a slot, per replica (limits: "
+                        "DOCSERVER_MAX_INFLIGHT, DOCSERVER_MAX_QUEUED). Flat at zero when admission is off.",
+                        [
+                            q(f"max by (instance) (docserver_admission_in_flight{{{SEL}}})", "in flight {{instance}}"),
+                            q(f"max by (instance) (docserver_admission_queued{{{SEL}}})", "queued {{instance}}"),
+                        ],
                     ),
                 ],
             ),
@@ -818,11 +854,13 @@ def runtime() -> dict[str, Any]:
                     ),
                     Panel(
                         "Refused requests per second",
-                        "Requests to /metrics or /debug/pprof without the right token (AuthFailuresSpike).",
+                        "Requests to /mcp, /metrics or /debug/pprof without a valid token, by endpoint and "
+                        "reason (AuthFailuresSpike).",
                         [
                             q(
-                                f"sum by (instance, endpoint) (rate(docserver_auth_failures_total{{{SEL}}}[{RATE}]))",
-                                "{{instance}} {{endpoint}}",
+                                f"sum by (instance, endpoint, reason) "
+                                f"(rate(docserver_auth_failures_total{{{SEL}}}[{RATE}]))",
+                                "{{instance}} {{endpoint}} {{reason}}",
                             )
                         ],
                     ),

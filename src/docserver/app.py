@@ -8,7 +8,7 @@ public port.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from prometheus_client import CollectorRegistry
@@ -19,6 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from docserver.access.bearer import BearerGate
+from docserver.access.gate import admission_gate
+from docserver.access.tokens import load_tokens
 from docserver.config import Settings
 from docserver.empty_store import readiness_details
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
@@ -83,7 +86,7 @@ def create_app(
         return JSONResponse({"status": "ok", "checks": checks, **details})
 
     routes: list[BaseRoute] = [
-        Route("/mcp", _McpEndpoint(), methods=["GET", "POST", "DELETE"]),
+        Route("/mcp", _mcp_endpoint(settings, runtime.metrics, metrics), methods=["GET", "POST", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -107,7 +110,7 @@ def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]
     routes: list[BaseRoute] = []
     if metrics is not None:
         routes.append(metrics_route(metrics, settings.telemetry.metrics_token))
-    on_failure = metrics.auth_failures.labels("pprof").inc if metrics is not None else None
+    on_failure = _pprof_failures(metrics.for_auth("pprof")) if metrics is not None else None
     routes += profiling_routes(settings, on_auth_failure=on_failure)
     return routes
 
@@ -139,6 +142,20 @@ def route_templates(routes: list[BaseRoute]) -> list[str]:
     return templates
 
 
+def _mcp_endpoint(settings: Settings, instrumented: Metrics | None, exported: Metrics | None) -> ASGIApp:
+    """/mcp, behind the admission gate when limits are configured, behind authentication when it is.
+
+    Authentication is outermost, so the rate limit counts per principal.
+    Auth failures are counted on the exported registry, even with telemetry off.
+    """
+    instruments = instrumented.for_admission() if instrumented is not None else None
+    endpoint = admission_gate(_McpEndpoint(), settings.admission, instruments)
+    if settings.auth.api_tokens_file is None:
+        return endpoint
+    on_failure = exported.for_auth("mcp") if exported is not None else None
+    return BearerGate(endpoint, load_tokens(settings.auth.api_tokens_file), on_failure)
+
+
 class _McpEndpoint:
     """The /mcp route.
 
@@ -165,6 +182,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(_error_body("internal server error"), status_code=500)
+
+
+_PPROF_REASONS = {"wrong_token": "unknown_token", "unsupported_scheme": "malformed"}
+"""The profiling gate's refusal reasons, as docserver_auth_failures_total names them."""
+
+
+def _pprof_failures(count: Callable[[str], None]) -> Callable[[str], None]:
+    def count_pprof(reason: str) -> None:
+        count(_PPROF_REASONS.get(reason, reason))
+
+    return count_pprof
 
 
 _ERROR_HANDLERS = {HTTPException: _http_error, Exception: _internal_error}

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from docserver.config.admission import AdmissionSettings
+from docserver.config.auth import AuthSettings
 from docserver.config.cache import CacheSettings
 from docserver.config.embedding import EmbeddingSettings
 from docserver.config.environment import GroupedEnvSource
@@ -27,6 +29,8 @@ from docserver.errors import ConfigError
 
 __all__ = [
     "ENVIRONMENT_VARIABLES",
+    "AdmissionSettings",
+    "AuthSettings",
     "CacheSettings",
     "ConfigError",
     "EmbeddingSettings",
@@ -53,6 +57,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     profiling: ProfilingSettings = Field(default_factory=ProfilingSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from opentelemetry.context import attach, detach
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, StatusCode, set_span_in_context
 from pydantic import ValidationError
 
+from docserver.access.bearer import PRINCIPAL_SCOPE_KEY
 from docserver.observability import tracing
 from docserver.observability.context import current_correlation_id
 from docserver.observability.eventline import EventLine
@@ -118,7 +119,7 @@ class McpObserver:
                         span.set_status(StatusCode.ERROR)
                 self._record(ctx.method, tool, error_type, elapsed)
                 if tool and self.tool_log is not None:
-                    self.tool_log(self._tool_fields(tool, error_type, elapsed, params, result))
+                    self.tool_log(self._tool_fields(tool, error_type, elapsed, params, result, _principal(ctx)))
                 if baggage is not None:
                     detach(baggage)
         return result
@@ -133,8 +134,11 @@ class McpObserver:
             instruments.tool_calls(tool, "error" if error_type else "ok").inc()
             instruments.tool_duration(tool).observe(elapsed, exemplar)
 
-    def _tool_fields(self, tool: str, error_type: str, elapsed: float, params: Any, result: Any) -> dict[str, Any]:
+    def _tool_fields(
+        self, tool: str, error_type: str, elapsed: float, params: Any, result: Any, principal: str | None
+    ) -> dict[str, Any]:
         fields = {
+            "principal": principal,
             "tool": tool,
             "status": "error" if error_type else "ok",
             "error_type": error_type or None,
@@ -145,6 +149,12 @@ class McpObserver:
         if count is not None:
             fields["results"] = count
         return fields
+
+
+def _principal(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The authenticated caller's name (never its token), from the HTTP request the message came in; None on stdio."""
+    scope = getattr(ctx.request, "scope", None)
+    return scope.get(PRINCIPAL_SCOPE_KEY) if scope is not None else None
 
 
 def _mark(span: Any, code: str, message: str) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from docserver.access.visible import allowed_sources, visible_document, visible_search, visible_sources
 from docserver.empty_store import empty_store_result, store_is_empty
 from docserver.errors import DocumentNotFoundError, EmbeddingError, SearchInputError, StoreError
 from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchPage, SearchService
@@ -92,6 +93,13 @@ def _unavailable(exc: Exception) -> ToolError:
     return ToolError(f"search is unavailable right now: the document store failed ({exc}). Try again shortly.")
 
 
+def _allowed(ctx: Context | None) -> frozenset[str] | None:
+    """The sources this call's caller may read (None: all): set by authentication on the HTTP request."""
+    if ctx is None:
+        return None
+    return allowed_sources(ctx.request_context.request)
+
+
 def register_tools(mcp: MCPServer, service: SearchService) -> None:
     """Bind the three tools to `service` on `mcp`."""
 
@@ -111,6 +119,7 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
             Field(description="Search only this source (names come from list_sources). Omit to search all."),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many results to return.")] = 5,
+        ctx: Context | None = None,
     ) -> Annotated[CallToolResult, SearchResults]:
         """Search the ingested technical documentation and return the most relevant sections.
 
@@ -122,7 +131,11 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         or a broader query, or check list_sources for what is indexed.
         """
         try:
-            page = await service.search_page(query, source=source, limit=limit)
+            allowed = _allowed(ctx)
+            if allowed is None:
+                page = await service.search_page(query, source=source, limit=limit)
+            else:
+                page = await visible_search(service, query, source=source, limit=limit, allowed=allowed)
             if not page.hits and await store_is_empty(service):  # the hint to run `docserver ingest`
                 return empty_store_result(query, source)
         except SearchInputError as exc:
@@ -132,14 +145,15 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         return _rendered(page, query, source)
 
     @mcp.tool(annotations=_READ_ONLY, title="List documentation sources")
-    async def list_sources() -> SourceList:
+    async def list_sources(ctx: Context | None = None) -> SourceList:
         """List the documentation sources that are indexed, with document and chunk counts.
 
         Use it to learn what documentation is available, or to get the exact source
         name for the `source` filter of search_docs.
         """
         try:
-            sources = await service.list_sources()
+            allowed = _allowed(ctx)
+            sources = await (service.list_sources() if allowed is None else visible_sources(service, allowed))
         except StoreError as exc:
             raise _unavailable(exc) from None
         return SourceList(
@@ -151,6 +165,7 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
     @mcp.tool(annotations=_READ_ONLY, title="Read a whole document")
     async def get_document(
         id: Annotated[int, Field(ge=1, description="The document_id from a search_docs result.")],
+        ctx: Context | None = None,
     ) -> DocumentContent:
         """Return the full text of one documentation file, by the document_id that search_docs gave.
 
@@ -159,7 +174,8 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         100,000 characters (see `truncated`).
         """
         try:
-            document = await service.get_document(id)
+            allowed = _allowed(ctx)
+            document = await (service.get_document(id) if allowed is None else visible_document(service, id, allowed))
         except DocumentNotFoundError:
             raise ToolError(f"no document with id {id}; use a document_id from a search_docs result") from None
         except StoreError as exc:

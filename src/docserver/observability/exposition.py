@@ -27,11 +27,11 @@ def bearer_matches(request: Request, token: str) -> bool:
 def metrics_route(metrics: Metrics, token: SecretStr | None = None) -> Route:
     """The /metrics route. OpenMetrics (with exemplars) when the Accept header asks for it."""
     secret = token.get_secret_value() if token is not None else None
-    failures = metrics.auth_failures.labels("metrics")
+    count_failure = metrics.for_auth("metrics")
 
     async def endpoint(request: Request) -> Response:
         if secret is not None and not bearer_matches(request, secret):
-            failures.inc()
+            count_failure(_failure_reason(request))
             return PlainTextResponse(
                 "unauthorized: /metrics needs Authorization: Bearer <METRICS_TOKEN>\n",
                 status_code=401,
@@ -43,3 +43,10 @@ def metrics_route(metrics: Metrics, token: SecretStr | None = None) -> Route:
         return Response(body, media_type=content_type)
 
     return Route("/metrics", endpoint, methods=["GET"])
+
+
+def _failure_reason(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        return "missing"
+    return "unknown_token" if header.partition(" ")[0].lower() == "bearer" else "malformed"

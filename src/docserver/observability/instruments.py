@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = [
+    "AdmissionInstruments",
     "EmbedderInstruments",
     "Exemplar",
     "HttpInstruments",
@@ -103,3 +104,13 @@ class McpInstruments:
     session_duration: Any
     label_tool: Callable[[object], str]
     exemplar: Exemplar
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionInstruments:
+    """The admission layer's metrics: rejections by reason, requests in flight and queued."""
+
+    rejected_overload: Any
+    rejected_rate_limit: Any
+    in_flight: Any
+    queued: Any

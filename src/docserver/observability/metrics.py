@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from docserver import __version__
 from docserver.observability.instruments import (
+    AdmissionInstruments,
     EmbedderInstruments,
     Exemplar,
     HttpInstruments,
@@ -65,6 +66,25 @@ MCP_METHODS = frozenset(
 EMBEDDING_ERROR_REASONS = frozenset(
     {"timeout", "rate_limited", "http_error", "invalid_response", "auth", "not_found", "connection", "model"}
 )
+
+REJECTION_REASONS = ("overload", "rate_limit")
+TOKEN_FAILURE_REASONS = ("missing", "malformed", "unknown_token")
+"""Why a static token (METRICS_TOKEN, PROFILING_TOKEN, an API token) was refused."""
+MCP_AUTH_FAILURE_REASONS = (
+    *TOKEN_FAILURE_REASONS,
+    "expired",
+    "bad_signature",
+    "wrong_audience",
+    "wrong_issuer",
+    "insufficient_scope",
+    "unknown_key",
+)
+AUTH_FAILURE_SERIES = (
+    *(("metrics", reason) for reason in TOKEN_FAILURE_REASONS),
+    *(("pprof", reason) for reason in TOKEN_FAILURE_REASONS),
+    *(("mcp", reason) for reason in MCP_AUTH_FAILURE_REASONS),
+)
+"""docserver_auth_failures_total's (endpoint, reason) series: a closed set, all exported from the start."""
 
 
 def _no_exemplar() -> dict[str, str] | None:
@@ -200,6 +220,22 @@ REQUEST_FAMILIES: dict[str, Family] = {
         "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
         ("reason",),
     ),
+    "requests_rejected": Family(
+        Counter,
+        "docserver_requests_rejected",
+        "MCP requests refused before any work, by reason (overload: 503, rate_limit: 429).",
+        ("reason",),
+    ),
+    "admission_in_flight": Family(
+        Gauge,
+        "docserver_admission_in_flight",
+        "MCP requests holding an admission slot (at most DOCSERVER_MAX_INFLIGHT).",
+    ),
+    "admission_queued": Family(
+        Gauge,
+        "docserver_admission_queued",
+        "MCP requests waiting for an admission slot (at most DOCSERVER_MAX_QUEUED).",
+    ),
 }
 """The request-path families, by the attribute of `Metrics` that holds each (absent with telemetry off)."""
 
@@ -228,6 +264,9 @@ class Metrics:
     mcp_operation_duration: Histogram
     mcp_session_duration: Histogram
     trace_spans_dropped: Counter
+    requests_rejected: Counter
+    admission_in_flight: Gauge
+    admission_queued: Gauge
 
     def __init__(
         self,
@@ -250,8 +289,8 @@ class Metrics:
         )
         self.auth_failures = Counter(
             "docserver_auth_failures",
-            "Requests refused for a missing or wrong token, by endpoint (metrics, pprof).",
-            ["endpoint"],
+            "Requests refused for a missing or wrong token, by endpoint (mcp, metrics, pprof) and reason.",
+            ["endpoint", "reason"],
             registry=r,
         )
         if process_collectors:
@@ -259,8 +298,8 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
-        for endpoint in ("metrics", "pprof"):
-            self.auth_failures.labels(endpoint)
+        for endpoint, reason in AUTH_FAILURE_SERIES:
+            self.auth_failures.labels(endpoint, reason)
         self.exemplar: Exemplar = exemplar or _no_exemplar
         """The trace id of the current sampled span, for histogram exemplars (given when tracing is on)."""
 
@@ -272,6 +311,8 @@ class Metrics:
             setattr(self, attribute, family.register(r))
         for reason in ("queue_full", "export_failed"):
             self.trace_spans_dropped.labels(reason)
+        for reason in REJECTION_REASONS:
+            self.requests_rejected.labels(reason)
         # Every tool's series exist from the start, at zero: rates work from the first scrape.
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):
@@ -318,6 +359,24 @@ class Metrics:
             self.label_tool,
             self.exemplar,
         )
+
+    def for_admission(self) -> AdmissionInstruments:
+        return AdmissionInstruments(
+            self.requests_rejected.labels("overload"),
+            self.requests_rejected.labels("rate_limit"),
+            self.admission_in_flight,
+            self.admission_queued,
+        )
+
+    def for_auth(self, endpoint: str) -> Callable[[str], None]:
+        """Counts one refused request to `endpoint`, by reason (from the closed set, else `malformed`)."""
+        children = {reason: self.auth_failures.labels(e, reason) for e, reason in AUTH_FAILURE_SERIES if e == endpoint}
+        malformed = children["malformed"]
+
+        def count(reason: str) -> None:
+            children.get(reason, malformed).inc()
+
+        return count
 
     def set_build_info(self, *, backend: str, embedder: str) -> None:
         self.build_info.labels(__version__, platform.python_version(), backend, embedder).set(1)

@@ -166,6 +166,7 @@ class _Request:
             "path": self.path[:256],
             "status_code": self.status,
             "duration_ms": elapsed * 1000,
+            "principal": self.scope.get("docserver.principal"),  # set by authentication; None is left out
         }
 
     def finish(self) -> None:

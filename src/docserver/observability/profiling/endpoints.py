@@ -44,10 +44,10 @@ _log = get_logger(__name__)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
-def profiling_routes(settings: Settings, *, on_auth_failure: Callable[[], None] | None = None) -> list[BaseRoute]:
+def profiling_routes(settings: Settings, *, on_auth_failure: Callable[[str], None] | None = None) -> list[BaseRoute]:
     """The profiling routes, or `[]` when profiling is disabled (the paths then 404 like any unknown one).
 
-    `on_auth_failure` is called once per rejected request (a metrics counter).
+    `on_auth_failure` is called once per rejected request, with the reason (a metrics counter).
     Each call builds its own rate limit: mount the routes of one call only.
     """
     if not settings.profiling.enabled:
@@ -83,7 +83,7 @@ def parse_seconds(raw: str | None, default: int, maximum: int) -> int | str:
 @dataclass(frozen=True)
 class _Guard:
     auth: TokenAuth
-    on_failure: Callable[[], None] | None
+    on_failure: Callable[[str], None] | None
 
     def reject(self, scope: Scope) -> Response | None:
         """A 401 unless the request carries the token."""
@@ -94,7 +94,7 @@ class _Guard:
         client = scope.get("client")
         _log.warning("pprof_auth_failed", reason=reason, path=scope["path"], client_ip=client[0] if client else None)
         if self.on_failure is not None:
-            self.on_failure()
+            self.on_failure(reason)
         return error_response(401, "unauthorized", {"WWW-Authenticate": CHALLENGE})
 
 

@@ -1,0 +1,1 @@
+"""Who may ask /mcp, and how much: admission control (in-flight slots, per-caller rate limits)."""
