@@ -95,12 +95,13 @@ def _config(
 
 async def serve_http(settings: Settings) -> None:
     """Open the store and embedder (failing fast with a clear error), then serve until SIGTERM."""
-    if not settings.http.is_loopback:
+    if not settings.http.is_loopback and not settings.auth.enabled:
         log.warning(
             "listening_beyond_loopback",
             host=settings.http.host,
-            hint="/mcp is reachable from other machines and has no authentication of its own; set "
-            "DOCSERVER_ALLOWED_HOSTS to the names clients use and put it behind your gateway",
+            hint="/mcp is reachable from other machines and anyone who reaches it can read every document; set "
+            "DOCSERVER_API_TOKENS_FILE to require tokens (this warning then stops), and DOCSERVER_ALLOWED_HOSTS "
+            "to the names clients use",
         )
     # `_created` series would double the exposition for timestamps nobody queries.
     disable_created_metrics()  # type: ignore[no-untyped-call]
