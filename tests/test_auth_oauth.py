@@ -11,30 +11,25 @@ appears nowhere in the answer.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from docserver.access.tokens import new_token, token_entry
-from docserver.app import create_app
 from docserver.config import Settings
-from docserver.config.auth import AuthSettings
 from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
 from support.captured_logs import capture_events
 from support.idp import IdentityProvider, identity_provider, rsa_key
 from support.inprocess import new_metrics
-from support.loopback import loopback_socket, port_of, serve_over_http
+from support.oauth import Caller, docserver, failures
 
-STATIC = new_token()
+
+def names(listed: dict[str, Any]) -> list[str]:
+    return [source["name"] for source in listed["sources"]]
 
 
 @pytest.fixture
@@ -48,64 +43,6 @@ async def indexed(settings: Settings, runtime: Runtime, corpus: Path) -> tuple[R
     await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
     metrics = new_metrics()
     return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
-
-
-@asynccontextmanager
-async def docserver(
-    settings: Settings, indexed: tuple[Runtime, Metrics], idp: IdentityProvider, **auth: Any
-) -> AsyncIterator[str]:
-    """docserver over HTTP with `idp` as its issuer; the provider mints tokens for its audience."""
-    runtime, metrics = indexed
-    sock = loopback_socket()
-    public_url = f"http://127.0.0.1:{port_of(sock)}"
-    auth_settings = AuthSettings(issuer=idp.issuer, public_url=public_url, **auth)
-    idp.audience = auth_settings.expected_audience
-    app = create_app(settings.model_copy(update={"auth": auth_settings}), runtime, metrics)
-    async with serve_over_http(app, sock) as url:
-        yield url
-
-
-class Caller:
-    """The official MCP client with a bearer token (or none), remembering every HTTP response it got."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.responses: list[httpx2.Response] = []
-
-    async def call(self, token: str | None, tool: str = "list_sources", arguments: dict[str, Any] | None = None) -> Any:
-        """The tool's structured result; the client's exception when the server refuses."""
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-
-        async def remember(response: httpx2.Response) -> None:
-            await response.aread()
-            self.responses.append(response)
-
-        hooks = {"response": [remember]}
-        async with (
-            httpx2.AsyncClient(headers=headers, event_hooks=hooks, timeout=10) as http,
-            Client(streamable_http_client(f"{self.url}/mcp", http_client=http), mode="auto") as client,
-        ):
-            result = await client.call_tool(tool, arguments or {})
-            return result.structured_content if not result.is_error else ("error", result.content[0].text)  # type: ignore[union-attr]
-
-    async def refused(self, token: str | None) -> list[httpx2.Response]:
-        """The answers the client got for `token` before it gave up (it raises; the answers are checked)."""
-        before = len(self.responses)
-        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the SDK raises; the responses are checked
-            await self.call(token)
-        answers = self.responses[before:]
-        assert answers and len({(answer.status_code, answer.headers["www-authenticate"]) for answer in answers}) == 1
-        return answers
-
-
-def failures(metrics: Metrics, reason: str) -> float:
-    value = metrics.registry.get_sample_value("docserver_auth_failures_total", {"endpoint": "mcp", "reason": reason})
-    assert value is not None
-    return value
-
-
-def names(listed: dict[str, Any]) -> list[str]:
-    return [source["name"] for source in listed["sources"]]
 
 
 async def test_no_token_is_refused_with_the_metadata_url_then_a_valid_one_is_served(
@@ -167,7 +104,11 @@ BAD_TOKENS: dict[str, tuple[Callable[[IdentityProvider], str], int, str]] = {
     "alg none": (lambda idp: idp.mint_unsigned(scope="docs:read"), 401, "bad_signature"),
     "HS256 with the public key": (lambda idp: idp.mint_hs256_with_public_key(scope="docs:read"), 401, "bad_signature"),
     "bad signature": (forged, 401, "bad_signature"),
-    "ES256 under the RSA key id": (lambda idp: idp.mint(key="ec", kid="rsa-1", scope="docs:read"), 401, "bad_signature"),
+    "ES256 under the RSA key id": (
+        lambda idp: idp.mint(key="ec", kid="rsa-1", scope="docs:read"),
+        401,
+        "bad_signature",
+    ),
     "not a JWT": (lambda idp: "eyJhbGciOi.eyJzdWIi.x", 401, "malformed"),
     "oversized": (lambda idp: idp.mint(scope="docs:read", padding="x" * 9000), 401, "malformed"),
     "no docs scope": (lambda idp: idp.mint(scope="openid email"), 403, "insufficient_scope"),

@@ -69,6 +69,7 @@ class IdentityProvider:
     down: bool = False
     oidc_only: bool = False
     jwks_fetches: int = 0
+    metadata_fetches: int = 0
 
     @property
     def issuer(self) -> str:
@@ -87,7 +88,9 @@ class IdentityProvider:
         claims.update(overrides)
         return {name: value for name, value in claims.items() if value is not None}
 
-    def mint(self, *, key: str = "rsa", kid: str | None = "", headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    def mint(
+        self, *, key: str = "rsa", kid: str | None = "", headers: dict[str, Any] | None = None, **claims: Any
+    ) -> str:
         """A JWT signed by key `key`, with the standard claims (override with `name=value`, drop with `name=None`)."""
         signer = self.keys[key]
         header = {"kid": signer.kid if kid == "" else kid, **(headers or {})}
@@ -132,12 +135,14 @@ def _compact(header: dict[str, Any], claims: dict[str, Any], signature: bytes | 
 
 def _handler(idp: IdentityProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             documents = {"/jwks": idp.jwks, "/.well-known/openid-configuration": idp.metadata}
             if not idp.oidc_only:
                 documents["/.well-known/oauth-authorization-server"] = idp.metadata
             if self.path == "/jwks":
                 idp.jwks_fetches += 1
+            elif self.path.startswith("/.well-known/"):
+                idp.metadata_fetches += 1
             if idp.down:
                 self._answer(503, {"error": "down"})
             elif self.path in documents:
@@ -153,7 +158,7 @@ def _handler(idp: IdentityProvider) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler
