@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from docserver.access.bearer import BearerGate
+from docserver.access.authorization import authenticated
 from docserver.access.gate import admission_gate
-from docserver.access.tokens import load_tokens
+from docserver.access.metadata import metadata_routes
 from docserver.config import Settings
 from docserver.empty_store import readiness_details
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
@@ -89,6 +89,7 @@ def create_app(
         Route("/mcp", _mcp_endpoint(settings, runtime.metrics, metrics), methods=["GET", "POST", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        *metadata_routes(settings.auth),
     ]
     if settings.http.admin_addr is None:
         routes += admin_routes(settings, metrics)
@@ -150,10 +151,8 @@ def _mcp_endpoint(settings: Settings, instrumented: Metrics | None, exported: Me
     """
     instruments = instrumented.for_admission() if instrumented is not None else None
     endpoint = admission_gate(_McpEndpoint(), settings.admission, instruments)
-    if settings.auth.api_tokens_file is None:
-        return endpoint
     on_failure = exported.for_auth("mcp") if exported is not None else None
-    return BearerGate(endpoint, load_tokens(settings.auth.api_tokens_file), on_failure)
+    return authenticated(endpoint, settings.auth, on_failure)
 
 
 class _McpEndpoint:

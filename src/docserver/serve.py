@@ -100,8 +100,8 @@ async def serve_http(settings: Settings) -> None:
             "listening_beyond_loopback",
             host=settings.http.host,
             hint="/mcp is reachable from other machines and anyone who reaches it can read every document; set "
-            "DOCSERVER_API_TOKENS_FILE to require tokens (this warning then stops), and DOCSERVER_ALLOWED_HOSTS "
-            "to the names clients use",
+            "DOCSERVER_API_TOKENS_FILE or DOCSERVER_AUTH_ISSUER to require tokens (this warning then stops), "
+            "and DOCSERVER_ALLOWED_HOSTS to the names clients use",
         )
     # `_created` series would double the exposition for timestamps nobody queries.
     disable_created_metrics()  # type: ignore[no-untyped-call]

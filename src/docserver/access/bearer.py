@@ -1,22 +1,23 @@
 """Bearer authentication in front of the MCP endpoint.
 
 Every /mcp request must carry `Authorization: Bearer <token>`; the verifier
-(static API tokens) names its principal. The principal's name and readable
+(static API tokens, OAuth access tokens) names its principal. The principal's name and readable
 sources go into the ASGI scope (`PRINCIPAL_SCOPE_KEY`, `SOURCES_SCOPE_KEY`)
 for the rate limiter, the tools and the log lines; the token itself goes
 nowhere. Refusals are 401 with `WWW-Authenticate` (403 `insufficient_scope`
-for a caller that may read nothing), counted by reason.
+for a caller that may read nothing), counted by reason; with OAuth configured
+the challenge names the protected resource metadata (RFC 9728).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from docserver.access.scopes import READ, Principal
+from docserver.access.credentials import TokenRefused, Verifier
+from docserver.access.scopes import READ
 from docserver.observability.context import current_correlation_id
 from docserver.observability.logging import get_logger
 
@@ -31,23 +32,31 @@ _TOKEN68 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 log = get_logger("docserver.access")
 
 
-class Verifier(Protocol):
-    def match(self, presented: bytes) -> Principal | None: ...
-
-
 class BearerGate:
     """Authenticates each request to the wrapped endpoint; refuses the rest."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, on_failure: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        on_failure: Callable[[str], None] | None = None,
+        resource_metadata: str | None = None,
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.on_failure = on_failure
+        self.resource_metadata = resource_metadata
+        """The URL of this resource's RFC 9728 metadata, named in every challenge (OAuth configured)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         presented, reason = bearer_token(scope["headers"])
-        principal = self.verifier.match(presented) if presented is not None else None
-        if principal is None:
-            await self._refuse(scope, send, reason or "unknown_token")
+        if presented is None:
+            await self._refuse(scope, send, reason or "malformed")
+            return
+        try:
+            principal = await self.verifier.verify(presented)
+        except TokenRefused as refused:
+            await self._refuse(scope, send, refused.reason)
             return
         if not principal.may_read:
             await self._refuse(scope, send, "insufficient_scope")
@@ -61,7 +70,7 @@ class BearerGate:
             self.on_failure(reason)
         client = scope.get("client")
         log.warning("mcp_auth_failed", reason=reason, client_ip=client[0] if client else None)
-        await send_challenge(send, reason)
+        await send_challenge(send, reason, self.resource_metadata)
 
 
 def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None]:
@@ -78,9 +87,14 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, 
     return token, None
 
 
-def challenge(reason: str) -> tuple[int, bytes]:
-    """(status, WWW-Authenticate) for a refusal (RFC 6750): no error code when no credentials were sent."""
+def challenge(reason: str, resource_metadata: str | None = None) -> tuple[int, bytes]:
+    """(status, WWW-Authenticate) for a refusal (RFC 6750): no error code when no credentials were sent.
+
+    `resource_metadata` (RFC 9728) tells an OAuth client where to learn which authorization server to ask.
+    """
     realm = b'Bearer realm="docserver"'
+    if resource_metadata is not None:
+        realm += b', resource_metadata="' + resource_metadata.encode() + b'"'
     if reason == "missing":
         return 401, realm
     if reason == "insufficient_scope":
@@ -88,8 +102,8 @@ def challenge(reason: str) -> tuple[int, bytes]:
     return 401, realm + b', error="invalid_token"'
 
 
-async def send_challenge(send: Send, reason: str) -> None:
-    status, header = challenge(reason)
+async def send_challenge(send: Send, reason: str, resource_metadata: str | None = None) -> None:
+    status, header = challenge(reason, resource_metadata)
     message = "forbidden: the token grants no docs:read scope" if status == 403 else "unauthorized: " + reason
     body: dict[str, object] = {"error": message}
     if (correlation_id := current_correlation_id()) is not None:
