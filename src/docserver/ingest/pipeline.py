@@ -214,6 +214,8 @@ def _discover_all(
         kept = [item for item in result.files if file_filter is None or file_filter.allows(item.path)]
         found.extend((prefix + item.path, item.abspath) for item in kept)
         for path, reason in result.skipped:
+            if file_filter is not None and not file_filter.allows(path):
+                continue  # a link in `_static/` is no news when `_static/` is left out anyway
             summary.skipped += 1
             summary.skipped_files.append((str(path), reason))
     return found

@@ -1,7 +1,7 @@
 """Origins: where a source's documents come from, parsed from what the user typed.
 
 A folder or file on disk (as `docserver ingest PATH` always took), or a git
-repository: `git+file://`, `git+https://` or `git+ssh://` followed by the URL
+repository: `git+file://`, `git+https://`, `git+ssh://` or `git+git://` (git daemon) followed by the URL
 git itself understands, with a ref (branch, tag or commit) and a folder inside it.
 """
 
@@ -14,7 +14,7 @@ from typing import Literal
 
 from docserver.errors import DocserverError
 
-GIT_SCHEMES = ("git+file://", "git+https://", "git+ssh://")
+GIT_SCHEMES = ("git+file://", "git+https://", "git+ssh://", "git+git://")
 _WEB_SCHEMES = ("http://", "https://")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 

@@ -84,10 +84,7 @@ class Sources:
             try:
                 outcome = await self._ingest(request, previous, force, progress)
             except DocserverError as exc:
-                self._count("failed")
-                log.warning("source_refresh_failed", source=request.name, origin=request.origin.text, error=str(exc))
-                if previous is not None:
-                    await self.store.record_refresh(request.name, error=str(exc))
+                await self._failed(request.name, request.origin.text, exc, recorded=previous is not None)
                 raise
         self._count(outcome.result)
         return outcome
@@ -104,7 +101,13 @@ class Sources:
             if record.origin is None and not names:
                 continue  # ingested by an older docserver: nothing to fetch it from
             try:
-                outcomes.append(await self.ingest(SourceRequest.from_record(record)))
+                request = SourceRequest.from_record(record)
+            except DocserverError as exc:  # the origin itself is gone (a folder deleted)
+                await self._failed(record.name, record.origin or "", exc)
+                outcomes.append(Outcome(record.name, "failed", error=str(exc)))
+                continue
+            try:
+                outcomes.append(await self.ingest(request))
             except DocserverError as exc:
                 outcomes.append(Outcome(record.name, "failed", error=str(exc)))
         return outcomes
@@ -155,6 +158,12 @@ class Sources:
             prefix = f"{origin.subpath}/" if origin.subpath else ""
             changed = None if diff is None else {p.removeprefix(prefix) for p in diff if p.startswith(prefix)}
         return _Fetched([root], checkout.commit, changed)
+
+    async def _failed(self, name: str, origin: str, exc: DocserverError, *, recorded: bool = True) -> None:
+        self._count("failed")
+        log.warning("source_refresh_failed", source=name, origin=origin, error=str(exc))
+        if recorded:  # a first ingest that fails leaves no source to record it on
+            await self.store.record_refresh(name, error=str(exc))
 
     async def _record(self, name: str) -> SourceRecord | None:
         return next((record for record in await self.store.source_records() if record.name == name), None)
