@@ -127,7 +127,7 @@ async def test_a_tag_is_fetched_and_a_missing_ref_is_one_clear_error(
     outcome = await sources.ingest(git_request(f"git+file://{repo}", ref="v1"))
     assert outcome.revision == first
 
-    with pytest.raises(DocserverError, match="ref not found in file://.*: v9"):
+    with pytest.raises(DocserverError, match=r"ref not found in file://.*: v9"):
         await sources.ingest(git_request(f"git+file://{repo}", ref="v9"))
     [record] = await store.source_records()
     assert record.documents == 2 and "ref not found" in (record.last_error or "")

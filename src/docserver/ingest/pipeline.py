@@ -122,7 +122,8 @@ async def _ingest(
     with tracing.span("ingest.discover"):
         files = _discover_all(roots, summary, options.file_filter)
     if not files:
-        excluded = " (after --include/--exclude)" if options.file_filter is not None else ""
+        chosen = options.file_filter is not None and bool(options.file_filter.include or options.file_filter.exclude)
+        excluded = " (after --include/--exclude)" if chosen else ""
         raise IngestError(
             f"no documentation files ({' '.join(sorted(SUPPORTED_SUFFIXES))}) found{excluded} in "
             + ", ".join(str(root) for root in roots)
