@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +22,14 @@ FETCH_TIMEOUT_SECONDS = 300.0
 FETCH_RESULTS = ("ok", "not_found", "unreachable", "failed")
 """The closed set of `result` values of `docserver_fetch_requests_total{kind="git"}`."""
 
-_ENVIRONMENT = {
-    "GIT_TERMINAL_PROMPT": "0",  # a private repository fails at once instead of asking for a password
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
-    "LC_ALL": "C",  # error messages in English: they are matched below
-}
+_NON_INTERACTIVE = (
+    # A private repository fails at once instead of asking for a password or a host key:
+    # `true` as the password program answers nothing, and ssh runs in batch mode.
+    "-c",
+    "core.askPass=true",
+    "-c",
+    "core.sshCommand=ssh -o BatchMode=yes",
+)
 
 
 class GitFetchError(DocserverError):
@@ -94,11 +96,10 @@ class GitRepositories:
 def _git(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
         done = subprocess.run(
-            ["git", "-C", str(folder), *args],
+            ["git", *_NON_INTERACTIVE, "-C", str(folder), *args],
             capture_output=True,
             text=True,
             timeout=FETCH_TIMEOUT_SECONDS,
-            env={**os.environ, **_ENVIRONMENT},
             check=False,
         )
     except FileNotFoundError as exc:
