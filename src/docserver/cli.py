@@ -1,4 +1,4 @@
-"""The `docserver` command: serve, ingest, search, sources, reindex, eval.
+"""The `docserver` command: serve, ingest, search, sources, refresh, remove, reindex, eval.
 
 Expected failures (bad settings, missing paths, a store built with another
 embedder) print one line and exit 1; usage errors exit 2; Ctrl-C exits 130.
@@ -13,13 +13,11 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
 from docserver import __version__
 from docserver.config import Settings, load_settings
 from docserver.errors import DocserverError
-from docserver.ingest.pipeline import default_source_name, ingest
 from docserver.ingest.progress import ProgressBar
 from docserver.observability.logging import configure_logging
 from docserver.observability.logwriter import LogWriter
@@ -27,6 +25,7 @@ from docserver.observability.tracing import current_trace_ids
 from docserver.paths import SAMPLE_SOURCE, bundled_docs_path
 from docserver.runtime import open_runtime, open_unbound
 from docserver.search import MAX_LIMIT
+from docserver.sources.commands import add_ingest_options, ingest_requests, open_sources, source_lines
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,11 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ingest_cmd = commands.add_parser("ingest", help="ingest documentation files (.md .mdx .rst .txt .html)")
-    ingest_cmd.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
-    ingest_cmd.add_argument("--source", help="source name (default: the folder's name, one source per PATH)")
+    ingest_cmd.add_argument(
+        "paths", nargs="*", metavar="ORIGIN", help="folders or files, or a git repository (git+https://…, git+file://…)"
+    )
+    ingest_cmd.add_argument("--source", help="source name (default: the folder's name, one source per ORIGIN)")
     ingest_cmd.add_argument(
         "--sample", action="store_true", help=f"also ingest docserver's own documentation as source {SAMPLE_SOURCE}"
     )
+    add_ingest_options(ingest_cmd)
+
+    sources_refresh = commands.add_parser("refresh", help="fetch sources again from their recorded origins")
+    sources_refresh.add_argument("names", nargs="*", metavar="SOURCE", help="sources to refresh (default: all)")
+
+    remove = commands.add_parser("remove", help="delete a source and its vectors, in one transaction")
+    remove.add_argument("name", metavar="SOURCE")
+    remove.add_argument("--version", dest="version_label", metavar="V", help="only this version of the source")
 
     search = commands.add_parser("search", help="search the ingested documentation")
     search.add_argument("query")
@@ -152,26 +161,55 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
         return 0
-    handler = {"ingest": _ingest, "search": _search, "sources": _sources, "reindex": _reindex, "eval": _evaluate}[
-        args.command
-    ]
+    handler = {
+        "ingest": _ingest,
+        "search": _search,
+        "sources": _sources,
+        "refresh": _refresh,
+        "remove": _remove,
+        "reindex": _reindex,
+        "eval": _evaluate,
+    }[args.command]
     return asyncio.run(handler(settings, args))
 
 
 async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
-    paths: list[Path] = args.paths
-    if not paths and not args.sample:
+    if not args.paths and not args.sample:
         raise DocserverError("name a folder or file to ingest (docserver ingest PATH), or pass --sample")
-    missing = [str(path) for path in paths if not path.exists()]
-    if missing:
-        raise DocserverError(f"path not found: {', '.join(missing)}")
-    groups = (
-        [(args.source, paths)] if args.source and paths else [(default_source_name(path), [path]) for path in paths]
-    )
-    if args.sample:
-        groups.append((SAMPLE_SOURCE, [bundled_docs_path()]))
-    async with _tracing(settings):
-        return await _ingest_groups(settings, groups)
+    requests = ingest_requests(args, sample=bundled_docs_path() if args.sample else None)
+    async with _tracing(settings), open_runtime(settings) as runtime:
+        sources = open_sources(settings, runtime)
+        for request in requests:
+            bar = ProgressBar(f"ingesting {request.name}")
+            try:
+                outcome = await sources.ingest(request, force=args.force, progress=bar)
+            finally:
+                bar.close()
+            if outcome.summary is not None:
+                for path, reason in outcome.summary.skipped_files:
+                    _say(f"skipped {path}: {reason}", sys.stderr)
+            _say(outcome.line())
+    return 0
+
+
+async def _refresh(settings: Settings, args: argparse.Namespace) -> int:
+    async with _tracing(settings), open_runtime(settings) as runtime:
+        outcomes = await open_sources(settings, runtime).refresh(args.names)
+    if not outcomes:
+        _say("no refreshable sources; ingest some documentation with: docserver ingest ORIGIN")
+    for outcome in outcomes:
+        _say(outcome.line(), sys.stderr if outcome.result == "failed" else sys.stdout)
+    return 1 if any(outcome.result == "failed" for outcome in outcomes) else 0
+
+
+async def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    from docserver.sources.request import stored_name
+
+    name = stored_name(args.name, args.version_label)
+    async with open_runtime(settings) as runtime:
+        removed = await open_sources(settings, runtime).remove(name)
+    _say(f"source {name!r} removed ({removed} documents)")
+    return 0
 
 
 @asynccontextmanager
@@ -185,23 +223,6 @@ async def _tracing(settings: Settings) -> AsyncIterator[None]:
     finally:
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)
-
-
-async def _ingest_groups(settings: Settings, groups: list[tuple[str, list[Path]]]) -> int:
-    max_chars = settings.store.chunk_max_chars
-    async with open_runtime(settings) as runtime:
-        for source, roots in groups:
-            bar = ProgressBar(f"ingesting {source}")
-            try:
-                summary = await ingest(
-                    runtime.store, runtime.embedder, roots, source, max_chars=max_chars, progress=bar
-                )
-            finally:
-                bar.close()
-            for path, reason in summary.skipped_files:
-                _say(f"skipped {path}: {reason}", sys.stderr)
-            _say(summary.line())
-    return 0
 
 
 async def _search(settings: Settings, args: argparse.Namespace) -> int:
@@ -224,13 +245,14 @@ async def _search(settings: Settings, args: argparse.Namespace) -> int:
 async def _sources(settings: Settings, args: argparse.Namespace) -> int:
     async with open_runtime(settings) as runtime:
         sources = await runtime.service.list_sources()
+        records = {record.name: record for record in await runtime.store.source_records()}
     if args.json:
-        _print_json([_asdict(source) for source in sources])
+        _print_json([{**_asdict(source), **_asdict_or_empty(records.get(source.name))} for source in sources])
         return 0
     if not sources:
         _say("no sources; ingest some documentation with: docserver ingest PATH")
-    for source in sources:
-        _say(f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}")
+    for line in source_lines(sources, records):
+        _say(line)
     return 0
 
 
@@ -264,6 +286,10 @@ async def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _asdict(item: Any) -> dict[str, Any]:
     return {name: getattr(item, name) for name in item.__slots__}
+
+
+def _asdict_or_empty(item: Any) -> dict[str, Any]:
+    return {} if item is None else _asdict(item)
 
 
 def _print_json(value: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from docserver.ingest.chunk import chunk_document
 from docserver.ingest.discover import SUPPORTED_SUFFIXES, UnreadableFileError, discover, read_text
 from docserver.observability import tracing
 from docserver.observability.logging import get_logger
-from docserver.store.base import ChunkInput, DocumentInput, SourceWriter, Store, Vectors
+from docserver.sources.filters import FileFilter
+from docserver.store.base import ChunkInput, DocumentInput, SourceOrigin, SourceWriter, Store, Vectors
 
 log = get_logger("docserver.ingest")
 
@@ -44,6 +45,20 @@ class IngestSummary:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    """How an ingest picks and treats files, beyond the roots it is given."""
+
+    file_filter: FileFilter | None = None
+    """Which discovered files belong to the source; None keeps every one."""
+    force: bool = False
+    """Re-chunk and re-embed every file, even those whose content is unchanged."""
+    changed: Collection[str] | None = None
+    """When known (a git diff), the only paths that may have changed: the others are not even read."""
+    origin: SourceOrigin | None = None
+    """Recorded with the documents, in the same transaction."""
+
+
 @dataclass(slots=True)
 class _Pending:
     path: str
@@ -67,6 +82,7 @@ async def ingest(
     *,
     max_chars: int = 1500,
     progress: ProgressFn | None = None,
+    options: IngestOptions | None = None,
 ) -> IngestSummary:
     """Bring `source` in line with the files under `roots`.
 
@@ -77,7 +93,7 @@ async def ingest(
     stored for them before.
     """
     with tracing.root_span(f"ingest {source}", {"docserver.source": source}):
-        summary = await _ingest(store, embedder, roots, source, max_chars, progress)
+        summary = await _ingest(store, embedder, roots, source, max_chars, progress, options or IngestOptions())
     log.info(
         "ingest_completed",
         source=source,
@@ -99,21 +115,26 @@ async def _ingest(
     source: str,
     max_chars: int,
     progress: ProgressFn | None,
+    options: IngestOptions,
 ) -> IngestSummary:
     started = time.perf_counter()
     summary = IngestSummary(source=source)
     with tracing.span("ingest.discover"):
-        files = _discover_all(roots, summary)
+        files = _discover_all(roots, summary, options.file_filter)
     if not files:
+        chosen = options.file_filter is not None and bool(options.file_filter.include or options.file_filter.exclude)
+        excluded = " (after --include/--exclude)" if chosen else ""
         raise IngestError(
-            f"no documentation files ({' '.join(sorted(SUPPORTED_SUFFIXES))}) found in "
+            f"no documentation files ({' '.join(sorted(SUPPORTED_SUFFIXES))}) found{excluded} in "
             + ", ".join(str(root) for root in roots)
         )
     summary.files = len(files)
     log.info("ingest_started", source=source, files=summary.files)
     stored = await store.document_hashes(source)
     with tracing.span("ingest.chunk"):
-        pending, unreadable = _read_and_chunk(files, stored, max_chars, summary)
+        pending, unreadable = _read_and_chunk(
+            _to_read(files, stored, options, summary), stored, options, max_chars, summary
+        )
     for path, reason in summary.skipped_files:
         log.info("ingest_file_skipped", source=source, path=path, reason=reason)
     if unreadable == summary.files:
@@ -125,14 +146,32 @@ async def _ingest(
         await _embed_and_write(writer, embedder, pending, summary, progress)
         with tracing.span("ingest.delete", attributes={"docserver.documents": len(removed)}):
             await writer.delete_documents(removed)
+        if options.origin is not None:
+            await writer.record_origin(options.origin)
     summary.changed = len(pending)
     summary.removed = len(removed)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+def _to_read(
+    files: list[tuple[str, Path]], stored: dict[str, str], options: IngestOptions, summary: IngestSummary
+) -> list[tuple[str, Path]]:
+    """The files worth reading: all of them, unless a diff said which could have changed."""
+    if options.changed is None or options.force:
+        return files
+    changed = set(options.changed)
+    kept = [(path, abspath) for path, abspath in files if path in changed or path not in stored]
+    summary.unchanged += len(files) - len(kept)
+    return kept
+
+
 def _read_and_chunk(
-    files: list[tuple[str, Path]], stored: dict[str, str], max_chars: int, summary: IngestSummary
+    files: list[tuple[str, Path]],
+    stored: dict[str, str],
+    options: IngestOptions,
+    max_chars: int,
+    summary: IngestSummary,
 ) -> tuple[list[_Pending], int]:
     """Changed files, chunked; unchanged ones counted; unreadable ones skipped. Returns (pending, unreadable)."""
     pending: list[_Pending] = []
@@ -146,7 +185,7 @@ def _read_and_chunk(
             summary.skipped_files.append((path, exc.reason))
             continue
         content_hash = hashlib.sha256(text.encode()).hexdigest()
-        if stored.get(path) == content_hash:
+        if stored.get(path) == content_hash and not options.force:
             summary.unchanged += 1
             continue
         title, chunks = chunk_document(text, abspath.suffix.lower(), max_chars=max_chars)
@@ -165,14 +204,19 @@ def _read_and_chunk(
     return pending, unreadable
 
 
-def _discover_all(roots: Sequence[Path], summary: IngestSummary) -> list[tuple[str, Path]]:
-    """(stored path, file) for every file; with several roots, paths are prefixed by the root's name."""
+def _discover_all(
+    roots: Sequence[Path], summary: IngestSummary, file_filter: FileFilter | None
+) -> list[tuple[str, Path]]:
+    """(stored path, file) for every file kept; with several roots, paths are prefixed by the root's name."""
     found: list[tuple[str, Path]] = []
     for root in roots:
         result = discover(root)
         prefix = f"{root.resolve().name}/" if len(roots) > 1 else ""
-        found.extend((prefix + item.path, item.abspath) for item in result.files)
+        kept = [item for item in result.files if file_filter is None or file_filter.allows(item.path)]
+        found.extend((prefix + item.path, item.abspath) for item in kept)
         for path, reason in result.skipped:
+            if file_filter is not None and not file_filter.allows(path):
+                continue  # a link in `_static/` is no news when `_static/` is left out anyway
             summary.skipped += 1
             summary.skipped_files.append((str(path), reason))
     return found

@@ -12,7 +12,7 @@ import json
 from collections.abc import Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -112,6 +112,36 @@ class SourceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceOrigin:
+    """Where a source was ingested from, recorded with its documents so `docserver refresh` can fetch it again."""
+
+    origin: str
+    """A folder or file (absolute), or a `git+…` URL."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """What else the fetch needs (include/exclude globs, git ref and path), stored as JSON."""
+    version: str | None = None
+    revision: str | None = None
+    """What was ingested, where the origin can say (a git commit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """A source with its origin and freshness, as `docserver sources` and the freshness metrics show it."""
+
+    name: str
+    documents: int
+    origin: str | None
+    options: dict[str, Any]
+    version: str | None
+    revision: str | None
+    refreshed_at: str | None
+    """When the source was last ingested or refreshed successfully (ISO 8601, UTC)."""
+    last_error: str | None
+    """Why the latest refresh failed; None once one has succeeded since."""
+    last_error_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RankedId:
     """A chunk id with the score one retriever gave it (higher is better)."""
 
@@ -181,6 +211,12 @@ class SourceWriter(Protocol):
 
     async def delete_documents(self, paths: Sequence[str]) -> None: ...
 
+    async def delete_all(self) -> None:
+        """Delete every document of the source (the source goes too, when the update commits)."""
+
+    async def record_origin(self, origin: SourceOrigin) -> None:
+        """Record where the source came from, and that it was refreshed successfully now."""
+
     @property
     def stats(self) -> WriteStats: ...
 
@@ -226,6 +262,12 @@ class Store(Protocol):
 
     async def document_hashes(self, source: str) -> dict[str, str]:
         """path -> content hash of every document stored for `source`."""
+
+    async def source_records(self) -> list[SourceRecord]:
+        """Every source with its origin and freshness, by name."""
+
+    async def record_refresh(self, source: str, *, error: str | None) -> None:
+        """Record a refresh of a stored source that wrote no documents: successful (error None) or failed."""
 
     def update_source(self, source: str) -> AbstractAsyncContextManager[SourceWriter]:
         """A transaction that replaces part or all of one source atomically."""

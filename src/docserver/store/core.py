@@ -28,12 +28,13 @@ from docserver.store.base import (
     RankedId,
     ReindexBatch,
     SourceInfo,
+    SourceRecord,
     SourceWriter,
     Vectors,
 )
 from docserver.store.observe import COLLECTIONS, QueryObserver
 from docserver.store.terms import query_terms
-from docserver.store.writer import Execute, TransactionWriter, WriteStatements
+from docserver.store.writer import Execute, OriginStatements, TransactionWriter, WriteStatements
 
 
 class Statements(WriteStatements, Protocol):
@@ -57,6 +58,13 @@ class Statements(WriteStatements, Protocol):
     get_document: Callable[..., Any]
 
 
+class SourceStatements(OriginStatements, Protocol):
+    """A dialect's statements for sources' origins and freshness (`docserver sources`, `refresh`)."""
+
+    source_records: Callable[..., Any]
+    record_refresh: Callable[..., Any]
+
+
 class ReindexStatements(Protocol):
     """A dialect's statements for `docserver reindex`: stage new vectors beside the current ones, then switch."""
 
@@ -73,6 +81,7 @@ class StoreCore(ABC):
     transient_errors: tuple[type[Exception], ...] = ()
     sql: Statements
     reindex_sql: ReindexStatements
+    sources_sql: SourceStatements
     collections: ClassVar[Mapping[str, str]] = COLLECTIONS
 
     def __init__(
@@ -142,6 +151,14 @@ class StoreCore(ABC):
     async def document_hashes(self, source: str) -> dict[str, str]:
         return dict(await self._read("document_hashes", self.sql.document_hashes, source))
 
+    async def source_records(self) -> list[SourceRecord]:
+        records: list[SourceRecord] = await self._read("source_records", self.sources_sql.source_records)
+        return records
+
+    async def record_refresh(self, source: str, *, error: str | None) -> None:
+        async with self._serialized:  # SQLite: not inside an ingest's transaction on the writer connection
+            await self._write("record_refresh", self.sources_sql.record_refresh, source, error)
+
     # -- writing -----------------------------------------------------------------------
 
     @asynccontextmanager
@@ -149,7 +166,7 @@ class StoreCore(ABC):
         try:
             async with self._transaction() as execute:
                 await execute("begin", self.sql.begin, source, self._embedder)
-                yield TransactionWriter(source, execute, self.sql)
+                yield TransactionWriter(source, execute, self.sql, self.sources_sql)
                 await execute("commit", self.sql.commit, source)
         finally:
             self.write_generation += 1  # after COMMIT (or rollback): readers re-read the corpus version

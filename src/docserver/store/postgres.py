@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from docserver.config import redact_url, url_password
 from docserver.errors import StoreBusyError, StoreError
 from docserver.observability.instruments import StoreInstruments
-from docserver.store import postgres_reindex, postgres_sql
+from docserver.store import postgres_reindex, postgres_sources, postgres_sql
 from docserver.store.base import EmbedderInfo, StoreUnavailableError
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_postgres_migrations
@@ -58,6 +58,7 @@ class PostgresStore(StoreCore):
     transient_errors: tuple[type[Exception], ...] = (StoreUnavailableError,)
     sql = postgres_sql
     reindex_sql = postgres_reindex
+    sources_sql = postgres_sources
     collections = collections_for(text="chunks", vectors="chunks")  # both live on `chunks` here
 
     def __init__(

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from docserver.errors import StoreError
 from docserver.observability.instruments import StoreInstruments
 from docserver.observability.logging import get_logger
-from docserver.store import sqlite_driver, sqlite_reindex, sqlite_sql
+from docserver.store import sqlite_driver, sqlite_reindex, sqlite_sources, sqlite_sql
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_sqlite_migrations
 from docserver.store.observe import collections_for
@@ -41,6 +41,7 @@ class SqliteStore(StoreCore):
     backend = "sqlite"
     sql = sqlite_sql
     reindex_sql = sqlite_reindex
+    sources_sql = sqlite_sources
     collections = collections_for(text="chunks_fts", vectors="chunk_vectors")
 
     def __init__(

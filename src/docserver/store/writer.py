@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from docserver.errors import StoreError
-from docserver.store.base import DocumentInput, WriteStats
+from docserver.store.base import DocumentInput, SourceOrigin, WriteStats
 
 
 class Execute(Protocol):
@@ -26,13 +26,21 @@ class WriteStatements(Protocol):
     delete_documents: Callable[..., Any]
 
 
+class OriginStatements(Protocol):
+    """A dialect's statements for a source's own row: its origin, its documents' paths."""
+
+    source_paths: Callable[..., Any]
+    record_origin: Callable[..., Any]
+
+
 class TransactionWriter:
     """Writes to one source inside the update's transaction (see `SourceWriter`)."""
 
-    def __init__(self, source: str, execute: Execute, statements: WriteStatements) -> None:
+    def __init__(self, source: str, execute: Execute, statements: WriteStatements, origins: OriginStatements) -> None:
         self._source = source
         self._execute = execute
         self._statements = statements
+        self._origins = origins
         self.stats = WriteStats()
 
     async def put_document(self, document: DocumentInput) -> None:
@@ -47,3 +55,11 @@ class TransactionWriter:
             await self._execute("delete_documents", self._statements.delete_documents, self._source, list(paths))
             self.stats.deleted += len(paths)
             self.stats.deleted_paths.extend(paths)
+
+    async def delete_all(self) -> None:
+        # Read inside the transaction: a document another writer added just before is deleted too.
+        paths: list[str] = await self._execute("source_paths", self._origins.source_paths, self._source)
+        await self.delete_documents(paths)
+
+    async def record_origin(self, origin: SourceOrigin) -> None:
+        await self._execute("record_origin", self._origins.record_origin, self._source, origin)

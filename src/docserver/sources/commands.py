@@ -1,0 +1,102 @@
+"""The command line's side of sources: ingest flags, requests from arguments, and the `sources` listing."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from platformdirs import user_data_path
+
+from docserver.config import Settings
+from docserver.errors import DocserverError
+from docserver.paths import APP_NAME, SAMPLE_SOURCE
+from docserver.runtime import Runtime
+from docserver.sources.filters import FileFilter
+from docserver.sources.git import GitRepositories
+from docserver.sources.origin import Origin, parse_origin
+from docserver.sources.request import SourceRequest, stored_name
+from docserver.sources.service import Sources
+from docserver.store.base import SourceInfo, SourceRecord
+
+
+def git_cache_path() -> Path:
+    """Where fetched repositories are kept between refreshes: `git/` in the user data folder."""
+    return user_data_path(APP_NAME, appauthor=False) / "git"
+
+
+def open_sources(settings: Settings, runtime: Runtime) -> Sources:
+    return Sources(
+        runtime.store, runtime.embedder, GitRepositories(git_cache_path()), max_chars=settings.store.chunk_max_chars
+    )
+
+
+def add_ingest_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version",
+        dest="version_label",
+        metavar="LABEL",
+        help="version label (e.g. 3.11): the source is stored as SOURCE@LABEL, beside its other versions",
+    )
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="GLOB", help="keep only files matching a glob (repeatable)"
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files matching a glob (repeatable), besides the defaults "
+        "(_sources/, _static/, _templates/, node_modules/, build outputs...)",
+    )
+    parser.add_argument("--no-default-excludes", action="store_true", help="do not leave out the default globs")
+    parser.add_argument("--force", action="store_true", help="re-chunk and re-embed even unchanged files")
+    parser.add_argument("--ref", help="git: the branch, tag or commit (default: the remote's default branch)")
+    parser.add_argument("--path", dest="inner_path", metavar="FOLDER", help="git: the folder inside the repository")
+
+
+def ingest_requests(args: argparse.Namespace, *, sample: Path | None) -> list[SourceRequest]:
+    """One request per source the arguments name (several paths share one with --source)."""
+    missing = [text for text in args.paths if "://" not in text and not Path(text).exists()]
+    if missing:
+        raise DocserverError(f"path not found: {', '.join(missing)}")
+    origins = [parse_origin(text, ref=args.ref, subpath=args.inner_path) for text in args.paths]
+    file_filter = FileFilter(tuple(args.include), tuple(args.exclude), not args.no_default_excludes)
+    requests = _grouped(origins, args.source, args.version_label, file_filter)
+    if sample is not None:
+        requests.append(SourceRequest(SAMPLE_SOURCE, Origin("path", str(sample.resolve())), file_filter))
+    return requests
+
+
+def _grouped(
+    origins: list[Origin], source: str | None, version: str | None, file_filter: FileFilter
+) -> list[SourceRequest]:
+    if source and len(origins) > 1:
+        if any(origin.kind != "path" for origin in origins):
+            raise DocserverError("--source with several origins: only folders and files can share one source")
+        paths = tuple(origin.location for origin in origins)
+        return [SourceRequest(stored_name(source, version), origins[0], file_filter, version, paths)]
+    return [
+        SourceRequest(
+            stored_name(source or origin.default_name(), version),
+            origin,
+            file_filter,
+            version,
+            (origin.location,) if origin.kind == "path" else (),
+        )
+        for origin in origins
+    ]
+
+
+def source_lines(sources: Sequence[SourceInfo], records: Mapping[str, SourceRecord]) -> Iterator[str]:
+    """`docserver sources`: a line per source, then its origin and freshness where recorded."""
+    for source in sources:
+        yield f"{source.name}\t{source.documents} documents\t{source.chunks} chunks\tupdated {source.updated_at}"
+        record = records.get(source.name)
+        if record is None or record.origin is None:
+            continue
+        version = f"version {record.version}  " if record.version else ""
+        revision = f" @ {record.revision[:12]}" if record.revision else ""
+        yield f"  {version}from {record.origin}{revision}  last refresh {record.refreshed_at or 'never'}"
+        if record.last_error:
+            yield f"  last error ({record.last_error_at}): {record.last_error}"

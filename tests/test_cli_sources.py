@@ -1,0 +1,48 @@
+"""`docserver ingest --version/--exclude`, `sources`, `refresh` and `remove` through the real command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS
+from support.docserver_process import docserver_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_versioned_source_is_listed_refreshed_and_removed(tmp_path: Path) -> None:
+    env = docserver_env(tmp_path / "cli.db", {"XDG_DATA_HOME": str(tmp_path / "data")})
+    docs = shutil.copytree(CORPUS, tmp_path / "docs")
+
+    ingested = run_cli("ingest", str(docs), "--source", "guide", "--version", "1.0", "--exclude", "reference/", env=env)
+    assert ingested.returncode == 0, ingested.stderr
+    listing = run_cli("sources", env=env).stdout.splitlines()
+    assert listing[0].startswith("guide@1.0\t4 documents")
+    assert listing[1].startswith(f"  version 1.0  from {docs}  last refresh ")
+    [record] = json.loads(run_cli("sources", "--json", env=env).stdout)
+    assert (record["version"], record["options"]["exclude"], record["last_error"]) == ("1.0", ["reference/"], None)
+
+    refreshed = run_cli("refresh", "guide", env=env)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "4 files (0 new or changed, 4 unchanged" in refreshed.stdout
+
+    removed = run_cli("remove", "guide", "--version", "1.0", env=env)
+    assert removed.stdout.strip() == "source 'guide@1.0' removed (4 documents)"
+    assert json.loads(run_cli("sources", "--json", env=env).stdout) == []
+
+
+def test_a_failed_refresh_exits_1_and_is_shown(tmp_path: Path) -> None:
+    env = docserver_env(tmp_path / "cli.db", {"XDG_DATA_HOME": str(tmp_path / "data")})
+    docs = shutil.copytree(CORPUS, tmp_path / "docs")
+    assert run_cli("ingest", str(docs), env=env).returncode == 0
+    shutil.rmtree(docs)
+
+    refreshed = run_cli("refresh", env=env)
+
+    assert refreshed.returncode == 1
+    assert refreshed.stderr.strip() == f"source 'docs': refresh failed: path not found: {docs}"
+    assert "last error (" in run_cli("sources", env=env).stdout
