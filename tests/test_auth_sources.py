@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import ResourceTemplateReference
 
 from docserver.access.tokens import new_token, token_entry
 from docserver.config import Settings
@@ -130,3 +132,24 @@ async def test_a_handshake_era_session_is_scoped_too(two_sources: Settings, runt
     )
     assert [source["name"] for source in listed["sources"]] == ["team-a"]
     assert sources_of(searched) == {"team-a"}
+
+
+async def test_another_teams_document_is_no_resource_and_its_source_no_completion(
+    two_sources: Settings, runtime: Runtime
+) -> None:
+    [found] = await call(two_sources, runtime, EVERYTHING, [("search_docs", {"query": "install", "source": "team-b"})])
+    theirs = found["results"][0]["document_id"]
+    headers = {"Authorization": f"Bearer {TEAM_A}"}
+    async with (
+        serve_in_process(two_sources, runtime, None) as app,
+        mcp_client(app, headers=headers) as client,
+    ):
+        with pytest.raises(MCPError) as other:
+            await client.read_resource(f"docs://team-b/{theirs}")
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource("docs://team-b/999999")
+        completed = await client.complete(
+            ResourceTemplateReference(uri="docs://{source}/{document_id}"), {"name": "source", "value": "team"}
+        )
+    assert str(other.value).replace(str(theirs), "999999") == str(missing.value)
+    assert completed.completion.values == ["team-a"]

@@ -31,6 +31,7 @@ from mcp_types import (
     TextResourceContents,
 )
 
+from docserver.access.visible import allowed_sources
 from docserver.errors import DocumentNotFoundError
 from docserver.search import SearchService
 
@@ -80,10 +81,10 @@ def register_resources(server: Any, service: SearchService) -> None:
         return ListResourceTemplatesResult(resource_templates=[_TEMPLATE])
 
     async def read(ctx: Any, params: ReadResourceRequestParams) -> ReadResourceResult:
-        return await read_document(service, str(params.uri))
+        return await read_document(service, str(params.uri), _allowed(ctx))
 
     async def complete(ctx: Any, params: CompleteRequestParams) -> CompleteResult:
-        return CompleteResult(completion=await completion(service, params))
+        return CompleteResult(completion=await completion(service, params, _allowed(ctx)))
 
     server.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
     server.add_request_handler("resources/templates/list", PaginatedRequestParams, list_templates)
@@ -91,7 +92,13 @@ def register_resources(server: Any, service: SearchService) -> None:
     server.add_request_handler("completion/complete", CompleteRequestParams, complete)
 
 
-async def read_document(service: SearchService, uri: str) -> ReadResourceResult:
+def _allowed(ctx: Any) -> frozenset[str] | None:
+    """The sources this message's caller may read (None: all), as the tools see them."""
+    return allowed_sources(getattr(ctx, "request", None))
+
+
+async def read_document(service: SearchService, uri: str, allowed: frozenset[str] | None = None) -> ReadResourceResult:
+    """The document behind `uri`; another source's document, for a caller limited to some, reads as a missing one."""
     match = _URI.fullmatch(uri)
     if match is None:
         raise MCPError(INVALID_PARAMS, f"unknown resource {uri!r}; use {URI_TEMPLATE}")
@@ -99,19 +106,26 @@ async def read_document(service: SearchService, uri: str) -> ReadResourceResult:
         document = await service.get_document(int(match["document_id"]))
     except DocumentNotFoundError:
         document = None
-    if document is None or document.source != match["source"]:
+    readable = document is not None and (allowed is None or document.source in allowed)
+    if document is None or not readable or document.source != match["source"]:
         message = f"no document {uri!r}; use a source and document_id from a search_docs result"
         raise MCPError(INVALID_PARAMS, message)
     contents = TextResourceContents(uri=uri, mime_type=mime_type(document.path), text=document.content)
     return ReadResourceResult(contents=[contents])
 
 
-async def completion(service: SearchService, params: CompleteRequestParams) -> Completion:
+async def completion(
+    service: SearchService, params: CompleteRequestParams, allowed: frozenset[str] | None = None
+) -> Completion:
     ref = params.ref
     if not isinstance(ref, ResourceTemplateReference) or ref.uri != URI_TEMPLATE:
         raise MCPError(INVALID_PARAMS, f"nothing to complete for {ref.type}; the resource template is {URI_TEMPLATE}")
     if params.argument.name != "source":
         return Completion(values=[], total=0, has_more=False)
     prefix = params.argument.value
-    names = sorted(source.name for source in await service.list_sources() if source.name.startswith(prefix))
+    names = sorted(
+        source.name
+        for source in await service.list_sources()
+        if source.name.startswith(prefix) and (allowed is None or source.name in allowed)
+    )
     return Completion(values=names[:MAX_COMPLETIONS], total=len(names), has_more=len(names) > MAX_COMPLETIONS)
