@@ -332,6 +332,26 @@ def overview() -> dict[str, Any]:
                 ],
             ),
             Row(
+                "Sources: freshness",
+                [
+                    Panel(
+                        "Hours since each source's last successful refresh",
+                        "Read from the store at every scrape, so it counts refreshes by any process (a CronJob, "
+                        "a laptop). SourceStale tickets after 24 hours; `docserver sources` shows the last error.",
+                        [
+                            q(
+                                f"(time() - max by (source) (docserver_source_last_success_timestamp_seconds{{{SEL}}}))"
+                                " / 3600",
+                                "{{source}}",
+                            )
+                        ],
+                        unit="h",
+                        width=24,
+                        thresholds=[(None, "green"), (24, "red")],
+                    ),
+                ],
+            ),
+            Row(
                 "Admission: admitted vs rejected MCP requests",
                 [
                     Panel(

@@ -19,6 +19,7 @@ from docserver.config import Settings
 from docserver.empty_store import log_store_at_start
 from docserver.mcp.sdk import ObservedSessionManager
 from docserver.mcp.server import build_mcp
+from docserver.observability.freshness import FreshnessCollector, store_records
 from docserver.observability.logging import active_log_writer, get_logger
 from docserver.observability.metrics import LogDropCollector, Metrics
 from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing, sampler_named
@@ -126,6 +127,9 @@ async def _serve(
     # server starts, /readyz names the database until it answers.
     async with open_runtime(settings, request_metrics, wait_for_store=False) as runtime:
         await log_store_at_start(settings, runtime)
+        if request_metrics is not None:
+            # Freshness is the store's: read when Prometheus scrapes, whoever refreshed the sources.
+            metrics.register_collector(FreshnessCollector(store_records(runtime.store, asyncio.get_running_loop())))
         if request_metrics is None:
             metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
         companions: list[uvicorn.Server] = []
