@@ -40,9 +40,9 @@ check: lint typecheck fast-tests
 system-deps:
 	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null \
 		&& command -v redis-server >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null \
-		&& command -v npm >/dev/null && command -v git >/dev/null || \
+		&& command -v npm >/dev/null && command -v git >/dev/null && test -d /usr/share/doc/python3.11/html || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			prometheus prometheus-alertmanager golang-go redis-server jq curl npm git; }
+			prometheus prometheus-alertmanager golang-go redis-server jq curl npm git python3.11-doc; }
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 
 install: $(STAMP)

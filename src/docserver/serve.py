@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
 import uvicorn
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -24,6 +24,10 @@ from docserver.observability.logging import active_log_writer, get_logger
 from docserver.observability.metrics import LogDropCollector, Metrics
 from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing, sampler_named
 from docserver.runtime import Runtime, open_runtime
+from docserver.sources.commands import git_cache_path
+from docserver.sources.git import GitRepositories
+from docserver.sources.schedule import RefreshSchedule
+from docserver.sources.service import Sources
 
 log = get_logger(__name__)
 
@@ -130,6 +134,7 @@ async def _serve(
         if request_metrics is not None:
             # Freshness is the store's: read when Prometheus scrapes, whoever refreshed the sources.
             metrics.register_collector(FreshnessCollector(store_records(runtime.store, asyncio.get_running_loop())))
+        refreshing = _start_refresh_schedule(settings, runtime, request_metrics)
         if request_metrics is None:
             metrics.set_build_info(backend=runtime.store.backend, embedder=runtime.embedder.provider)
         companions: list[uvicorn.Server] = []
@@ -149,6 +154,9 @@ async def _serve(
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if refreshing is not None:
+                refreshing.cancel()
+                await asyncio.gather(refreshing, return_exceptions=True)
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -167,6 +175,34 @@ async def serve_stdio(settings: Settings) -> None:
     finally:
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown, 1.0)
+
+
+def _start_refresh_schedule(settings: Settings, runtime: Runtime, metrics: Metrics | None) -> asyncio.Task[None] | None:
+    """The scheduled refresh of every source (DOCSERVER_REFRESH_INTERVAL), when one is set."""
+    interval = settings.sources.refresh_interval
+    if interval is None:
+        return None
+    refreshes = metrics.source_refreshes if metrics is not None else None
+    fetches = metrics.fetch_requests if metrics is not None else None
+    git = GitRepositories(
+        git_cache_path(), on_fetch=(lambda result: fetches.labels("git", result).inc()) if fetches else None
+    )
+    sources = Sources(
+        runtime.store,
+        runtime.embedder,
+        git,
+        max_chars=settings.store.chunk_max_chars,
+        on_refresh=(lambda result: refreshes.labels(result).inc()) if refreshes else None,
+    )
+    log.info("refresh_scheduled", interval_s=interval)
+    return asyncio.create_task(RefreshSchedule(sources, interval).run(), name="docserver-refresh")
+
+
+def _counting(family: Any, *labels: str) -> Callable[[str], None] | None:
+    """A callback that counts each result it is given on `family` (after `labels`), or None without metrics."""
+    if family is None:
+        return None
+    return lambda result: family.labels(*labels, result).inc()
 
 
 def start_tracing(settings: Settings, metrics: Metrics | None) -> Tracing | None:

@@ -22,6 +22,7 @@ from docserver.config.environment import GroupedEnvSource
 from docserver.config.fields import groups_of, variable_of
 from docserver.config.http import HttpSettings
 from docserver.config.profiling import ProfilingSettings
+from docserver.config.sources import SourcesSettings
 from docserver.config.store import StoreSettings
 from docserver.config.telemetry import TelemetrySettings
 from docserver.config.urls import redact_url, url_password
@@ -37,6 +38,7 @@ __all__ = [
     "HttpSettings",
     "ProfilingSettings",
     "Settings",
+    "SourcesSettings",
     "StoreSettings",
     "TelemetrySettings",
     "env_name",
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
     profiling: ProfilingSettings = Field(default_factory=ProfilingSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -87,6 +87,11 @@ AUTH_FAILURE_SERIES = (
 """docserver_auth_failures_total's (endpoint, reason) series: a closed set, all exported from the start."""
 
 
+SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed")
+FETCH_RESULTS = ("ok", "not_found", "unreachable", "failed")
+"""The closed sets the sources layer counts in (sources/service.py, sources/git.py; a test keeps them equal)."""
+
+
 def _no_exemplar() -> dict[str, str] | None:
     return None
 
@@ -236,6 +241,18 @@ REQUEST_FAMILIES: dict[str, Family] = {
         "docserver_admission_queued",
         "MCP requests waiting for an admission slot (at most DOCSERVER_MAX_QUEUED).",
     ),
+    "source_refreshes": Family(
+        Counter,
+        "docserver_source_refresh",
+        "Source refreshes run by this server (DOCSERVER_REFRESH_INTERVAL), by result (ok, unchanged, failed).",
+        ("result",),
+    ),
+    "fetch_requests": Family(
+        Counter,
+        "docserver_fetch_requests",
+        "Fetches from sources' origins by this server, by kind (git) and result (ok, not_found, unreachable, failed).",
+        ("kind", "result"),
+    ),
 }
 """The request-path families, by the attribute of `Metrics` that holds each (absent with telemetry off)."""
 
@@ -267,6 +284,8 @@ class Metrics:
     requests_rejected: Counter
     admission_in_flight: Gauge
     admission_queued: Gauge
+    source_refreshes: Counter
+    fetch_requests: Counter
 
     def __init__(
         self,
@@ -313,6 +332,10 @@ class Metrics:
             self.trace_spans_dropped.labels(reason)
         for reason in REJECTION_REASONS:
             self.requests_rejected.labels(reason)
+        for result in SOURCE_REFRESH_RESULTS:
+            self.source_refreshes.labels(result)
+        for result in FETCH_RESULTS:
+            self.fetch_requests.labels("git", result)
         # Every tool's series exist from the start, at zero: rates work from the first scrape.
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):

@@ -141,7 +141,9 @@ class Sources:
             progress=progress,
             options=options,
         )
-        return Outcome(request.name, "ok", summary, fetched.revision)
+        # A refresh that found nothing new (files all as stored) is `unchanged`, as an unmoved git ref is.
+        same = previous is not None and not force and summary.changed == 0 and summary.removed == 0
+        return Outcome(request.name, "unchanged" if same else "ok", summary, fetched.revision)
 
     async def _fetch(self, request: SourceRequest, previous: SourceRecord | None) -> _Fetched:
         origin = request.origin
