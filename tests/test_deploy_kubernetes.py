@@ -73,7 +73,7 @@ def test_the_prometheus_rule_holds_exactly_the_rule_files_groups(objects: list[d
 def test_the_base_renders_every_object(objects: list[dict[str, Any]]) -> None:
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        ["ConfigMap"] * 5 + ["Deployment", "PodDisruptionBudget", "PrometheusRule", "Secret", "Service"]
+        ["ConfigMap"] * 5 + ["CronJob", "Deployment", "PodDisruptionBudget", "PrometheusRule", "Secret", "Service"]
         + ["ServiceMonitor"]
     )  # fmt: skip
 
@@ -201,3 +201,21 @@ def test_the_disruption_budget_and_selectors_match_the_pods(objects: list[dict[s
     for kind in ("PodDisruptionBudget", "Deployment"):
         assert one(objects, kind)["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert one(objects, "Service")["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_a_cronjob_refreshes_the_sources_with_the_deployments_image_and_embedder(objects: list[dict[str, Any]]) -> None:
+    job = one(objects, "CronJob")["spec"]
+    pod = job["jobTemplate"]["spec"]["template"]["spec"]
+    [refresh] = pod["containers"]
+    served = env(objects)
+    refreshing = {item["name"]: item.get("value", "") for item in refresh["env"]}
+    assert refresh["command"] == ["docserver", "refresh"]
+    assert refresh["image"] == container(objects)["image"]
+    embedder = ("DOCSERVER_EMBEDDER", "DOCSERVER_EMBEDDING_URL", "DOCSERVER_EMBEDDING_MODEL")
+    assert {name: refreshing[name] for name in embedder} == {name: served[name] for name in embedder}
+    assert refresh["envFrom"] == container(objects)["envFrom"]  # the same database and API key
+    assert job["concurrencyPolicy"] == "Forbid"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert refresh["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {mount["mountPath"] for mount in refresh["volumeMounts"]}
+    assert refreshing["XDG_DATA_HOME"] in mounts  # the git cache is writable
