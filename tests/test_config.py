@@ -14,7 +14,7 @@ from docserver.embed.factory import open_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import ConfigError
 from docserver.paths import default_database_path
-from support.docserver_process import docserver_env, free_port, start_docserver
+from support.docserver_process import docserver_env, free_port, run_cli, start_docserver
 
 CONFIGURATION_DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 
@@ -191,3 +191,22 @@ def test_replace_changes_one_value_and_keeps_the_rest(clean_env: pytest.MonkeyPa
     changed = settings.replace(embedding={"provider": "local"})
     assert (changed.embedding.provider, changed.http.port) == ("local", 1234)
     assert settings.embedding.provider == "hash"
+
+
+def test_a_misspelt_setting_is_named_with_the_closest_known_one() -> None:
+    from docserver.config import unknown_variables
+
+    found = unknown_variables(
+        {"DOCSERVER_EMBEDER": "local", "DOCSERVER_PORT": "9000", "PATH": "/bin", "DOCSERVER_ZZZ": "1"}
+    )
+
+    assert found == [("DOCSERVER_EMBEDER", "DOCSERVER_EMBEDDER"), ("DOCSERVER_ZZZ", None)]
+
+
+def test_the_cli_warns_once_per_unknown_setting(tmp_path: Path) -> None:
+    env = {**docserver_env(tmp_path / "db.db"), "DOCSERVER_EMBEDER": "local"}
+    result = run_cli("sources", env=env)
+
+    assert result.returncode == 0
+    [line] = [line for line in result.stderr.splitlines() if "unknown_setting" in line]
+    assert "DOCSERVER_EMBEDDER" in line

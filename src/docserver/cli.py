@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
 from docserver import __version__
-from docserver.config import Settings, load_settings
+from docserver.config import Settings, load_settings, unknown_variables
 from docserver.errors import DocserverError
 from docserver.ingest.progress import ProgressBar
-from docserver.observability.logging import configure_logging
+from docserver.observability.logging import configure_logging, get_logger
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.tracing import current_trace_ids
 from docserver.paths import SAMPLE_SOURCE, bundled_docs_path
@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets=settings.secrets(),
         trace_ids=current_trace_ids if settings.telemetry.tracing_enabled else None,
     )
+    for variable, closest in unknown_variables(os.environ):
+        get_logger("docserver.config").warning("unknown_setting", variable=variable, closest=closest)
     try:
         return _run(args, settings)
     except DocserverError as exc:

@@ -8,6 +8,7 @@ flat days (DOCSERVER_PORT, LOG_LEVEL, OTEL_*...). `ENVIRONMENT_VARIABLES` lists 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "env_name",
     "load_settings",
     "redact_url",
+    "unknown_variables",
     "url_password",
 ]
 
@@ -99,6 +101,23 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     for group_name, group in groups_of(Settings)
     for name, field in group.model_fields.items()
 }
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(variable, the closest known one or None) for each `DOCSERVER_*` variable that is no setting.
+
+    Otherwise a misspelt setting is ignored without a word.
+    """
+    known = set(ENVIRONMENT_VARIABLES.values())
+    unknown = sorted(name for name in environ if name.upper().startswith("DOCSERVER_") and name.upper() not in known)
+    return [(name, _closest(name.upper(), known)) for name in unknown]
+
+
+def _closest(name: str, known: set[str]) -> str | None:
+    # Compared without the prefix every candidate shares, or it alone would make anything look close.
+    suffixes = {variable.removeprefix("DOCSERVER_"): variable for variable in known}
+    matches = difflib.get_close_matches(name.removeprefix("DOCSERVER_"), suffixes, n=1, cutoff=0.6)
+    return suffixes[matches[0]] if matches else None
 
 
 def env_name(setting: str) -> str:
