@@ -31,10 +31,11 @@ log = get_logger("docserver.embed")
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 ENCODE_BATCH = 16
 """Texts per forward pass. sentence-transformers sorts a call's texts by length and
-pads each forward pass to its longest text only, so small passes waste little on
-padding; and memory stays that of 16 texts however many one call brings (a pass
-over 4,000 texts at once padded them all to 256 word pieces and took 14 GB).
-Measured by bench/local_ingest.py: 8 and 16 were equally fast, 64 about 20% slower."""
+pads each pass to its longest text only, so short passes waste little on padding,
+and memory stays that of 16 texts however many one call brings (one pass over
+4,000 texts padded them all to 256 word pieces and took 14 GB). On Python's docs,
+passes of 8 or 16 texts gave about 20% more chunks per CPU second than one pass of
+64 (bench/local_ingest.py measures the whole effect)."""
 INSTALL_HINT = (
     "pip install 'docserver[local]' (with the CPU build of torch: "
     "pip install torch --index-url https://download.pytorch.org/whl/cpu; see docs/search.md)"
