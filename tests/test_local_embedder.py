@@ -18,9 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CORPUS
 from docserver.config import load_settings
-from docserver.embed.base import BatchObserver
+from docserver.embed.base import BatchObserver, normalize
 from docserver.embed.factory import open_embedder
-from docserver.embed.local import DEFAULT_MODEL_NAME, LocalEmbedder, default_model_folder, model_label
+from docserver.embed.local import (
+    DEFAULT_MODEL_NAME,
+    ENCODE_BATCH,
+    LocalEmbedder,
+    default_model_folder,
+    model_label,
+)
 from docserver.errors import ConfigError, EmbeddingError
 from docserver.observability.metrics import Metrics
 from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
@@ -73,6 +79,40 @@ async def test_batches_give_the_same_vectors_as_single_queries(embedder: LocalEm
     batched = await embedder.embed(texts)  # batch_size 16: two batches
     single = await embedder.embed_query(texts[17])
     assert np.allclose(batched[17], single, atol=1e-5)
+
+
+def texts_of_every_length(count: int) -> list[str]:
+    """Chunks from a heading alone to past the model's 256 word pieces, in no order of length."""
+    sentence = "The broker keeps each partition's segments on disk until retention removes them. "
+    return [f"Retention > part {n}\n" + sentence * ((n * 7) % 23) for n in range(count)]
+
+
+async def test_short_sorted_passes_give_the_vectors_of_one_padded_pass(embedder: LocalEmbedder) -> None:
+    """Padding is masked out: how texts are grouped into passes changes no vector beyond float noise."""
+    texts = texts_of_every_length(40)
+    one_pass = embedder._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+    passes = await embedder.embed_batch(texts)
+    assert np.allclose(passes, normalize(np.asarray(one_pass, dtype=np.float32)), atol=1e-5)
+
+
+async def test_a_call_with_many_texts_encodes_at_most_a_few_at_a_time(embedder: LocalEmbedder) -> None:
+    """Memory is that of ENCODE_BATCH texts, however many one call brings."""
+    widths: list[tuple[int, int]] = []
+    forward = embedder._model.forward
+
+    def recording(features: dict[str, object], *args: object, **kwargs: object) -> object:
+        widths.append(tuple(features["input_ids"].shape))  # type: ignore[attr-defined]
+        return forward(features, *args, **kwargs)
+
+    embedder._model.forward = recording
+    try:
+        rows = await embedder.embed_batch(texts_of_every_length(3 * ENCODE_BATCH + 5))
+    finally:
+        del embedder._model.forward
+    assert rows.shape == (3 * ENCODE_BATCH + 5, 384)
+    assert [texts for texts, _ in widths] == [ENCODE_BATCH] * 3 + [5]
+    assert max(length for _, length in widths) == 256  # the model reads 256 word pieces, no more
+    assert [length for _, length in widths] == sorted((length for _, length in widths), reverse=True)
 
 
 async def test_encoding_runs_on_its_own_thread_with_the_configured_torch_threads(embedder: LocalEmbedder) -> None:

@@ -27,6 +27,15 @@ class BatchObserver:
 
     The embedder owns its batches, so it observes them, once, here. Handed to
     the embedder at construction; `instruments` is None with metrics off.
+
+    `slow_seconds` is a time per text: a batch is slow when it took longer than
+    that for each text in it. A search's query is a batch of one, so for searches
+    this is the plain batch time; an ingest batch of 64 texts costs about 64 times
+    one text with every provider (the local model computes per text, an API
+    bills and works per token), so a fixed per-batch threshold fired on the
+    batch's size, once per batch, for a provider working at its normal speed.
+    Per text, a warning means a slow provider, and warnings come at most once per
+    `slow_seconds` of embedding, whatever the batch size.
     """
 
     __slots__ = ("_instruments", "_slow_seconds")
@@ -60,7 +69,7 @@ class BatchObserver:
         if instruments is not None:
             instruments.duration(embedder.provider, embedder.model).observe(elapsed, instruments.exemplar())
             instruments.batch_size(embedder.provider).observe(size)
-        if elapsed > self._slow_seconds:
+        if elapsed > self._slow_seconds * max(size, 1):
             log.warning(
                 "slow_embedding_batch",
                 provider=embedder.provider,

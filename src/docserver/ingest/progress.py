@@ -6,9 +6,18 @@ import sys
 import time
 from typing import TextIO
 
+CLEAR_LINE = "\x1b[K"
+
 
 class ProgressBar:
-    """`[#######.........]  120/1000 files  12%` on one line of stderr, redrawn at most 10 times a second."""
+    """`[#######.........]  120/1000 files  12%` on one line of stderr, redrawn at most 10 times a second.
+
+    Log lines share the terminal (warnings go to stderr while a command runs):
+    the bar leaves the cursor at the start of its line, so a line written by
+    anyone else starts at the left margin and covers the bar, instead of being
+    glued after its percentage; the bar is drawn again, on the line below, at
+    its next update and when it closes.
+    """
 
     def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, unit: str = "files") -> None:
         self.label = label
@@ -17,7 +26,7 @@ class ProgressBar:
         self.width = width
         self.enabled = self.stream.isatty()
         self._drawn_at = 0.0
-        self._visible = False
+        self._last = ""
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
@@ -28,12 +37,15 @@ class ProgressBar:
         self._drawn_at = now
         filled = self.width * done // total
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {self.unit} {100 * done // total:3d}%")
-        self.stream.flush()
-        self._visible = True
+        self._last = f"{self.label} [{bar}] {done}/{total} {self.unit} {100 * done // total:3d}%"
+        self._draw("\r")
 
     def close(self) -> None:
-        if self._visible:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._visible = False
+        """Leave the last state on its own line, below any log line that covered it."""
+        if self._last:
+            self._draw("\n")
+            self._last = ""
+
+    def _draw(self, end: str) -> None:
+        self.stream.write(f"\r{CLEAR_LINE}{self._last}{end}")
+        self.stream.flush()
