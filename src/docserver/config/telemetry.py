@@ -30,7 +30,7 @@ class TelemetrySettings(Group):
     slow_query_ms: PositiveFloat = env("DOCSERVER_SLOW_QUERY_MS", 250.0)
     """A store query slower than this logs a warning."""
     slow_embedding_ms: PositiveFloat = env("DOCSERVER_SLOW_EMBEDDING_MS", 2000.0)
-    """An embedding batch slower than this logs a warning."""
+    """An embedding batch slower than this per text in it logs a warning (a query is a batch of one)."""
     otel_sdk_disabled: bool = env("OTEL_SDK_DISABLED", False)
     """`true` turns tracing off entirely: no provider, no spans, no exporter thread."""
     trace_sample_rate: float = env("OTEL_TRACE_SAMPLE_RATE", 0.1, ge=0.0, le=1.0)
