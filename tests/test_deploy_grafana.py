@@ -142,3 +142,47 @@ def test_exemplars_link_to_jaeger_by_trace_id() -> None:
 def test_the_dashboard_provider_loads_a_folder_of_files() -> None:
     (provider,) = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "docserver.yml").read_text())["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
+
+
+RULES = Path(__file__).parents[1] / "deploy" / "prometheus" / "rules" / "alerts.yml"
+
+
+def alert_runbooks() -> dict[str, str]:
+    rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    return {rule["alert"]: rule["annotations"]["runbook_url"] for rule in rules if "alert" in rule}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_dashboard_links_to_the_runbook_the_alerts_name(name: str) -> None:
+    bases = {url.partition("#")[0] for url in alert_runbooks().values()}
+    links = [link for link in load(name)["links"] if link.get("title") == "Runbook"]
+
+    assert len(bases) == 1
+    assert [link["url"] for link in links] == list(bases)
+
+
+def test_a_panel_that_names_an_alert_links_to_that_alerts_runbook_section() -> None:
+    runbooks = alert_runbooks()
+    linked = {
+        link["title"].removeprefix("Runbook: "): link["url"]
+        for name in FILES
+        for panel in panels(load(name))
+        for link in panel.get("links", [])
+    }
+
+    assert linked  # the SLO, admission, freshness... panels name their alerts
+    assert {alert: runbooks[alert] for alert in linked} == linked
+
+
+def test_rebasing_the_runbook_moves_the_dashboards_links_too() -> None:
+    spec = importlib.util.spec_from_file_location("k8s_generate", GRAFANA.parent / "kubernetes" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["k8s_generate"] = module
+    spec.loader.exec_module(module)
+
+    files = module.render("https://docs.example.com/runbook/")
+
+    dashboards = [text for path, text in files.items() if path.suffix == ".json"]
+    assert dashboards and all("127.0.0.1:8000/runbook" not in text for text in dashboards)
+    assert all('"https://docs.example.com/runbook/' in text for text in dashboards)

@@ -8,12 +8,17 @@ Every query filters on the `job` and `instance` variables, and tool panels on
 `tool`; `$__rate_interval` lets Grafana pick a window of at least four scrapes.
 Latency panels ask for exemplars: with tracing on, a dot on the graph is one
 sampled request, and the Prometheus data source (provisioning/datasources)
-links its `trace_id` to Jaeger.
+links its `trace_id` to Jaeger. Every dashboard links to the runbook, and a
+panel whose description names an alert links to that alert's section: the
+same pages the alerts' `runbook_url` names (RUNBOOK; `deploy/kubernetes/
+generate.py --runbook-base URL` rebases both).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "dashboards"
+ALERT_RULES = Path(__file__).resolve().parents[1] / "prometheus" / "rules" / "alerts.yml"
+RUNBOOK = "http://127.0.0.1:8000/runbook/"
+"""The runbook page of the docs site, as the alert rules' runbook_url have it."""
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'job=~"$job", instance=~"$instance"'
 RATE = "$__rate_interval"
@@ -121,6 +129,11 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         },
         "options": panel.options,
     }
+    alerts = [alert for alert in _alert_names() if re.search(rf"\b{alert}\b", panel.description)]
+    if alerts:
+        rendered["links"] = [
+            {"title": f"Runbook: {alert}", "url": f"{RUNBOOK}#{alert.lower()}", "targetBlank": True} for alert in alerts
+        ]
     if panel.kind == "timeseries":
         rendered["fieldConfig"]["defaults"]["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10}
         rendered["options"] = {
@@ -173,6 +186,15 @@ def _variables() -> list[dict[str, Any]]:
     ]
 
 
+_RUNBOOK_LINK = {"type": "link", "title": "Runbook", "url": RUNBOOK, "icon": "doc", "targetBlank": True}
+
+
+@functools.cache
+def _alert_names() -> tuple[str, ...]:
+    text = ALERT_RULES.read_text()
+    return tuple(sorted(set(re.findall(r"^\s*- alert: (\w+)", text, flags=re.M))))
+
+
 _LINKS = {
     "type": "dashboards",
     "title": "docserver",
@@ -218,7 +240,7 @@ def dashboard(uid: str, title: str, description: str, rows: Iterable[Row]) -> di
         "time": {"from": "now-3h", "to": "now"},
         "templating": {"list": _variables()},
         "annotations": {"list": []},
-        "links": [_LINKS],
+        "links": [_LINKS, _RUNBOOK_LINK],
         "panels": panels,
     }
 

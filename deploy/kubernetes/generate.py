@@ -69,7 +69,10 @@ def render(runbook_base: str | None = None) -> dict[Path, str]:
     rule = prometheus_rule(runbook_base)
     files = {HERE / "prometheusrule.yaml": HEADER + yaml.dump(rule, Dumper=_BlockStyle, sort_keys=False)}
     for dashboard in sorted(DASHBOARDS.glob("*.json")):
-        files[HERE / "dashboards" / dashboard.name] = dashboard.read_text()
+        text = dashboard.read_text()
+        if runbook_base:  # the dashboards' runbook links follow the alerts'
+            text = text.replace('"http://127.0.0.1:8000/runbook/', '"' + runbook_base.split("#")[0])
+        files[HERE / "dashboards" / dashboard.name] = text
     return files
 
 
