@@ -73,8 +73,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Everything but the container image's tests, which `image-test` runs once the image is built.
 pytest: $(LOCAL_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not image"
 
 # The site from docs/ (mkdocs.yml); the reference pages are generated from the code by
 # docs/gen_reference.py. Strict: a broken link, anchor or missing page fails (about 2 s).
@@ -132,7 +133,7 @@ image-local: base-image package
 
 # Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user.
 image-test: image
-	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q tests/test_image.py
+	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py
 
 # podman, runc and mmdebstrap from Debian, once.
 image-deps:

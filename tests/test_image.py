@@ -1,9 +1,10 @@
 """The container image runs as shipped: non-root, read-only root filesystem, database on /data.
 
-`make image-test` builds the image and runs these tests against it; they need
-podman and the image named by DOCSERVER_IMAGE (DOCSERVER_PODMAN: the podman
-command line, e.g. `podman --runtime runc`). Without DOCSERVER_IMAGE they are
-skipped, with that reason.
+`make image-test` (part of `make test`) builds the image and runs these tests
+against it; they need podman and the image named by DOCSERVER_IMAGE
+(DOCSERVER_PODMAN: the podman command line, e.g. `podman --runtime runc`).
+They carry the `image` marker: `make pytest` leaves them to `make image-test`,
+and run without DOCSERVER_IMAGE they fail saying so.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ IMAGE = os.environ.get("DOCSERVER_IMAGE", "")
 PODMAN = shlex.split(os.environ.get("DOCSERVER_PODMAN", "podman"))
 SHUTDOWN_TIMEOUT = 5
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not IMAGE, reason="no DOCSERVER_IMAGE: run `make image-test`"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.image]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _an_image_is_named() -> None:
+    assert IMAGE, "no image named: run `make image-test`, or set DOCSERVER_IMAGE to a built image"
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
