@@ -41,6 +41,9 @@ SERVICE_PARAMS = ("postgresql",)
 # A test (or a helper of its module it calls) referring to one of these starts a process.
 SERVICE_NAMES = {"subprocess", "run_cli", "start_docserver", "start_embedding_server", "shared_server", "redis_url"}
 
+# Fixtures shared by the OAuth tests: the loopback identity provider and an indexed runtime.
+pytest_plugins = ["support.oauth"]
+
 CORPUS = Path(__file__).with_name("corpus")
 
 # (query, expected path, expected heading): the known answers of the test corpus.

@@ -11,38 +11,22 @@ appears nowhere in the answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from docserver.config import Settings
-from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
 from support.captured_logs import capture_events
-from support.idp import IdentityProvider, identity_provider, rsa_key
-from support.inprocess import new_metrics
+from support.idp import IdentityProvider, rsa_key
 from support.oauth import Caller, docserver, failures
 
 
 def names(listed: dict[str, Any]) -> list[str]:
     return [source["name"] for source in listed["sources"]]
-
-
-@pytest.fixture
-def idp() -> Iterator[IdentityProvider]:
-    with identity_provider() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def indexed(settings: Settings, runtime: Runtime, corpus: Path) -> tuple[Runtime, Metrics]:
-    await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
-    metrics = new_metrics()
-    return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
 
 
 async def test_no_token_is_refused_with_the_metadata_url_then_a_valid_one_is_served(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,11 @@ from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
 from support.captured_logs import capture_events
-from support.idp import IdentityProvider, identity_provider
+from support.idp import IdentityProvider
 from support.inprocess import new_metrics
 from support.oauth import Caller, docserver
 
 STATIC = new_token()
-
-
-@pytest.fixture
-def idp() -> Iterator[IdentityProvider]:
-    with identity_provider() as provider:
-        yield provider
 
 
 @pytest.fixture

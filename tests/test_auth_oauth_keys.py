@@ -6,32 +6,12 @@ JWKS from the identity provider stand-in, and the official MCP client calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from docserver.access.jwks import JwksCache, metadata_urls
 from docserver.config import Settings
-from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
-from support.idp import IdentityProvider, identity_provider, rsa_key
-from support.inprocess import new_metrics
+from support.idp import IdentityProvider, rsa_key
 from support.oauth import Caller, docserver, failures
-
-
-@pytest.fixture
-def idp() -> Iterator[IdentityProvider]:
-    with identity_provider() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def indexed(settings: Settings, runtime: Runtime, corpus: Path) -> tuple[Runtime, Metrics]:
-    await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
-    metrics = new_metrics()
-    return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
 
 
 async def test_an_unknown_kid_is_refused_then_served_once_the_issuer_rotates_to_it(

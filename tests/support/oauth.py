@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -14,9 +15,11 @@ from mcp.client.streamable_http import streamable_http_client
 from docserver.app import create_app
 from docserver.config import Settings
 from docserver.config.auth import AuthSettings
+from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
-from support.idp import IdentityProvider
+from support.idp import IdentityProvider, identity_provider
+from support.inprocess import new_metrics
 from support.loopback import loopback_socket, port_of, serve_over_http
 
 
@@ -72,3 +75,18 @@ def failures(metrics: Metrics, reason: str) -> float:
     value = metrics.registry.get_sample_value("docserver_auth_failures_total", {"endpoint": "mcp", "reason": reason})
     assert value is not None
     return value
+
+
+@pytest.fixture
+def idp() -> Iterator[IdentityProvider]:
+    """An identity provider on loopback: issuer metadata, a JWKS, tokens minted with real RSA and EC keys."""
+    with identity_provider() as provider:
+        yield provider
+
+
+@pytest.fixture
+async def indexed(settings: Settings, runtime: Runtime, corpus: Path) -> tuple[Runtime, Metrics]:
+    """The test corpus in the store, and a runtime measured into fresh metrics."""
+    await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
+    metrics = new_metrics()
+    return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
