@@ -188,3 +188,24 @@ def fresh_copy(template: Path, folder: Path, name: str) -> Path:
         if source.exists():
             shutil.copyfile(source, Path(f"{target}{suffix}"))
     return target
+
+
+# --- instruction counts (bench/instructions.py, bench/server_instructions.py) -------------------
+
+
+def per_call(totals: tuple[int, int], calls: tuple[int, int]) -> float:
+    """One call's instructions: the difference of two runs' totals over the difference of their calls."""
+    return (totals[1] - totals[0]) / (calls[1] - calls[0])
+
+
+def write_instruction_table(rows: list[dict[str, float | str]], out: Path, what: str) -> None:
+    """Add each row's overhead against the first ("off"), write the JSON, print the Markdown table."""
+    base = float(rows[0]["instructions_per_call"])
+    for row in rows:
+        row["overhead_pct"] = (float(row["instructions_per_call"]) / base - 1) * 100
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    print(f"| configuration | {what} per call | vs off |\n|---|---|---|")
+    for row in rows:
+        cost = float(row["instructions_per_call"]) / 1e6
+        print(f"| {row['configuration']} | {cost:.3f} M | {float(row['overhead_pct']):+.1f}% |")

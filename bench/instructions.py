@@ -14,13 +14,15 @@ a sink in another process, so encoding and sending count, receiving does not.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import per_call, write_instruction_table
 
 CONFIGS = {
     "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
@@ -130,21 +132,14 @@ def main() -> None:
     try:
         for name, extra in CONFIGS.items():
             env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **extra}
-            small, large = (instructions(env, calls, corpus, work) for calls in args.calls)
-            per_call = (large - small) / (args.calls[1] - args.calls[0])
-            rows.append({"configuration": name, "instructions_per_call": per_call})
-            print(f"{name:>14}: {per_call / 1e6:.3f} M instructions per call", flush=True)
+            totals = (instructions(env, args.calls[0], corpus, work), instructions(env, args.calls[1], corpus, work))
+            cost = per_call(totals, tuple(args.calls))
+            rows.append({"configuration": name, "instructions_per_call": cost})
+            print(f"{name:>14}: {cost / 1e6:.3f} M instructions per call", flush=True)
     finally:
         sink.stdin.close()  # type: ignore[union-attr]
         sink.wait(timeout=10)
-    base_cost = rows[0]["instructions_per_call"]
-    for row in rows:
-        row["overhead_pct"] = (row["instructions_per_call"] / base_cost - 1) * 100
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
-    print("| configuration | instructions per call | vs off |\n|---|---|---|")
-    for row in rows:
-        print(f"| {row['configuration']} | {row['instructions_per_call'] / 1e6:.3f} M | {row['overhead_pct']:+.1f}% |")
+    write_instruction_table(rows, args.out, "instructions")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ default schedule (every 5 s).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import signal
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import per_call, write_instruction_table
 from support.docserver_process import docserver_env, run_cli
 from support.otlp_receiver import OtlpReceiver
 from support.processes import free_port, wait_until_answers
@@ -104,18 +105,11 @@ def main() -> None:
                 # server's would. A short delay would charge every call a whole HTTP export.
                 settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
             env = docserver_env(database, settings)
-            small, large = (serve_and_count(env, calls, work) for calls in args.calls)
-            per_call = (large - small) / (args.calls[1] - args.calls[0])
-            rows.append({"configuration": name, "instructions_per_call": per_call})
-            print(f"{name:>14}: {per_call / 1e6:.3f} M instructions per call", flush=True)
-    base = rows[0]["instructions_per_call"]
-    for row in rows:
-        row["overhead_pct"] = (row["instructions_per_call"] / base - 1) * 100
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
-    print("| configuration | server instructions per call | vs off |\n|---|---|---|")
-    for row in rows:
-        print(f"| {row['configuration']} | {row['instructions_per_call'] / 1e6:.3f} M | {row['overhead_pct']:+.1f}% |")
+            totals = (serve_and_count(env, args.calls[0], work), serve_and_count(env, args.calls[1], work))
+            cost = per_call(totals, tuple(args.calls))
+            rows.append({"configuration": name, "instructions_per_call": cost})
+            print(f"{name:>14}: {cost / 1e6:.3f} M instructions per call", flush=True)
+    write_instruction_table(rows, args.out, "server instructions")
 
 
 if __name__ == "__main__":
