@@ -152,6 +152,12 @@ async def indexed(settings: Settings, runtime: Runtime, corpus: Path) -> tuple[R
     return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
 
 
+def checked(metrics: Metrics) -> dict[str, float | None]:
+    """docserver_auth_requests_total by result."""
+    sample = metrics.registry.get_sample_value
+    return {result: sample("docserver_auth_requests_total", {"result": result}) for result in ("ok", "refused")}
+
+
 def failures(metrics: Metrics, reason: str) -> float:
     value = metrics.registry.get_sample_value("docserver_auth_failures_total", {"endpoint": "mcp", "reason": reason})
     assert value is not None
@@ -188,6 +194,7 @@ async def test_mcp_refuses_a_request_without_a_valid_token(
     assert refused.headers["www-authenticate"].startswith('Bearer realm="docserver"')
     assert refused.json()["correlation_id"] == refused.headers["x-correlation-id"]
     assert failures(metrics, reason) == 1
+    assert checked(metrics) == {"ok": 0, "refused": 1}
     assert health.status_code == 200
 
 
@@ -202,6 +209,8 @@ async def test_the_official_client_with_a_token_is_served(
     assert not result.is_error
     assert [source["name"] for source in result.structured_content["sources"]] == ["corpus"]
     assert sum(failures(metrics, reason) for reason in ("missing", "unknown_token", "malformed")) == 0
+    counts = checked(metrics)
+    assert counts["refused"] == 0 and (counts["ok"] or 0) >= 2  # the client's discovery, then the call
 
 
 async def test_the_handshake_era_client_with_a_token_is_served(

@@ -152,7 +152,16 @@ def _mcp_endpoint(settings: Settings, instrumented: Metrics | None, exported: Me
     instruments = instrumented.for_admission() if instrumented is not None else None
     endpoint = admission_gate(_McpEndpoint(), settings.admission, instruments)
     on_failure = exported.for_auth("mcp") if exported is not None else None
-    return authenticated(endpoint, settings.auth, on_failure)
+    if instrumented is None:
+        return authenticated(endpoint, settings.auth, on_failure)
+    accepted, refused = instrumented.auth_requests.labels("ok"), instrumented.auth_requests.labels("refused")
+
+    def count_refusal(reason: str) -> None:
+        refused.inc()
+        if on_failure is not None:
+            on_failure(reason)
+
+    return authenticated(endpoint, settings.auth, count_refusal, accepted.inc)
 
 
 class _McpEndpoint:

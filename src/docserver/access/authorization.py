@@ -15,7 +15,12 @@ from docserver.access.tokens import load_tokens
 from docserver.config.auth import AuthSettings
 
 
-def authenticated(endpoint: ASGIApp, settings: AuthSettings, on_failure: Callable[[str], None] | None) -> ASGIApp:
+def authenticated(
+    endpoint: ASGIApp,
+    settings: AuthSettings,
+    on_failure: Callable[[str], None] | None,
+    on_success: Callable[[], None] | None = None,
+) -> ASGIApp:
     """`endpoint` behind a BearerGate, or unchanged when no authorization is configured."""
     if not settings.enabled:
         return endpoint
@@ -25,4 +30,4 @@ def authenticated(endpoint: ASGIApp, settings: AuthSettings, on_failure: Callabl
         keys = JwksCache(settings.issuer, jwks_url=settings.jwks_url, refetch_interval=settings.jwks_refetch_interval)
         oauth = JwtVerifier(settings, keys)
     resource_metadata = metadata_url(settings.resource) if oauth is not None else None
-    return BearerGate(endpoint, Credentials(static=static, jwt=oauth), on_failure, resource_metadata)
+    return BearerGate(endpoint, Credentials(static=static, jwt=oauth), on_failure, resource_metadata, on_success)

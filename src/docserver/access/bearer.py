@@ -41,10 +41,12 @@ class BearerGate:
         verifier: Verifier,
         on_failure: Callable[[str], None] | None = None,
         resource_metadata: str | None = None,
+        on_success: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.on_failure = on_failure
+        self.on_success = on_success
         self.resource_metadata = resource_metadata
         """The URL of this resource's RFC 9728 metadata, named in every challenge (OAuth configured)."""
 
@@ -63,6 +65,8 @@ class BearerGate:
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal.name
         scope[SOURCES_SCOPE_KEY] = principal.sources
+        if self.on_success is not None:
+            self.on_success()
         await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:

@@ -253,6 +253,12 @@ REQUEST_FAMILIES: dict[str, Family] = {
         "Fetches from sources' origins by this server, by kind (git) and result (ok, not_found, unreachable, failed).",
         ("kind", "result"),
     ),
+    "auth_requests": Family(
+        Counter,
+        "docserver_auth_requests",
+        "Requests to /mcp checked for credentials (authorization configured), by result (ok, refused).",
+        ("result",),
+    ),
 }
 """The request-path families, by the attribute of `Metrics` that holds each (absent with telemetry off)."""
 
@@ -286,6 +292,7 @@ class Metrics:
     admission_queued: Gauge
     source_refreshes: Counter
     fetch_requests: Counter
+    auth_requests: Counter
 
     def __init__(
         self,
@@ -332,6 +339,8 @@ class Metrics:
             self.trace_spans_dropped.labels(reason)
         for reason in REJECTION_REASONS:
             self.requests_rejected.labels(reason)
+        for result in ("ok", "refused"):
+            self.auth_requests.labels(result)
         for result in SOURCE_REFRESH_RESULTS:
             self.source_refreshes.labels(result)
         for result in FETCH_RESULTS:
