@@ -25,7 +25,7 @@ from docserver.embed.base import Embedder, Vectors
 from docserver.errors import SearchInputError, StoreError
 from docserver.observability.instruments import SearchInstruments
 from docserver.observability.logging import get_logger
-from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, Store
+from docserver.store.base import ChunkPlace, ChunkRecord, Document, RankedId, SourceInfo, Store, place_of
 from docserver.store.terms import query_terms
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ MAX_LIMIT = 20
 RRF_K = 60
 """The usual reciprocal-rank-fusion constant: damps the head of each list."""
 SNIPPET_CHARS = 320
+RESULTS_FORMAT = 2
+"""The shape of a cached result in the shared cache: a replica of another version reads a miss, never a misread."""
 CORPUS_VERSION_TTL = 1.0
 """Seconds a read corpus version is trusted at most: how soon another replica's ingest is seen."""
 CHANGE_MARKER_INTERVAL = 0.1
@@ -82,19 +84,11 @@ FUSION_BY_PROVIDER: dict[str, Fusion] = {
 
 
 @dataclass(frozen=True, slots=True)
-class SearchHit:
+class SearchHit(ChunkPlace):
     """One result: where it is, what it says, how well it matched."""
 
-    chunk_id: int
-    document_id: int
-    source: str
-    path: str
-    title: str
-    heading: str
     snippet: str
     score: float
-    start_line: int
-    end_line: int
 
 
 @dataclass(slots=True, eq=False)
@@ -217,7 +211,7 @@ class SearchService:
         key = (version, query, source, limit)
 
         def shared_key() -> str:
-            return f"{version}:{self._embedder_key()}:{_digest([query, source, limit])}"
+            return f"{RESULTS_FORMAT}:{version}:{self._embedder_key()}:{_digest([query, source, limit])}"
 
         page = await get_tiered(self.result_cache, self.shared_cache, key, shared_key, _decode_page)
         if page is None:
@@ -350,18 +344,7 @@ def fuse(
 
 
 def _hit(record: ChunkRecord, score: float, terms: list[str]) -> SearchHit:
-    return SearchHit(
-        chunk_id=record.chunk_id,
-        document_id=record.document_id,
-        source=record.source,
-        path=record.path,
-        title=record.title,
-        heading=record.heading,
-        snippet=snippet(record.text, terms),
-        score=round(score, 6),
-        start_line=record.start_line,
-        end_line=record.end_line,
-    )
+    return SearchHit(**place_of(record), snippet=snippet(record.text, terms), score=round(score, 6))
 
 
 def snippet(text: str, terms: list[str], size: int = SNIPPET_CHARS) -> str:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -73,8 +73,8 @@ class DocumentInput:
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkRecord:
-    """A stored chunk, as search returns it."""
+class ChunkPlace:
+    """Where a chunk is: its ids, its file, its section and its lines."""
 
     chunk_id: int
     document_id: int
@@ -82,9 +82,20 @@ class ChunkRecord:
     path: str
     title: str
     heading: str
-    text: str
     start_line: int
     end_line: int
+
+
+def place_of(chunk: ChunkPlace) -> dict[str, Any]:
+    """The place fields of a chunk (or of a search hit), to build another kind of result at the same place."""
+    return {field.name: getattr(chunk, field.name) for field in fields(ChunkPlace)}
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord(ChunkPlace):
+    """A stored chunk, as search returns it."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)

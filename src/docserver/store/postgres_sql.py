@@ -228,7 +228,7 @@ async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord
     rows = await fetch_all(
         conn,
         """
-        SELECT c.id, c.document_id, c.source, d.path, d.title, c.heading, c.text, c.start_line, c.end_line
+        SELECT c.id, c.document_id, c.source, d.path, d.title, c.heading, c.start_line, c.end_line, c.text
         FROM chunks c JOIN documents d ON d.id = c.document_id
         WHERE c.id = ANY(%s)
         """,

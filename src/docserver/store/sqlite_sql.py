@@ -214,7 +214,7 @@ def get_chunks(db: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
     marks = ",".join("?" * len(chunk_ids))
     rows = db.execute(
         f"""
-        SELECT c.id, c.document_id, d.source, d.path, d.title, c.heading, c.text, c.start_line, c.end_line
+        SELECT c.id, c.document_id, d.source, d.path, d.title, c.heading, c.start_line, c.end_line, c.text
         FROM chunks c JOIN documents d ON d.id = c.document_id
         WHERE c.id IN ({marks})
         """,
