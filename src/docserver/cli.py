@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -287,7 +288,8 @@ async def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _asdict(item: Any) -> dict[str, Any]:
-    return {name: getattr(item, name) for name in item.__slots__}
+    """A result dataclass's fields, its base classes' included (`__slots__` holds only the class's own)."""
+    return {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
 
 
 def _asdict_or_empty(item: Any) -> dict[str, Any]:
