@@ -149,5 +149,4 @@ base-image: image-deps
 		&& $(PODMAN) import build/base.tar $(BASE_IMAGE) && rm -f build/base.tar; }
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
+	rm -rf $(VENV) site dist build .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm

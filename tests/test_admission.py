@@ -26,7 +26,7 @@ from docserver.config.admission import AdmissionSettings
 from docserver.ingest.pipeline import ingest
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
-from support.inprocess import current_request, http_client, new_metrics, serve_in_process
+from support.inprocess import current_request, http_client, http_scope, new_metrics, serve_in_process
 
 
 class FakeClock:
@@ -230,20 +230,7 @@ async def held_request(app: ASGIApp, body: str, headers: dict[str, str]) -> Asyn
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/mcp",
-        "raw_path": b"/mcp",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1"), *((k.lower().encode(), v.encode()) for k, v in headers.items())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope("POST", "/mcp", [(k.lower().encode(), v.encode()) for k, v in headers.items()])
 
     async def run() -> int:
         await app(scope, receive, send)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -22,11 +21,7 @@ from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
 from support.captured_logs import capture_events
 from support.idp import IdentityProvider, rsa_key
-from support.oauth import Caller, docserver, failures
-
-
-def names(listed: dict[str, Any]) -> list[str]:
-    return [source["name"] for source in listed["sources"]]
+from support.oauth import Caller, docserver, failures, names
 
 
 async def test_no_token_is_refused_with_the_metadata_url_then_a_valid_one_is_served(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +16,7 @@ from docserver.runtime import Runtime
 from support.captured_logs import capture_events
 from support.idp import IdentityProvider
 from support.inprocess import new_metrics
-from support.oauth import Caller, docserver
+from support.oauth import Caller, docserver, names
 
 STATIC = new_token()
 
@@ -28,10 +27,6 @@ async def two_sources(settings: Settings, runtime: Runtime, corpus: Path) -> tup
     await ingest(runtime.store, runtime.embedder, [corpus], "team-b")
     metrics = new_metrics()
     return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
-
-
-def names(listed: dict[str, Any]) -> list[str]:
-    return [source["name"] for source in listed["sources"]]
 
 
 async def test_a_token_scoped_to_one_source_sees_only_that_source(

@@ -27,10 +27,10 @@ from docserver.embed.hashing import HashEmbedder
 from docserver.ingest.pipeline import ingest
 from docserver.observability import tracing
 from docserver.observability.instruments import LabelCache
-from docserver.observability.logging import configure_logging
 from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
 from docserver.store.sqlite import SqliteStore
+from support.captured_logs import logging_configured
 from support.inprocess import current_request, http_client, serve_in_process
 
 CALLS = 20
@@ -47,9 +47,8 @@ class _CountingProcessor(SpanProcessor):
 @pytest.fixture
 def log_stream() -> Iterator[io.BytesIO]:
     stream = io.BytesIO()
-    writer = configure_logging(level="INFO", stream=stream, environment="test")
-    yield stream
-    writer.close()
+    with logging_configured(stream, level="INFO", environment="test"):
+        yield stream
 
 
 def _tracing_at(rate: float) -> tuple[Tracing, _CountingProcessor]:

@@ -11,6 +11,7 @@ writer thread, so every line after the mark belongs to that request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -30,7 +31,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 
 from conftest import CORPUS
 from docserver import __version__
@@ -41,8 +41,9 @@ from docserver.observability.logging import configure_logging, event_line, get_l
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.runtime import Runtime
+from support.captured_logs import logging_configured
 from support.docserver_process import ServerProcess, _wait_healthy, docserver_env, free_port, run_cli, start_docserver
-from support.inprocess import current_request
+from support.inprocess import current_request, http_scope
 
 CONTRACT_FIELDS = ("timestamp", "level", "event", "logger", "service_name", "service_version", "environment")
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -52,18 +53,6 @@ EMBEDDING_MODEL = "test-embed"
 
 
 # --- in process: the pipeline -------------------------------------------------------
-
-_LAZY_PROXY = type(structlog.get_logger())
-_LIBRARY_LOGGERS = ("mcp", "httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
-
-
-def _forget_cached_loggers() -> None:
-    """Module-level structlog loggers cache their configuration on first use; drop those caches."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("docserver") and module is not None:
-            for value in vars(module).values():
-                if isinstance(value, _LAZY_PROXY):
-                    vars(value).pop("bind", None)
 
 
 @dataclass
@@ -83,33 +72,18 @@ class CapturedLogs:
 @pytest.fixture(name="configure")
 def configure_fixture(tmp_path: Path) -> Iterator[Callable[..., CapturedLogs]]:
     """`configure(**kwargs)` runs configure_logging into a file; logging is restored afterwards."""
-    root = logging.getLogger()
-    saved_root = (root.handlers[:], root.level)
-    saved = {name: logging.getLogger(name) for name in _LIBRARY_LOGGERS}
-    saved_state = {name: (lg.handlers[:], lg.level, lg.propagate) for name, lg in saved.items()}
-    opened: list[tuple[LogWriter, io.BufferedWriter]] = []
-    _forget_cached_loggers()
+    opened = 0
+    with contextlib.ExitStack() as stack:
 
-    def run(**kwargs: Any) -> CapturedLogs:
-        path = tmp_path / f"log-{len(opened)}.jsonl"
-        stream = path.open("wb")
-        writer = configure_logging(stream=stream, **kwargs)
-        opened.append((writer, stream))
-        return CapturedLogs(writer, path)
+        def run(**kwargs: Any) -> CapturedLogs:
+            nonlocal opened
+            path = tmp_path / f"log-{opened}.jsonl"
+            opened += 1
+            stream = stack.enter_context(path.open("wb"))
+            writer = stack.enter_context(logging_configured(stream, **kwargs))
+            return CapturedLogs(writer, path)
 
-    yield run
-    for writer, stream in opened:
-        writer.close()
-        stream.close()
-    structlog.reset_defaults()
-    _forget_cached_loggers()
-    logging.captureWarnings(False)
-    root.handlers[:], level = saved_root
-    root.setLevel(level)
-    for name, (handlers, level, propagate) in saved_state.items():
-        saved[name].handlers[:] = handlers
-        saved[name].setLevel(level)
-        saved[name].propagate = propagate
+        yield run
 
 
 def test_every_line_is_one_json_object_with_the_contract_fields(configure: Callable[..., CapturedLogs]) -> None:
@@ -279,20 +253,7 @@ def test_an_in_memory_binary_stream_receives_the_lines(configure: Callable[..., 
 
 async def _call_asgi(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes], bytes]:
     """One GET /healthz straight through ASGI: headers reach the app exactly as given."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/healthz",
-        "raw_path": b"/healthz",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"test"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("test", 80),
-    }
+    scope = http_scope("GET", "/healthz", headers, host=b"test")
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

@@ -2,15 +2,13 @@
 
 A server started against the wrong database (another working directory, a
 volume that was never filled) answers every search with nothing. These are
-the places where that shows, each carrying the same hint.
+the places where that shows, each carrying the same hint (the empty search_docs
+result is built in mcp/tools.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import orjson
-from mcp_types import CallToolResult, TextContent
 
 from docserver.config import Settings, redact_url
 from docserver.errors import DocserverError
@@ -43,10 +41,3 @@ async def readiness_details(service: SearchService) -> dict[str, Any]:
     if await store_is_empty(service):
         return {"documents": 0, "hint": EMPTY_STORE_HINT}
     return {}
-
-
-def empty_store_result(query: str, source: str | None) -> CallToolResult:
-    """The search_docs result for an empty store: no results, and what to do about it."""
-    structured: dict[str, Any] = {"query": query, "source": source, "results": [], "hint": EMPTY_STORE_HINT}
-    text = orjson.dumps(structured, option=orjson.OPT_INDENT_2).decode()
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)

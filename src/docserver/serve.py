@@ -182,26 +182,20 @@ def _start_refresh_schedule(settings: Settings, runtime: Runtime, metrics: Metri
     interval = settings.sources.refresh_interval
     if interval is None:
         return None
-    refreshes = metrics.source_refreshes if metrics is not None else None
-    fetches = metrics.fetch_requests if metrics is not None else None
-    git = GitRepositories(
-        git_cache_path(), on_fetch=(lambda result: fetches.labels("git", result).inc()) if fetches else None
-    )
+    fetches = _counting(metrics.fetch_requests, "git") if metrics is not None else None
     sources = Sources(
         runtime.store,
         runtime.embedder,
-        git,
+        GitRepositories(git_cache_path(), on_fetch=fetches),
         max_chars=settings.store.chunk_max_chars,
-        on_refresh=(lambda result: refreshes.labels(result).inc()) if refreshes else None,
+        on_refresh=_counting(metrics.source_refreshes) if metrics is not None else None,
     )
     log.info("refresh_scheduled", interval_s=interval)
     return asyncio.create_task(RefreshSchedule(sources, interval).run(), name="docserver-refresh")
 
 
-def _counting(family: Any, *labels: str) -> Callable[[str], None] | None:
-    """A callback that counts each result it is given on `family` (after `labels`), or None without metrics."""
-    if family is None:
-        return None
+def _counting(family: Any, *labels: str) -> Callable[[str], None]:
+    """A callback that counts each result it is given on `family` (after `labels`)."""
     return lambda result: family.labels(*labels, result).inc()
 
 

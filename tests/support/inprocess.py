@@ -76,6 +76,26 @@ async def serve_in_process(
         yield app
 
 
+def http_scope(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], host: bytes = b"127.0.0.1"
+) -> dict[str, Any]:
+    """An ASGI HTTP scope for driving an app directly (headers reach it exactly as given, after Host)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", host), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": (host.decode(), 80),
+    }
+
+
 def http_client(app: ASGIApp, headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
     """A raw HTTP client for `app`; use it as an async context manager."""
     return httpx.AsyncClient(

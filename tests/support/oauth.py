@@ -90,3 +90,8 @@ async def indexed(settings: Settings, runtime: Runtime, corpus: Path) -> tuple[R
     await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
     metrics = new_metrics()
     return Runtime(settings, runtime.store, runtime.embedder, metrics), metrics
+
+
+def names(listed: dict[str, Any]) -> list[str]:
+    """The source names of a list_sources result."""
+    return [source["name"] for source in listed["sources"]]

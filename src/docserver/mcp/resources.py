@@ -31,7 +31,7 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from docserver.access.visible import allowed_sources
+from docserver.access.visible import allowed_sources, visible_document, visible_sources
 from docserver.errors import DocumentNotFoundError
 from docserver.search import SearchService
 
@@ -102,12 +102,15 @@ async def read_document(service: SearchService, uri: str, allowed: frozenset[str
     match = _URI.fullmatch(uri)
     if match is None:
         raise MCPError(INVALID_PARAMS, f"unknown resource {uri!r}; use {URI_TEMPLATE}")
+    document_id = int(match["document_id"])
     try:
-        document = await service.get_document(int(match["document_id"]))
+        if allowed is None:
+            document = await service.get_document(document_id)
+        else:  # another source's document reads exactly as a missing one
+            document = await visible_document(service, document_id, allowed)
     except DocumentNotFoundError:
         document = None
-    readable = document is not None and (allowed is None or document.source in allowed)
-    if document is None or not readable or document.source != match["source"]:
+    if document is None or document.source != match["source"]:
         message = f"no document {uri!r}; use a source and document_id from a search_docs result"
         raise MCPError(INVALID_PARAMS, message)
     contents = TextResourceContents(uri=uri, mime_type=mime_type(document.path), text=document.content)
@@ -123,9 +126,6 @@ async def completion(
     if params.argument.name != "source":
         return Completion(values=[], total=0, has_more=False)
     prefix = params.argument.value
-    names = sorted(
-        source.name
-        for source in await service.list_sources()
-        if source.name.startswith(prefix) and (allowed is None or source.name in allowed)
-    )
+    sources = await (service.list_sources() if allowed is None else visible_sources(service, allowed))
+    names = sorted(source.name for source in sources if source.name.startswith(prefix))
     return Completion(values=names[:MAX_COMPLETIONS], total=len(names), has_more=len(names) > MAX_COMPLETIONS)

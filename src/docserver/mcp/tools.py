@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from mcp.server.mcpserver import Context, MCPServer
@@ -11,7 +11,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from docserver.access.visible import allowed_sources, visible_document, visible_search, visible_sources
-from docserver.empty_store import empty_store_result, store_is_empty
+from docserver.empty_store import EMPTY_STORE_HINT, store_is_empty
 from docserver.errors import DocumentNotFoundError, EmbeddingError, SearchInputError, StoreError
 from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchPage, SearchService
 
@@ -79,12 +79,20 @@ def _rendered(page: SearchPage, query: str, source: str | None) -> CallToolResul
     rendered = page.rendered
     if rendered is None or rendered[0] != (query, source):
         results = SearchResults(query=query, source=source, results=[_hit(hit) for hit in page.hits])
-        structured = results.model_dump(mode="json")
-        text = orjson.dumps(structured, option=orjson.OPT_INDENT_2).decode()
-        built = CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
-        rendered = page.rendered = ((query, source), built)
+        rendered = page.rendered = ((query, source), _structured_result(results.model_dump(mode="json")))
     result: CallToolResult = rendered[1]
     return result
+
+
+def _empty_store_result(query: str, source: str | None) -> CallToolResult:
+    """No results, and what to do about it: nothing is indexed."""
+    return _structured_result({"query": query, "source": source, "results": [], "hint": EMPTY_STORE_HINT})
+
+
+def _structured_result(structured: dict[str, Any]) -> CallToolResult:
+    """A tool result as the SDK would build it from the model: the structure, and its indented JSON as text."""
+    text = orjson.dumps(structured, option=orjson.OPT_INDENT_2).decode()
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
 
 def _unavailable(exc: Exception) -> ToolError:
@@ -137,7 +145,7 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
             else:
                 page = await visible_search(service, query, source=source, limit=limit, allowed=allowed)
             if not page.hits and await store_is_empty(service):  # the hint to run `docserver ingest`
-                return empty_store_result(query, source)
+                return _empty_store_result(query, source)
         except SearchInputError as exc:
             raise ToolError(str(exc)) from None
         except (EmbeddingError, StoreError) as exc:

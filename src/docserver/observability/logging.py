@@ -274,6 +274,18 @@ def _no_event_lines(event: str, logger: str, scan: tuple[str, ...] = ()) -> Even
 _event_lines: Callable[..., EventLine] = _slow_event_lines
 
 
+def reset_logging() -> None:
+    """Forget the configured pipeline: structlog's defaults, and every hot event through structlog again.
+
+    For a process that configures logging more than once (the tests): a hot event
+    line chosen for an earlier pipeline would still write to that pipeline's writer.
+    """
+    global _event_lines, _active_writer
+    structlog.reset_defaults()
+    _event_lines = _slow_event_lines
+    _active_writer = None
+
+
 def event_line(event: str, logger: str, *, scan: tuple[str, ...] = ()) -> EventLine:
     """A writer for one frequent INFO event, chosen once for the configured pipeline (see eventline.py).
 
