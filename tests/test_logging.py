@@ -240,6 +240,31 @@ def test_debug_level_lets_debug_lines_through(configure: Callable[..., CapturedL
     assert [line["event"] for line in logs.lines()] == ["details"]
 
 
+def test_a_hot_event_line_is_the_line_the_pipeline_writes(configure: Callable[..., CapturedLogs]) -> None:
+    """The fast path (access and tool-call lines) and structlog agree on fields, order and redaction."""
+    logs = configure(environment="staging", secrets=["s3cret-value"])
+    fields = {
+        "method": "POST",
+        "route": "/mcp",
+        "path": "/mcp?token=s3cret-value",
+        "status_code": 200,
+        "duration_ms": 1.5,
+    }
+    token = bind_correlation_id("hot-path-id")
+    try:
+        event_line("http_request", "docserver.http", scan=("path",))(dict(fields))
+        get_logger("docserver.http").info("http_request", **fields)
+    finally:
+        reset_correlation_id(token)
+
+    fast, pipeline = logs.lines()
+    assert list(fast) == list(pipeline)
+    assert {key: value for key, value in fast.items() if key != "timestamp"} == {
+        key: value for key, value in pipeline.items() if key != "timestamp"
+    }
+    assert "s3cret-value" not in logs.raw().decode()
+
+
 def test_an_in_memory_binary_stream_receives_the_lines(configure: Callable[..., CapturedLogs]) -> None:
     stream = io.BytesIO()
     writer = configure_logging(stream=stream)
