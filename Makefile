@@ -38,11 +38,12 @@ check: lint typecheck fast-tests
 # shared-cache tests when none runs. Installed once. kubectl comes with the
 # machine image (no Debian package ships it).
 system-deps:
-	@command -v promtool >/dev/null && command -v go >/dev/null && command -v prometheus-alertmanager >/dev/null \
-		&& command -v redis-server >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null \
-		&& command -v npm >/dev/null && command -v git >/dev/null && test -d /usr/share/doc/python3.11/html || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			prometheus prometheus-alertmanager golang-go redis-server jq curl npm git python3.11-doc; }
+	@missing=""; \
+	for pair in promtool:prometheus prometheus-alertmanager:prometheus-alertmanager go:golang-go \
+		redis-server:redis-server jq:jq curl:curl npm:npm git:git; do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	test -d /usr/share/doc/python3.11/html || missing="$$missing python3.11-doc"; \
+	test -z "$$missing" || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 
 install: $(STAMP)
