@@ -16,7 +16,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from docserver.config import Settings
 from docserver.ingest.pipeline import ingest
-from docserver.mcp.resources import URI_TEMPLATE
+from docserver.mcp.resources import PAGE_SIZE, URI_TEMPLATE
 from docserver.runtime import Runtime
 from support.inprocess import (
     ACCEPT_BOTH,
@@ -24,6 +24,7 @@ from support.inprocess import (
     MCP_URL,
     handshake_request,
     http_client,
+    mcp_client,
     new_metrics,
     serve_in_process,
 )
@@ -186,3 +187,32 @@ async def test_resource_reads_and_completions_are_measured_without_a_tool_label(
 
     assert count("resources/read", str(INVALID_PARAMS)) == 1
     assert count("completion/complete", "") == 1
+
+
+async def test_resources_list_pages_through_every_document_with_a_cursor(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(PAGE_SIZE + 30):
+        (folder / f"page-{number:03}.md").write_text(f"# Page {number}\n\nText of page {number}.\n")
+    await ingest(runtime.store, runtime.embedder, [folder], "many")
+    async with serve_in_process(settings, runtime, None) as app, mcp_client(app, mode="legacy") as client:
+        first = await client.list_resources()
+        second = await client.list_resources(cursor=first.next_cursor)
+
+    assert (len(first.resources), len(second.resources)) == (PAGE_SIZE, 30)
+    assert first.next_cursor is not None and second.next_cursor is None
+    names = [resource.name for resource in first.resources + second.resources]
+    assert sorted(names) == [f"many/page-{number:03}.md" for number in range(PAGE_SIZE + 30)]
+    assert {resource.mime_type for resource in first.resources} == {"text/markdown"}
+
+
+async def test_resources_list_refuses_a_cursor_it_did_not_hand_out(settings: Settings, runtime: Runtime) -> None:
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        session_id = await _open_session(http)
+        cursors = ("abc", "ZG9jczot")  # not base64; base64 of "docs:-"
+        answers = [await _call(http, session_id, "resources/list", {"cursor": cursor}) for cursor in cursors]
+
+    assert [answer["error"]["code"] for answer in answers] == [INVALID_PARAMS, INVALID_PARAMS]
+    assert "nextCursor" in answers[0]["error"]["message"]
