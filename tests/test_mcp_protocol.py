@@ -22,6 +22,7 @@ from support.inprocess import (
     ACCEPT_BOTH,
     HANDSHAKE,
     MCP_URL,
+    current_request,
     handshake_request,
     http_client,
     mcp_client,
@@ -216,3 +217,16 @@ async def test_resources_list_refuses_a_cursor_it_did_not_hand_out(settings: Set
 
     assert [answer["error"]["code"] for answer in answers] == [INVALID_PARAMS, INVALID_PARAMS]
     assert "nextCursor" in answers[0]["error"]["message"]
+
+
+async def test_both_eras_declare_the_same_capabilities(settings: Settings, runtime: Runtime) -> None:
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        initialized = await http.post(MCP_URL, headers=JSON_HEADERS, content=_initialize())
+        headers, body = current_request("server/discover")
+        discovered = await http.post(MCP_URL, headers=headers, content=body)
+
+    handshake = initialized.json()["result"]["capabilities"]
+    current = discovered.json()["result"]["capabilities"]
+    assert handshake == current
+    assert handshake["tools"] == {"listChanged": False}
+    assert handshake["resources"] == {"subscribe": False, "listChanged": False}
