@@ -123,10 +123,30 @@ async def test_an_unsupported_protocol_version_in_a_session_names_the_version(
         response = await http.post(MCP_URL, headers={**headers, "MCP-Protocol-Version": "1999-01-01"}, content=body)
 
     assert response.status_code == 400
-    error = response.json()["error"]
+    answer = response.json()
+    assert answer["id"] == json.loads(body)["id"]
+    error = answer["error"]
     assert error["code"] == UNSUPPORTED_PROTOCOL_VERSION
     assert "1999-01-01" in error["message"]
     assert "_meta" not in error["message"]
+    assert error["data"] == {"supported": ["2025-06-18", "2025-11-25"], "requested": "1999-01-01"}
+
+
+async def test_an_unsupported_protocol_version_without_a_session_lists_what_discover_lists(
+    settings: Settings, runtime: Runtime
+) -> None:
+    headers, body = current_request("tools/list")
+    message = {**json.loads(body), "id": 301}
+    message["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "1999-01-01"
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        refused = await http.post(MCP_URL, headers={**headers, "MCP-Protocol-Version": "1999-01-01"}, json=message)
+        discover_headers, discover_body = current_request("server/discover")
+        discovered = await http.post(MCP_URL, headers=discover_headers, content=discover_body)
+
+    assert refused.status_code == 400
+    answer = refused.json()
+    assert (answer["id"], answer["error"]["code"]) == (301, UNSUPPORTED_PROTOCOL_VERSION)
+    assert answer["error"]["data"]["supported"] == discovered.json()["result"]["supportedVersions"]
 
 
 async def test_a_document_is_a_resource_with_its_text_and_mime_type(

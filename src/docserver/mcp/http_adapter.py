@@ -8,9 +8,11 @@
   `Mcp-Session-Id`: the SDK stamps the id of a session it never opened.
 - A body that is not a JSON-RPC message (or is a batch) is -32600 Invalid
   Request with a short message, as JSON-RPC says, not -32602 with a pydantic dump.
-- An `MCP-Protocol-Version` that no era knows is 400 / -32022 naming the
-  version and the supported ones; inside a session the SDK's modern path
-  answered with a message about `params._meta`.
+- An `MCP-Protocol-Version` that no era knows, inside a session, is 400 /
+  -32022 naming the version and the session-era versions, with the request's
+  id; the SDK's modern path answered with a message about `params._meta`.
+  Without a session the SDK answers it well (the request's id, the current
+  versions, as `server/discover` lists them).
 
 Successful responses pass through untouched: only 4xx answers are inspected.
 """
@@ -25,10 +27,15 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docserver.mcp.versions import BATCH_ERA_VERSIONS
+
 _SESSION_HEADER = b"mcp-session-id"
 _VERSION_HEADER = b"mcp-protocol-version"
 _KNOWN_VERSIONS = frozenset(version.encode() for version in (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS))
+_SESSION_VERSIONS = [version for version in HANDSHAKE_PROTOCOL_VERSIONS if version not in BATCH_ERA_VERSIONS]
 _WHITESPACE = b" \t"
+_ID_SCAN_BYTES = 64 * 1024
+"""How much of a refused body is read to find its JSON-RPC id (a longer one is answered with id null)."""
 _NOT_A_MESSAGE = (
     "Invalid Request: the body must be one JSON-RPC 2.0 request, notification or response "
     '(an object with jsonrpc "2.0"); batches are not supported'
@@ -46,25 +53,45 @@ class McpHttpAdapter:
         if any(value[-1:] in (b" ", b"\t") for _, value in headers):
             scope = {**scope, "headers": [(name, value.rstrip(_WHITESPACE)) for name, value in headers]}
             headers = scope["headers"]
-        sessionless = True
+        sessionless, version = True, None
         for name, value in headers:
             if name == _SESSION_HEADER:
                 sessionless = False
-            elif name == _VERSION_HEADER and value not in _KNOWN_VERSIONS:
-                await _unsupported_version(value)(scope, receive, send)
-                return
+            elif name == _VERSION_HEADER:
+                version = value
+        if not sessionless and version is not None and version not in _KNOWN_VERSIONS:
+            answer = _unsupported_version(version, await _request_id(receive))
+            await answer(scope, receive, send)
+            return
         await self.app(scope, receive, _ErrorAnswer(send, sessionless))
 
 
-def _unsupported_version(value: bytes) -> Response:
+async def _request_id(receive: Receive) -> Any:
+    """The JSON-RPC id of the request body, or None when it has none or is too long to look at."""
+    body = b""
+    while len(body) <= _ID_SCAN_BYTES:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    else:
+        return None
+    try:
+        answer: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = answer.get("id") if isinstance(answer, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
+def _unsupported_version(value: bytes, request_id: Any) -> Response:
     requested = value.decode("latin-1")
-    supported = [*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS]
     error = {
         "code": UNSUPPORTED_PROTOCOL_VERSION,
-        "message": f"Unsupported MCP-Protocol-Version {requested!r}; supported: {', '.join(supported)}",
-        "data": {"supported": supported, "requested": requested},
+        "message": f"Unsupported MCP-Protocol-Version {requested!r}; sessions speak {', '.join(_SESSION_VERSIONS)}",
+        "data": {"supported": _SESSION_VERSIONS, "requested": requested},
     }
-    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error})
+    body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error})
     return Response(body, status_code=400, media_type="application/json")
 
 
