@@ -250,3 +250,17 @@ async def test_both_eras_declare_the_same_capabilities(settings: Settings, runti
     assert handshake == current
     assert handshake["tools"] == {"listChanged": False}
     assert handshake["resources"] == {"subscribe": False, "listChanged": False}
+
+
+async def test_an_initialize_with_an_unsupported_protocol_version_names_the_session_versions(
+    settings: Settings, runtime: Runtime
+) -> None:
+    headers = {**JSON_HEADERS, "MCP-Protocol-Version": "1999-01-01"}
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        response = await http.post(MCP_URL, headers=headers, content=_initialize())
+
+    assert response.status_code == 400
+    answer = response.json()
+    assert (answer["id"], answer["error"]["code"]) == (1, UNSUPPORTED_PROTOCOL_VERSION)
+    assert answer["error"]["data"] == {"supported": ["2025-06-18", "2025-11-25"], "requested": "1999-01-01"}
+    assert "_meta" not in answer["error"]["message"]

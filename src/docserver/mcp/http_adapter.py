@@ -8,11 +8,11 @@
   `Mcp-Session-Id`: the SDK stamps the id of a session it never opened.
 - A body that is not a JSON-RPC message (or is a batch) is -32600 Invalid
   Request with a short message, as JSON-RPC says, not -32602 with a pydantic dump.
-- An `MCP-Protocol-Version` that no era knows, inside a session, is 400 /
-  -32022 naming the version and the session-era versions, with the request's
-  id; the SDK's modern path answered with a message about `params._meta`.
-  Without a session the SDK answers it well (the request's id, the current
-  versions, as `server/discover` lists them).
+- An `MCP-Protocol-Version` that no era knows is 400 / -32022 naming the
+  version, with the request's id and the versions of the request's era: a
+  session's (or an `initialize`'s), or the current ones, as `server/discover`
+  lists them. The SDK's modern path answered a session's request, or an
+  `initialize`, with a message about `params._meta`.
 
 Successful responses pass through untouched: only 4xx answers are inspected.
 """
@@ -33,9 +33,10 @@ _SESSION_HEADER = b"mcp-session-id"
 _VERSION_HEADER = b"mcp-protocol-version"
 _KNOWN_VERSIONS = frozenset(version.encode() for version in (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS))
 _SESSION_VERSIONS = [version for version in HANDSHAKE_PROTOCOL_VERSIONS if version not in BATCH_ERA_VERSIONS]
+_CURRENT_VERSIONS = list(MODERN_PROTOCOL_VERSIONS)
 _WHITESPACE = b" \t"
-_ID_SCAN_BYTES = 64 * 1024
-"""How much of a refused body is read to find its JSON-RPC id (a longer one is answered with id null)."""
+_SCAN_BYTES = 64 * 1024
+"""How much of a refused body is read for its JSON-RPC id and method (a longer one is answered with id null)."""
 _NOT_A_MESSAGE = (
     "Invalid Request: the body must be one JSON-RPC 2.0 request, notification or response "
     '(an object with jsonrpc "2.0"); batches are not supported'
@@ -59,39 +60,43 @@ class McpHttpAdapter:
                 sessionless = False
             elif name == _VERSION_HEADER:
                 version = value
-        if not sessionless and version is not None and version not in _KNOWN_VERSIONS:
-            answer = _unsupported_version(version, await _request_id(receive))
+        if version is not None and version not in _KNOWN_VERSIONS:
+            answer = _unsupported_version(version, await _read_message(receive), in_session=not sessionless)
             await answer(scope, receive, send)
             return
         await self.app(scope, receive, _ErrorAnswer(send, sessionless))
 
 
-async def _request_id(receive: Receive) -> Any:
-    """The JSON-RPC id of the request body, or None when it has none or is too long to look at."""
+async def _read_message(receive: Receive) -> dict[str, Any]:
+    """The request body as a JSON object; empty when it is none or too long to look at."""
     body = b""
-    while len(body) <= _ID_SCAN_BYTES:
+    while len(body) <= _SCAN_BYTES:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body", False):
             break
     else:
-        return None
+        return {}
     try:
         answer: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
-    request_id = answer.get("id") if isinstance(answer, dict) else None
-    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
-def _unsupported_version(value: bytes, request_id: Any) -> Response:
+def _unsupported_version(value: bytes, message: dict[str, Any], *, in_session: bool) -> Response:
     requested = value.decode("latin-1")
+    handshake = in_session or message.get("method") == "initialize"
+    supported = _SESSION_VERSIONS if handshake else _CURRENT_VERSIONS
+    speakers = "sessions speak" if handshake else "requests without a session speak"
     error = {
         "code": UNSUPPORTED_PROTOCOL_VERSION,
-        "message": f"Unsupported MCP-Protocol-Version {requested!r}; sessions speak {', '.join(_SESSION_VERSIONS)}",
-        "data": {"supported": _SESSION_VERSIONS, "requested": requested},
+        "message": f"Unsupported MCP-Protocol-Version {requested!r}; {speakers} {', '.join(supported)}",
+        "data": {"supported": supported, "requested": requested},
     }
-    body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error})
+    request_id = message.get("id")
+    valid_id = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+    body = orjson.dumps({"jsonrpc": "2.0", "id": request_id if valid_id else None, "error": error})
     return Response(body, status_code=400, media_type="application/json")
 
 
