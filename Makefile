@@ -86,10 +86,11 @@ docs: $(STAMP)
 fast-tests: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not services"
 
-# The official MCP conformance suite against a real server (part of `make pytest` too);
-# npm installs the pinned suite and Node 22 from tests/conformance/package-lock.json.
+# The official MCP conformance suites and foreign clients (TypeScript SDK, Inspector CLI) against
+# a real server (part of `make pytest` too); npm installs them, pinned with Node 22, from
+# tests/conformance/package-lock.json and tests/foreign/package-lock.json.
 conformance: $(STAMP)
-	$(BIN)/pytest -q tests/test_conformance.py
+	$(BIN)/pytest -q tests/test_conformance.py tests/test_foreign_clients.py
 
 # Every benchmark of docs/performance.md, then its plots (about 45 minutes here, most of it under valgrind).
 bench: $(STAMP)

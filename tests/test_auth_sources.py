@@ -153,3 +153,11 @@ async def test_another_teams_document_is_no_resource_and_its_source_no_completio
         )
     assert str(other.value).replace(str(theirs), "999999") == str(missing.value)
     assert completed.completion.values == ["team-a"]
+
+
+async def test_a_scoped_token_lists_its_sources_documents_only(two_sources: Settings, runtime: Runtime) -> None:
+    headers = {"Authorization": f"Bearer {BOTH}"}
+    async with serve_in_process(two_sources, runtime, None) as app, mcp_client(app, headers=headers) as client:
+        listed = await client.list_resources()
+
+    assert {resource.uri.split("/")[2] for resource in listed.resources} == {"team-a", "team-b"}

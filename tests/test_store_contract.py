@@ -564,3 +564,23 @@ async def test_get_document_returns_the_whole_file(store: Store) -> None:
 async def test_get_document_of_an_unknown_id_raises_document_not_found(store: Store) -> None:
     with pytest.raises(DocumentNotFoundError, match="424242"):
         await store.get_document(424242)
+
+
+async def test_list_documents_pages_by_id_and_filters_by_source(store: Store) -> None:
+    await put(store, "docs", document("a.md", ("", "alpha", E0)), document("b.md", ("", "beta", E1)))
+    await put(store, "other", document("c.md", ("", "gamma", E0), title="Title C"))
+
+    everything = await store.list_documents(None, after=0, limit=10)
+    first = await store.list_documents(None, after=0, limit=2)
+    rest = await store.list_documents(None, after=first[-1].document_id, limit=2)
+    other = await store.list_documents(["other", "nosuch"], after=0, limit=10)
+
+    assert [(entry.source, entry.path) for entry in everything] == [
+        ("docs", "a.md"),
+        ("docs", "b.md"),
+        ("other", "c.md"),
+    ]
+    assert [entry.document_id for entry in everything] == sorted(entry.document_id for entry in everything)
+    assert first + rest == everything
+    assert [(entry.path, entry.title) for entry in other] == [("c.md", "Title C")]
+    assert await store.list_documents([], after=0, limit=10) == []

@@ -113,6 +113,16 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentEntry:
+    """A stored file, named but not read: one line of a listing."""
+
+    document_id: int
+    source: str
+    path: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourceInfo:
     """A named collection of documents, ingested together."""
 
@@ -294,6 +304,9 @@ class Store(Protocol):
 
     async def get_document(self, document_id: int) -> Document:
         """Raise DocumentNotFoundError when there is no such document."""
+
+    async def list_documents(self, sources: Sequence[str] | None, *, after: int, limit: int) -> list[DocumentEntry]:
+        """Up to `limit` documents with ids above `after`, by id; only those of `sources` unless it is None."""
 
     # -- changing the embedder (`docserver reindex`): new vectors are built beside the
     # current ones, which keep answering searches until `switch_reindex` swaps them in.

@@ -23,6 +23,7 @@ from docserver.observability.metrics import PoolCollector
 from docserver.store.base import (
     ChunkRecord,
     Document,
+    DocumentEntry,
     EmbedderInfo,
     PendingChunk,
     RankedId,
@@ -56,6 +57,7 @@ class Statements(WriteStatements, Protocol):
     search_vector: Callable[..., Any]
     get_chunks: Callable[..., Any]
     get_document: Callable[..., Any]
+    list_documents: Callable[..., Any]
 
 
 class SourceStatements(OriginStatements, Protocol):
@@ -204,6 +206,11 @@ class StoreCore(ABC):
         if document is None:
             raise DocumentNotFoundError(f"no document with id {document_id}")
         return document
+
+    async def list_documents(self, sources: Sequence[str] | None, *, after: int, limit: int) -> list[DocumentEntry]:
+        chosen = None if sources is None else list(sources)
+        entries: list[DocumentEntry] = await self._read("list_documents", self.sql.list_documents, chosen, after, limit)
+        return entries
 
     # -- changing the embedder -----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from docserver.observability.logging import get_logger
 from docserver.store.base import (
     ChunkRecord,
     Document,
+    DocumentEntry,
     DocumentInput,
     EmbedderInfo,
     RankedId,
@@ -251,3 +252,15 @@ async def get_document(conn: Connection, document_id: int) -> Document | None:
         return None
     document_id, source, path, title, content, content_hash, chunk_count, ingested_at = rows[0]
     return Document(document_id, source, path, title, content, content_hash, chunk_count, _iso(ingested_at))
+
+
+async def list_documents(conn: Connection, sources: list[str] | None, after: int, limit: int) -> list[DocumentEntry]:
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT id, source, path, title FROM documents
+        WHERE id > %s AND (%s::text[] IS NULL OR source = ANY(%s::text[])) ORDER BY id LIMIT %s
+        """,
+        (after, sources, sources, limit),
+    )
+    return [DocumentEntry(*row) for row in rows]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from docserver.store import sqlite_vector_index as vector_index
-from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, embedder_mismatch
+from docserver.store.base import ChunkRecord, Document, DocumentEntry, RankedId, SourceInfo, embedder_mismatch
 from docserver.store.sqlite_tables import (
     Connection,
     bump_corpus_version,
@@ -233,3 +233,12 @@ def get_document(db: Connection, document_id: int) -> Document | None:
         (document_id,),
     ).fetchone()
     return None if row is None else Document(*row)
+
+
+def list_documents(db: Connection, sources: list[str] | None, after: int, limit: int) -> list[DocumentEntry]:
+    where = "" if sources is None else f" AND source IN ({', '.join('?' * len(sources))})"
+    rows = db.execute(
+        f"SELECT id, source, path, title FROM documents WHERE id > ?{where} ORDER BY id LIMIT ?",
+        (after, *(sources or ()), limit),
+    ).fetchall()
+    return [DocumentEntry(*row) for row in rows]
