@@ -290,6 +290,10 @@ class Store(Protocol):
     def update_source(self, source: str) -> AbstractAsyncContextManager[SourceWriter]:
         """A transaction that replaces part or all of one source atomically."""
 
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to refresh `source` for the block, across processes: True when taken, False when
+        another holder (process or task) has it. Never waits; released when the block exits or the process dies."""
+
     async def search_text(self, query: str, *, source: SourceFilter, limit: int) -> list[RankedId]:
         """Full-text (BM25) search; an empty list when nothing matches."""
 

@@ -122,6 +122,10 @@ class StoreCore(ABC):
     async def _write(self, operation: str, statement: Callable[..., Any], *args: Any) -> Any: ...
 
     @abstractmethod
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """See Store.refresh_lock: each backend locks in its own way."""
+
+    @abstractmethod
     def _transaction(self) -> AbstractAsyncContextManager[Execute]:
         """One write transaction: committed when the block exits cleanly, rolled back otherwise."""
 
