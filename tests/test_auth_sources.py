@@ -189,7 +189,9 @@ async def test_a_source_scope_reads_every_version_of_it_and_searches_the_newest(
     assert document["source"] == "guide@1.0"
 
 
-async def test_another_sources_versions_look_like_a_source_that_does_not_exist(versioned: Settings, runtime: Runtime) -> None:
+async def test_another_sources_versions_look_like_a_source_that_does_not_exist(
+    versioned: Settings, runtime: Runtime
+) -> None:
     [listed, other] = await call(
         versioned,
         runtime,

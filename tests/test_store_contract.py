@@ -384,6 +384,24 @@ async def test_list_sources_gives_the_version_each_was_ingested_with(store: Stor
     ]
 
 
+async def test_a_refresh_lock_has_one_holder_across_stores_and_none_after_release(
+    backend: Backend, store: Store, tmp_path: Path
+) -> None:
+    other = backend.make(tmp_path)  # another process's store on the same database
+    await other.open()
+    try:
+        async with (
+            store.refresh_lock("docs") as first,
+            other.refresh_lock("docs") as second,
+            other.refresh_lock("elsewhere") as unrelated,
+        ):
+            assert (first, second, unrelated) == (True, False, True)
+        async with other.refresh_lock("docs") as after:
+            assert after
+    finally:
+        await other.close()
+
+
 async def test_document_hashes_are_per_source(store: Store) -> None:
     await put(store, "alpha", document("same.md", ("", "alpha text", E0)))
     await put(store, "beta", document("same.md", ("", "beta text", E1)))
