@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from docserver.errors import StoreError
+
 
 def _digest(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:24]
@@ -30,8 +32,11 @@ def _digest(source: str) -> str:
 async def file_lock(database: Path, source: str) -> AsyncIterator[bool]:
     """Hold the refresh of `source` on the SQLite `database` for the block: True if taken, False if held elsewhere."""
     folder = database.with_name(f"{database.name}.refresh-locks")
-    folder.mkdir(exist_ok=True)
-    descriptor = os.open(folder / f"{_digest(source)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        folder.mkdir(exist_ok=True)
+        descriptor = os.open(folder / f"{_digest(source)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot take the refresh lock of source {source!r} in {folder}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
