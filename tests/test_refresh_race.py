@@ -38,6 +38,8 @@ from support.postgres_server import database_name, shared_server
 
 MODEL = "race-embed"
 HELD_TIMEOUT = 60.0
+SECOND_TIMEOUT = 60.0
+"""The second refresh must end while the first is held: one that waited for it would never end."""
 CHANGED = "# Installing\n\nNow from a package only: the wombat installer.\n"
 
 
@@ -108,7 +110,7 @@ def test_two_refresh_commands_at_once_one_works_and_one_is_busy(
             text=True,
         )
         wait_until_held(admin, first)
-        second = run_cli("refresh", "docs", env=env)
+        second = run_cli("refresh", "docs", env=env, timeout=SECOND_TIMEOUT)  # busy does not wait
     out, err = first.communicate(timeout=120)
 
     assert second.returncode == 0, second.stderr
@@ -156,7 +158,7 @@ async def test_two_replicas_refreshing_at_once_count_one_refresh_and_one_busy(
         with held_embeddings(embedding_server) as admin:
             working = asyncio.create_task(first.refresh(["docs"]))
             await asyncio.to_thread(wait_until_held, admin)
-            [skipped] = await second.refresh(["docs"])
+            [skipped] = await asyncio.wait_for(second.refresh(["docs"]), SECOND_TIMEOUT)  # busy does not wait
         [worked] = await working
         [listed] = await second.store.list_sources()
     finally:
