@@ -181,7 +181,8 @@ async def test_list_sources_reports_the_ingested_corpus(server: ServerProcess) -
     assert result.structured_content is not None
     files = [path for path in CORPUS.rglob("*") if path.is_file()]
     [source] = result.structured_content["sources"]
-    assert (source["name"], source["documents"]) == ("corpus", len(files))
+    [version] = source["versions"]
+    assert (source["name"], version["version"], version["documents"]) == ("corpus", None, len(files))
 
 
 async def test_get_document_returns_the_whole_file_of_a_search_hit(server: ServerProcess) -> None:

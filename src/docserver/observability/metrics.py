@@ -90,7 +90,7 @@ AUTH_FAILURE_SERIES = (
 """docserver_auth_failures_total's (endpoint, reason) series: a closed set, all exported from the start."""
 
 
-SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed")
+SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed", "busy")
 FETCH_RESULTS = ("ok", "not_found", "unreachable", "failed")
 """The closed sets the sources layer counts in (sources/service.py, sources/git.py; a test keeps them equal)."""
 
@@ -248,7 +248,7 @@ REQUEST_FAMILIES: dict[str, Family] = {
     "source_refreshes": Family(
         LeanCounter,
         "docserver_source_refresh",
-        "Source refreshes run by this server (DOCSERVER_REFRESH_INTERVAL), by result (ok, unchanged, failed).",
+        "Source refreshes run by this server (DOCSERVER_REFRESH_INTERVAL), by result (ok, unchanged, failed, busy).",
         ("result",),
     ),
     "fetch_requests": Family(

@@ -127,9 +127,16 @@ class SourceInfo:
     """A named collection of documents, ingested together."""
 
     name: str
+    """The stored name: `NAME@VERSION` for a version (see docserver/versions.py)."""
     documents: int
     chunks: int
     updated_at: str
+    version: str | None = None
+    """The `--version` label it was ingested with; None without one."""
+
+
+SourceFilter = str | tuple[str, ...] | None
+"""Which sources a search reads: one (its stored name), several (a tuple of them), or every one (None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,10 +300,14 @@ class Store(Protocol):
     def update_source(self, source: str) -> AbstractAsyncContextManager[SourceWriter]:
         """A transaction that replaces part or all of one source atomically."""
 
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to refresh `source` for the block, across processes: True when taken, False when
+        another holder (process or task) has it. Never waits; released when the block exits or the process dies."""
+
+    async def search_text(self, query: str, *, source: SourceFilter, limit: int) -> list[RankedId]:
         """Full-text (BM25) search; an empty list when nothing matches."""
 
-    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
         """Nearest chunks by cosine similarity."""
 
     async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:

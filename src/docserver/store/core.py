@@ -28,6 +28,7 @@ from docserver.store.base import (
     PendingChunk,
     RankedId,
     ReindexBatch,
+    SourceFilter,
     SourceInfo,
     SourceRecord,
     SourceWriter,
@@ -123,6 +124,10 @@ class StoreCore(ABC):
     async def _write(self, operation: str, statement: Callable[..., Any], *args: Any) -> Any: ...
 
     @abstractmethod
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """See Store.refresh_lock: each backend locks in its own way."""
+
+    @abstractmethod
     def _transaction(self) -> AbstractAsyncContextManager[Execute]:
         """One write transaction: committed when the block exits cleanly, rolled back otherwise."""
 
@@ -180,17 +185,17 @@ class StoreCore(ABC):
 
     # -- reading -----------------------------------------------------------------------
 
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_text(self, query: str, *, source: SourceFilter, limit: int) -> list[RankedId]:
         terms = query_terms(query)
-        if not terms:
+        if not terms or source == ():
             return []
         ranked: list[RankedId] = await self._read("search_text", self.sql.search_text, terms, source, limit)
         return ranked
 
-    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
         array = np.asarray(vector, dtype=np.float32)
-        if not np.any(array):
-            return []  # a zero vector (a query without words) has no direction to compare
+        if not np.any(array) or source == ():
+            return []  # a zero vector (a query without words) has no direction to compare; no source, no chunk
         ranked: list[RankedId] = await self._read("search_vector", self.sql.search_vector, array, source, limit)
         return ranked
 
