@@ -34,10 +34,11 @@ MEASURED = re.compile(
     """,
     re.VERBOSE,
 )
-# A number that follows one of these is a setting, a limit or a goal, not a measurement.
+# A number that follows one of these is a setting, a limit, an interval or a goal, not a
+# measurement. The price: a measurement phrased as a bound ("under 1 ms") is not checked.
 LIMIT_WORDS = (
     r"default|defaults to|at most|at least|up to|above|below|over|under|within|exceeds|"
-    r"more than|less than|fewer than|period|limit|timeout|budget|goal|aim|threshold|stays under|every|than"
+    r"more than|less than|fewer than|period|limit|timeout|budget|goal|aim|threshold|every"
 )
 LIMIT = re.compile(rf"\b(?:{LIMIT_WORDS})\s+(?:about\s+)?(?:[+\-]\s?)?$", re.IGNORECASE)
 SCRIPT = re.compile(r"\bbench/(?:[\w-]+/)*[\w-]+\.py\b")
@@ -62,7 +63,6 @@ class Block:
 @dataclass(frozen=True)
 class Section:
     heading: str
-    line: int
     text: str
     blocks: tuple[Block, ...]
 
@@ -92,15 +92,15 @@ def is_limit(prose: str, start: int) -> bool:
 
 def sections(markdown: str) -> Iterator[Section]:
     """The page's sections; a section's text is all of it (code too), its blocks are its prose."""
-    heading, first, raw, prose = "(top of page)", 1, [], []
+    heading, raw, prose = "(top of page)", [], []
     for number, line, is_prose in classified_lines(markdown):
         if is_prose and HEADING.match(line):
-            yield Section(heading, first, "\n".join(raw), tuple(blocks(prose)))
-            heading, first, raw, prose = line.lstrip("#").strip(), number, [], []
+            yield Section(heading, "\n".join(raw), tuple(blocks(prose)))
+            heading, raw, prose = line.lstrip("#").strip(), [], []
         raw.append(line)
         if is_prose:
             prose.append((number, line))
-    yield Section(heading, first, "\n".join(raw), tuple(blocks(prose)))
+    yield Section(heading, "\n".join(raw), tuple(blocks(prose)))
 
 
 def classified_lines(markdown: str) -> Iterator[tuple[int, str, bool]]:
