@@ -102,6 +102,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/postgres_scale.py
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/server_instructions.py
+	$(BIN)/python bench/sampler_ticks.py
+	$(BIN)/python bench/tracemalloc_cost.py
 	$(BIN)/python bench/plots.py
 
 # Regenerate the committed deployment files (dashboards, PrometheusRule) from their sources.
