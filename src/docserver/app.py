@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from docserver.access.authorization import authenticated
+from docserver.access.authorization import admin_verifier, authenticated, resource_metadata
 from docserver.access.gate import admission_gate
 from docserver.access.metadata import metadata_routes
 from docserver.config import Settings
@@ -27,11 +27,11 @@ from docserver.empty_store import readiness_details
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
 from docserver.mcp.tools import TOOL_NAMES
 from docserver.observability.context import current_correlation_id
-from docserver.observability.exposition import metrics_route
+from docserver.observability.exposition import metrics_access, metrics_route
 from docserver.observability.logging import event_line
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
-from docserver.observability.profiling.endpoints import profiling_routes
+from docserver.observability.profiling.endpoints import profiling_access, profiling_routes
 from docserver.observability.tracing import current_exemplar
 from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
@@ -108,11 +108,15 @@ def create_admin_app(
 
 
 def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]:
+    """/metrics and /debug/pprof, behind their own tokens or a docs:admin bearer (DOCSERVER_ADMIN_AUTH)."""
+    admin = admin_verifier(settings.auth)
+    challenge_url = resource_metadata(settings.auth)
     routes: list[BaseRoute] = []
     if metrics is not None:
-        routes.append(metrics_route(metrics, settings.telemetry.metrics_token))
+        routes.append(metrics_route(metrics, metrics_access(settings, admin, challenge_url)))
     on_failure = _pprof_failures(metrics.for_auth("pprof")) if metrics is not None else None
-    routes += profiling_routes(settings, on_auth_failure=on_failure)
+    access = profiling_access(settings, admin, challenge_url)
+    routes += profiling_routes(settings, on_auth_failure=on_failure, access=access)
     return routes
 
 
