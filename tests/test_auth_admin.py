@@ -20,6 +20,7 @@ from docserver.app import create_admin_app, create_app
 from docserver.config import ConfigError, Settings, load_settings
 from docserver.config.auth import AuthSettings
 from docserver.config.profiling import ProfilingSettings
+from docserver.observability.exposition import metrics_token
 from docserver.observability.metrics import Metrics
 from docserver.runtime import Runtime
 from support.idp import IdentityProvider, identity_provider
@@ -177,6 +178,41 @@ async def test_the_admin_listener_takes_the_admin_token_and_the_public_port_serv
     assert (await get(admin_app, "/metrics", bearer(READER))).status_code == 403
     assert (await get(admin_app, "/metrics", bearer(METRICS_TOKEN))).status_code == 401
     assert (await get(public_app, "/metrics", bearer(ADMIN))).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        ("Bearer " + "x" * 10_000, "malformed"),
+        ("Token " + ADMIN, "malformed"),
+        ("Basic !!!", "malformed"),
+        ("Bearer dsk_guessed", "unknown_token"),
+    ],
+    ids=["oversized", "other scheme", "bad basic", "guessed"],
+)
+async def test_a_bad_header_is_refused_for_its_reason(
+    settings: Settings, runtime: Runtime, tokens_file: Path, authorization: str, reason: str
+) -> None:
+    metrics = new_metrics()
+    app = create_app(static(settings, tokens_file, "scope"), runtime, metrics)
+    refused = await get(app, "/metrics", {"Authorization": authorization})
+    assert refused.status_code == 401
+    assert failures(metrics, "metrics", reason) == 1
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "missing"),
+        (METRICS_TOKEN.encode(), "malformed"),
+        (b"Bearer " + METRICS_TOKEN.encode(), None),
+        (b"bearer  " + METRICS_TOKEN.encode() + b" ", None),
+        (b"Bearer " + METRICS_TOKEN[:-1].encode(), "unknown_token"),
+        ("Bearer sécret".encode(), "unknown_token"),  # non-ASCII: a wrong token, never an exception
+    ],
+)
+def test_the_metrics_token_is_compared_as_bytes(authorization: bytes | None, reason: str | None) -> None:
+    assert metrics_token(METRICS_TOKEN)(authorization) == reason
 
 
 # --- OAuth access tokens ----------------------------------------------------------------------
