@@ -6,7 +6,7 @@
 The load generator is this process; the servers are real `docserver serve`
 subprocesses. Clients are closed loops that never back off (a refused client
 asks again at once), over keep-alive connections with prebuilt requests
-(bench/rawhttp.py), so the generator's own CPU stays small next to the servers'.
+(bench/rawhttp.py), so the generator's own work stays small.
 
 1. Capacity (unless `--capacity`): a server without limits, driven by 1, 2, 4
    and 8 clients; the capacity is the fewest clients that reach 95% of the best
@@ -23,7 +23,13 @@ client and by the server (its `http_request` access lines: first byte in to
 answer out; requests shed for overload write none), rejections per second and
 their p99/max as the client saw them, how late the generator's own event loop
 woke (its share of every client-side time), every status, RSS; then /readyz
-and one call after the last round.
+and one call after the last round. During each overload phase a probe process
+(bench/overload_probe.py) times one request every 20 ms, free of that lag.
+
+    python bench/overload.py --capacity 2 --seconds 8 --profile FILE
+
+instead writes a CPU profile (pprof) of a server with the defaults under the
+flood: `go tool pprof -top FILE` shows where its time goes.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ import asyncio
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -59,6 +67,8 @@ class Outcome:
     latencies: dict[int, list[float]] = field(default_factory=dict)
     server: dict[int, list[float]] = field(default_factory=dict)
     lag: list[float] = field(default_factory=list)
+    probe: dict[int, list[float]] = field(default_factory=dict)
+    """What the probe process saw, by status (overload phases)."""
     errors: int = 0
 
     def add(self, status: int, elapsed: float) -> None:
@@ -79,7 +89,7 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
 
-def _body(call_id: int, query: str) -> bytes:
+def search_call(call_id: int, query: str) -> bytes:
     meta = {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": {"name": "docserver-overload", "version": "1"},
@@ -92,7 +102,7 @@ def _body(call_id: int, query: str) -> bytes:
 async def drive(url: str, queries: list[str], clients: int, seconds: float, seed: int) -> Outcome:
     """`clients` closed-loop clients calling search_docs for `seconds`, never backing off."""
     rng = random.Random(seed)
-    requests = [post_request(url, "/mcp", HEADERS, _body(n, rng.choice(queries))) for n in range(512)]
+    requests = [post_request(url, "/mcp", HEADERS, search_call(n, rng.choice(queries))) for n in range(512)]
     outcome = Outcome()
     deadline = time.monotonic() + seconds
 
@@ -126,10 +136,18 @@ async def drive(url: str, queries: list[str], clients: int, seconds: float, seed
     return outcome
 
 
-def phase(server: Server, queries: list[str], clients: int, seconds: float, seed: int) -> Outcome:
-    """One load phase, with the server's own view of it from the access lines it wrote meanwhile."""
+def phase(server: Server, queries: list[str], clients: int, seconds: float, seed: int, probe: bool = False) -> Outcome:
+    """One load phase, with the server's own view of it from the access lines it wrote meanwhile.
+
+    With `probe`, bench/overload_probe.py times one request every 20 ms meanwhile, from a process of its own.
+    """
     offset = server.log_path.stat().st_size
+    command = [sys.executable, str(Path(__file__).with_name("overload_probe.py")), server.url, str(seconds)]
+    prober = subprocess.Popen(command, stdout=subprocess.PIPE) if probe else None
     outcome = asyncio.run(drive(server.url, queries, clients, seconds, seed))
+    if prober is not None:
+        answers = json.loads(prober.communicate(timeout=seconds + 30)[0])
+        outcome.probe = {int(status): times for status, times in answers.items()}
     with server.log_path.open("rb") as log:
         log.seek(offset)
         for line in log:
@@ -156,6 +174,11 @@ def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after:
         "rejection_max_ms": max(rejected, default=float("nan")) * 1000,
         "server_rejection_max_ms": max(server_rejected, default=float("nan")) * 1000,
         "generator_lag_p99_ms": quantile(outcome.lag, 0.99),
+        "probe_statuses": {status: len(times) for status, times in outcome.probe.items()},
+        "probe_admitted_p99_ms": quantile(outcome.probe.get(200, []), 0.99),
+        "probe_rejection_p99_ms": quantile(outcome.probe.get(503, []) + outcome.probe.get(429, []), 0.99),
+        "probe_rejection_max_ms": max(outcome.probe.get(503, []) + outcome.probe.get(429, []), default=float("nan"))
+        * 1000,
         "statuses": outcome.statuses(),
         "connection_errors": outcome.errors,
         "rss_before_mb": rss_before,
@@ -165,7 +188,7 @@ def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after:
 
 def healthy_afterwards(server: Server, query: str) -> bool:
     ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
-    call = httpx.post(f"{server.url}/mcp", content=_body(1, query), headers=HEADERS, timeout=10)
+    call = httpx.post(f"{server.url}/mcp", content=search_call(1, query), headers=HEADERS, timeout=10)
     return ready and call.status_code == 200 and "result" in call.json()
 
 
@@ -184,7 +207,8 @@ def pair(server: Server, queries: list[str], label: str, number: int, args: argp
     rows = []
     for clients in (args.capacity, args.capacity * args.factor):
         rss = server.rss_mb()
-        outcome = phase(server, queries, clients, args.seconds, args.seed + number)
+        probe = clients > args.capacity
+        outcome = phase(server, queries, clients, args.seconds, args.seed + number, probe)
         rows.append(row(f"{label}, {clients} clients, round {number + 1}", clients, outcome, rss, server.rss_mb()))
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -233,10 +257,39 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return {"config": {**vars(args)}, "capacity": args.capacity, "servers": results}
 
 
+def profile_flood(args: argparse.Namespace) -> None:
+    """A CPU profile (pprof) of a limited server while `factor` x `capacity` clients flood it: where its time goes."""
+    work = Path(tempfile.mkdtemp(prefix="docserver-overload-"))
+    template, queries = build_database(work, args.chunks)
+    env = {
+        "DOCSERVER_CACHE_SIZE": "0",
+        "LOG_LEVEL": "INFO",
+        "DOCSERVER_MAX_INFLIGHT": str(args.capacity),
+        "ENABLE_PROFILING": "true",
+        "PROFILING_TOKEN": "overload-bench",
+        "PROFILING_MIN_INTERVAL": "0",
+    }
+    with serve(docserver_env(fresh_copy(template, work, "profiled"), env), work / "profiled.log") as server:
+        phase(server, queries, args.capacity, 3, args.seed)  # warm-up
+        url = f"{server.url}/debug/pprof/profile?seconds={int(args.seconds)}"
+        headers = {"Authorization": "Bearer overload-bench"}
+
+        def fetch() -> None:
+            time.sleep(1)  # the flood is under way
+            args.profile.write_bytes(httpx.get(url, headers=headers, timeout=args.seconds + 30).content)
+
+        fetching = threading.Thread(target=fetch)
+        fetching.start()
+        outcome = phase(server, queries, args.capacity * args.factor, args.seconds + 2, args.seed)
+        fetching.join()
+    print(f"profile of {len(outcome.ok())} admitted and {len(outcome.rejected())} shed calls: {args.profile}")
+
+
 def markdown(result: dict[str, object]) -> str:
     head = (
         "| phase | admitted calls/s | admitted p50 / p99 ms (server-side) | rejected/s | rejection p99 / max ms "
-        "| generator lag p99 ms | statuses | RSS MB |\n|---|---|---|---|---|---|---|---|\n"
+        "| generator lag p99 ms | probe: rejection p99 / max ms | statuses | RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     out = []
     for server in result["servers"]:  # type: ignore[attr-defined]
@@ -244,6 +297,7 @@ def markdown(result: dict[str, object]) -> str:
             f"| {r['phase']} | {r['admitted_per_s']:.0f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} "
             f"({r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f}) | {r['rejected_per_s']:.0f} "
             f"| {r['rejection_p99_ms']:.1f} / {r['rejection_max_ms']:.1f} | {r['generator_lag_p99_ms']:.1f} "
+            f"| {r['probe_rejection_p99_ms']:.1f} / {r['probe_rejection_max_ms']:.1f} "
             f"| {', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))} "
             f"| {r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f} |"
             for r in server["rows"]
@@ -279,7 +333,13 @@ def main() -> None:
     parser.add_argument("--skip-unlimited", action="store_true", help="only the limited servers")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("bench/results/overload.json"))
+    parser.add_argument("--profile", type=Path, help="only profile a limited server under the flood, into this file")
     args = parser.parse_args()
+    if args.profile is not None:
+        if not args.capacity:
+            parser.error("--profile needs --capacity")
+        profile_flood(args)
+        return
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
