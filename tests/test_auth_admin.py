@@ -149,6 +149,17 @@ async def test_token_or_scope_mode_accepts_either(
     assert (await get(app, "/metrics", headers)).status_code == 200
 
 
+async def test_without_a_metrics_token_the_admin_scope_still_closes_metrics(
+    settings: Settings, runtime: Runtime, tokens_file: Path
+) -> None:
+    secured = static(settings, tokens_file, "token_or_scope")
+    secured = secured.model_copy(update={"telemetry": secured.telemetry.model_copy(update={"metrics_token": None})})
+    app = create_app(secured, runtime, new_metrics())
+
+    assert (await get(app, "/metrics")).status_code == 401
+    assert (await get(app, "/metrics", bearer(ADMIN))).status_code == 200
+
+
 async def test_token_mode_keeps_the_own_token_only(settings: Settings, runtime: Runtime, tokens_file: Path) -> None:
     app = create_app(static(settings, tokens_file, "token"), runtime, new_metrics())
 
