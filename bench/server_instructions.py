@@ -1,6 +1,7 @@
 """Server instructions per cache-hit call, measured from outside: `docserver serve` under callgrind.
 
-    python bench/server_instructions.py [--calls 100 400] [--configs off ...] [--out bench/results/server_instructions.json]
+    python bench/server_instructions.py [--calls 100 400] [--configs off ...]
+        [--out bench/results/server_instructions.json]
 
 The real server runs under `valgrind --tool=callgrind` (every thread counted),
 a plain HTTP client in this process sends current-protocol `search_docs` calls
