@@ -143,11 +143,20 @@ image-deps:
 	@mkdir -p build && printf '[containers]\ndefault_ulimits = []\n' > build/containers.conf
 
 # No image registry is reachable from CI: the debian:bookworm-slim base (with
-# Python) is made from Debian's packages, once, unless it is already there.
+# Python) is made from Debian's packages, once, unless it is already there. Like
+# the published slim image: no recommended packages (perl), no documentation,
+# manual pages or translations (dpkg excludes them), and /usr merged by a hook
+# rather than by the usrmerge package (which needs perl). The label marks this recipe:
+# a base made by an older one is replaced.
+BASE_RECIPE := slim-3
+SLIM_EXCLUDES := $(foreach path,doc/* man/* info/* locale/* groff/* lintian/* linda/*,--dpkgopt=path-exclude=/usr/share/$(path)) \
+	--dpkgopt=path-include=/usr/share/doc/*/copyright
 base-image: image-deps
-	@$(PODMAN) image exists $(BASE_IMAGE) || { \
-		mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates bookworm build/base.tar \
-		&& $(PODMAN) import build/base.tar $(BASE_IMAGE) && rm -f build/base.tar; }
+	@test "$$($(PODMAN) image inspect --format '{{ index .Config.Labels "org.docserver.base-recipe" }}' $(BASE_IMAGE) 2>/dev/null)" = $(BASE_RECIPE) || { \
+		mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --aptopt='APT::Install-Recommends "false"' $(SLIM_EXCLUDES) \
+			--include=python3,python3-venv,ca-certificates bookworm build/base.tar \
+		&& $(PODMAN) import --change 'LABEL org.docserver.base-recipe=$(BASE_RECIPE)' build/base.tar $(BASE_IMAGE) \
+		&& rm -f build/base.tar; }
 
 clean:
 	rm -rf $(VENV) site dist build .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm
