@@ -63,13 +63,24 @@ def volume() -> Iterator[str]:
         podman("volume", "rm", "--force", name, check=False)
 
 
-def start(volume: str) -> Container:
+@pytest.fixture
+def fresh_volume() -> Iterator[str]:
+    """An empty named volume: podman fills it from the image's /data (owner 10001, mode 0750) on first use."""
+    name = f"docserver-test-{uuid.uuid4().hex[:8]}"
+    podman("volume", "create", name)
+    try:
+        yield name
+    finally:
+        podman("volume", "rm", "--force", name, check=False)
+
+
+def start(volume: str, *options: str) -> Container:
     """The image's own entrypoint, read-only, on a free loopback port; returns once /healthz answers."""
     name = f"docserver-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     podman(
         *("run", "--detach", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"),
-        *("-v", f"{volume}:/data", "-e", f"DOCSERVER_SHUTDOWN_TIMEOUT={SHUTDOWN_TIMEOUT}", IMAGE),
+        *("-v", f"{volume}:/data", "-e", f"DOCSERVER_SHUTDOWN_TIMEOUT={SHUTDOWN_TIMEOUT}", *options, IMAGE),
         *("serve", "--host", "127.0.0.1", "--port", str(port)),
     )
     container = Container(name, f"http://127.0.0.1:{port}")
@@ -139,5 +150,81 @@ def test_sigterm_drains_and_exits_0_within_the_shutdown_timeout(volume: str) -> 
         assert state["ExitCode"] == 0, container.logs()
         assert elapsed < SHUTDOWN_TIMEOUT + 5
         assert '"draining"' in container.logs()
+    finally:
+        podman("rm", "--force", container.name, check=False)
+
+
+def refused_start(*options: str) -> str:
+    """Start `serve` read-only with `options`; assert it stopped at once with exit 1 and one line; return it."""
+    run = podman(
+        *("run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp", *options, IMAGE),
+        *("serve", "--host", "127.0.0.1", "--port", str(free_port())),
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    [line] = run.stderr.splitlines()
+    return line
+
+
+def test_a_read_only_volume_stops_it_with_one_line(volume: str) -> None:
+    line = refused_start("-v", f"{volume}:/data:ro")
+    assert (
+        line
+        == "docserver: error: cannot open database /data/docserver.db: /data is mounted read-only; mount it read-write"
+    )
+
+
+def test_no_volume_on_a_read_only_root_stops_it_with_one_line() -> None:
+    # Kubernetes ignores an image's VOLUME: without a volume, /data is part of the read-only root.
+    line = refused_start("--image-volume", "ignore")
+    assert line == (
+        "docserver: error: cannot open database /data/docserver.db: /data is on a read-only file system and no "
+        "volume is mounted there; mount a writable volume at /data, or set DOCSERVER_DATABASE_URL"
+    )
+
+
+def test_a_user_the_volume_does_not_belong_to_stops_it_with_one_line(fresh_volume: str) -> None:
+    line = refused_start("-v", f"{fresh_volume}:/data", "--user", "12345")
+    assert line == (
+        "docserver: error: cannot open database /data/docserver.db: /data is not writable by user 12345 "
+        "(it belongs to 10001:10001, mode 750); run as UID 10001, or give this user write access"
+    )
+
+
+UNREACHABLE_DATABASE = "postgresql://docserver:s3cret@127.0.0.1:{port}/docserver"
+
+
+def test_a_one_shot_command_stops_at_once_when_the_database_cannot_be_reached() -> None:
+    url = UNREACHABLE_DATABASE.format(port=free_port())
+    run = podman(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "-e",
+        f"DOCSERVER_DATABASE_URL={url}",
+        IMAGE,
+        "ingest",
+        "--sample",
+        check=False,
+    )
+    assert run.returncode == 1
+    [line] = run.stderr.splitlines()
+    assert line.startswith("docserver: error: cannot connect to the database postgresql://docserver:***@127.0.0.1:")
+    assert "s3cret" not in run.stdout + run.stderr
+
+
+def test_the_server_waits_for_a_database_it_cannot_reach_saying_why(fresh_volume: str) -> None:
+    """Not a crash loop: it serves /healthz, /readyz answers 503 naming the database, one warning is logged."""
+    url = UNREACHABLE_DATABASE.format(port=free_port())
+    container = start(fresh_volume, "-e", f"DOCSERVER_DATABASE_URL={url}")
+    try:
+        ready = httpx.get(f"{container.url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["store"].startswith("cannot connect to the database postgresql://docserver:***@")
+        assert container.logs().count("store_unavailable") == 1
+        assert "s3cret" not in container.logs()
     finally:
         podman("rm", "--force", container.name, check=False)
