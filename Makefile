@@ -132,14 +132,17 @@ image-local: base-image package
 	$(PODMAN) build --network host -f Containerfile -t $(IMAGE)-local --build-arg EXTRAS=local \
 		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
 
-# Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user.
+# Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user,
+# bad input at start-up; then deploy/kubernetes's Deployment under `podman kube play`.
 image-test: image
-	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py
+	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py tests/test_kube_play.py
 
-# podman, runc and mmdebstrap from Debian, once.
+# podman, runc and mmdebstrap from Debian, once; socat relays TCP to the test PostgreSQL's
+# Unix socket for tests/test_kube_play.py.
 image-deps:
-	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap uidmap; }
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
+		&& command -v socat >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap uidmap socat; }
 	@mkdir -p build && printf '[containers]\ndefault_ulimits = []\n' > build/containers.conf
 
 # No image registry is reachable from CI: the debian:bookworm-slim base (with

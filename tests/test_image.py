@@ -10,9 +10,6 @@ and run without DOCSERVER_IMAGE they fail saying so.
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,10 +20,9 @@ import pytest
 from mcp import Client
 
 from docserver import __version__
+from support.podman import IMAGE, NO_IMAGE, logs, podman, wait_for_status
 from support.processes import free_port
 
-IMAGE = os.environ.get("DOCSERVER_IMAGE", "")
-PODMAN = shlex.split(os.environ.get("DOCSERVER_PODMAN", "podman"))
 SHUTDOWN_TIMEOUT = 5
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
@@ -34,11 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 @pytest.fixture(autouse=True, scope="module")
 def _an_image_is_named() -> None:
-    assert IMAGE, "no image named: run `make image-test`, or set DOCSERVER_IMAGE to a built image"
-
-
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=120, check=check)
+    assert IMAGE, NO_IMAGE
 
 
 @dataclass
@@ -47,8 +39,7 @@ class Container:
     url: str
 
     def logs(self) -> str:
-        result = podman("logs", self.name, check=False)
-        return result.stdout + result.stderr
+        return logs(self.name)
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +75,8 @@ def start(volume: str, *options: str) -> Container:
         *("serve", "--host", "127.0.0.1", "--port", str(port)),
     )
     container = Container(name, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{container.url}/healthz", timeout=1).status_code == 200:
-                return container
-        except httpx.TransportError:
-            time.sleep(0.2)  # polling a port that is not open yet
-    raise AssertionError(f"the container never answered /healthz:\n{container.logs()}")
+    wait_for_status(f"{container.url}/healthz", name)
+    return container
 
 
 @pytest.fixture(scope="module")
