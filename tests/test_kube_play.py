@@ -36,7 +36,6 @@ the preStop hook: `podman stop` sends SIGTERM at once.
 from __future__ import annotations
 
 import base64
-import glob
 import json
 import secrets
 import subprocess
@@ -44,15 +43,12 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import httpx2
-import psycopg
 import pytest
 import redis
 import yaml
@@ -61,15 +57,13 @@ from mcp.client.streamable_http import streamable_http_client
 
 from support.embedding_server_fixture import start_embedding_server
 from support.podman import IMAGE, NO_IMAGE, logs, podman, wait_for_status
-from support.postgres_server import shared_server
+from support.postgres_tcp import postgres_on_loopback
 from support.processes import free_port, running
 from support.redis_server import redis_url
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 sys.path.insert(0, str(DEPLOY))
 import stack  # noqa: E402  (deploy/stack.py: Prometheus configured from the committed files)
-
-PASSWORD = "kube-play-s3cret"
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 
@@ -113,32 +107,6 @@ def adapt(deployment: dict[str, Any], ports: Ports, embedding_url: str) -> dict[
     set_env(container, "POD_NAMESPACE", "default")
     set_env(container, "DOCSERVER_EMBEDDING_URL", embedding_url)
     return deployment
-
-
-@contextmanager
-def postgres_on_loopback() -> Iterator[str]:
-    """A fresh database of the test PostgreSQL (pgvector), over TCP on 127.0.0.1: socat relays to its Unix socket."""
-    server = shared_server()
-    name = f"kube_play_{uuid.uuid4().hex[:8]}"
-    folder = parse_qs(urlsplit(server.create_database(name)).query)["host"][0]
-    [socket] = glob.glob(f"{folder}/.s.PGSQL.*[0-9]")
-    port = free_port()
-    relay = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"UNIX-CONNECT:{socket}"])
-    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/{name}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                psycopg.connect(url, connect_timeout=1).close()
-                break
-            except psycopg.OperationalError:
-                assert time.monotonic() < deadline, "socat never relayed to PostgreSQL"
-                time.sleep(0.05)  # polling for the relay's listening socket
-        yield url
-    finally:
-        relay.terminate()
-        relay.wait(timeout=10)
-        server.drop_database(name)
 
 
 def run_job_container(cronjob: dict[str, Any], values: dict[str, str], embedding_url: str, *command: str) -> None:
@@ -185,7 +153,10 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     ports = Ports(free_port(), free_port())
     api_key = secrets.token_hex(16)
     prefix = f"kube-play-{uuid.uuid4().hex[:8]}:"
-    with postgres_on_loopback() as database_url, start_embedding_server("--api-key", api_key) as (embedding_url, _):
+    with (
+        postgres_on_loopback("kube_play") as database_url,
+        start_embedding_server("--api-key", api_key) as (embedding_url, _),
+    ):
         values = {
             "METRICS_TOKEN": secrets.token_hex(16),
             "PROFILING_TOKEN": secrets.token_hex(16),
