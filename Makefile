@@ -133,9 +133,10 @@ image-local: base-image package
 		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
 
 # Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user,
-# bad input at start-up; then deploy/kubernetes's Deployment under `podman kube play`.
+# bad input at start-up; then deploy/kubernetes's Deployment under `podman kube play`, and
+# deploy/compose.yaml under podman-compose.
 image-test: image
-	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py tests/test_kube_play.py
+	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py tests/test_kube_play.py tests/test_compose.py
 
 # podman, runc and mmdebstrap from Debian, once; socat relays TCP to the test PostgreSQL's
 # Unix socket for tests/test_kube_play.py.
