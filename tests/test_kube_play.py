@@ -2,8 +2,10 @@
 
 The pod runs the image `make image` builds (the manifest's `docserver:<version>`
 is that local image), on the host network, against a real PostgreSQL with
-pgvector and the real Redis on loopback. The CronJob's container feeds the
-database first, then the tests check that the probes' paths answer, that a real
+pgvector and the real Redis on loopback. The CronJob's container adds the
+sample docs first (`docserver ingest --sample` in place of its command: sources
+are added once, as the CronJob's header says; its own `docserver refresh` runs
+as written in a test), then the tests check that the probes' paths answer, that a real
 Prometheus scrapes `/metrics` with the shipped scrape configuration, that an MCP
 client searches, and that SIGTERM drains.
 
