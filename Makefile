@@ -121,8 +121,10 @@ package: $(STAMP)
 	$(BIN)/pip wheel --quiet --disable-pip-version-check -w dist/wheels -r requirements-image.lock
 
 # docserver:<version>: Containerfile, built from dist/ (see docs/deployment.md).
+# IMAGE_PACKAGES: more Debian packages in the image, e.g. git (for git origins).
+IMAGE_PACKAGES ?=
 image: base-image package
-	$(PODMAN) build --network host -f Containerfile -t $(IMAGE) \
+	$(PODMAN) build --network host -f Containerfile -t $(IMAGE) --build-arg PACKAGES="$(IMAGE_PACKAGES)" \
 		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
 
 # docserver:<version>-local: with the `local` extra (torch CPU, sentence-transformers, all-MiniLM-L6-v2).
