@@ -155,8 +155,8 @@ image-deps:
 # rather than by the usrmerge package (which needs perl). The label marks this recipe:
 # a base made by an older one is replaced.
 BASE_RECIPE := slim-3
-SLIM_EXCLUDES := $(foreach path,doc/* man/* info/* locale/* groff/* lintian/* linda/*,--dpkgopt=path-exclude=/usr/share/$(path)) \
-	--dpkgopt=path-include=/usr/share/doc/*/copyright
+SLIM_EXCLUDES := $(foreach path,doc/* man/* info/* locale/* groff/* lintian/* linda/*,'--dpkgopt=path-exclude=/usr/share/$(path)') \
+	'--dpkgopt=path-include=/usr/share/doc/*/copyright'
 base-image: image-deps
 	@test "$$($(PODMAN) image inspect --format '{{ index .Config.Labels "org.docserver.base-recipe" }}' $(BASE_IMAGE) 2>/dev/null)" = $(BASE_RECIPE) || { \
 		mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --aptopt='APT::Install-Recommends "false"' $(SLIM_EXCLUDES) \
