@@ -130,10 +130,13 @@ class _Discard(SpanExporter):
 def span_costs(n: int) -> dict[str, float]:
     """One request's tracing as the middleware starts it: decision, server span, one child."""
     setup = configure_tracing(TracingConfig("bench", "bench", "none", "http/protobuf", ALWAYS_ON), None)
-    setup.provider.add_span_processor(BatchSpanProcessor(_Discard()))
+    processor = BatchSpanProcessor(_Discard())
+    setup.add_processor(processor)
 
     def request(sampler: Sampler) -> Callable[[], None]:
-        spans = ServerSpans(Tracing(setup.provider, sampler))
+        traced = Tracing(setup.provider, sampler)
+        traced.recorder.add_processor(processor)
+        spans = ServerSpans(traced)
 
         def run() -> None:
             started = spans.start([], [], [], "POST /mcp", lambda: {"http.route": "/mcp"})

@@ -207,8 +207,9 @@ def finished() -> InMemorySpanExporter:
 def tracing_at(rate: float, exporter: InMemorySpanExporter) -> Tracing:
     """A Tracing on a private provider (the global one is left alone), set up like configure_tracing's."""
     provider = TracerProvider(sampler=ALWAYS_ON)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Tracing(provider, ParentBased(TraceIdRatioBased(rate)))
+    tracing = Tracing(provider, ParentBased(TraceIdRatioBased(rate)))
+    tracing.add_processor(SimpleSpanProcessor(exporter))
+    return tracing
 
 
 def start(tracing: Tracing, traceparent: str | None = None, tracestate: str | None = None) -> RequestSpan:
@@ -535,7 +536,7 @@ tracing = configure_tracing(
 )
 memory = InMemorySpanExporter()
 processors_before = len(tracing.provider._active_span_processor._span_processors)
-tracing.provider.add_span_processor(SimpleSpanProcessor(memory))
+tracing.add_processor(SimpleSpanProcessor(memory))
 out = {
     "global_is_ours": trace.get_tracer_provider() is tracing.provider,
     "processors_with_exporter_none": processors_before,

@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import attach, detach
-from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, StatusCode, set_span_in_context
+from opentelemetry.trace import Link, StatusCode, set_span_in_context
 from pydantic import ValidationError
 
 from docserver.access.bearer import PRINCIPAL_SCOPE_KEY
@@ -30,6 +30,7 @@ from docserver.observability.context import current_correlation_id
 from docserver.observability.eventline import EventLine
 from docserver.observability.instruments import McpInstruments
 from docserver.observability.metrics import label_mcp_method
+from docserver.observability.recorded_span import RecordedSpan
 from docserver.observability.tracing import TraceContext
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
 
@@ -177,48 +178,46 @@ def _server_span(
     ctx: ServerRequestContext[Any, Any], params: Any, meta: Mapping[str, Any] | None, enduser: bool
 ) -> AbstractContextManager[Any]:
     """The MCP server span when this message is sampled; a shared no-op otherwise."""
-    tracer = tracing.tracer()
-    if tracer is None:
+    recorder = tracing.recorder()
+    if recorder is None:
         return _NOOP
     parent = _meta_parent(meta) if meta else None
-    if parent is not None:
+    reparented = parent is not None
+    if reparented:
         if not tracing.decide(parent):
             return _NOOP
-        context = set_span_in_context(NonRecordingSpan(parent))
     elif tracing.request_trace() is not None:
-        if tracing.sampled_span() is None:
+        current = tracing.sampled_span()
+        if current is None:
             return _NOOP  # the HTTP request was decided unsampled
-        context = None
-    elif tracing.decide(None):  # stdio: the message is the root
-        context = None
-    else:
+        parent = current.get_span_context()
+    elif not tracing.decide(None):  # stdio: the message is the root
         return _NOOP
     target = params.get("name") if ctx.method in ("tools/call", "prompts/get") else None
     target = target if isinstance(target, str) else None
-    name = f"{ctx.method} {target}" if target else ctx.method
-    http = tracing.http_span_context() if context is not None else None
-    span = tracer.start_as_current_span(
-        name,
-        context=context,
+    http = tracing.http_span_context() if reparented else None
+    span = recorder.start(
+        f"{ctx.method} {target}" if target else ctx.method,
+        parent,
+        _span_attributes(ctx, target, enduser),
         # Reparented by `_meta`: the HTTP server span is linked, so both traces lead to each other.
-        links=[Link(http, {"docserver.link": "http_server_span"})] if http is not None else None,
-        kind=SpanKind.SERVER,
-        attributes=_span_attributes(ctx, target, enduser),
-        record_exception=False,
-        set_status_on_exception=False,
+        links=[Link(http, {"docserver.link": "http_server_span"})] if http is not None else (),
     )
-    return _as_request(span) if context is not None else span
+    return _current(span, reparented)
 
 
 @contextmanager
-def _as_request(started: AbstractContextManager[Any]) -> Iterator[Any]:
-    """A span `_meta` reparented becomes the request's trace for the layers below (logs, child spans)."""
-    with started as span:
-        token = tracing.enter_request(TraceContext.of(span.get_span_context()))
-        try:
-            yield span
-        finally:
-            tracing.leave_request(token)
+def _current(span: RecordedSpan, reparented: bool) -> Iterator[RecordedSpan]:
+    """The span is the current one for the layers below; one `_meta` reparented is also the request's trace."""
+    token = attach(set_span_in_context(span))
+    request = tracing.enter_request(TraceContext.of(span.get_span_context())) if reparented else None
+    try:
+        yield span
+    finally:
+        span.end()
+        if request is not None:
+            tracing.leave_request(request)
+        detach(token)
 
 
 def _meta_parent(meta: Mapping[str, Any]) -> Any:

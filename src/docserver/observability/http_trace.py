@@ -14,8 +14,8 @@ from contextvars import Token
 from typing import Any
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context, attach, detach
-from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.context import attach, detach
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
 from docserver.observability import tracing
 from docserver.observability.tracing import TraceContext
@@ -87,8 +87,7 @@ class ServerSpans:
             # Baggage still travels on to outbound calls; it is rare, so only then is a context attached.
             token = attach(_BAGGAGE.extract({"baggage": ",".join(baggage)})) if baggage else None
             return RequestSpan(context, None, token, tracing.enter_request(context))
-        parent_context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else Context()
-        span = self._tracing.tracer.start_span(name, parent_context, SpanKind.SERVER, attributes())
+        span = self._tracing.recorder.start(name, parent, dict(attributes()), trace_id=trace_id)
         current = set_span_in_context(span)
         if baggage:
             current = _BAGGAGE.extract({"baggage": ",".join(baggage)}, current)

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
+from docserver.observability.recorded_span import SpanRecorder
+
 _NOOP: AbstractContextManager[None] = nullcontext()
 
 
@@ -46,13 +48,25 @@ class TraceContext(NamedTuple):
 _request: ContextVar[TraceContext | None] = ContextVar("docserver_request_trace", default=None)
 _tracer: trace.Tracer | None = None
 _decide: Callable[[SpanContext | None], bool] | None = None
+_recorder: SpanRecorder | None = None
 
 
-def install(tracer: trace.Tracer | None, decide: Callable[[SpanContext | None], bool] | None = None) -> None:
-    """Called by tracing set-up: the tracer spans come from, and the sampler's decision for a parent (None: new)."""
-    global _tracer, _decide
+def install(
+    tracer: trace.Tracer | None,
+    decide: Callable[[SpanContext | None], bool] | None = None,
+    recorder: SpanRecorder | None = None,
+) -> None:
+    """Called by tracing set-up: the tracer spans come from, the sampler's decision for a parent
+    (None: new), and the recorder of the server spans."""
+    global _tracer, _decide, _recorder
     _tracer = tracer
     _decide = decide
+    _recorder = recorder
+
+
+def recorder() -> SpanRecorder | None:
+    """Where the MCP layer records its server span (recorded_span.py); None when tracing is off."""
+    return _recorder
 
 
 def decide(parent: SpanContext | None) -> bool:

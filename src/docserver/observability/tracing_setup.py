@@ -22,9 +22,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 
 from docserver import __version__
@@ -32,6 +33,7 @@ from docserver.errors import ConfigError
 from docserver.observability import tracing
 from docserver.observability.logging import get_logger
 from docserver.observability.otel_sdk import CountingBatchProcessor
+from docserver.observability.recorded_span import SpanRecorder
 
 log = get_logger("docserver.tracing")
 _EMPTY = Context()
@@ -89,6 +91,17 @@ class Tracing:
         self.sampler = sampler
         self._exporter = exporter
         self.tracer = provider.get_tracer("docserver", __version__)
+        self.recorder = SpanRecorder(provider.resource, InstrumentationScope("docserver", __version__))
+        """Records the HTTP and MCP server spans (recorded_span.py); the tracer makes every other span."""
+
+    def install(self) -> None:
+        """Hand the span helpers (tracing.py) this tracer, decision and recorder."""
+        tracing.install(self.tracer, self.decide, self.recorder)
+
+    def add_processor(self, processor: SpanProcessor) -> None:
+        """Where finished spans go: the SDK's spans and the recorded server spans alike."""
+        self.provider.add_span_processor(processor)
+        self.recorder.add_processor(processor)
 
     def decide(self, parent: SpanContext | None, trace_id: int | None = None, name: str = "request") -> bool:
         """Run the configured sampler, once, for work with this parent (None: a new trace)."""
@@ -163,7 +176,9 @@ def configure_tracing(config: TracingConfig, dropped: Any | None = None) -> Trac
     counting = None
     if exporter is not None:
         counting = _CountingExporter(exporter, dropped.labels("export_failed") if dropped is not None else None)
-        provider.add_span_processor(
+    result = Tracing(provider, config.sampler, counting)
+    if counting is not None:
+        result.add_processor(
             CountingBatchProcessor(counting, dropped.labels("queue_full") if dropped is not None else None)
         )
     trace.set_tracer_provider(provider)
@@ -171,8 +186,7 @@ def configure_tracing(config: TracingConfig, dropped: Any | None = None) -> Trac
     # counted (docserver_trace_spans_dropped_total) and warned about once a
     # minute by _CountingExporter instead.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
-    result = Tracing(provider, config.sampler, counting)
-    tracing.install(result.tracer, result.decide)
+    result.install()
     return result
 
 

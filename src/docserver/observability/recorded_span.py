@@ -1,0 +1,165 @@
+"""The two server spans of a sampled request, recorded without the SDK's span machinery.
+
+Every sampled request has an HTTP server span and an MCP server span. The
+SDK's `Tracer.start_span` and `Span.end` cost about 175,000 instructions per
+span here (attribute limits and cleaning, a lock, bounded lists for events
+and links, a context copy): `bench/span_cost.py`. A `RecordedSpan` keeps
+its attributes in a plain dict and, when it ends, hands one `ReadableSpan`
+(the SDK's public hand-over type) to the span processors, about a sixth of
+the cost. It implements the OpenTelemetry API's `Span`, so it sits in the
+context like any span: child spans (store queries, embeddings, SSE streams)
+come from the SDK tracer as before, with this span as their parent.
+
+The attributes these spans carry are written by docserver alone, always
+strings, integers or booleans, so they need none of the SDK's cleaning.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+
+
+class SpanRecorder:
+    """Starts `RecordedSpan`s and hands each finished one to the span processors."""
+
+    def __init__(self, resource: Resource, scope: InstrumentationScope) -> None:
+        self._resource = resource
+        self._scope = scope
+        self._processors: tuple[SpanProcessor, ...] = ()
+
+    def add_processor(self, processor: SpanProcessor) -> None:
+        self._processors = (*self._processors, processor)
+
+    def start(
+        self,
+        name: str,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+        *,
+        trace_id: int | None = None,
+        links: Sequence[Link] = (),
+    ) -> RecordedSpan:
+        """A SERVER span, child of `parent` (a remote or local span context) or a new trace's root."""
+        if trace_id is None:
+            trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+        state = parent.trace_state if parent is not None else None
+        context = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED, state)
+        return RecordedSpan(name, context, parent, attributes, links, self)
+
+    def finish(self, span: ReadableSpan) -> None:
+        for processor in self._processors:
+            processor.on_end(span)
+
+    def readable(self, span: RecordedSpan, end: int) -> ReadableSpan:
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=self._resource,
+            attributes=span.attributes,
+            events=span.events,
+            links=span.links,
+            kind=SpanKind.SERVER,
+            status=span.status,
+            start_time=span.start,
+            end_time=end,
+            instrumentation_scope=self._scope,
+        )
+
+
+class RecordedSpan(Span):
+    """A SERVER span whose state is a few plain fields until it ends."""
+
+    __slots__ = ("_recorder", "attributes", "context", "ended", "events", "links", "name", "parent", "start", "status")
+
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+        links: Sequence[Link],
+        recorder: SpanRecorder,
+    ) -> None:
+        self.start = time.time_ns()
+        self.name = name
+        self.context = context
+        self.parent = parent
+        self.attributes = attributes
+        self.links = tuple(links)
+        self.events: tuple[Event, ...] = ()
+        self.status = _UNSET
+        self.ended = False
+        self._recorder = recorder
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def is_recording(self) -> bool:
+        return not self.ended
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if value is not None and not self.ended:
+            self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
+        if not self.ended:
+            self.events = (*self.events, Event(name, attributes, timestamp or time.time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        if not self.ended and context.is_valid:
+            self.links = (*self.links, Link(context, attributes))
+
+    def update_name(self, name: str) -> None:
+        if not self.ended:
+            self.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        # As the SDK does: OK is final, and only an error keeps its description.
+        if self.ended or self.status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            self.status = status
+        else:
+            self.status = Status(status, description if status is StatusCode.ERROR else None)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """An `exception` event with the semantic-convention attributes, as the SDK records it."""
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        recorded = {
+            "exception.type": f"{module}.{qualname}" if module and module != "builtins" else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+            **(attributes or {}),
+        }
+        self.add_event("exception", recorded, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._recorder.finish(self._recorder.readable(self, end_time or time.time_ns()))
