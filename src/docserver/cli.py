@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         default="hash,local",
         help="comma-separated embedders to evaluate (hash, local, openai; default hash,local)",
     )
+    evaluate.add_argument(
+        "--questions",
+        default="builtin",
+        help="the question set: builtin (default), python or postgresql (Debian's python3.11-doc and "
+        "postgresql-doc-15, read where they are installed), or a questions file",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     return parser
 
@@ -183,7 +189,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     async with _tracing(settings), open_runtime(settings) as runtime:
         sources = open_sources(settings, runtime)
         for request in requests:
-            bar = ProgressBar(f"ingesting {request.name}")
+            bar = ProgressBar(f"ingesting {request.name}", log_writer=_writer)
             try:
                 outcome = await sources.ingest(request, force=args.force, progress=bar)
             finally:
@@ -263,7 +269,7 @@ async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     from docserver.reindex import reindex
 
     async with _tracing(settings), open_unbound(settings) as (store, embedder):
-        bar = ProgressBar("re-embedding", unit="chunks")
+        bar = ProgressBar("re-embedding", unit="chunks", log_writer=_writer)
         try:
             summary = await reindex(store, embedder, force=args.force, progress=bar)
         finally:
@@ -279,7 +285,7 @@ async def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - {"hash", "local", "openai"})
     if unknown or not names:
         raise DocserverError(f"--embedders: unknown embedder {', '.join(unknown) or '(none)'}; use hash, local, openai")
-    report = await evaluate(settings, names)
+    report = await evaluate(settings, names, questions=args.questions)
     if args.json:
         _print_json(report.as_dict())
     else:
