@@ -146,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _writer: LogWriter | None = None
+BULK_EMBEDDING = frozenset({"ingest", "refresh", "reindex", "eval"})
+"""Commands that embed many chunks and serve no searches: the local model gets every core
+(DOCSERVER_INGEST_TORCH_THREADS), where `serve` keeps DOCSERVER_TORCH_THREADS."""
 
 
 def _log_level(settings: Settings, *, server: bool) -> str:
@@ -170,6 +173,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
         return 0
+    if args.command in BULK_EMBEDDING:
+        settings = settings.replace(embedding={"torch_threads": settings.embedding.bulk_torch_threads()})
     handler = {
         "ingest": _ingest,
         "search": _search,
