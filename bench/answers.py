@@ -59,17 +59,23 @@ class Ranking:
     heading: float
     all_first: bool
     proximity: bool
+    page: float = 0.0  # weight of the whole page's BM25 rank, fused into its chunks' ranks (0: none)
 
     @property
     def name(self) -> str:
         flags = ("+all-first" if self.all_first else "") + ("+near" if self.proximity else "")
+        flags += f"+page{self.page:g}" if self.page else ""
         heading = "path" if self.table == "chunks_fts" else "leaf"
         return f"{heading} t{self.title:g} h{self.heading:g}{flags}"
 
 
+PAGE_WEIGHTS = (0.5, 1.0, 2.0)
+
+
 def rankings() -> list[Ranking]:
     grid = itertools.product(("chunks_fts", "leaf_fts"), TITLE_WEIGHTS, HEADING_WEIGHTS, (False, True), (False, True))
-    return [Ranking(*row) for row in grid]
+    paged = itertools.product(("chunks_fts",), (3.0,), (0.0, 5.0), (False, True), (False,), PAGE_WEIGHTS)
+    return [Ranking(*row) for row in grid] + [Ranking(*row) for row in paged]
 
 
 def quoted(term: str) -> str:
@@ -98,11 +104,35 @@ def text_ranked(db: Any, ranking: Ranking, terms: list[str]) -> list[RankedId]:
     if ranking.all_first and len(terms) > 1:
         every = run_fts(db, ranking, " AND ".join(quoted(term) for term in terms), CANDIDATES)
         found = list(dict.fromkeys(every + found))[:CANDIDATES]
-    return [RankedId(chunk_id, -rank) for rank, chunk_id in enumerate(found)]
+    ranked = [RankedId(chunk_id, -rank) for rank, chunk_id in enumerate(found)]
+    if ranking.page:
+        ranked = page_fused(db, ranking, terms, ranked)
+    return ranked
+
+
+def page_fused(db: Any, ranking: Ranking, terms: list[str], ranked: list[RankedId]) -> list[RankedId]:
+    """Chunks' ranks fused with their pages' ranks (BM25 over whole pages), as field collapsing does."""
+    sql = "SELECT rowid FROM page_fts WHERE page_fts MATCH ? ORDER BY bm25(page_fts, ?, 1.0) LIMIT 200"
+    pages = {row[0]: rank for rank, row in enumerate(db.execute(sql, (match_any(terms, False), ranking.title)), 1)}
+    scores = {}
+    for rank, item in enumerate(ranked, 1):
+        page = pages.get(DOCUMENT_OF[item.chunk_id])
+        scores[item.chunk_id] = 1 / (60 + rank) + (ranking.page / (60 + page) if page else 0.0)
+    order = sorted(scores, key=lambda chunk_id: -scores[chunk_id])
+    return [RankedId(chunk_id, scores[chunk_id]) for chunk_id in order]
+
+
+DOCUMENT_OF: dict[int, int] = {}
 
 
 def build_leaf_table(db: Any) -> None:
-    """The same chunks with the heading column holding the last heading only."""
+    """The same chunks with the heading column holding the last heading only; and one row per page."""
+    db.execute(
+        "CREATE VIRTUAL TABLE page_fts USING fts5(title, content, tokenize = 'porter unicode61 remove_diacritics 2')"
+    )
+    db.execute("INSERT INTO page_fts (rowid, title, content) SELECT id, title, content FROM documents")
+    DOCUMENT_OF.clear()
+    DOCUMENT_OF.update(db.execute("SELECT id, document_id FROM chunks").fetchall())
     db.execute(
         "CREATE VIRTUAL TABLE leaf_fts USING fts5(title, heading, text, tokenize = 'porter unicode61 remove_diacritics 2')"
     )
@@ -234,9 +264,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["builtin", "python", "postgresql"])
     parser.add_argument("--embedders", nargs="+", default=["hash"])
     parser.add_argument("--out", type=Path, default=Path("bench/results/answers.json"))
+    parser.add_argument("--only", nargs="+", help="only the rankings whose name contains one of these")
     args = parser.parse_args()
     configure_logging(level="WARNING", log_format="console", service_name="bench", environment="bench")
-    grid = rankings()
+    grid = [r for r in rankings() if not args.only or any(part in r.name for part in args.only)]
     rows = [
         row
         for provider in args.embedders

@@ -44,6 +44,7 @@ from docserver.store.postgres_schema import (
 from docserver.store.postgres_schema import (
     read_embedder as read_embedder,  # statements too
 )
+from docserver.store.terms import text_score
 
 log = get_logger("docserver.store")
 
@@ -175,13 +176,17 @@ async def delete_documents(conn: Connection, source: str, paths: list[str]) -> N
 
 
 def search_text_sql(*, filtered: bool, limit: int) -> sql.Composed:
-    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: query[, source]."""
+    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: any word, every word[, source].
+
+    Chunks that hold every query word come first, then those that hold some,
+    each by rank (as on SQLite; docs/search.md).
+    """
     return sql.SQL(
         """
-        SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank
-        FROM chunks c, websearch_to_tsquery('docserver', %s) q
+        SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank, c.tsv @@ every AS every
+        FROM chunks c, websearch_to_tsquery('docserver', %s) q, websearch_to_tsquery('docserver', %s) every
         WHERE c.tsv @@ q {filter}
-        ORDER BY rank DESC, c.id
+        ORDER BY every DESC, rank DESC, c.id
         LIMIT {limit}
         """
     ).format(
@@ -209,11 +214,13 @@ def search_vector_sql(*, filtered: bool, limit: int) -> sql.Composed:
 
 
 async def search_text(conn: Connection, terms: list[str], source: str | None, limit: int) -> list[RankedId]:
-    # websearch syntax: quoted words joined by `or`, so nothing in a query acts as an operator.
-    websearch = " or ".join(f'"{term}"' for term in terms)
-    params = (websearch,) if source is None else (websearch, source)
+    # websearch syntax: quoted words joined by `or` (any word) or by spaces (every
+    # word), so nothing in a query acts as an operator.
+    quoted = [f'"{term}"' for term in terms]
+    words = (" or ".join(quoted), " ".join(quoted))
+    params = words if source is None else (*words, source)
     cursor = await conn.execute(search_text_sql(filtered=source is not None, limit=limit), params)
-    return [RankedId(chunk_id, float(rank)) for chunk_id, rank in await cursor.fetchall()]
+    return [RankedId(chunk_id, text_score(every, float(rank))) for chunk_id, rank, every in await cursor.fetchall()]
 
 
 async def search_vector(conn: Connection, vector: Vectors, source: str | None, limit: int) -> list[RankedId]:
