@@ -1,6 +1,7 @@
 """Choose the full-text ranking by measurement: field weights, heading columns, all-words-first, proximity.
 
-    python bench/answers.py [--sets builtin python postgresql] [--embedders hash]
+    python bench/answers.py [--sets builtin python postgresql] [--embedders hash] [--only NAME...] [--label hash]
+    python bench/answers.py --query-cost DATABASE   # the statement's cost, with and without the every-word tier
 
 For each question set (`docserver eval --questions`: the built-in one and the
 real-docs ones over Debian's python3.11-doc and postgresql-doc-15) and each
@@ -11,13 +12,14 @@ every candidate full-text ranking runs over the same chunks, straight in SQL:
 - the heading column as the whole heading path, or as its last heading alone
   (the section's own name; its parents are in the path, the title in `title`);
 - all words first: chunks holding every query word, then those holding some;
-- proximity: query words next to each other (NEAR groups of neighbours) count again.
+- proximity: query words next to each other (NEAR groups of neighbours) count again;
+- page fusion: each chunk's rank fused with its whole page's BM25 rank.
 
 Each ranking is fused with the embedder's vectors as the server fuses them
 (search.FUSION_BY_PROVIDER) and scored as `docserver eval` scores. The choice
 is made on the `tune` half of every set (the best mean MRR among the rankings
 that keep every easy `tune` question in the top 3) and its `test` half is
-reported apart. bench/results/answers.json keeps every row.
+reported apart. bench/results/answers.json keeps every row, under `--label`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import itertools
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,8 @@ def build_leaf_table(db: Any) -> None:
     DOCUMENT_OF.clear()
     DOCUMENT_OF.update(db.execute("SELECT id, document_id FROM chunks").fetchall())
     db.execute(
-        "CREATE VIRTUAL TABLE leaf_fts USING fts5(title, heading, text, tokenize = 'porter unicode61 remove_diacritics 2')"
+        "CREATE VIRTUAL TABLE leaf_fts USING fts5(title, heading, text, "
+        "tokenize = 'porter unicode61 remove_diacritics 2')"
     )
     rows = db.execute("SELECT rowid, title, heading, text FROM chunks_fts").fetchall()
     db.executemany(
@@ -259,13 +261,54 @@ def choose(rows: list[dict[str, Any]], provider: str) -> str:
     return max(keep, key=lambda name: mrr(keep[name]))
 
 
+def query_cost(path: Path, rounds: int) -> dict[str, Any]:
+    """The store's full-text statement against the same statement without the every-word tier, interleaved.
+
+    Over a database `docserver ingest` wrote; the queries are every question of every set.
+    """
+    from docserver.store import sqlite_sql
+
+    db = sqlite_driver.connect(path)
+    plain = (
+        "SELECT rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank FROM chunks_fts "
+        "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?"
+    )
+    queries = [
+        query_terms(q.query) for name in ("builtin", "python", "postgresql") for q in load_question_set(name).questions
+    ]
+    spent = {"any word, by bm25": [], "every word first": []}
+    for _ in range(rounds):
+        for terms in queries:
+            started = time.perf_counter()
+            db.execute(plain, (sqlite_sql._fts_query(terms), CANDIDATES)).fetchall()
+            middle = time.perf_counter()
+            sqlite_sql.search_text(db, terms, None, CANDIDATES)
+            spent["any word, by bm25"].append(middle - started)
+            spent["every word first"].append(time.perf_counter() - middle)
+    chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    db.close()
+    cost = {
+        name: {
+            "p50_ms": round(1000 * sorted(v)[len(v) // 2], 3),
+            "p95_ms": round(1000 * sorted(v)[int(len(v) * 0.95)], 3),
+        }
+        for name, v in spent.items()
+    }
+    return {"chunks": chunks, "queries": len(queries), "rounds": rounds, **cost}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["builtin", "python", "postgresql"])
     parser.add_argument("--embedders", nargs="+", default=["hash"])
+    parser.add_argument("--label", default="hash", help="the run's name in the results file (runs are merged)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/answers.json"))
     parser.add_argument("--only", nargs="+", help="only the rankings whose name contains one of these")
+    parser.add_argument("--query-cost", type=Path, help="time the full-text statement on this database, and stop")
     args = parser.parse_args()
+    if args.query_cost:
+        print(json.dumps(query_cost(args.query_cost, rounds=5), indent=2))
+        return
     configure_logging(level="WARNING", log_format="console", service_name="bench", environment="bench")
     grid = [r for r in rankings() if not args.only or any(part in r.name for part in args.only)]
     rows = [
@@ -276,8 +319,10 @@ def main() -> None:
     ]
     chosen = {provider: choose(rows, provider) for provider in args.embedders}
     result = {"rankings": len(grid), "chosen": chosen, "showcase": showcase(grid, Path("docs")), "rows": rows}
+    merged = json.loads(args.out.read_text()) if args.out.exists() else {}
+    merged[args.label] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps(chosen))
 
 

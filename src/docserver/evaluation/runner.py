@@ -33,8 +33,8 @@ from docserver.embed.base import Embedder
 from docserver.embed.factory import open_embedder
 from docserver.errors import DocserverError
 from docserver.ingest.pipeline import IngestOptions, ingest
-from docserver.sources.filters import FileFilter
 from docserver.search import MAX_LIMIT, TEXT_ONLY, VECTOR_ONLY, Fusion, SearchService
+from docserver.sources.filters import FileFilter
 from docserver.store.sqlite import SqliteStore
 
 DEPTH = 10
@@ -237,9 +237,7 @@ async def ingest_corpus(store: SqliteStore, embedder: Embedder, settings: Settin
     """Ingest `corpus` as `docserver ingest` would (its default file filter too); the number of files."""
     await bind_embedder(store, embedder)
     options = IngestOptions(file_filter=FileFilter())
-    summary = await ingest(
-        store, embedder, [corpus], SOURCE, max_chars=settings.store.chunk_max_chars, options=options
-    )
+    summary = await ingest(store, embedder, [corpus], SOURCE, max_chars=settings.store.chunk_max_chars, options=options)
     return summary.files
 
 

@@ -157,6 +157,9 @@ def delete_documents(db: Connection, source: str, paths: list[str]) -> None:
 # -- reading ----------------------------------------------------------------------------
 
 
+_EVERY_WORD = "f.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)"
+
+
 def _fts_query(terms: list[str], operator: str = "OR") -> str:
     return f" {operator} ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
@@ -165,12 +168,11 @@ def search_text(db: Connection, terms: list[str], source: str | None, limit: int
     # bm25() weights: title, heading, text. A word in a heading says more
     # about what a chunk is for than the same word in passing. Chunks that
     # hold every query word come first, then those that hold some (text_score).
-    sql = """
-        SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank,
-               f.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?) AS every
-        FROM chunks_fts f
-    """
-    params: list[Any] = [_fts_query(terms, "AND"), _fts_query(terms)]
+    single = len(terms) == 1  # every match holds every word: no second lookup
+    params: list[Any] = [] if single else [_fts_query(terms, "AND")]
+    every = "1" if single else _EVERY_WORD
+    sql = f"SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank, {every} AS every FROM chunks_fts f"
+    params.append(_fts_query(terms))
     if source is not None:
         # CROSS JOIN keeps the full-text match first: left to choose, the
         # planner scans every document of the source and probes the index
