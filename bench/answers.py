@@ -297,6 +297,19 @@ def query_cost(path: Path, rounds: int) -> dict[str, Any]:
     return {"chunks": chunks, "queries": len(queries), "rounds": rounds, **cost}
 
 
+def dumped(runs: dict[str, Any]) -> str:
+    """The results file: one line per row, so that a rerun's diff shows the rows that moved."""
+    parts = []
+    for label, run in runs.items():
+        if "rows" not in run:
+            parts.append(f"  {json.dumps(label)}: {json.dumps(run)}")
+            continue
+        head = {key: value for key, value in run.items() if key != "rows"}
+        rows = ",\n".join("    " + json.dumps(row, separators=(",", ":")) for row in run["rows"])
+        parts.append(f'  {json.dumps(label)}: {json.dumps(head)[:-1]}, "rows": [\n{rows}\n  ]}}')
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["builtin", "python", "postgresql"])
@@ -307,7 +320,11 @@ def main() -> None:
     parser.add_argument("--query-cost", type=Path, help="time the full-text statement on this database, and stop")
     args = parser.parse_args()
     if args.query_cost:
-        print(json.dumps(query_cost(args.query_cost, rounds=5), indent=2))
+        cost = query_cost(args.query_cost, rounds=5)
+        merged = json.loads(args.out.read_text()) if args.out.exists() else {}
+        merged["query_cost"] = cost
+        args.out.write_text(dumped(merged))
+        print(json.dumps(cost, indent=2))
         return
     configure_logging(level="WARNING", log_format="console", service_name="bench", environment="bench")
     grid = [r for r in rankings() if not args.only or any(part in r.name for part in args.only)]
@@ -322,7 +339,7 @@ def main() -> None:
     merged = json.loads(args.out.read_text()) if args.out.exists() else {}
     merged[args.label] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(merged, indent=2) + "\n")
+    args.out.write_text(dumped(merged))
     print(json.dumps(chosen))
 
 
