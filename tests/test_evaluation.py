@@ -78,6 +78,13 @@ def test_a_set_whose_corpus_is_not_installed_names_the_package(tmp_path: Path) -
         load_question_set(str(questions))
 
 
+def test_a_question_without_answers_is_one_clear_error(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.toml"
+    questions.write_text('[[question]]\nid = "x"\nkind = "easy"\nquery = "q"\n')
+    with pytest.raises(DocserverError, match=r"each \[\[question\]\] needs an id, a kind, a query and answers"):
+        load_question_set(str(questions))
+
+
 def test_docserver_eval_takes_a_questions_file_over_its_own_corpus(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

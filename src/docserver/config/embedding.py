@@ -21,7 +21,7 @@ class EmbeddingSettings(Group):
     torch_threads: int = env("DOCSERVER_TORCH_THREADS", 1, ge=1, le=256)
     """CPU threads the `local` embedder's model may use for one batch while serving."""
     ingest_torch_threads: int = env("DOCSERVER_INGEST_TORCH_THREADS", 0, ge=0, le=256)
-    """CPU threads the `local` model uses in `ingest`, `refresh` and `reindex`; 0: every core this process may use."""
+    """CPU threads the `local` model uses in `ingest`, `refresh`, `reindex` and `eval`; 0: every core it may use."""
     url: HttpUrl = env("DOCSERVER_EMBEDDING_URL", "https://api.openai.com/v1")
     """Base URL of the OpenAI-compatible API (the part before `/embeddings`)."""
     model: str = env("DOCSERVER_EMBEDDING_MODEL", "text-embedding-3-small")

@@ -171,7 +171,11 @@ def load_question_set(name: str) -> QuestionSet:
     if not corpus.is_dir():
         package = f" (install Debian's {raw['package']})" if "package" in raw else ""
         raise DocserverError(f"{path}: the corpus folder {corpus} does not exist{package}")
-    questions = _halved([Question(q["id"], q["kind"], q["query"], tuple(q["answers"])) for q in raw["question"]])
+    try:
+        listed = [Question(q["id"], q["kind"], q["query"], tuple(q["answers"])) for q in raw["question"]]
+    except (KeyError, TypeError):
+        raise DocserverError(f"{path}: each [[question]] needs an id, a kind, a query and answers") from None
+    questions = _halved(listed)
     _check(path, corpus, questions)
     return QuestionSet(name if name in SETS else path.stem, corpus, questions)
 
