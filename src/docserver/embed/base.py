@@ -22,7 +22,8 @@ __all__ = ["BatchObserver", "Embedder", "Vectors", "normalize"]
 log = get_logger("docserver.embed")
 
 SLOW_BATCH_LOG_INTERVAL = 30.0
-"""Seconds between two `slow_embedding_batch` lines; the next line counts the slow batches left out."""
+"""Seconds between two `slow_embedding_batch` lines for batches of several texts (ingest, reindex);
+the next line counts the slow batches left out."""
 
 
 class BatchObserver:
@@ -37,8 +38,10 @@ class BatchObserver:
     one text with every provider (the local model computes per text, an API
     bills and works per token), so a fixed per-batch threshold fired on the
     batch's size, once per batch, for a provider working at its normal speed.
-    Per text, a warning means a slow provider. A slow provider stays slow for a
-    whole ingest, so one line per `SLOW_BATCH_LOG_INTERVAL` says so: the slow
+    Per text, a warning means a slow provider. A search's slow query is logged
+    every time, with its request's correlation id, as a slow store query is.
+    A slow provider stays slow for a whole ingest, though: for batches of
+    several texts one line per `SLOW_BATCH_LOG_INTERVAL` says so, and the slow
     batches in between are counted (`suppressed` on the next line), not
     logged; the duration histogram has every batch.
     """
@@ -84,23 +87,30 @@ class BatchObserver:
             instruments.duration(embedder.provider, embedder.model).observe(elapsed, instruments.exemplar())
             instruments.batch_size(embedder.provider).observe(size)
         if elapsed > self._slow_seconds * max(size, 1):
-            self._warn_slow(embedder, size, elapsed)
+            if size <= 1:
+                _warn_slow(embedder, size, elapsed, suppressed=0)
+            else:
+                self._warn_slow_bulk(embedder, size, elapsed)
 
-    def _warn_slow(self, embedder: Embedder, size: int, elapsed: float) -> None:
+    def _warn_slow_bulk(self, embedder: Embedder, size: int, elapsed: float) -> None:
         now = self._clock()
         if now < self._next_warning:
             self._suppressed += 1
             return
         self._next_warning = now + SLOW_BATCH_LOG_INTERVAL
-        log.warning(
-            "slow_embedding_batch",
-            provider=embedder.provider,
-            model=embedder.model,
-            batch_size=size,
-            duration_ms=round(elapsed * 1000, 3),
-            suppressed=self._suppressed,
-        )
+        _warn_slow(embedder, size, elapsed, suppressed=self._suppressed)
         self._suppressed = 0
+
+
+def _warn_slow(embedder: Embedder, size: int, elapsed: float, *, suppressed: int) -> None:
+    log.warning(
+        "slow_embedding_batch",
+        provider=embedder.provider,
+        model=embedder.model,
+        batch_size=size,
+        duration_ms=round(elapsed * 1000, 3),
+        suppressed=suppressed,
+    )
 
 
 def _span_attributes(embedder: Embedder, size: int) -> dict[str, Any] | None:
