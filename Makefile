@@ -43,6 +43,7 @@ system-deps:
 		redis-server:redis-server jq:jq curl:curl npm:npm git:git; do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	test -d /usr/share/doc/python3.11/html || missing="$$missing python3.11-doc"; \
+	test -d /usr/share/doc/postgresql-doc-15/html || missing="$$missing postgresql-doc-15"; \
 	test -z "$$missing" || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 

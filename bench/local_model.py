@@ -29,7 +29,7 @@ QUIET = {"LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true", "DOCSERVER_CACHE_S
 
 
 def ingest(docs: Path, database: Path, embedder: str) -> dict[str, float]:
-    env = docserver_env(database, {**QUIET, "DOCSERVER_EMBEDDER": embedder, "DOCSERVER_TORCH_THREADS": "2"})
+    env = docserver_env(database, {**QUIET, "DOCSERVER_EMBEDDER": embedder, "DOCSERVER_INGEST_TORCH_THREADS": "2"})
     started = time.perf_counter()
     summary = run_cli("ingest", str(docs), "--source", "bench", env=env)
     seconds = time.perf_counter() - started

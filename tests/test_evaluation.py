@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from docserver.config import load_settings
-from docserver.evaluation.runner import Report, Run, corpus_folder, evaluate, load_questions
+from docserver.errors import DocserverError
+from docserver.evaluation.runner import (
+    HALVES,
+    KINDS,
+    Report,
+    Run,
+    corpus_folder,
+    evaluate,
+    load_question_set,
+    load_questions,
+)
 from support.docserver_process import docserver_env, run_cli
 
 EMBEDDERS = ("hash", "local")
@@ -41,6 +51,55 @@ def test_a_question_with_an_unknown_answer_file_is_refused(tmp_path: Path) -> No
     broken.write_text('[[question]]\nid = "x"\nkind = "easy"\nquery = "q"\nanswers = ["nope.md"]\n')
     with pytest.raises(Exception, match=r"no such answer file nope\.md"):
         load_questions(broken)
+
+
+@pytest.mark.parametrize("name", ["python", "postgresql"])
+def test_the_real_docs_sets_ask_easy_questions_and_paraphrases_of_the_installed_docs(name: str) -> None:
+    chosen = load_question_set(name)  # checks that every answer file is in the installed package
+    assert chosen.corpus.is_dir()
+    assert [sum(1 for q in chosen.questions if q.kind == kind) for kind in KINDS] == [24, 24]
+
+
+@pytest.mark.parametrize("name", ["builtin", "python", "postgresql"])
+def test_every_set_splits_each_kind_into_equal_tune_and_test_halves(name: str) -> None:
+    questions = load_question_set(name).questions
+    for kind in KINDS:
+        counts = [sum(1 for q in questions if (q.kind, q.half) == (kind, half)) for half in HALVES]
+        assert abs(counts[0] - counts[1]) <= 1, (kind, counts)
+
+
+def test_a_set_whose_corpus_is_not_installed_names_the_package(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.toml"
+    questions.write_text(
+        f'corpus = "{tmp_path / "absent"}"\npackage = "example-doc"\n'
+        '[[question]]\nid = "x"\nkind = "easy"\nquery = "q"\nanswers = ["a.html"]\n'
+    )
+    with pytest.raises(DocserverError, match=r"absent does not exist \(install Debian's example-doc\)"):
+        load_question_set(str(questions))
+
+
+def test_a_question_without_answers_is_one_clear_error(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.toml"
+    questions.write_text('[[question]]\nid = "x"\nkind = "easy"\nquery = "q"\n')
+    with pytest.raises(DocserverError, match=r"each \[\[question\]\] needs an id, a kind, a query and answers"):
+        load_question_set(str(questions))
+
+
+def test_docserver_eval_takes_a_questions_file_over_its_own_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "kites.md").write_text("# Kites\n\nFlying kites on a windy beach.\n", encoding="utf-8")
+    (corpus / "boats.md").write_text("# Boats\n\nSailing boats across the bay.\n", encoding="utf-8")
+    questions = tmp_path / "mine.toml"
+    questions.write_text(
+        f'corpus = "{corpus}"\n[[question]]\nid = "k"\nkind = "easy"\nquery = "windy kites"\nanswers = ["kites.md"]\n'
+    )
+    env = docserver_env(tmp_path / "unused.db")
+    result = run_cli("eval", "--embedders", "hash", "--questions", str(questions), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert (scores["set"], scores["documents"]) == ("mine", 2)
+    assert scores["runs"][2]["halves"]["tune"]["easy"]["hit@1"] == 1.0
 
 
 @pytest.mark.parametrize("embedder", EMBEDDERS)

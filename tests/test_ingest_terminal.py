@@ -1,4 +1,4 @@
-"""What a person sees on the terminal during an ingest: warnings for a slow provider only, and an intact bar."""
+"""What a person sees on the terminal during an ingest: a few warnings for a slow provider only, and an intact bar."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from docserver.binding import bind_embedder
-from docserver.embed.base import BatchObserver
+from docserver.embed.base import SLOW_BATCH_LOG_INTERVAL, BatchObserver
 from docserver.embed.hashing import HashEmbedder
 from docserver.ingest.pipeline import ingest
 from docserver.ingest.progress import ProgressBar
+from docserver.observability.logwriter import LogWriter
 from docserver.store.base import Vectors
 from docserver.store.sqlite import SqliteStore
 from support.captured_logs import capture_events
@@ -21,11 +22,24 @@ from support.captured_logs import capture_events
 SLOW_SECONDS = 0.025  # DOCSERVER_SLOW_EMBEDDING_MS=25
 
 
+class Clock:
+    """A monotonic clock that moves `step` seconds each time it is read: each batch sees a later time."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 class PacedEmbedder(HashEmbedder):
     """The built-in embedder, taking `seconds_per_text` for each text, as a model or an API does."""
 
-    def __init__(self, seconds_per_text: float, batch_size: int) -> None:
-        super().__init__(batch_size=batch_size, observer=BatchObserver(slow_seconds=SLOW_SECONDS))
+    def __init__(self, seconds_per_text: float, batch_size: int, clock: Clock | None = None) -> None:
+        observer = BatchObserver(slow_seconds=SLOW_SECONDS, clock=clock or Clock(0.0))
+        super().__init__(batch_size=batch_size, observer=observer)
         self.seconds_per_text = seconds_per_text
         self.batches = 0
 
@@ -58,12 +72,23 @@ async def test_big_batches_at_normal_speed_log_no_slow_batch_warning(store: Sqli
     assert embedder.batches >= 3
 
 
-async def test_a_provider_slow_for_each_text_logs_each_slow_batch(store: SqliteStore, docs: Path) -> None:
+async def test_a_provider_slow_for_each_text_logs_its_first_slow_batch(store: SqliteStore, docs: Path) -> None:
     embedder = PacedEmbedder(seconds_per_text=0.03, batch_size=16)
     warnings = await slow_batch_warnings(store, embedder, docs)
-    assert len(warnings) == embedder.batches >= 3
-    assert {event["provider"] for event in warnings} == {"hash"}
-    assert all(event["duration_ms"] > 30 * event["batch_size"] for event in warnings)  # type: ignore[operator]
+    assert len(warnings) == 1
+    assert warnings[0]["provider"] == "hash"
+    assert warnings[0]["suppressed"] == 0
+    assert warnings[0]["duration_ms"] > 30 * warnings[0]["batch_size"]  # type: ignore[operator]
+
+
+async def test_slow_batches_log_one_line_per_interval_counting_the_ones_left_out(
+    store: SqliteStore, docs: Path
+) -> None:
+    """Eight slow batches, each seen 40% of an interval after the last: lines at the 1st, 4th and 7th."""
+    embedder = PacedEmbedder(seconds_per_text=0.03, batch_size=8, clock=Clock(0.4 * SLOW_BATCH_LOG_INTERVAL))
+    warnings = await slow_batch_warnings(store, embedder, docs)
+    assert embedder.batches == 8
+    assert [event["suppressed"] for event in warnings] == [0, 2, 2]
 
 
 class Terminal(io.StringIO):
@@ -100,6 +125,29 @@ def test_a_log_line_during_the_bar_gets_a_line_of_its_own() -> None:
     assert terminal.screen() == [
         '{"event": "slow_embedding_batch", "level": "warning", "batch_size": 64, "duration_ms": 9000.0}',
         "ingesting docs [##########] 4/4 files 100%",
+        "",
+    ]
+
+
+def test_log_lines_from_the_log_writer_are_never_drawn_over_the_bar() -> None:
+    """Shorter log lines than the bar clear it first; the bar comes back below them."""
+    terminal = Terminal()
+    writer = LogWriter(terminal)
+    bar = ProgressBar("ingesting docs", stream=terminal, width=10, log_writer=writer)
+    bar(1, 4)
+    writer.put(b"slow batch")
+    writer.put(b"slow again")
+    assert writer.flush()
+    assert terminal.screen() == ["slow batch", "slow again", "ingesting docs [##........] 1/4 files  25%"]
+    bar(4, 4)
+    bar.close()
+    writer.put(b"after the bar")
+    writer.close()
+    assert terminal.screen() == [
+        "slow batch",
+        "slow again",
+        "ingesting docs [##########] 4/4 files 100%",
+        "after the bar",
         "",
     ]
 

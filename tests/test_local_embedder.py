@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -221,6 +223,31 @@ def test_the_cli_answers_a_paraphrase_with_the_local_model(database: Path) -> No
     assert "Loading weights" not in result.stderr  # no model-loading progress bars
 
 
+def loaded_torch_threads(stderr: str) -> list[int]:
+    """`torch_threads` of every `local_model_loaded` line a command logged (JSON lines on stderr)."""
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [line["torch_threads"] for line in lines if line["event"] == "local_model_loaded"]
+
+
+def ingest_one_file(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\nOne short page to embed.\n", encoding="utf-8")
+    env = docserver_env(tmp_path / "docserver.db", {**LOCAL, "LOG_LEVEL": "INFO", **extra})
+    result = run_cli("ingest", str(page), "--source", "page", env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_ingest_gives_the_model_every_core_of_the_process(tmp_path: Path) -> None:
+    result = ingest_one_file(tmp_path, {})
+    assert loaded_torch_threads(result.stderr) == [len(os.sched_getaffinity(0))]
+
+
+def test_docserver_ingest_torch_threads_sets_the_ingest_threads(tmp_path: Path) -> None:
+    result = ingest_one_file(tmp_path, {"DOCSERVER_INGEST_TORCH_THREADS": "1", "DOCSERVER_TORCH_THREADS": "2"})
+    assert loaded_torch_threads(result.stderr) == [1]
+
+
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as otlp:
@@ -269,6 +296,11 @@ async def test_a_served_search_embeds_with_the_local_model_and_says_so_in_metric
     assert span.kind == "CLIENT"
     assert span.attributes["gen_ai.provider.name"] == "local"
     assert span.attributes["docserver.embedding.batch_size"] == 1
+
+
+def test_the_server_keeps_one_torch_thread(server: ServerProcess) -> None:
+    """Serving shares the cores with request handling: DOCSERVER_TORCH_THREADS, 1 by default."""
+    assert loaded_torch_threads(server.logs()) == [1]
 
 
 def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:

@@ -111,8 +111,8 @@ def test_wide_vectors_are_searched_through_the_index_too(wide: tuple[str, list[s
 @pytest.mark.parametrize("source", [None, "source-1"], ids=["all-sources", "one-source"])
 def test_full_text_search_is_answered_from_the_gin_index(large: tuple[str, list[str]], source: str | None) -> None:
     words = large[1]
-    query = f'"{words[3]}" or "{words[17]}"'
-    params: tuple[object, ...] = (query,) if source is None else (query, source)
+    words_of_query = (f'"{words[3]}" or "{words[17]}"', f'"{words[3]}" "{words[17]}"')  # any word, every word
+    params: tuple[object, ...] = words_of_query if source is None else (*words_of_query, source)
     plan = explain(large[0], search_text_sql(filtered=source is not None, limit=CANDIDATES), params)
     assert "Bitmap Index Scan on chunks_tsv" in plan, plan
     assert "Seq Scan on chunks" not in plan, plan

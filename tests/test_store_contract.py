@@ -439,8 +439,14 @@ async def test_search_text_ranks_the_focused_chunk_first(prose: Store) -> None:
     assert await text_paths(prose, "replication", source="docs") == ["focused.md", "passing.md"]
 
 
-async def test_search_text_scores_decrease(prose: Store) -> None:
-    ranked = await prose.search_text("replication", source=None, limit=10)
+async def test_search_text_ranks_the_chunks_holding_every_word_first(prose: Store) -> None:
+    # Each word alone matches a chunk that is about it (a heading of its own); only passing.md holds all three.
+    assert (await text_paths(prose, "replication clients memory", source="docs"))[0] == "passing.md"
+
+
+@pytest.mark.parametrize("query", ["replication", "replication clients memory"])
+async def test_search_text_scores_decrease(prose: Store, query: str) -> None:
+    ranked = await prose.search_text(query, source=None, limit=10)
     scores = [item.score for item in ranked]
     assert scores == sorted(scores, reverse=True)
 

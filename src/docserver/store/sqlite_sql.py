@@ -34,6 +34,7 @@ from docserver.store.sqlite_tables import (
     vector_table,
 )
 from docserver.store.sqlite_tables import read_embedder as read_embedder  # a statement too
+from docserver.store.terms import text_score
 
 if TYPE_CHECKING:
     from docserver.store.base import DocumentInput, EmbedderInfo, Vectors
@@ -165,18 +166,22 @@ def delete_documents(db: Connection, source: str, paths: list[str]) -> None:
 # -- reading ----------------------------------------------------------------------------
 
 
-def _fts_query(terms: list[str]) -> str:
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+_EVERY_WORD = "f.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)"
+
+
+def _fts_query(terms: list[str], operator: str = "OR") -> str:
+    return f" {operator} ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: int) -> list[RankedId]:
     # bm25() weights: title, heading, text. A word in a heading says more
-    # about what a chunk is for than the same word in passing.
-    sql = """
-        SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank
-        FROM chunks_fts f
-    """
-    params: list[Any] = [_fts_query(terms)]
+    # about what a chunk is for than the same word in passing. Chunks that
+    # hold every query word come first, then those that hold some (text_score).
+    single = len(terms) == 1  # every match holds every word: no second lookup
+    params: list[Any] = [] if single else [_fts_query(terms, "AND")]
+    every = "1" if single else _EVERY_WORD
+    sql = f"SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank, {every} AS every FROM chunks_fts f"
+    params.append(_fts_query(terms))
     if source is not None:
         # CROSS JOIN keeps the full-text match first: left to choose, the
         # planner scans every document of the source and probes the index
@@ -185,9 +190,10 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     condition, names = source_condition("d.source", source)
     sql += " WHERE chunks_fts MATCH ?" + condition
     params += names
-    sql += " ORDER BY rank LIMIT ?"
+    sql += " ORDER BY every DESC, rank LIMIT ?"
     params.append(limit)
-    return [RankedId(chunk_id, -rank) for chunk_id, rank in db.execute(sql, params).fetchall()]
+    rows = db.execute(sql, params).fetchall()
+    return [RankedId(chunk_id, text_score(every, -rank)) for chunk_id, rank, every in rows]
 
 
 def search_vector(db: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
