@@ -19,20 +19,9 @@ from support.doc_figures import named_sources, named_sources_missing, uncited_fi
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
-# Pages other work was changing while the rule was written; each figure listed must be cited
-# (or marked not measured) and its page's entry removed. strict: fixing one fails here.
-PENDING = {
-    "docs/search.md": "line 28: 400 MB, 15 ms, 16 chunks/s (Choosing an embedder)",
-    "docs/security.md": "line 287: 1.5 MB (Admission control)",
-    "docs/deployment.md": "line 275: the image's sizes (The container image) name no benchmark",
-}
-
 
 def page_param(page: Path) -> object:
-    name = str(page.relative_to(ROOT))
-    reason = PENDING.get(name)
-    marks = [pytest.mark.xfail(strict=True, reason=f"uncited figures, {reason}")] if reason else []
-    return pytest.param(page, id=name, marks=marks)
+    return pytest.param(page, id=str(page.relative_to(ROOT)))
 
 
 @pytest.mark.parametrize("page", [page_param(page) for page in PAGES])
