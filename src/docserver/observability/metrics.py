@@ -89,7 +89,12 @@ AUTH_FAILURE_SERIES = (
 
 SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed")
 FETCH_RESULTS = ("ok", "not_found", "unreachable", "failed")
-"""The closed sets the sources layer counts in (sources/service.py, sources/git.py; a test keeps them equal)."""
+HTTP_FETCH_RESULTS = (
+    *("ok", "not_modified", "not_found", "redirect_loop", "redirected_away", "too_large", "unsupported"),
+    *("client_error", "server_error", "timeout", "unreachable"),
+)
+"""The closed sets the sources layer counts in (sources/service.py, sources/git.py, sources/fetch.py;
+a test keeps them equal)."""
 
 
 def _no_exemplar() -> dict[str, str] | None:
@@ -250,8 +255,14 @@ REQUEST_FAMILIES: dict[str, Family] = {
     "fetch_requests": Family(
         Counter,
         "docserver_fetch_requests",
-        "Fetches from sources' origins by this server, by kind (git) and result (ok, not_found, unreachable, failed).",
+        "Fetches from sources' origins by this server, by kind (git, http: one per crawled URL) and result.",
         ("kind", "result"),
+    ),
+    "fetch_bytes": Family(
+        Counter,
+        "docserver_fetch_bytes",
+        "Body bytes received by this server's crawls of website sources, by kind (http).",
+        ("kind",),
     ),
     "auth_requests": Family(
         Counter,
@@ -292,6 +303,7 @@ class Metrics:
     admission_queued: Gauge
     source_refreshes: Counter
     fetch_requests: Counter
+    fetch_bytes: Counter
     auth_requests: Counter
 
     def __init__(
@@ -345,6 +357,9 @@ class Metrics:
             self.source_refreshes.labels(result)
         for result in FETCH_RESULTS:
             self.fetch_requests.labels("git", result)
+        for result in HTTP_FETCH_RESULTS:
+            self.fetch_requests.labels("http", result)
+        self.fetch_bytes.labels("http")
         # Every tool's series exist from the start, at zero: rates work from the first scrape.
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):
