@@ -127,7 +127,9 @@ class Crawl:
         response = await self.fetcher.get(self.scope.root + "robots.txt")
         if response.ok:
             return Robots.parse(response.text)
-        if response.result in ("server_error", "timeout", "unreachable"):
+        if response.result == "unreachable":
+            raise CrawlError(f"cannot crawl {safe_url(self.scope.start)}: {response.reason}")
+        if response.result in ("server_error", "timeout"):
             return Robots(unavailable=f"its robots.txt could not be read ({response.reason})")
         return ALLOW_ALL
 

@@ -106,7 +106,7 @@ class Fetcher:
         return response
 
     async def _get(self, url: str, validators: Callable[[str], Validators | None]) -> Response:
-        seen = {url}
+        first, seen = url, {url}
         for _ in range(MAX_REDIRECTS + 1):
             async with self._slots:
                 await self._pace()
@@ -121,13 +121,13 @@ class Fetcher:
                 return response
             target = normalize(httpx.URL(url).join(location).__str__())
             if target is None or target in seen:
-                return Response(url, "redirect_loop", f"redirect loop at {safe_url(target or location)}")
+                return Response(first, "redirect_loop", f"redirect loop at {safe_url(target or location)}")
             refused = self._may_follow(target)
             if refused is not None:
                 return Response(url, "redirected_away", f"redirects to {safe_url(target)}: {refused}")
             seen.add(target)
             url = target
-        return Response(url, "redirect_loop", f"more than {MAX_REDIRECTS} redirects")
+        return Response(first, "redirect_loop", f"more than {MAX_REDIRECTS} redirects")
 
     async def _request(self, url: str, validators: Validators | None) -> tuple[Response, str | None]:
         """The response to one request, and where it redirects to (None when it does not)."""
@@ -146,7 +146,7 @@ class Fetcher:
     async def _page(self, url: str, answer: httpx.Response) -> Response:
         declared = answer.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
-            return Response(url, "too_large", f"{declared} bytes, over the {self._max_bytes}-byte limit")
+            return Response(url, "too_large", f"over the {self._max_bytes}-byte limit")
         content_type = answer.headers.get("content-type", "")
         kind = _kind(content_type, url)
         if kind is None:

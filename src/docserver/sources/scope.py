@@ -9,6 +9,7 @@ drops userinfo and the query string (where credentials hide).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -16,6 +17,8 @@ from docserver.errors import DocserverError
 
 WEB_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST = re.compile(r"[A-Za-z0-9._~%-]+|[0-9A-Fa-f:.]+")
+"""A registered name or an IP address (IPv6 without its brackets): no spaces, no stray punctuation."""
 
 
 def normalize(url: str) -> str | None:
@@ -26,7 +29,7 @@ def normalize(url: str) -> str | None:
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in WEB_SCHEMES or not parts.hostname:
+    if scheme not in WEB_SCHEMES or not parts.hostname or not _HOST.fullmatch(parts.hostname):
         return None
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
