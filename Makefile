@@ -35,7 +35,8 @@ check: lint typecheck fast-tests
 
 # Real judges the tests run: promtool and Prometheus/Alertmanager (Debian's
 # prometheus packages), `go tool pprof` (golang-go) and a Redis server for the
-# shared-cache tests when none runs. Installed once. kubectl comes with the
+# shared-cache tests when none runs; real documentation to ingest and crawl
+# (Python's and PostgreSQL's HTML docs). Installed once. kubectl comes with the
 # machine image (no Debian package ships it).
 system-deps:
 	@missing=""; \
@@ -43,6 +44,7 @@ system-deps:
 		redis-server:redis-server jq:jq curl:curl npm:npm git:git; do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	test -d /usr/share/doc/python3.11/html || missing="$$missing python3.11-doc"; \
+	test -d /usr/share/doc/postgresql-doc-15/html || missing="$$missing postgresql-doc-15"; \
 	test -z "$$missing" || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
 	@command -v kubectl >/dev/null || { echo "kubectl (with kustomize) is needed by the deploy tests" >&2; exit 1; }
 

@@ -20,13 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from docserver.binding import bind_embedder
 from docserver.config import Settings
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import DocserverError
+from docserver.observability import tracing
 from docserver.observability.metrics import Metrics
+from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
 from docserver.search import SearchService
 from docserver.sources.commands import open_sources
@@ -386,14 +393,40 @@ async def test_credentials_in_the_url_never_reach_the_logs(sources: Sources) -> 
     site = small_site()
     site.faults["usage.html"] = 500
     async with served(site) as base:
+        secret = base.replace("http://", "http://reader:s3cret@")
         with capture_events() as events:
-            await sources.ingest(web_request(base.replace("http://", "http://reader:s3cret@") + "index.html?token=t0k"))
+            await sources.ingest(web_request(secret + "index.html?token=t0k"))
+            with pytest.raises(DocserverError):
+                await sources.ingest(web_request(secret + "missing.html?token=t0k"))
 
     assert events and not [event for event in events if "s3cret" in repr(event) or "t0k" in repr(event)]
     assert all("reader" not in path for path in await stored_paths(sources.store))
 
 
 # -- observed --------------------------------------------------------------------------
+
+
+async def test_each_fetch_is_a_span_under_the_refresh(sources: Sources) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traced = Tracing(provider, ALWAYS_ON)
+    site = small_site()
+    site.faults["usage.html"] = 503
+    tracing.install(traced.tracer, traced.decide)
+    try:
+        async with served(site) as base:
+            await sources.ingest(web_request(base + "index.html"))
+    finally:
+        tracing.install(None)
+
+    spans = exporter.get_finished_spans()
+    [refresh] = [span for span in spans if span.name == "refresh web"]
+    fetched = {span.attributes["url.full"]: span for span in spans if span.name == "fetch http"}
+    assert {span.parent.span_id for span in fetched.values() if span.parent} == {refresh.context.span_id}
+    assert fetched[base + "usage.html"].attributes["docserver.fetch.result"] == "server_error"
+    assert fetched[base + "usage.html"].status.status_code is StatusCode.ERROR
+    assert len(fetched) == 3 + 4  # the pages, robots.txt, sitemap.xml, llms.txt, llms-full.txt
 
 
 async def test_fetches_are_counted_by_kind_and_result(

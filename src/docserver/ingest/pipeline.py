@@ -208,8 +208,10 @@ async def ingest_fetched(
                 changed = _changed(
                     document.path, document.text, document.suffix, stem, stored, options.force, max_chars
                 )
-                summary.unchanged += changed is None
-                pending += [changed] if changed is not None else []
+                if changed is None:
+                    summary.unchanged += 1
+                else:
+                    pending.append(changed)
         summary.files += len(documents)
         gone = sorted(set(removed) & set(stored))
         await _write(store, embedder, pending, gone, summary, progress, options.origin)

@@ -185,7 +185,7 @@ class Sources:
     async def _failed(self, name: str, origin: str, exc: DocserverError, *, recorded: bool = True) -> None:
         self._count("failed")
         # info, not warning: a command already says it in its one error line; the freshness metrics alert.
-        log.info("source_refresh_failed", source=name, origin=origin, error=str(exc))
+        log.info("source_refresh_failed", source=name, origin=safe_url(origin), error=str(exc))
         if recorded:  # a first ingest that fails leaves no source to record it on
             await self.store.record_refresh(name, error=str(exc))
 
