@@ -277,6 +277,26 @@ async def test_a_canonical_link_deduplicates_a_page(sources: Sources) -> None:
     assert base + "print/install.html" not in await stored_paths(sources.store)
 
 
+async def test_a_folder_and_its_index_page_are_stored_once(sources: Sources) -> None:
+    site = small_site()
+    site.pages[""] = site.pages["index.html"]  # the folder serves its index, as most servers do
+    site.pages["install.html"] = html_page("Install", links=["index.html"])
+    async with served(site) as base:
+        await sources.ingest(web_request(base))
+
+    assert await stored_paths(sources.store) == {base, base + "install.html", base + "usage.html"}
+
+
+async def test_an_include_added_later_removes_unchanged_pages(sources: Sources) -> None:
+    site = small_site()
+    async with served(site) as base:
+        await sources.ingest(web_request(base + "index.html"))
+        outcome = await sources.ingest(web_request(base + "index.html", include=("in*.html",)))
+
+    assert outcome.summary is not None and outcome.summary.removed == 1
+    assert await stored_paths(sources.store) == {base + "index.html", base + "install.html"}
+
+
 async def test_a_redirect_loop_is_skipped_with_its_reason(sources: Sources) -> None:
     site = small_site()
     site.pages["index.html"] = html_page("Home", links=["install.html", "a.html"])

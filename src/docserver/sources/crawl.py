@@ -6,7 +6,8 @@ site's sitemap and `llms.txt`, from links (breadth first, up to the depth
 limit), and last from the pages the store already holds that nothing
 linked to this time, so a page behind a failing index page is checked
 rather than lost. Each URL is fetched once; a redirect or a canonical link
-makes its target the page's one URL.
+makes its target the page's one URL, and a second URL with the very same text
+is left out.
 
 Removal is always for a reason the site gave: a 404 or 410, a redirect to
 another page or out of scope, a canonical link elsewhere, robots.txt, a page
@@ -17,7 +18,8 @@ was stored for it and counts as a failure.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+import hashlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from html import escape
 
@@ -90,6 +92,7 @@ class Crawl:
         self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._seen: set[str] = set()
         self._done: set[str] = set()
+        self._texts: dict[bytes, str] = {}  # a stored text's digest -> its page's URL
 
     async def run(self) -> CrawlResult:
         self.robots = await self._read_robots()
@@ -217,9 +220,9 @@ class Crawl:
         if response.ok:
             await self._page(response, depth)
         elif response.result == "not_modified":
-            self.result.unchanged.add(response.url)
             memo = self.state.pages.get(response.url)
             self._follow(memo.links if memo else [], depth)
+            self._keep(response.url, lambda: self.result.unchanged.add(response.url))
         else:
             self._skip(response.url, response.reason or response.result, failed=response.result not in _REMOVING)
 
@@ -245,8 +248,16 @@ class Crawl:
         validators = response.validators if url == response.url else NO_VALIDATORS
         self.state.pages[url] = PageMemo(validators, resolved)
         self._follow(resolved, depth)
+        twin = self._texts.setdefault(hashlib.sha256(text.encode()).digest(), url)
+        if twin != url:  # `guide/` and `guide/index.html`, with no canonical link to say so
+            self._skip(url, f"same content as {safe_url(twin)}", failed=False)
+            return
+        self._keep(url, lambda: self.result.pages.append(Page(url, response.kind, text)))
+
+    def _keep(self, url: str, keep: Callable[[], object]) -> None:
+        """Keep the page when --include (if any) wants it; remove it otherwise."""
         if self.filter.allows(self.scope.relative(url)):
-            self.result.pages.append(Page(url, response.kind, text))
+            keep()
         else:
             self._remove(url)
 

@@ -95,6 +95,8 @@ class WebCrawler:
                 source=source,
             )
             result = await crawl.run()
+        kept = {page.url for page in result.pages} | result.unchanged | (known - result.removed)
+        state.pages = {url: memo for url, memo in state.pages.items() if url in kept}
         state.save()
         return result
 
