@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -45,6 +46,7 @@ from docserver.sources.service import Sources
 from docserver.sources.web import CrawlLimits, FetchCallback, WebCrawler
 from docserver.store.sqlite import SqliteStore
 from support.captured_logs import capture_events
+from support.docserver_process import docserver_env, run_cli
 from support.fault_server import PREFIX, FaultSite, html_page
 from support.inprocess import mcp_client, serve_in_process
 from support.loopback import loopback_socket, serve_over_http
@@ -421,6 +423,33 @@ async def test_credentials_in_the_url_never_reach_the_logs(sources: Sources) -> 
 
     assert events and not [event for event in events if "s3cret" in repr(event) or "t0k" in repr(event)]
     assert all("reader" not in path for path in await stored_paths(sources.store))
+
+
+@pytest.mark.slow
+def test_the_command_crawls_and_search_prints_the_url(tmp_path: Path, tutorial: tuple[str, Path]) -> None:
+    start, _ = tutorial
+    env = docserver_env(tmp_path / "cli.db", {"XDG_DATA_HOME": str(tmp_path / "data"), "DOCSERVER_CRAWL_RATE": "1000"})
+
+    ingested = run_cli("ingest", start, "--source", "tutorial", env=env)
+    found = run_cli("search", "class inheritance derived base class", "--limit", "1", env=env)
+
+    assert ingested.returncode == 0, ingested.stderr
+    assert ingested.stdout.startswith("source 'tutorial': 17 pages (17 new or changed, 0 unchanged")
+    assert found.stdout.startswith(f"1. [tutorial] {start.removesuffix('index.html')}classes.html#tut-inheritance > ")
+
+
+@pytest.mark.slow
+def test_the_command_says_an_unreachable_host_in_one_line(tmp_path: Path) -> None:
+    env = docserver_env(tmp_path / "cli.db", {"XDG_DATA_HOME": str(tmp_path / "data")})
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/docs/"
+
+        ingested = run_cli("ingest", url, env=env)
+
+    assert ingested.returncode == 1
+    [line] = ingested.stderr.strip().splitlines()
+    assert line.startswith(f"docserver: error: cannot crawl {url}: cannot connect")
 
 
 # -- observed --------------------------------------------------------------------------
