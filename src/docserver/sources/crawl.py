@@ -26,7 +26,7 @@ from html import escape
 from docserver.errors import DocserverError
 from docserver.observability.logging import get_logger
 from docserver.sources.crawl_state import CrawlState, PageMemo
-from docserver.sources.discovery import LLMS_FILES, SITEMAP, markdown_links, sitemap_locations
+from docserver.sources.discovery import discovered_pages, markdown_links
 from docserver.sources.extract import extract
 from docserver.sources.fetch import NO_VALIDATORS, Fetcher, Response, Validators
 from docserver.sources.filters import FileFilter
@@ -35,7 +35,6 @@ from docserver.sources.scope import Scope, safe_url
 
 log = get_logger("docserver.sources")
 
-MAX_SITEMAPS = 20
 _REMOVING = ("not_found", "redirected_away")
 """Results that say the page is gone (removed from the store), rather than failed (kept)."""
 
@@ -98,7 +97,7 @@ class Crawl:
         self.robots = await self._read_robots()
         self.fetcher.slow_down(self.robots.crawl_delay())
         await self._start()
-        for url in await self._discovered():
+        for url in await discovered_pages(self.fetcher, self.scope, self.robots):
             self._enqueue(url, 1)
         await self._drain()
         for url in sorted(self.known - self._seen):  # stored pages no link led to this time
@@ -135,38 +134,6 @@ class Crawl:
         if response.result in ("server_error", "timeout"):
             return Robots(unavailable=f"its robots.txt could not be read ({response.reason})")
         return ALLOW_ALL
-
-    async def _discovered(self) -> list[str]:
-        """In-scope page URLs named by the sitemaps and `llms.txt` files, when the site has them."""
-        return await self._sitemap_pages() + await self._llms_pages()
-
-    async def _sitemap_pages(self) -> list[str]:
-        queue = [self.scope.prefix + SITEMAP, *(url for url in self.robots.sitemaps if self._on_site(url))]
-        found: list[str] = []
-        for _ in range(MAX_SITEMAPS):
-            if not queue:
-                break
-            response = await self.fetcher.get(queue.pop(0))
-            if response.ok:
-                pages, nested = sitemap_locations(response.text)
-                found += self._resolved(pages, response.url)
-                queue += [sitemap for sitemap in nested if self._on_site(sitemap)]
-        return found
-
-    async def _llms_pages(self) -> list[str]:
-        found: list[str] = []
-        for name in LLMS_FILES:
-            response = await self.fetcher.get(self.scope.prefix + name)
-            if response.ok and response.kind in ("md", "txt"):
-                found += self._resolved(markdown_links(response.text), response.url)
-        return found
-
-    def _resolved(self, hrefs: list[str], base: str) -> list[str]:
-        """The in-scope URLs among links on page `base`, each once."""
-        return list(dict.fromkeys(url for href in hrefs if (url := self.scope.resolve(href, base))))
-
-    def _on_site(self, url: str) -> bool:
-        return url.startswith(self.scope.root) and self.robots.allows(url)
 
     # -- the frontier ------------------------------------------------------------
 
@@ -244,7 +211,7 @@ class Crawl:
                 self._skip(url, "no text", failed=False)
                 return
             text, links = f"<title>{escape(page.title)}</title>\n{page.html}", page.links
-        resolved = self._resolved(links, response.url)
+        resolved = self.scope.resolve_all(links, response.url)
         validators = response.validators if url == response.url else NO_VALIDATORS
         self.state.pages[url] = PageMemo(validators, resolved)
         self._follow(resolved, depth)

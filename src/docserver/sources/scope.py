@@ -83,6 +83,10 @@ class Scope:
         url = normalize(absolute)
         return url if url is not None and self.contains(url) else None
 
+    def resolve_all(self, hrefs: list[str], base: str) -> list[str]:
+        """The in-scope URLs among links on page `base`, each once, in order."""
+        return list(dict.fromkeys(url for href in hrefs if (url := self.resolve(href, base))))
+
     def contains(self, url: str) -> bool:
         return url.startswith(self.prefix)
 
