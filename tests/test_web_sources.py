@@ -8,6 +8,8 @@ support/fault_server.py under uvicorn.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import os
 import shutil
@@ -465,7 +467,8 @@ async def test_each_fetch_is_a_span_under_the_refresh(sources: Sources) -> None:
     tracing.install(traced.tracer, traced.decide)
     try:
         async with served(site) as base:
-            await sources.ingest(web_request(base + "index.html"))
+            # A context of its own, as the scheduled refresh has: no request (left by another test) around it.
+            await asyncio.create_task(sources.ingest(web_request(base + "index.html")), context=contextvars.Context())
     finally:
         tracing.install(None)
 
