@@ -88,10 +88,11 @@ docs: $(STAMP)
 fast-tests: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not services"
 
-# The official MCP conformance suite against a real server (part of `make pytest` too);
-# npm installs the pinned suite and Node 22 from tests/conformance/package-lock.json.
+# The official MCP conformance suites and foreign clients (TypeScript SDK, Inspector CLI) against
+# a real server (part of `make pytest` too); npm installs them, pinned with Node 22, from
+# tests/conformance/package-lock.json and tests/foreign/package-lock.json.
 conformance: $(STAMP)
-	$(BIN)/pytest -q tests/test_conformance.py
+	$(BIN)/pytest -q tests/test_conformance.py tests/test_foreign_clients.py
 
 # Every benchmark of docs/performance.md, then its plots (about 45 minutes here, most of it under valgrind).
 bench: $(STAMP)
@@ -103,6 +104,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/postgres_scale.py
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/server_instructions.py
+	$(BIN)/python bench/sampler_ticks.py
+	$(BIN)/python bench/tracemalloc_cost.py
 	$(BIN)/python bench/plots.py
 
 # Regenerate the committed deployment files (dashboards, PrometheusRule) from their sources.

@@ -11,9 +11,12 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -191,6 +194,19 @@ def fresh_copy(template: Path, folder: Path, name: str) -> Path:
 
 
 # --- instruction counts (bench/instructions.py, bench/server_instructions.py) -------------------
+
+
+def callgrind_total(command: list[str], work: Path, env: Mapping[str, str] | None = None) -> int:
+    """Every thread's instructions of one command run under `valgrind --tool=callgrind`."""
+    out = Path(tempfile.mkstemp(prefix="callgrind-", suffix=".out", dir=work)[1])
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    done = subprocess.run([*valgrind, *command], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if match is None:
+        raise RuntimeError("callgrind printed no total")
+    return int(match.group(1))
 
 
 def per_call(totals: tuple[int, int], calls: tuple[int, int]) -> float:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import per_call, write_instruction_table
+from harness import callgrind_total, per_call, write_instruction_table
 
 CONFIGS = {
     "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
@@ -87,29 +86,7 @@ with trace_sink() as sink:
 
 
 def instructions(env: dict[str, str], calls: int, corpus: Path, work: Path) -> int:
-    out = work / f"callgrind-{calls}.out"
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-c",
-            LOOP,
-            str(calls),
-            str(corpus),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    match = re.search(r"Collected : (\d+)", done.stderr)
-    if match is None:
-        raise RuntimeError("callgrind printed no total")
-    return int(match.group(1))
+    return callgrind_total([sys.executable, "-c", LOOP, str(calls), str(corpus)], work, env)
 
 
 def main() -> None:

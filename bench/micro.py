@@ -17,18 +17,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from opentelemetry import trace
-from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from docserver.mcp.tools import TOOL_NAMES
 from docserver.observability import tracing
 from docserver.observability.context import bind_correlation_id
+from docserver.observability.http_trace import ServerSpans
 from docserver.observability.logging import configure_logging, get_logger
 from docserver.observability.metrics import MCP_METHODS, Metrics
-from docserver.observability.tracing import Tracing, TracingConfig, configure_tracing
+from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing
 
 
 def best_us(fn: Callable[[], None], n: int, rounds: int = 5) -> float:
@@ -45,8 +45,8 @@ def best_us(fn: Callable[[], None], n: int, rounds: int = 5) -> float:
 def metrics_per_call(metrics: Metrics) -> Callable[[], None]:
     http_count = metrics.http_requests.labels("POST", "/mcp", "200")
     http_time = metrics.http_duration.labels("POST", "/mcp")
-    tool_count = metrics.tool_call("search_docs", "ok")
-    tool_time = metrics.tool_timer("search_docs")
+    tool_count = metrics.tool_calls.labels("search_docs", "ok")
+    tool_time = metrics.tool_duration.labels("search_docs")
     operation = metrics.mcp_operation_duration.labels("tools/call", "search_docs", "")
     cache = [metrics.cache_requests.labels(name, "miss") for name in ("search", "embedding")]
     queries = [
@@ -57,9 +57,10 @@ def metrics_per_call(metrics: Metrics) -> Callable[[], None]:
     embed_size = metrics.embedding_batch_size.labels("hash")
     results = metrics.search_results
     exemplar = metrics.exemplar
+    in_flight = metrics.active_connections.labels("http")
 
     def call() -> None:
-        metrics.http_in_flight.inc()
+        in_flight.inc()
         for counter in cache:
             counter.inc()
         for histogram in queries:
@@ -70,7 +71,7 @@ def metrics_per_call(metrics: Metrics) -> Callable[[], None]:
         operation.observe(0.002, exemplar())
         tool_count.inc()
         tool_time.observe(0.002, exemplar())
-        metrics.http_in_flight.dec()
+        in_flight.dec()
         http_count.inc()
         http_time.observe(0.003, exemplar())
 
@@ -87,8 +88,8 @@ def full_label_set(metrics: Metrics) -> None:
     for tool in (*TOOL_NAMES, "unknown"):
         for error in ("", "tool_error", "-32602", "-32601"):
             metrics.mcp_operation_duration.labels("tools/call", tool, error).observe(0.01)
-        metrics.tool_call(tool, "ok").inc()
-        metrics.tool_timer(tool).observe(0.01)
+        metrics.tool_calls.labels(tool, "ok").inc()
+        metrics.tool_duration.labels(tool).observe(0.01)
     for method in MCP_METHODS:
         metrics.mcp_operation_duration.labels(method, "", "").observe(0.01)
     for operation in (
@@ -127,26 +128,24 @@ class _Discard(SpanExporter):
 
 
 def span_costs(n: int) -> dict[str, float]:
-    setup = configure_tracing(TracingConfig("bench", "bench", "none", "http/protobuf", 1.0), None)
+    """One request's tracing as the middleware starts it: decision, server span, one child."""
+    setup = configure_tracing(TracingConfig("bench", "bench", "none", "http/protobuf", ALWAYS_ON), None)
     setup.provider.add_span_processor(BatchSpanProcessor(_Discard()))
-    unsampled = Tracing(setup.provider, 0.0)
-    sampled = Tracing(setup.provider, 1.0)
 
-    def server_span(kind: Tracing) -> Callable[[], None]:
+    def request(sampler: Sampler) -> Callable[[], None]:
+        spans = ServerSpans(Tracing(setup.provider, sampler))
+
         def run() -> None:
-            span = kind.start_server_span("POST /mcp", None, {"http.route": "/mcp"})
-            token = attach(trace.set_span_in_context(span))
+            started = spans.start([], [], [], "POST /mcp", lambda: {"http.route": "/mcp"})
             with tracing.span("search_text chunks_fts"):
                 pass
-            detach(token)
-            if span.is_recording():
-                span.end()
+            started.end(200)
 
         return run
 
     return {
-        "unsampled request (server span + one child call)": best_us(server_span(unsampled), n),
-        "sampled request (server span + one child span)": best_us(server_span(sampled), n // 4),
+        "unsampled request (trace context record + one child check)": best_us(request(ALWAYS_OFF), n),
+        "sampled request (server span + one child span)": best_us(request(ALWAYS_ON), n // 4),
     }
 
 

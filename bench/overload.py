@@ -1,16 +1,35 @@
 """Load shedding under overload: DOCSERVER_MAX_INFLIGHT at a replica's capacity, driven at 10x.
 
-    python bench/overload.py [--chunks 10000] [--seconds 20] [--factor 10]
+    python bench/overload.py --capacity 2 --seconds 6 --rounds 3 \
+        --config '' --config DOCSERVER_MAX_QUEUED=0 --config DOCSERVER_QUEUE_TIMEOUT=1
 
-1. Capacity: a server without limits, driven by 1, 2, 4, 8 and 16 closed-loop
-   clients; the capacity is the fewest clients that reach 95% of the best
-   throughput, and its p99 the reference latency.
-2. Unlimited at 10x: the same server with `factor` times as many clients
-   (everything queues).
-3. Limited at 10x: a fresh server with DOCSERVER_MAX_INFLIGHT = capacity (queue
-   as large by default), `factor` times as many clients that never back off.
-   Reported: p99 of admitted calls against the reference, the slowest
-   rejection, every status seen, RSS before/after, /readyz and one call afterwards.
+The load generator is this process; the servers are real `docserver serve`
+subprocesses. Clients are closed loops that never back off (a refused client
+asks again at once), over keep-alive connections with prebuilt requests
+(bench/rawhttp.py), so the generator's own work stays small.
+
+1. Capacity (unless `--capacity`): a server without limits, driven by 1, 2, 4
+   and 8 clients; the capacity is the fewest clients that reach 95% of the best
+   throughput.
+2. One server per configuration, all running: without limits (unless
+   `--skip-unlimited`) and, for each `--config`, DOCSERVER_MAX_INFLIGHT =
+   capacity plus those settings. Each round goes through the servers in turn,
+   a pair of phases each: `capacity` clients, then `factor` times as many. The
+   machine is shared, so the verdict is the ratio within each pair (p99 of
+   admitted calls at 10x over p99 at capacity), not absolute times.
+
+Reported per phase: admitted calls/s, p50/p99 of admitted calls seen by the
+client and by the server (its `http_request` access lines: first byte in to
+answer out; requests shed for overload write none), rejections per second and
+their p99/max as the client saw them, how late the generator's own event loop
+woke (its share of every client-side time), every status, RSS; then /readyz
+and one call after the last round. During each overload phase a probe process
+(bench/overload_probe.py) times one request every 20 ms, free of that lag.
+
+    python bench/overload.py --capacity 2 --seconds 8 --profile FILE
+
+instead writes a CPU profile (pprof) of a server with the defaults under the
+flood: `go tool pprof -top FILE` shows where its time goes.
 """
 
 from __future__ import annotations
@@ -19,10 +38,14 @@ import argparse
 import asyncio
 import json
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,16 +54,22 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import HEADERS, Server, build_database, docserver_env, fresh_copy, serve
+from rawhttp import Connection, post_request
 
-SWEEP = (1, 2, 4, 8, 16)
+SWEEP = (1, 2, 4, 8)
 
 
 @dataclass
 class Outcome:
-    """Every answer of one load run: latency by status."""
+    """Every answer of one load phase: latency by status, client-side and server-side."""
 
     seconds: float = 0.0
     latencies: dict[int, list[float]] = field(default_factory=dict)
+    server: dict[int, list[float]] = field(default_factory=dict)
+    lag: list[float] = field(default_factory=list)
+    probe: dict[int, list[float]] = field(default_factory=dict)
+    """What the probe process saw, by status (overload phases)."""
+    errors: int = 0
 
     def add(self, status: int, elapsed: float) -> None:
         self.latencies.setdefault(status, []).append(elapsed)
@@ -60,7 +89,7 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
 
-def _body(call_id: int, query: str) -> bytes:
+def search_call(call_id: int, query: str) -> bytes:
     meta = {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": {"name": "docserver-overload", "version": "1"},
@@ -73,127 +102,244 @@ def _body(call_id: int, query: str) -> bytes:
 async def drive(url: str, queries: list[str], clients: int, seconds: float, seed: int) -> Outcome:
     """`clients` closed-loop clients calling search_docs for `seconds`, never backing off."""
     rng = random.Random(seed)
+    requests = [post_request(url, "/mcp", HEADERS, search_call(n, rng.choice(queries))) for n in range(512)]
     outcome = Outcome()
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers=HEADERS, limits=limits, timeout=60) as client:
 
-        async def worker(worker_id: int) -> None:
-            call = 0
+    async def worker(worker_id: int) -> None:
+        connection = Connection(url)
+        call = worker_id
+        try:
             while time.monotonic() < deadline:
                 call += 1
-                body = _body(worker_id * 1_000_000 + call, rng.choice(queries))
                 started = time.perf_counter()
-                response = await client.post("/mcp", content=body)
-                outcome.add(response.status_code, time.perf_counter() - started)
+                try:
+                    status, _ = await connection.exchange(requests[call % len(requests)])
+                except (OSError, asyncio.IncompleteReadError):
+                    outcome.errors += 1
+                    await connection.close()
+                    continue
+                outcome.add(status, time.perf_counter() - started)
+        finally:
+            await connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(clients)))
-        outcome.seconds = time.perf_counter() - started
+    async def watch_lag() -> None:
+        """How late this process's own event loop wakes up: the generator's share of every latency."""
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            outcome.lag.append(time.perf_counter() - started - 0.005)
+
+    started = time.perf_counter()
+    await asyncio.gather(watch_lag(), *(worker(n) for n in range(clients)))
+    outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def row(name: str, clients: int, outcome: Outcome, server: Server, rss_before: float) -> dict[str, object]:
-    ok = outcome.ok()
+def phase(server: Server, queries: list[str], clients: int, seconds: float, seed: int, probe: bool = False) -> Outcome:
+    """One load phase, with the server's own view of it from the access lines it wrote meanwhile.
+
+    With `probe`, bench/overload_probe.py times one request every 20 ms meanwhile, from a process of its own.
+    """
+    offset = server.log_path.stat().st_size
+    command = [sys.executable, str(Path(__file__).with_name("overload_probe.py")), server.url, str(seconds)]
+    prober = subprocess.Popen(command, stdout=subprocess.PIPE) if probe else None
+    outcome = asyncio.run(drive(server.url, queries, clients, seconds, seed))
+    if prober is not None:
+        answers = json.loads(prober.communicate(timeout=seconds + 30)[0])
+        outcome.probe = {int(status): times for status, times in answers.items()}
+    with server.log_path.open("rb") as log:
+        log.seek(offset)
+        for line in log:
+            if b'"http_request"' in line and b'"/mcp"' in line:
+                event = json.loads(line)
+                outcome.server.setdefault(event["status_code"], []).append(event["duration_ms"] / 1000)
+    return outcome
+
+
+def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after: float) -> dict[str, object]:
+    ok, rejected = outcome.ok(), outcome.rejected()
+    server_rejected = [t for status in (429, 503) for t in outcome.server.get(status, [])]
     return {
-        "run": name,
+        "phase": name,
         "clients": clients,
         "admitted_per_s": len(ok) / outcome.seconds,
         "p50_ms": quantile(ok, 0.5),
         "p99_ms": quantile(ok, 0.99),
-        "rejected": len(outcome.rejected()),
-        "rejection_p99_ms": quantile(outcome.rejected(), 0.99),
-        "rejection_max_ms": max(outcome.rejected(), default=float("nan")) * 1000,
+        "server_p50_ms": quantile(outcome.server.get(200, []), 0.5),
+        "server_p99_ms": quantile(outcome.server.get(200, []), 0.99),
+        "rejected": len(rejected),
+        "rejected_per_s": len(rejected) / outcome.seconds,
+        "rejection_p99_ms": quantile(rejected, 0.99),
+        "rejection_max_ms": max(rejected, default=float("nan")) * 1000,
+        "server_rejection_max_ms": max(server_rejected, default=float("nan")) * 1000,
+        "generator_lag_p99_ms": quantile(outcome.lag, 0.99),
+        "probe_statuses": {status: len(times) for status, times in outcome.probe.items()},
+        "probe_admitted_p99_ms": quantile(outcome.probe.get(200, []), 0.99),
+        "probe_rejection_p99_ms": quantile(outcome.probe.get(503, []) + outcome.probe.get(429, []), 0.99),
+        "probe_rejection_max_ms": max(outcome.probe.get(503, []) + outcome.probe.get(429, []), default=float("nan"))
+        * 1000,
         "statuses": outcome.statuses(),
+        "connection_errors": outcome.errors,
         "rss_before_mb": rss_before,
-        "rss_after_mb": server.rss_mb(),
+        "rss_after_mb": rss_after,
     }
 
 
 def healthy_afterwards(server: Server, query: str) -> bool:
     ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
-    call = httpx.post(f"{server.url}/mcp", content=_body(1, query), headers=HEADERS, timeout=10)
+    call = httpx.post(f"{server.url}/mcp", content=search_call(1, query), headers=HEADERS, timeout=10)
     return ready and call.status_code == 200 and "result" in call.json()
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    work = Path(tempfile.mkdtemp(prefix="docserver-overload-"))
-    template, queries = build_database(work, args.chunks)
-    base_env = {"DOCSERVER_CACHE_SIZE": "0", "LOG_LEVEL": "WARNING"}
-    rows: list[dict[str, object]] = []
-    with serve(docserver_env(fresh_copy(template, work, "open"), base_env), work / "serve.log") as server:
-        asyncio.run(drive(server.url, queries, 4, 3, args.seed))  # warm-up
-        sweep = {n: asyncio.run(drive(server.url, queries, n, args.seconds / 2, args.seed + n)) for n in SWEEP}
-        best = max(len(o.ok()) / o.seconds for o in sweep.values())
-        reached = min(n for n, o in sweep.items() if len(o.ok()) / o.seconds >= 0.95 * best)
-        capacity = args.capacity or reached
-        for n, outcome in sweep.items():
-            print(f"sweep {n:>3} clients: {len(outcome.ok()) / outcome.seconds:.0f} calls/s")
+def find_capacity(server: Server, queries: list[str], seconds: float, seed: int) -> int:
+    rates = {}
+    for clients in SWEEP:
+        outcome = phase(server, queries, clients, seconds, seed + clients)
+        rates[clients] = len(outcome.ok()) / outcome.seconds
+        print(f"sweep {clients:>2} clients: {rates[clients]:.0f} calls/s", flush=True)
+    best = max(rates.values())
+    return min(n for n, rate in rates.items() if rate >= 0.95 * best)
+
+
+def pair(server: Server, queries: list[str], label: str, number: int, args: argparse.Namespace) -> list[dict]:
+    """One round on one server: `capacity` clients, then `factor` times as many."""
+    rows = []
+    for clients in (args.capacity, args.capacity * args.factor):
         rss = server.rss_mb()
-        rows.append(row("no limit, at capacity", capacity, sweep[capacity], server, rss))
-        over = asyncio.run(drive(server.url, queries, capacity * args.factor, args.seconds, args.seed))
-        rows.append(row(f"no limit, {args.factor}x", capacity * args.factor, over, server, rss))
-    limited = {**base_env, "DOCSERVER_MAX_INFLIGHT": str(capacity), "LOG_LEVEL": "INFO"}
-    log_path = work / "limited.log"
-    with serve(docserver_env(fresh_copy(template, work, "limited"), limited), log_path) as server:
-        asyncio.run(drive(server.url, queries, capacity, 3, args.seed))  # warm-up
-        rss = server.rss_mb()
-        at_capacity = asyncio.run(drive(server.url, queries, capacity, args.seconds, args.seed))
-        rows.append(row(f"MAX_INFLIGHT={capacity}, at capacity", capacity, at_capacity, server, rss))
-        shed = asyncio.run(drive(server.url, queries, capacity * args.factor, args.seconds, args.seed))
-        rows.append(row(f"MAX_INFLIGHT={capacity}, {args.factor}x", capacity * args.factor, shed, server, rss))
-        healthy = healthy_afterwards(server, queries[0])
-    server_side = rejection_times(log_path)
+        probe = clients > args.capacity
+        outcome = phase(server, queries, clients, args.seconds, args.seed + number, probe)
+        rows.append(row(f"{label}, {clients} clients, round {number + 1}", clients, outcome, rss, server.rss_mb()))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def summary(label: str, rows: list[dict], healthy: bool) -> dict[str, object]:
+    """The rounds of one configuration, and the p99 ratio within each (10x over capacity)."""
+    ratios = [rows[n + 1]["p99_ms"] / rows[n]["p99_ms"] for n in range(0, len(rows), 2)]
     return {
-        "config": vars(args),
-        "capacity": capacity,
+        "server": label,
         "rows": rows,
+        "p99_ratios": ratios,
+        "median_p99_ratio": statistics.median(ratios),
         "healthy_afterwards": healthy,
-        "server_rejection_p99_ms": quantile(server_side, 0.99),
-        "server_rejection_max_ms": max(server_side, default=float("nan")) * 1000,
     }
 
 
-def rejection_times(log_path: Path) -> list[float]:
-    """Seconds the server spent on each 503/429, from its access lines (first byte in to response out)."""
-    times = []
-    for line in log_path.read_text().splitlines():
-        if '"http_request"' in line and ('"status_code":503' in line or '"status_code":429' in line):
-            times.append(json.loads(line)["duration_ms"] / 1000)
-    return times
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """Every configuration on a server of its own, all running; the rounds go through them in turn."""
+    work = Path(tempfile.mkdtemp(prefix="docserver-overload-"))
+    template, queries = build_database(work, args.chunks)
+    base_env = {"DOCSERVER_CACHE_SIZE": "0", "LOG_LEVEL": "INFO"}
+    configs: dict[str, dict[str, str]] = {} if args.skip_unlimited else {"no limit": base_env}
+    with ExitStack() as stack:
+        if not args.capacity:
+            server = stack.enter_context(
+                serve(docserver_env(fresh_copy(template, work, "sweep"), base_env), work / "sweep.log")
+            )
+            phase(server, queries, 4, 3, args.seed)  # warm-up
+            args.capacity = find_capacity(server, queries, args.seconds / 2, args.seed)
+        for extra in args.config or [[]]:
+            limited = {**base_env, "DOCSERVER_MAX_INFLIGHT": str(args.capacity), **dict(extra)}
+            configs[" ".join(f"{k}={v}" for k, v in limited.items() if k != "DOCSERVER_CACHE_SIZE")] = limited
+        servers = {}
+        for number, (label, env) in enumerate(configs.items()):
+            database = fresh_copy(template, work, f"config-{number}")
+            servers[label] = stack.enter_context(serve(docserver_env(database, env), work / f"config-{number}.log"))
+            phase(servers[label], queries, args.capacity, 3, args.seed)  # warm-up
+        rows: dict[str, list[dict]] = {label: [] for label in servers}
+        for number in range(args.rounds):
+            for label, server in servers.items():
+                rows[label] += pair(server, queries, label, number, args)
+        results = [
+            summary(label, rows[label], healthy_afterwards(server, queries[0])) for label, server in servers.items()
+        ]
+    return {"config": {**vars(args)}, "capacity": args.capacity, "servers": results}
+
+
+def profile_flood(args: argparse.Namespace) -> None:
+    """A CPU profile (pprof) of a limited server while `factor` x `capacity` clients flood it: where its time goes."""
+    work = Path(tempfile.mkdtemp(prefix="docserver-overload-"))
+    template, queries = build_database(work, args.chunks)
+    env = {
+        "DOCSERVER_CACHE_SIZE": "0",
+        "LOG_LEVEL": "INFO",
+        "DOCSERVER_MAX_INFLIGHT": str(args.capacity),
+        "ENABLE_PROFILING": "true",
+        "PROFILING_TOKEN": "overload-bench",
+        "PROFILING_MIN_INTERVAL": "0",
+    }
+    with serve(docserver_env(fresh_copy(template, work, "profiled"), env), work / "profiled.log") as server:
+        phase(server, queries, args.capacity, 3, args.seed)  # warm-up
+        url = f"{server.url}/debug/pprof/profile?seconds={int(args.seconds)}"
+        headers = {"Authorization": "Bearer overload-bench"}
+
+        def fetch() -> None:
+            time.sleep(1)  # the flood is under way
+            args.profile.write_bytes(httpx.get(url, headers=headers, timeout=args.seconds + 30).content)
+
+        fetching = threading.Thread(target=fetch)
+        fetching.start()
+        outcome = phase(server, queries, args.capacity * args.factor, args.seconds + 2, args.seed)
+        fetching.join()
+    print(f"profile of {len(outcome.ok())} admitted and {len(outcome.rejected())} shed calls: {args.profile}")
 
 
 def markdown(result: dict[str, object]) -> str:
-    rows: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
     head = (
-        "| run | clients | admitted calls/s | admitted p50 ms | admitted p99 ms | rejected | rejection p99 ms "
-        "(max) | statuses | RSS MB before → after |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| phase | admitted calls/s | admitted p50 / p99 ms (server-side) | rejected/s | rejection p99 / max ms "
+        "| generator lag p99 ms | probe: rejection p99 / max ms | statuses | RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
-    lines = [
-        f"| {r['run']} | {r['clients']} | {r['admitted_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-        f"| {r['rejected']} | {r['rejection_p99_ms']:.1f} ({r['rejection_max_ms']:.1f}) "
-        f"| {', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))} "  # type: ignore[attr-defined]
-        f"| {r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f} |"
-        for r in rows
-    ]
-    return (
-        head
-        + "\n".join(lines)
-        + f"\n\nHealthy afterwards (/readyz 200 and a search answered): {result['healthy_afterwards']}; "
-        f"server-side time per rejection: p99 {result['server_rejection_p99_ms']:.2f} ms, "
-        f"max {result['server_rejection_max_ms']:.2f} ms\n"
-    )
+    out = []
+    for server in result["servers"]:  # type: ignore[attr-defined]
+        lines = [
+            f"| {r['phase']} | {r['admitted_per_s']:.0f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} "
+            f"({r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f}) | {r['rejected_per_s']:.0f} "
+            f"| {r['rejection_p99_ms']:.1f} / {r['rejection_max_ms']:.1f} | {r['generator_lag_p99_ms']:.1f} "
+            f"| {r['probe_rejection_p99_ms']:.1f} / {r['probe_rejection_max_ms']:.1f} "
+            f"| {', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))} "
+            f"| {r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f} |"
+            for r in server["rows"]
+        ]
+        ratios = ", ".join(f"{ratio:.1f}" for ratio in server["p99_ratios"])
+        out.append(
+            head
+            + "\n".join(lines)
+            + f"\n\np99 ratio 10x / capacity by round: {ratios} (median {server['median_p99_ratio']:.1f}); "
+            f"healthy afterwards: {server['healthy_afterwards']}\n"
+        )
+    return "\n".join(out)
+
+
+def settings(text: str) -> list[tuple[str, str]]:
+    """`NAME=VALUE,NAME=VALUE` (empty: the defaults)."""
+    return [(name, value) for name, _, value in (item.partition("=") for item in text.split(",") if item)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=10_000)
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--factor", type=int, default=10)
     parser.add_argument("--capacity", type=int, default=0, help="in-flight limit (default: found by the sweep)")
+    parser.add_argument(
+        "--config",
+        type=settings,
+        action="append",
+        help="settings of one limited server, NAME=VALUE,NAME=VALUE ('' for the defaults); repeat to compare",
+    )
+    parser.add_argument("--skip-unlimited", action="store_true", help="only the limited servers")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("bench/results/overload.json"))
+    parser.add_argument("--profile", type=Path, help="only profile a limited server under the flood, into this file")
     args = parser.parse_args()
+    if args.profile is not None:
+        if not args.capacity:
+            parser.error("--profile needs --capacity")
+        profile_flood(args)
+        return
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))

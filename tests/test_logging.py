@@ -37,6 +37,7 @@ from docserver import __version__
 from docserver.app import create_app
 from docserver.config import Settings
 from docserver.observability.context import bind_correlation_id, reset_correlation_id
+from docserver.observability.correlation import new_correlation_id
 from docserver.observability.logging import configure_logging, event_line, get_logger
 from docserver.observability.logwriter import LogWriter
 from docserver.observability.middleware import ObservabilityMiddleware
@@ -810,3 +811,18 @@ def test_requests_succeed_when_stdout_is_a_full_pipe(
     assert statuses == [200] * 301
     assert server.pipe_is_full()
     assert server.process.poll() is None
+
+
+def test_fresh_correlation_ids_differ_within_a_process_and_after_a_fork() -> None:
+    ids = {new_correlation_id() for _ in range(1000)}
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child writes one id of its own and leaves at once
+        os.write(writer, new_correlation_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    forked = os.read(reader, 100).decode()
+    os.close(reader)
+    assert len(ids) == 1000 and all(UUID4.match(value) for value in ids)
+    assert UUID4.match(forked) and forked[:24] != next(iter(ids))[:24]

@@ -162,6 +162,7 @@ async def test_search_docs_schema_requires_query_and_bounds_limit(server: Server
     limit = schema["properties"]["limit"]
     assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 20)
     assert "source" in schema["properties"]
+    assert schema["additionalProperties"] is False
 
 
 @pytest.mark.parametrize(("query", "path"), [answer[:2] for answer in KNOWN_ANSWERS], ids=[a[0] for a in KNOWN_ANSWERS])
@@ -180,7 +181,8 @@ async def test_list_sources_reports_the_ingested_corpus(server: ServerProcess) -
     assert result.structured_content is not None
     files = [path for path in CORPUS.rglob("*") if path.is_file()]
     [source] = result.structured_content["sources"]
-    assert (source["name"], source["documents"]) == ("corpus", len(files))
+    [version] = source["versions"]
+    assert (source["name"], version["version"], version["documents"]) == ("corpus", None, len(files))
 
 
 async def test_get_document_returns_the_whole_file_of_a_search_hit(server: ServerProcess) -> None:
@@ -234,18 +236,34 @@ def test_delete_ends_the_session(server: ServerProcess, http: httpx.Client, sess
 
 # --- tool errors are MCP tool errors, not HTTP errors ---------------------------
 
+_SEARCH_ARGUMENTS = "search_docs takes `query` (a string of 1 to 1000 characters, required), `source` (a string)"
 TOOL_ERRORS = [
-    pytest.param("no_such_tool", {}, ["no_such_tool"], id="unknown-tool"),
-    pytest.param("search_docs", {"query": 5}, ["query", "string"], id="query-not-a-string"),
-    pytest.param("search_docs", {"query": "tls", "limit": "many"}, ["limit", "integer"], id="limit-not-an-integer"),
-    pytest.param("search_docs", {"query": "tls", "limit": 0}, ["limit", "greater than or equal to 1"], id="limit-0"),
-    pytest.param("search_docs", {"query": "tls", "limit": 21}, ["limit", "less than or equal to 20"], id="limit-21"),
-    pytest.param("search_docs", {"query": ""}, ["query", "at least 1 character"], id="empty-query"),
+    pytest.param("no_such_tool", {}, ["'no_such_tool'", "search_docs, list_sources, get_document"], id="unknown-tool"),
+    pytest.param(
+        "search_docs", {"query": 5}, ["`query` must be a string of 1 to 1000 characters, not 5"], id="query-5"
+    ),
+    pytest.param(
+        "search_docs",
+        {"query": "tls", "limit": "many"},
+        ["`limit` must be an integer from 1 to 20, not a string.", _SEARCH_ARGUMENTS],
+        id="limit-not-an-integer",
+    ),
+    pytest.param(
+        "search_docs", {"query": "tls", "limit": 0}, ["`limit` must be an integer from 1 to 20, not 0"], id="limit-0"
+    ),
+    pytest.param("search_docs", {"query": "tls", "limit": 21}, ["`limit`", "not 21"], id="limit-21"),
+    pytest.param("search_docs", {"query": ""}, ["`query` must be", "not a string of 0 characters"], id="empty-query"),
     pytest.param("search_docs", {"query": "   "}, ["query is empty"], id="blank-query"),
-    pytest.param("search_docs", {}, ["query", "required"], id="missing-query"),
+    pytest.param("search_docs", {}, ["`query` is missing: send a string of 1 to 1000 characters"], id="missing-query"),
+    pytest.param(
+        "search_docs",
+        {"query": "tls", "max_results": 3},
+        ["`max_results` is not an argument of search_docs.", _SEARCH_ARGUMENTS],
+        id="unknown-argument",
+    ),
     pytest.param("search_docs", {"query": "tls", "source": "nosuch"}, ["'nosuch'", "corpus"], id="unknown-source"),
     pytest.param("get_document", {"id": 999_999}, ["999999", "search_docs"], id="unknown-document"),
-    pytest.param("get_document", {"id": "abc"}, ["id", "integer"], id="document-id-not-an-integer"),
+    pytest.param("get_document", {"id": "abc"}, ["`id` must be an integer of at least 1, not a string"], id="id-abc"),
 ]
 
 
@@ -260,6 +278,7 @@ async def test_bad_tool_calls_are_tool_errors_that_say_what_to_fix(
     message = text_of(result)
     for fragment in fragments:
         assert fragment in message
+    assert "pydantic" not in message
 
 
 def test_a_tool_error_is_an_http_200_result_in_the_current_era(server: ServerProcess, http: httpx.Client) -> None:

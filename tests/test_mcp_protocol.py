@@ -16,14 +16,16 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from docserver.config import Settings
 from docserver.ingest.pipeline import ingest
-from docserver.mcp.resources import URI_TEMPLATE
+from docserver.mcp.resources import PAGE_SIZE, URI_TEMPLATE
 from docserver.runtime import Runtime
 from support.inprocess import (
     ACCEPT_BOTH,
     HANDSHAKE,
     MCP_URL,
+    current_request,
     handshake_request,
     http_client,
+    mcp_client,
     new_metrics,
     serve_in_process,
 )
@@ -121,10 +123,30 @@ async def test_an_unsupported_protocol_version_in_a_session_names_the_version(
         response = await http.post(MCP_URL, headers={**headers, "MCP-Protocol-Version": "1999-01-01"}, content=body)
 
     assert response.status_code == 400
-    error = response.json()["error"]
+    answer = response.json()
+    assert answer["id"] == json.loads(body)["id"]
+    error = answer["error"]
     assert error["code"] == UNSUPPORTED_PROTOCOL_VERSION
     assert "1999-01-01" in error["message"]
     assert "_meta" not in error["message"]
+    assert error["data"] == {"supported": ["2025-06-18", "2025-11-25"], "requested": "1999-01-01"}
+
+
+async def test_an_unsupported_protocol_version_without_a_session_lists_what_discover_lists(
+    settings: Settings, runtime: Runtime
+) -> None:
+    headers, body = current_request("tools/list")
+    message = {**json.loads(body), "id": 301}
+    message["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "1999-01-01"
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        refused = await http.post(MCP_URL, headers={**headers, "MCP-Protocol-Version": "1999-01-01"}, json=message)
+        discover_headers, discover_body = current_request("server/discover")
+        discovered = await http.post(MCP_URL, headers=discover_headers, content=discover_body)
+
+    assert refused.status_code == 400
+    answer = refused.json()
+    assert (answer["id"], answer["error"]["code"]) == (301, UNSUPPORTED_PROTOCOL_VERSION)
+    assert answer["error"]["data"]["supported"] == discovered.json()["result"]["supportedVersions"]
 
 
 async def test_a_document_is_a_resource_with_its_text_and_mime_type(
@@ -186,3 +208,59 @@ async def test_resource_reads_and_completions_are_measured_without_a_tool_label(
 
     assert count("resources/read", str(INVALID_PARAMS)) == 1
     assert count("completion/complete", "") == 1
+
+
+async def test_resources_list_pages_through_every_document_with_a_cursor(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(PAGE_SIZE + 30):
+        (folder / f"page-{number:03}.md").write_text(f"# Page {number}\n\nText of page {number}.\n")
+    await ingest(runtime.store, runtime.embedder, [folder], "many")
+    async with serve_in_process(settings, runtime, None) as app, mcp_client(app, mode="legacy") as client:
+        first = await client.list_resources()
+        second = await client.list_resources(cursor=first.next_cursor)
+
+    assert (len(first.resources), len(second.resources)) == (PAGE_SIZE, 30)
+    assert first.next_cursor is not None and second.next_cursor is None
+    names = [resource.name for resource in first.resources + second.resources]
+    assert sorted(names) == [f"many/page-{number:03}.md" for number in range(PAGE_SIZE + 30)]
+    assert {resource.mime_type for resource in first.resources} == {"text/markdown"}
+
+
+async def test_resources_list_refuses_a_cursor_it_did_not_hand_out(settings: Settings, runtime: Runtime) -> None:
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        session_id = await _open_session(http)
+        cursors = ("abc", "ZG9jczot")  # not base64; base64 of "docs:-"
+        answers = [await _call(http, session_id, "resources/list", {"cursor": cursor}) for cursor in cursors]
+
+    assert [answer["error"]["code"] for answer in answers] == [INVALID_PARAMS, INVALID_PARAMS]
+    assert "nextCursor" in answers[0]["error"]["message"]
+
+
+async def test_both_eras_declare_the_same_capabilities(settings: Settings, runtime: Runtime) -> None:
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        initialized = await http.post(MCP_URL, headers=JSON_HEADERS, content=_initialize())
+        headers, body = current_request("server/discover")
+        discovered = await http.post(MCP_URL, headers=headers, content=body)
+
+    handshake = initialized.json()["result"]["capabilities"]
+    current = discovered.json()["result"]["capabilities"]
+    assert handshake == current
+    assert handshake["tools"] == {"listChanged": False}
+    assert handshake["resources"] == {"subscribe": False, "listChanged": False}
+
+
+async def test_an_initialize_with_an_unsupported_protocol_version_names_the_session_versions(
+    settings: Settings, runtime: Runtime
+) -> None:
+    headers = {**JSON_HEADERS, "MCP-Protocol-Version": "1999-01-01"}
+    async with serve_in_process(settings, runtime, None) as app, http_client(app) as http:
+        response = await http.post(MCP_URL, headers=headers, content=_initialize())
+
+    assert response.status_code == 400
+    answer = response.json()
+    assert (answer["id"], answer["error"]["code"]) == (1, UNSUPPORTED_PROTOCOL_VERSION)
+    assert answer["error"]["data"] == {"supported": ["2025-06-18", "2025-11-25"], "requested": "1999-01-01"}
+    assert "_meta" not in answer["error"]["message"]

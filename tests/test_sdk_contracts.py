@@ -56,3 +56,20 @@ def test_the_batch_span_processor_still_has_its_queue() -> None:
         assert isinstance(inner._max_queue_size, int)
     finally:
         processor.shutdown()
+
+
+def test_the_sdk_still_validates_tool_arguments_through_the_replaceable_argument_model() -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("contract")
+
+    @server.tool()
+    def echo(word: str) -> str:
+        return word
+
+    schemas = sdk.forbid_unknown_arguments(server)
+
+    assert schemas["echo"]["additionalProperties"] is False
+    assert sdk.argument_errors(server, "echo", {"word": "a", "extra": 1}) == ["extra"]
+    assert sdk.argument_errors(server, "echo", {}) == ["word"]
+    assert sdk.argument_errors(server, "echo", {"word": "a"}) == []

@@ -17,7 +17,7 @@ import pytest
 from docserver.errors import DocumentNotFoundError, EmbedderMismatchError, StoreError
 from docserver.observability.instruments import StoreInstruments
 from docserver.store import sqlite_driver
-from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, RankedId, Store
+from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, RankedId, SourceFilter, SourceOrigin, Store
 from docserver.store.migrations import migrations
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.sqlite import SqliteStore
@@ -138,11 +138,11 @@ async def paths_of(store: Store, ranked: list[RankedId]) -> list[str]:
     return [record.path for record in await store.get_chunks([item.chunk_id for item in ranked])]
 
 
-async def text_paths(store: Store, query: str, source: str | None = None) -> list[str]:
+async def text_paths(store: Store, query: str, source: SourceFilter = None) -> list[str]:
     return await paths_of(store, await store.search_text(query, source=source, limit=10))
 
 
-async def vector_paths(store: Store, vector: Sequence[float], source: str | None = None) -> list[str]:
+async def vector_paths(store: Store, vector: Sequence[float], source: SourceFilter = None) -> list[str]:
     query = np.array(vector, dtype=np.float32)
     return await paths_of(store, await store.search_vector(query, source=source, limit=10))
 
@@ -373,6 +373,35 @@ async def test_list_sources_counts_documents_and_chunks_per_source(store: Store)
     assert summary == [("alpha", 2, 3), ("beta", 1, 1)]
 
 
+async def test_list_sources_gives_the_version_each_was_ingested_with(store: Store) -> None:
+    async with store.update_source("guide@3.11") as writer:
+        await writer.put_document(document("a.md", ("", "one", E0)))
+        await writer.record_origin(SourceOrigin("/docs/guide", version="3.11"))
+    await put(store, "plain", document("p.md", ("", "one", E0)))
+    assert [(source.name, source.version) for source in await store.list_sources()] == [
+        ("guide@3.11", "3.11"),
+        ("plain", None),
+    ]
+
+
+async def test_a_refresh_lock_has_one_holder_across_stores_and_none_after_release(
+    backend: Backend, store: Store, tmp_path: Path
+) -> None:
+    other = backend.make(tmp_path)  # another process's store on the same database
+    await other.open()
+    try:
+        async with (
+            store.refresh_lock("docs") as first,
+            other.refresh_lock("docs") as second,
+            other.refresh_lock("elsewhere") as unrelated,
+        ):
+            assert (first, second, unrelated) == (True, False, True)
+        async with other.refresh_lock("docs") as after:
+            assert after
+    finally:
+        await other.close()
+
+
 async def test_document_hashes_are_per_source(store: Store) -> None:
     await put(store, "alpha", document("same.md", ("", "alpha text", E0)))
     await put(store, "beta", document("same.md", ("", "beta text", E1)))
@@ -423,6 +452,15 @@ async def test_search_text_respects_the_limit(prose: Store) -> None:
 async def test_search_text_filters_by_source(prose: Store) -> None:
     assert await text_paths(prose, "replication", source="elsewhere") == ["foreign.md"]
     assert sorted(await text_paths(prose, "replication")) == ["focused.md", "foreign.md", "passing.md"]
+
+
+async def test_search_text_filters_by_several_sources(prose: Store) -> None:
+    await put(prose, "third", document("third.md", ("Replication", "Replication, a third time.", E0)))
+    assert sorted(await text_paths(prose, "replication", source=("elsewhere", "third"))) == ["foreign.md", "third.md"]
+
+
+async def test_search_text_of_no_source_finds_nothing(prose: Store) -> None:
+    assert await text_paths(prose, "replication", source=()) == []
 
 
 async def test_search_text_matches_other_forms_of_a_word(prose: Store) -> None:
@@ -505,6 +543,18 @@ async def test_search_vector_filters_by_source(compass: Store) -> None:
     assert await vector_paths(compass, E0, source="elsewhere") == ["foreign-east.md"]
 
 
+async def test_search_vector_filters_by_several_sources_and_keeps_the_limit(compass: Store) -> None:
+    await put(compass, "third", document("third-north.md", ("", "north too", E1)))
+    query = np.array(E0, dtype=np.float32)
+    ranked = await compass.search_vector(query, source=("elsewhere", "third", "docs"), limit=3)
+    assert await paths_of(compass, ranked) == ["east.md", "foreign-east.md", "north-east.md"]
+    assert await vector_paths(compass, E0, source=("elsewhere", "third")) == ["foreign-east.md", "third-north.md"]
+
+
+async def test_search_vector_of_no_source_finds_nothing(compass: Store) -> None:
+    assert await vector_paths(compass, E0, source=()) == []
+
+
 async def test_search_vector_with_a_zero_query_vector_does_not_raise(compass: Store) -> None:
     ranked = await compass.search_vector(np.zeros(DIMENSION, dtype=np.float32), source=None, limit=10)
     assert isinstance(ranked, list)
@@ -564,3 +614,23 @@ async def test_get_document_returns_the_whole_file(store: Store) -> None:
 async def test_get_document_of_an_unknown_id_raises_document_not_found(store: Store) -> None:
     with pytest.raises(DocumentNotFoundError, match="424242"):
         await store.get_document(424242)
+
+
+async def test_list_documents_pages_by_id_and_filters_by_source(store: Store) -> None:
+    await put(store, "docs", document("a.md", ("", "alpha", E0)), document("b.md", ("", "beta", E1)))
+    await put(store, "other", document("c.md", ("", "gamma", E0), title="Title C"))
+
+    everything = await store.list_documents(None, after=0, limit=10)
+    first = await store.list_documents(None, after=0, limit=2)
+    rest = await store.list_documents(None, after=first[-1].document_id, limit=2)
+    other = await store.list_documents(["other", "nosuch"], after=0, limit=10)
+
+    assert [(entry.source, entry.path) for entry in everything] == [
+        ("docs", "a.md"),
+        ("docs", "b.md"),
+        ("other", "c.md"),
+    ]
+    assert [entry.document_id for entry in everything] == sorted(entry.document_id for entry in everything)
+    assert first + rest == everything
+    assert [(entry.path, entry.title) for entry in other] == [("c.md", "Title C")]
+    assert await store.list_documents([], after=0, limit=10) == []

@@ -111,6 +111,15 @@ async def test_a_source_filter_applies_to_the_index(store: SqliteStore) -> None:
     assert ranked and {item.chunk_id for item in ranked} <= other_ids
 
 
+async def test_several_sources_filter_the_index_and_keep_the_limit(store: SqliteStore) -> None:
+    for source, number in (("other", 999), ("third", 998)):
+        async with store.update_source(source) as writer:
+            await writer.put_document(_document(number))
+    ranked = await store.search_vector(_vectors(999, 1)[0], source=("other", "third"), limit=5)
+    chosen = "SELECT chunk_id FROM chunk_vectors WHERE source IN ('other', 'third')"
+    assert len(ranked) == 5 and {item.chunk_id for item in ranked} <= {row[0] for row in _raw(store.path, chosen)}
+
+
 def _forget_index(path: Path) -> None:
     """Make the database look like one written before the index existed."""
     connection = sqlite_driver.connect(path)

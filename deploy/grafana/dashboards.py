@@ -393,12 +393,12 @@ def overview() -> dict[str, Any]:
                     Panel(
                         "Admitted vs rejected MCP requests",
                         "POST /mcp per second: admitted, and refused before any work by reason (overload: 503, "
-                        "every slot and the queue taken; rate_limit: 429, a caller over its rate). "
-                        "AdmissionSaturated tickets when more than 1% are shed for overload.",
+                        "every slot and the queue taken, shed before the HTTP metrics see it; rate_limit: 429, "
+                        "a caller over its rate). AdmissionSaturated tickets when more than 1% are shed for overload.",
                         [
                             q(
-                                f"sum(rate(docserver_http_requests_total{{{MCP_POST}}}[{RATE}]))"
-                                f" - sum(rate(docserver_requests_rejected_total{{{SEL}}}[{RATE}]))",
+                                f"sum(rate(docserver_http_requests_total{{{MCP_POST}}}[{RATE}])) - sum(rate("
+                                f'docserver_requests_rejected_total{{{SEL}, reason="rate_limit"}}[{RATE}]))',
                                 "admitted",
                             ),
                             q(

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from docserver.access.authorization import authenticated
+from docserver.access.authorization import admin_verifier, authenticated, resource_metadata
 from docserver.access.gate import admission_gate
 from docserver.access.metadata import metadata_routes
 from docserver.config import Settings
@@ -27,11 +27,11 @@ from docserver.empty_store import readiness_details
 from docserver.mcp.server import build_mcp, mcp_asgi_app, session_manager
 from docserver.mcp.tools import TOOL_NAMES
 from docserver.observability.context import current_correlation_id
-from docserver.observability.exposition import metrics_route
+from docserver.observability.exposition import metrics_access, metrics_route
 from docserver.observability.logging import event_line
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
-from docserver.observability.profiling.endpoints import profiling_routes
+from docserver.observability.profiling.endpoints import profiling_access, profiling_routes
 from docserver.observability.tracing import current_exemplar
 from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
@@ -95,7 +95,7 @@ def create_app(
         routes += admin_routes(settings, metrics)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_ERROR_HANDLERS)
     app.state.runtime = runtime
-    return _observed(app, routes, settings, runtime.metrics, tracing)
+    return _shedding(_observed(app, routes, settings, runtime.metrics, tracing), settings, runtime.metrics)
 
 
 def create_admin_app(
@@ -108,12 +108,29 @@ def create_admin_app(
 
 
 def admin_routes(settings: Settings, metrics: Metrics | None) -> list[BaseRoute]:
+    """/metrics and /debug/pprof, behind their own tokens or a docs:admin bearer (DOCSERVER_ADMIN_AUTH)."""
+    admin = admin_verifier(settings.auth)
+    challenge_url = resource_metadata(settings.auth)
     routes: list[BaseRoute] = []
     if metrics is not None:
-        routes.append(metrics_route(metrics, settings.telemetry.metrics_token))
+        routes.append(metrics_route(metrics, metrics_access(settings, admin, challenge_url)))
     on_failure = _pprof_failures(metrics.for_auth("pprof")) if metrics is not None else None
-    routes += profiling_routes(settings, on_auth_failure=on_failure)
+    access = profiling_access(settings, admin, challenge_url)
+    routes += profiling_routes(settings, on_auth_failure=on_failure, access=access)
     return routes
+
+
+def _shedding(app: ASGIApp, settings: Settings, metrics: Metrics | None) -> ASGIApp:
+    """The in-flight slots (DOCSERVER_MAX_INFLIGHT) outermost, in front of everything else.
+
+    Under a flood the event loop's time goes to the requests it refuses; refused
+    here, one costs uvicorn's parsing and two prebuilt `send`s, not the
+    observability middleware, routing and authentication (about 3 times as many
+    refusals a second in bench/overload.py). The rate limit stays behind
+    authentication, where the caller is known.
+    """
+    instruments = metrics.for_admission() if metrics is not None else None
+    return admission_gate(app, settings.admission, instruments, rate_limit=False)
 
 
 def _observed(
@@ -144,13 +161,14 @@ def route_templates(routes: list[BaseRoute]) -> list[str]:
 
 
 def _mcp_endpoint(settings: Settings, instrumented: Metrics | None, exported: Metrics | None) -> ASGIApp:
-    """/mcp, behind the admission gate when limits are configured, behind authentication when it is.
+    """/mcp, behind the rate limit when one is configured, behind authentication when it is.
 
-    Authentication is outermost, so the rate limit counts per principal.
+    Authentication comes first, so the rate limit counts per principal (the in-flight slots are outermost:
+    see `_shedding`).
     Auth failures are counted on the exported registry, even with telemetry off.
     """
     instruments = instrumented.for_admission() if instrumented is not None else None
-    endpoint = admission_gate(_McpEndpoint(), settings.admission, instruments)
+    endpoint = admission_gate(_McpEndpoint(), settings.admission, instruments, slots=False)
     on_failure = exported.for_auth("mcp") if exported is not None else None
     if instrumented is None:
         return authenticated(endpoint, settings.auth, on_failure)

@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="search the ingested documentation")
     search.add_argument("query")
     search.add_argument("--source", help="search only this source")
+    search.add_argument(
+        "--version",
+        dest="version_label",
+        metavar="LABEL",
+        help="search only this version (default: each source's newest version)",
+    )
     search.add_argument("--limit", type=int, default=5, help=f"results to show (1-{MAX_LIMIT}, default 5)")
     search.add_argument("--json", action="store_true", help="print results as JSON")
 
@@ -230,7 +236,9 @@ async def _tracing(settings: Settings) -> AsyncIterator[None]:
 
 async def _search(settings: Settings, args: argparse.Namespace) -> int:
     async with open_runtime(settings) as runtime:
-        hits = await runtime.service.search(args.query, source=args.source, limit=args.limit)
+        hits = await runtime.service.search(
+            args.query, source=args.source, version=args.version_label, limit=args.limit
+        )
     if args.json:
         _print_json([_asdict(hit) for hit in hits])
         return 0

@@ -25,8 +25,19 @@ from docserver.embed.base import Embedder, Vectors
 from docserver.errors import SearchInputError, StoreError
 from docserver.observability.instruments import SearchInstruments
 from docserver.observability.logging import get_logger
-from docserver.store.base import ChunkPlace, ChunkRecord, Document, RankedId, SourceInfo, Store, place_of
+from docserver.store.base import (
+    ChunkPlace,
+    ChunkRecord,
+    Document,
+    RankedId,
+    SourceFilter,
+    SourceInfo,
+    SourceRecord,
+    Store,
+    place_of,
+)
 from docserver.store.terms import query_terms
+from docserver.versions import Catalog
 
 if TYPE_CHECKING:
     from docserver.sharedcache import SharedCache  # imported lazily: redis is slow to import
@@ -44,6 +55,9 @@ CHANGE_MARKER_INTERVAL = 0.1
 """Seconds between looks at the store's change marker (how soon another process on SQLite is seen)."""
 
 log = get_logger("docserver.search")
+
+ResultKey = tuple[int, str, str | None, str | None, int, frozenset[str] | None]
+"""A cached result's key: corpus version, query, source, version, limit and the sources the caller may read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +200,40 @@ class SearchService:
         self.embedding_cache: TTLCache[str, Vectors] = TTLCache(
             "embedding", maxsize=cache_size, ttl=cache_ttl, clock=clock, counters=_counters(instruments, "embedding")
         )
-        self.result_cache: TTLCache[tuple[int, str, str | None, int], SearchPage] = TTLCache(
+        self.result_cache: TTLCache[ResultKey, SearchPage] = TTLCache(
             "search", maxsize=cache_size, ttl=cache_ttl, clock=clock, counters=_counters(instruments, "search")
         )
         self._result_counts = instruments.results if instruments is not None else None
+        self._catalog: tuple[int, list[SourceInfo]] | None = None
+        """The sources and their versions at one corpus version (only an ingest or a removal changes them)."""
 
-    async def search(self, query: str, *, source: str | None = None, limit: int = 5) -> list[SearchHit]:
+    async def search(
+        self,
+        query: str,
+        *,
+        source: str | None = None,
+        version: str | None = None,
+        limit: int = 5,
+        within: frozenset[str] | None = None,
+    ) -> list[SearchHit]:
         """The best `limit` chunks for `query`, best first."""
-        return (await self.search_page(query, source=source, limit=limit)).hits
+        return (await self.search_page(query, source=source, version=version, limit=limit, within=within)).hits
 
-    async def search_page(self, query: str, *, source: str | None = None, limit: int = 5) -> SearchPage:
-        """The best `limit` chunks for `query`, as a page the result cache keeps (and its reader may annotate)."""
+    async def search_page(
+        self,
+        query: str,
+        *,
+        source: str | None = None,
+        version: str | None = None,
+        limit: int = 5,
+        within: frozenset[str] | None = None,
+    ) -> SearchPage:
+        """The best `limit` chunks for `query`, as a page the result cache keeps (and its reader may annotate).
+
+        `source` and `version` choose what is read (each source's newest version
+        when `version` is None; see docserver/versions.py); `within`, when given,
+        is every source the caller may read, by stored or base name.
+        """
         query = query.strip()
         if not query:
             raise SearchInputError("query is empty; say what you are looking for")
@@ -205,23 +242,24 @@ class SearchService:
         if not 1 <= limit <= MAX_LIMIT:
             raise SearchInputError(f"limit must be between 1 and {MAX_LIMIT}")
 
-        version = await self.corpus_version.current()
-        if version != self._checked_version:
-            await self._check_embedder(version)
-        key = (version, query, source, limit)
+        corpus = await self.corpus_version.current()
+        if corpus != self._checked_version:
+            await self._check_embedder(corpus)
+        key = (corpus, query, source, version, limit, within)
 
         def shared_key() -> str:
-            return f"{RESULTS_FORMAT}:{version}:{self._embedder_key()}:{_digest([query, source, limit])}"
+            readable = sorted(within) if within is not None else None
+            digest = _digest([query, source, version, limit, readable])
+            return f"{RESULTS_FORMAT}:{corpus}:{self._embedder_key()}:{digest}"
 
         page = await get_tiered(self.result_cache, self.shared_cache, key, shared_key, _decode_page)
         if page is None:
             try:
-                page = SearchPage(await self._search(query, source, limit))
+                searched = (await self.catalog(corpus, within)).searched(source, version)
+                page = SearchPage(await self._search(query, searched, limit))
             except StoreError:
                 self.corpus_version.expire()
                 raise
-            if not page.hits and source is not None:
-                await self._check_source(source)
             await put_tiered(self.result_cache, self.shared_cache, key, shared_key, page, _encode_page)
         if self._result_counts is not None:
             self._result_counts.observe(len(page.hits))
@@ -240,10 +278,16 @@ class SearchService:
         self._vectors_match = matches
         self._checked_version = version
 
-    async def _search(self, query: str, source: str | None, limit: int) -> list[SearchHit]:
+    async def catalog(self, corpus: int, within: frozenset[str] | None = None) -> Catalog:
+        """The sources by name and version, listed once per corpus version; with `within`, a caller's share."""
+        if self._catalog is None or self._catalog[0] != corpus:
+            self._catalog = (corpus, await self.store.list_sources())
+        return Catalog.of(self._catalog[1], within)
+
+    async def _search(self, query: str, source: SourceFilter, limit: int) -> list[SearchHit]:
         return await self.ranked(query, source=source, limit=limit, fusion=self.fusion)
 
-    async def ranked(self, query: str, *, source: str | None, limit: int, fusion: Fusion) -> list[SearchHit]:
+    async def ranked(self, query: str, *, source: SourceFilter, limit: int, fusion: Fusion) -> list[SearchHit]:
         """The best `limit` chunks by `fusion`, without the result cache (the evaluation compares fusions)."""
         candidates = max(limit * 4, 20)
         use_text = fusion.text_weight > 0
@@ -262,7 +306,9 @@ class SearchService:
         terms = query_terms(query)
         return [_hit(record, scores[record.chunk_id], terms) for record in records]
 
-    async def _fill(self, query: str, source: str | None, candidates: int, taken: set[int]) -> list[tuple[int, float]]:
+    async def _fill(
+        self, query: str, source: SourceFilter, candidates: int, taken: set[int]
+    ) -> list[tuple[int, float]]:
         """Vector matches not already ranked, scored below every full-text match."""
         ranked = await self.store.search_vector(await self._embed_query(query), source=source, limit=candidates)
         return [(item.chunk_id, 0.0) for item in ranked if item.chunk_id not in taken]
@@ -270,13 +316,6 @@ class SearchService:
     def _embedder_key(self) -> str:
         """Provider, model and dimension: vectors of two embedders never meet in a shared cache."""
         return f"{self.embedder.provider}:{self.embedder.model}:{self.embedder.dimension}"
-
-    async def _check_source(self, source: str) -> None:
-        """An empty result for an unknown source is a mistake to report, not a search that found nothing."""
-        names = [item.name for item in await self.store.list_sources()]
-        if source not in names:
-            known = ", ".join(names) if names else "none; ingest documentation first"
-            raise SearchInputError(f"unknown source {source!r}; available sources: {known}")
 
     async def _embed_query(self, query: str) -> Vectors:
         def shared_key() -> str:
@@ -296,6 +335,9 @@ class SearchService:
 
     async def list_sources(self) -> list[SourceInfo]:
         return await self.store.list_sources()
+
+    async def source_records(self) -> list[SourceRecord]:
+        return await self.store.source_records()
 
     async def get_document(self, document_id: int) -> Document:
         return await self.store.get_document(document_id)

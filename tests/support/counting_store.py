@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from docserver.store.base import ChunkRecord, RankedId, Vectors
+from docserver.store.base import ChunkRecord, RankedId, SourceFilter, Vectors
 from docserver.store.sqlite import SqliteStore
 
 
@@ -17,11 +17,11 @@ class CountingStore(SqliteStore):
         super().__init__(path)
         self.calls: Counter[str] = Counter()
 
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_text(self, query: str, *, source: SourceFilter, limit: int) -> list[RankedId]:
         self.calls["search_text"] += 1
         return await super().search_text(query, source=source, limit=limit)
 
-    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
         self.calls["search_vector"] += 1
         return await super().search_vector(vector, source=source, limit=limit)
 

@@ -7,9 +7,11 @@ service, so it imports nothing from docserver and has its own embedding
 scheme: md5-hashed word buckets plus character trigrams, L2-normalised.
 
 Faults are switched at run time with `POST /admin/fault`, JSON
-`{"mode": "none"|"slow"|"error"|"rate_limit"|"bad_json"|"wrong_count",
+`{"mode": "none"|"slow"|"hold"|"error"|"rate_limit"|"bad_json"|"wrong_count",
 "delay": seconds, "status": code, "count": n}`: `count` requests get the fault
-(omitted: until the next `mode: none`). `slow` waits `delay` seconds, `error`
+(omitted: until the next `mode: none`). `hold` keeps each request waiting
+until the next `POST /admin/fault` (a test's gate: `held` in the stats counts
+the requests waiting), `slow` waits `delay` seconds, `error`
 answers `status` (500 by default), `rate_limit` answers 429 with
 `Retry-After: delay` when `delay` is given. `GET /admin/stats` reports the
 number of embedding requests and selected headers of the last one.
@@ -46,7 +48,7 @@ from starlette.routing import Route
 
 DEFAULT_DIMENSION = 256
 MISSING_MODEL = "missing-model"
-FAULT_MODES = frozenset({"none", "slow", "error", "rate_limit", "bad_json", "wrong_count"})
+FAULT_MODES = frozenset({"none", "slow", "hold", "error", "rate_limit", "bad_json", "wrong_count"})
 RECORDED_HEADERS = ("x-correlation-id", "traceparent", "tracestate")
 _WORD = re.compile(r"[a-z0-9]+")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -67,6 +69,9 @@ class State:
     fault: Fault = field(default_factory=Fault)
     requests: int = 0
     last_headers: dict[str, str] = field(default_factory=dict)
+    held: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set (and replaced) by the next fault change: what `hold` requests wait for."""
 
     def take_fault(self) -> Fault:
         """The fault for this request, counting it down."""
@@ -143,6 +148,10 @@ async def _embeddings(request: Request) -> Response:
     fault = state.take_fault()
     if fault.mode == "slow":
         await asyncio.sleep(fault.delay)
+    elif fault.mode == "hold":
+        state.held += 1
+        await state.release.wait()
+        state.held -= 1
     elif fault.mode == "error":
         return error(fault.status, f"injected error {fault.status}", kind="server_error")
     elif fault.mode == "rate_limit":
@@ -201,13 +210,16 @@ async def set_fault(request: Request) -> Response:
         status=int(body.get("status") or 500),
         count=int(count) if count is not None else None,
     )
-    request.app.state.server.fault = fault
+    state: State = request.app.state.server
+    state.fault = fault
+    state.release.set()  # the requests held so far go on
+    state.release = asyncio.Event()
     return JSONResponse({"mode": fault.mode, "count": fault.count})
 
 
 async def stats(request: Request) -> Response:
     state: State = request.app.state.server
-    return JSONResponse({"requests": state.requests, "last_headers": state.last_headers})
+    return JSONResponse({"requests": state.requests, "held": state.held, "last_headers": state.last_headers})
 
 
 async def healthz(request: Request) -> Response:

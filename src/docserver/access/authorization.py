@@ -24,10 +24,24 @@ def authenticated(
     """`endpoint` behind a BearerGate, or unchanged when no authorization is configured."""
     if not settings.enabled:
         return endpoint
+    return BearerGate(endpoint, credentials(settings), on_failure, resource_metadata(settings), on_success)
+
+
+def credentials(settings: AuthSettings) -> Credentials:
+    """The configured verifiers: static API tokens, OAuth access tokens, or both (authorization enabled)."""
     static = StaticTokens(load_tokens(settings.api_tokens_file)) if settings.api_tokens_file is not None else None
     oauth = None
     if settings.issuer is not None:
         keys = JwksCache(settings.issuer, jwks_url=settings.jwks_url, refetch_interval=settings.jwks_refetch_interval)
         oauth = JwtVerifier(settings, keys)
-    resource_metadata = metadata_url(settings.resource) if oauth is not None else None
-    return BearerGate(endpoint, Credentials(static=static, jwt=oauth), on_failure, resource_metadata, on_success)
+    return Credentials(static=static, jwt=oauth)
+
+
+def resource_metadata(settings: AuthSettings) -> str | None:
+    """The RFC 9728 metadata URL that challenges name, when OAuth is configured."""
+    return metadata_url(settings.resource) if settings.issuer is not None else None
+
+
+def admin_verifier(settings: AuthSettings) -> Credentials | None:
+    """What verifies a docs:admin bearer on /metrics and /debug/pprof; None when DOCSERVER_ADMIN_AUTH=token."""
+    return credentials(settings) if settings.admin_scope else None

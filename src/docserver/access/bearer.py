@@ -91,19 +91,22 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, 
     return token, None
 
 
-def challenge(reason: str, resource_metadata: str | None = None) -> tuple[int, bytes]:
+def challenge(
+    reason: str, resource_metadata: str | None = None, *, realm: str = "docserver", scope: str = READ
+) -> tuple[int, bytes]:
     """(status, WWW-Authenticate) for a refusal (RFC 6750): no error code when no credentials were sent.
 
-    `resource_metadata` (RFC 9728) tells an OAuth client where to learn which authorization server to ask.
+    `resource_metadata` (RFC 9728) tells an OAuth client where to learn which authorization server to ask;
+    `scope` is the one a 403 names as missing.
     """
-    realm = b'Bearer realm="docserver"'
+    header = b'Bearer realm="' + realm.encode() + b'"'
     if resource_metadata is not None:
-        realm += b', resource_metadata="' + resource_metadata.encode() + b'"'
+        header += b', resource_metadata="' + resource_metadata.encode() + b'"'
     if reason == "missing":
-        return 401, realm
+        return 401, header
     if reason == "insufficient_scope":
-        return 403, realm + b', error="insufficient_scope", scope="' + READ.encode() + b'"'
-    return 401, realm + b', error="invalid_token"'
+        return 403, header + b', error="insufficient_scope", scope="' + scope.encode() + b'"'
+    return 401, header + b', error="invalid_token"'
 
 
 async def send_challenge(send: Send, reason: str, resource_metadata: str | None = None) -> None:

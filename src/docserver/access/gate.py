@@ -1,12 +1,16 @@
-"""The admission gate in front of the MCP endpoint: rate limit per caller, then an in-flight slot.
+"""The admission gate for POST /mcp: rate limit per caller, and in-flight slots.
 
 Only POST /mcp (one JSON-RPC message each) is admitted: the handshake-era GET
-stream and DELETE pass. A refused request is answered before its body is
-read, so the MCP SDK never parses it; the gate sits inside the observability
-middleware, so a refusal is still counted, traced and logged with its
-correlation id. A response that turns into an event stream gives its slot
-back when the stream starts: a stream is not work in flight.
-`admission_gate` returns the endpoint itself when nothing is configured.
+stream, DELETE and every other path pass. A refused request is answered
+before its body is read, so the MCP SDK never parses it. The app uses two
+gates: the slots outermost, in front of the observability middleware, so that
+shedding a flood costs next to nothing (its 503s are counted in
+docserver_requests_rejected_total only, with a prebuilt answer); the rate
+limit behind authentication, inside the observability middleware, so a 429 is
+counted, traced and logged with its correlation id. A response that turns
+into an event stream gives its slot back when the stream starts: a stream is
+not work in flight. `admission_gate` returns the endpoint itself when nothing
+is configured.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from docserver.access.buckets import TokenBuckets, Verdict
 from docserver.access.rejection import send_rejection
 from docserver.access.slots import Slots
 from docserver.config.admission import AdmissionSettings
+from docserver.config.auth import MCP_PATH
 from docserver.observability.instruments import AdmissionInstruments
 
 OVERLOAD_RETRY_AFTER = 1
@@ -29,18 +34,23 @@ _POLICY = b'"per-caller"'
 
 
 def admission_gate(
-    endpoint: ASGIApp, settings: AdmissionSettings, instruments: AdmissionInstruments | None = None
+    endpoint: ASGIApp,
+    settings: AdmissionSettings,
+    instruments: AdmissionInstruments | None = None,
+    *,
+    slots: bool = True,
+    rate_limit: bool = True,
 ) -> ASGIApp:
-    """`endpoint` behind the configured limits, or `endpoint` unchanged when there are none."""
-    slots = None
-    if settings.max_inflight is not None:
-        slots = Slots(settings.max_inflight, settings.queue_size, settings.queue_timeout, instruments)
+    """`endpoint` behind the configured limits (those asked for), or `endpoint` unchanged when there are none."""
+    in_flight = None
+    if slots and settings.max_inflight is not None:
+        in_flight = Slots(settings.max_inflight, settings.queue_size, settings.queue_timeout, instruments)
     buckets = None
-    if settings.rate_limit_per_second is not None:
+    if rate_limit and settings.rate_limit_per_second is not None:
         buckets = TokenBuckets(settings.rate_limit_per_second, settings.burst)
-    if slots is None and buckets is None:
+    if in_flight is None and buckets is None:
         return endpoint
-    return AdmissionGate(endpoint, slots=slots, buckets=buckets, instruments=instruments)
+    return AdmissionGate(endpoint, slots=in_flight, buckets=buckets, instruments=instruments)
 
 
 def caller_of(scope: Scope) -> str:
@@ -70,7 +80,7 @@ class AdmissionGate:
         self.policy_header = _policy_header(buckets) if buckets is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
+        if scope.get("method") != "POST" or scope.get("path") != MCP_PATH:
             await self.app(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = []

@@ -1,12 +1,16 @@
 """The answers to a refused /mcp request: 503 (overload) or 429 (rate limit), fast and self-explaining.
 
 The body is a JSON-RPC error with `id: null` (the request body is never read,
-so its id is unknown, which JSON-RPC allows), carrying the correlation id.
+so its id is unknown, which JSON-RPC allows), carrying the correlation id when
+the request has one. Without one (the overload check runs before the
+observability middleware gives it one) the answer is built once and reused:
+under overload, answering costs two `send` calls.
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from starlette.types import Send
 
@@ -36,12 +40,28 @@ async def send_rejection(
     send: Send, reason: str, retry_after: int, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """Answers `reason` (overload or rate_limit) with its status, `Retry-After` and a JSON-RPC error."""
+    if headers or current_correlation_id() is not None:
+        start, body = _answer(reason, retry_after, headers or [])
+    else:
+        start, body = _prebuilt(reason, retry_after)
+    await send({"type": "http.response.start", "status": _STATUS[reason], "headers": start})
+    await send({"type": "http.response.body", "body": body})
+
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def _answer(reason: str, retry_after: int, headers: Headers) -> tuple[Headers, bytes]:
     body = rejection_body(reason, retry_after)
-    start_headers = [
+    start = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"retry-after", str(retry_after).encode()),
-        *(headers or ()),
+        *headers,
     ]
-    await send({"type": "http.response.start", "status": _STATUS[reason], "headers": start_headers})
-    await send({"type": "http.response.body", "body": body})
+    return start, body
+
+
+@lru_cache(maxsize=64)
+def _prebuilt(reason: str, retry_after: int) -> tuple[Headers, bytes]:
+    return _answer(reason, retry_after, [])

@@ -22,6 +22,8 @@ class Principal:
     name: str
     sources: frozenset[str] | None
     """None: every source."""
+    admin: bool = False
+    """Holds `docs:admin`: may read /metrics and /debug/pprof when DOCSERVER_ADMIN_AUTH allows it."""
 
     @property
     def may_read(self) -> bool:
@@ -47,4 +49,5 @@ def readable_sources(scopes: Iterable[str]) -> frozenset[str] | None:
 
 
 def principal_of(name: str, scopes: Iterable[str]) -> Principal:
-    return Principal(name, readable_sources(scopes))
+    granted = list(scopes)
+    return Principal(name, readable_sources(granted), ADMIN in granted)

@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from docserver.config.admission import AdmissionSettings
@@ -75,6 +75,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, GroupedEnvSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _check_profiling_access(self) -> Settings:
+        token = self.profiling.token
+        if self.profiling.enabled and not (token and token.get_secret_value()) and not self.auth.admin_scope:
+            raise ValueError(
+                "ENABLE_PROFILING=true needs PROFILING_TOKEN (or DOCSERVER_ADMIN_AUTH=scope or token_or_scope): "
+                "the profiling endpoints are never served without authentication"
+            )
+        return self
 
     def replace(self, **changes: Mapping[str, Any]) -> Settings:
         """A copy with some values of some groups replaced: `settings.replace(embedding={"provider": "local"})`.

@@ -14,8 +14,10 @@ class AdmissionSettings(Group):
     max_queued: int | None = env("DOCSERVER_MAX_QUEUED", None, ge=0)
     """MCP requests that may wait for a free slot when `DOCSERVER_MAX_INFLIGHT` are in flight
     (default: as many as `DOCSERVER_MAX_INFLIGHT`; 0: no queue)."""
-    queue_timeout: PositiveFloat = env("DOCSERVER_QUEUE_TIMEOUT", 1.0, le=60)
-    """Seconds a queued MCP request waits for a slot before it gets 503."""
+    queue_timeout: PositiveFloat = env("DOCSERVER_QUEUE_TIMEOUT", 0.005, le=60)
+    """Seconds a queued MCP request waits for a slot before it gets 503. The default, 5 ms, keeps
+    every refusal fast and adds at most that to an admitted request; a longer wait smooths bursts
+    but every queued request then waits up to it, admitted or not."""
     rate_limit_per_second: PositiveFloat | None = env("DOCSERVER_RATE_LIMIT_PER_SECOND", None)
     """Sustained MCP requests per second allowed to one caller (the authenticated principal, else
     the client address); beyond it 429 with `Retry-After`. Unset: no limit."""

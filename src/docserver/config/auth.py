@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import model_validator
 
-from docserver.config.fields import Group, env
+from docserver.config.fields import LOWERCASE, Group, env
 from docserver.config.urls import HttpUrl
 
 MCP_PATH = "/mcp"
+AdminAuth = Annotated[Literal["token", "scope", "token_or_scope"], LOWERCASE]
 
 
 class AuthSettings(Group):
@@ -30,6 +32,11 @@ class AuthSettings(Group):
     """Seconds of clock difference tolerated on a token's `exp`, `nbf` and `iat`."""
     jwks_refetch_interval: float = env("DOCSERVER_AUTH_JWKS_REFETCH_INTERVAL", 30.0, ge=0, le=3600)
     """Least seconds between two JWKS fetches caused by tokens signed with an unknown key (`kid`)."""
+    admin_auth: AdminAuth = env("DOCSERVER_ADMIN_AUTH", "token")
+    """Who may read /metrics and /debug/pprof: `token`, their own tokens (METRICS_TOKEN, PROFILING_TOKEN);
+    `scope`, a bearer token with the `docs:admin` scope (a static API token or an OAuth access token)
+    instead; `token_or_scope`, either. `scope` and `token_or_scope` need DOCSERVER_API_TOKENS_FILE or
+    DOCSERVER_AUTH_ISSUER."""
 
     @model_validator(mode="after")
     def _check_oauth(self) -> AuthSettings:
@@ -38,7 +45,17 @@ class AuthSettings(Group):
                 "DOCSERVER_AUTH_ISSUER needs DOCSERVER_PUBLIC_URL, the URL clients reach docserver at "
                 "(e.g. https://docs.example.com): it names the protected resource and the default audience"
             )
+        if self.admin_auth != "token" and not self.enabled:
+            raise ValueError(
+                f"DOCSERVER_ADMIN_AUTH={self.admin_auth} needs DOCSERVER_API_TOKENS_FILE or DOCSERVER_AUTH_ISSUER: "
+                "the docs:admin scope comes from their tokens"
+            )
         return self
+
+    @property
+    def admin_scope(self) -> bool:
+        """Whether /metrics and /debug/pprof accept a `docs:admin` bearer token."""
+        return self.admin_auth != "token"
 
     @property
     def enabled(self) -> bool:

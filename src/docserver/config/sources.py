@@ -33,8 +33,8 @@ Duration = Annotated[float | None, BeforeValidator(_seconds)]
 class SourcesSettings(Group):
     refresh_interval: Duration = env("DOCSERVER_REFRESH_INTERVAL", None, ge=60)
     """How often `serve` refreshes every source from its recorded origin (`6h`, `30m`, `1d`); off when unset.
-    With several replicas each refreshes on its own schedule; the store lets one write a source at a time,
-    and a source whose origin has not moved is `unchanged` at the cost of a fetch."""
+    With several replicas each refreshes on its own schedule; one process refreshes a source at a time (the
+    others skip it as `busy`), and a source whose origin has not moved is `unchanged` at the cost of a fetch."""
 
     crawl_max_pages: int = env("DOCSERVER_CRAWL_MAX_PAGES", 5000, ge=1)
     """The most pages one crawl of a website source keeps; the crawl stops there (a warning says so)."""

@@ -9,8 +9,10 @@
 - A body that is not a JSON-RPC message (or is a batch) is -32600 Invalid
   Request with a short message, as JSON-RPC says, not -32602 with a pydantic dump.
 - An `MCP-Protocol-Version` that no era knows is 400 / -32022 naming the
-  version and the supported ones; inside a session the SDK's modern path
-  answered with a message about `params._meta`.
+  version, with the request's id and the versions of the request's era: a
+  session's (or an `initialize`'s), or the current ones, as `server/discover`
+  lists them. The SDK's modern path answered a session's request, or an
+  `initialize`, with a message about `params._meta`.
 
 Successful responses pass through untouched: only 4xx answers are inspected.
 """
@@ -25,10 +27,16 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docserver.mcp.versions import BATCH_ERA_VERSIONS
+
 _SESSION_HEADER = b"mcp-session-id"
 _VERSION_HEADER = b"mcp-protocol-version"
 _KNOWN_VERSIONS = frozenset(version.encode() for version in (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS))
+_SESSION_VERSIONS = [version for version in HANDSHAKE_PROTOCOL_VERSIONS if version not in BATCH_ERA_VERSIONS]
+_CURRENT_VERSIONS = list(MODERN_PROTOCOL_VERSIONS)
 _WHITESPACE = b" \t"
+_SCAN_BYTES = 64 * 1024
+"""How much of a refused body is read for its JSON-RPC id and method (a longer one is answered with id null)."""
 _NOT_A_MESSAGE = (
     "Invalid Request: the body must be one JSON-RPC 2.0 request, notification or response "
     '(an object with jsonrpc "2.0"); batches are not supported'
@@ -46,25 +54,49 @@ class McpHttpAdapter:
         if any(value[-1:] in (b" ", b"\t") for _, value in headers):
             scope = {**scope, "headers": [(name, value.rstrip(_WHITESPACE)) for name, value in headers]}
             headers = scope["headers"]
-        sessionless = True
+        sessionless, version = True, None
         for name, value in headers:
             if name == _SESSION_HEADER:
                 sessionless = False
-            elif name == _VERSION_HEADER and value not in _KNOWN_VERSIONS:
-                await _unsupported_version(value)(scope, receive, send)
-                return
+            elif name == _VERSION_HEADER:
+                version = value
+        if version is not None and version not in _KNOWN_VERSIONS:
+            answer = _unsupported_version(version, await _read_message(receive), in_session=not sessionless)
+            await answer(scope, receive, send)
+            return
         await self.app(scope, receive, _ErrorAnswer(send, sessionless))
 
 
-def _unsupported_version(value: bytes) -> Response:
+async def _read_message(receive: Receive) -> dict[str, Any]:
+    """The request body as a JSON object; empty when it is none or too long to look at."""
+    body = b""
+    while len(body) <= _SCAN_BYTES:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    else:
+        return {}
+    try:
+        answer: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _unsupported_version(value: bytes, message: dict[str, Any], *, in_session: bool) -> Response:
     requested = value.decode("latin-1")
-    supported = [*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS]
+    handshake = in_session or message.get("method") == "initialize"
+    supported = _SESSION_VERSIONS if handshake else _CURRENT_VERSIONS
+    speakers = "sessions speak" if handshake else "requests without a session speak"
     error = {
         "code": UNSUPPORTED_PROTOCOL_VERSION,
-        "message": f"Unsupported MCP-Protocol-Version {requested!r}; supported: {', '.join(supported)}",
+        "message": f"Unsupported MCP-Protocol-Version {requested!r}; {speakers} {', '.join(supported)}",
         "data": {"supported": supported, "requested": requested},
     }
-    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error})
+    request_id = message.get("id")
+    valid_id = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+    body = orjson.dumps({"jsonrpc": "2.0", "id": request_id if valid_id else None, "error": error})
     return Response(body, status_code=400, media_type="application/json")
 
 

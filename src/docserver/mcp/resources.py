@@ -2,14 +2,17 @@
 
 `resources/read` answers a document's text with a MIME type guessed from its
 path; `completion/complete` suggests source names (and nothing for the id,
-which comes from search results). `resources/list` is empty: documents are
-reached through the template, since the store has no paged listing yet.
-Every list is bounded (MAX_COMPLETIONS), and an unknown URI, source or
-document is -32602 with a message that says what to use instead.
+which comes from search results). `resources/list` pages through the
+documents the caller may read, PAGE_SIZE at a time, by document id: the
+cursor is opaque to clients, and one that docserver did not hand out is
+-32602. Every list is bounded (PAGE_SIZE, MAX_COMPLETIONS), and an unknown
+URI, source or document is -32602 with a message that says what to use instead.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import mimetypes
 import re
 from pathlib import PurePosixPath
@@ -26,6 +29,7 @@ from mcp_types import (
     PaginatedRequestParams,
     ReadResourceRequestParams,
     ReadResourceResult,
+    Resource,
     ResourceTemplate,
     ResourceTemplateReference,
     TextResourceContents,
@@ -38,6 +42,8 @@ from docserver.search import SearchService
 URI_TEMPLATE = "docs://{source}/{document_id}"
 MAX_COMPLETIONS = 100
 """The spec's cap on completion values per answer."""
+PAGE_SIZE = 100
+"""Resources per `resources/list` page."""
 
 _URI = re.compile(r"docs://(?P<source>[^/]+)/(?P<document_id>[1-9][0-9]{0,17})")
 _TEMPLATE = ResourceTemplate(
@@ -75,7 +81,7 @@ def register_resources(server: Any, service: SearchService) -> None:
     """Serve the template, reads and completions on the SDK's low-level `server`."""
 
     async def list_resources(ctx: Any, params: PaginatedRequestParams) -> ListResourcesResult:
-        return ListResourcesResult(resources=[])
+        return await list_page(service, params.cursor, _allowed(ctx))
 
     async def list_templates(ctx: Any, params: PaginatedRequestParams) -> ListResourceTemplatesResult:
         return ListResourceTemplatesResult(resource_templates=[_TEMPLATE])
@@ -95,6 +101,41 @@ def register_resources(server: Any, service: SearchService) -> None:
 def _allowed(ctx: Any) -> frozenset[str] | None:
     """The sources this message's caller may read (None: all), as the tools see them."""
     return allowed_sources(getattr(ctx, "request", None))
+
+
+async def list_page(service: SearchService, cursor: str | None, allowed: frozenset[str] | None) -> ListResourcesResult:
+    """One page of the documents the caller may read, and the cursor of the next when there is one."""
+    after = 0 if cursor is None else _after(cursor)
+    sources = None if allowed is None else sorted(allowed)
+    entries = await service.store.list_documents(sources, after=after, limit=PAGE_SIZE + 1)
+    resources = [
+        Resource(
+            uri=document_uri(entry.source, entry.document_id),
+            name=f"{entry.source}/{entry.path}",
+            title=entry.title or None,
+            mime_type=mime_type(entry.path),
+        )
+        for entry in entries[:PAGE_SIZE]
+    ]
+    following = _cursor(entries[PAGE_SIZE - 1].document_id) if len(entries) > PAGE_SIZE else None
+    return ListResourcesResult(resources=resources, next_cursor=following)
+
+
+def _cursor(after: int) -> str:
+    return base64.urlsafe_b64encode(f"docs:{after}".encode()).decode()
+
+
+def _after(cursor: str) -> int:
+    """The document id a cursor continues after; -32602 for anything docserver did not hand out."""
+    try:
+        decoded = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+    except (UnicodeError, binascii.Error, ValueError):
+        decoded = ""
+    match = re.fullmatch(r"docs:(0|[1-9][0-9]{0,17})", decoded)
+    if match is None:
+        message = "invalid cursor; pass the nextCursor of the previous resources/list page, or no cursor to start over"
+        raise MCPError(INVALID_PARAMS, message)
+    return int(match[1])
 
 
 async def read_document(service: SearchService, uri: str, allowed: frozenset[str] | None = None) -> ReadResourceResult:

@@ -7,7 +7,11 @@ The SDK has no public hook for four things docserver needs:
 - its own server, to build the session manager around: `MCPServer` builds one only
   inside `streamable_http_app()`, without the seams above;
 - leaving a method unserved: `MCPServer` registers prompts handlers with no
-  prompts, so `prompts` was declared; the low-level handler table is pruned.
+  prompts, so `prompts` was declared; the low-level handler table is pruned;
+- a tool's argument validation: pydantic ignores unknown arguments, so each
+  tool's argument model is replaced by a subclass that forbids them; and the
+  SDK returns pydantic's dump as the tool result, so mcp/arguments.py reruns
+  the same validation on a failed call to say it in plain words.
 The SDK's per-message span middleware is dropped through the public `middleware`
 list (ours, mcp/observe.py, builds the span only for sampled messages).
 `tests/test_sdk_contracts.py` fails when any name used here changes.
@@ -23,12 +27,13 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from pydantic import ConfigDict, ValidationError
 
 from docserver.observability.instruments import McpInstruments
 from docserver.observability.logging import get_logger
 
 PRIVATE_NAMES = {
-    MCPServer: ("_lowlevel_server",),
+    MCPServer: ("_lowlevel_server", "_tool_manager"),
     Server: ("_request_handlers",),
     StreamableHTTPSessionManager: ("_serve_opening_request", "_discard_session", "_server_instances"),
 }
@@ -44,6 +49,34 @@ def drop_sdk_spans(mcp: MCPServer) -> None:
 
 def lowlevel_server(mcp: MCPServer) -> Any:
     return mcp._lowlevel_server
+
+
+def forbid_unknown_arguments(mcp: MCPServer) -> dict[str, dict[str, Any]]:
+    """Make every registered tool refuse arguments its schema does not list; tool name -> input schema.
+
+    The schemas returned are the very dicts `tools/list` serves, and say
+    `additionalProperties: false` from now on, as the validation does.
+    """
+    schemas = {}
+    for tool in mcp._tool_manager.list_tools():
+        model = tool.fn_metadata.arg_model
+        strict = type(model.__name__, (model,), {"model_config": ConfigDict(extra="forbid")})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters["additionalProperties"] = False
+        schemas[tool.name] = tool.parameters
+    return schemas
+
+
+def argument_errors(mcp: MCPServer, tool: str, arguments: dict[str, Any]) -> list[str]:
+    """The arguments the SDK's own validation of a call to `tool` rejects (missing ones included), by name."""
+    registered = mcp._tool_manager.get_tool(tool)
+    if registered is None:
+        return []
+    try:
+        registered.fn_metadata.validate_arguments(arguments)
+    except ValidationError as exc:
+        return [str(error["loc"][0]) for error in exc.errors(include_url=False) if error["loc"]]
+    return []
 
 
 def unserve(mcp: MCPServer, *methods: str) -> None:

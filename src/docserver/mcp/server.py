@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from docserver import __version__
 from docserver.config import Settings
+from docserver.mcp.arguments import ArgumentCheck
 from docserver.mcp.event_store import MemoryEventStore
 from docserver.mcp.http_adapter import McpHttpAdapter
 from docserver.mcp.observe import McpObserver
@@ -56,6 +57,7 @@ def build_mcp(
     unserve(mcp, "prompts/list", "prompts/get")  # no prompts: the capability is not declared
     drop_sdk_spans(mcp)
     mcp.middleware.append(refuse_batch_era)
+    mcp.middleware.append(ArgumentCheck(mcp))  # plain words for arguments that do not fit the schema
     if observe:
         observer = McpObserver(
             instruments,

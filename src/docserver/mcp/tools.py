@@ -13,10 +13,12 @@ from pydantic import BaseModel, Field
 from docserver.access.visible import allowed_sources, visible_document, visible_search, visible_sources
 from docserver.empty_store import EMPTY_STORE_HINT, store_is_empty
 from docserver.errors import DocumentNotFoundError, EmbeddingError, SearchInputError, StoreError
+from docserver.mcp.listing import SourceList, source_list
 from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchPage, SearchService
 
 TOOL_NAMES = ("search_docs", "list_sources", "get_document")
 MAX_DOCUMENT_CHARS = 100_000
+MAX_VERSION_CHARS = 100
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -40,17 +42,6 @@ class SearchResults(BaseModel):
     query: str
     source: str | None
     results: list[Hit]
-
-
-class Source(BaseModel):
-    name: str
-    documents: int
-    chunks: int
-    updated_at: str
-
-
-class SourceList(BaseModel):
-    sources: list[Source]
 
 
 class DocumentContent(BaseModel):
@@ -131,6 +122,14 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
             Field(description="Search only this source (names come from list_sources). Omit to search all."),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="How many results to return.")] = 5,
+        version: Annotated[
+            str | None,
+            Field(
+                max_length=MAX_VERSION_CHARS,
+                description="Search only this version, e.g. '3.11' (versions come from list_sources). "
+                "Omit to search the newest version of each source.",
+            ),
+        ] = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, SearchResults]:
         """Search the ingested technical documentation and return the most relevant sections.
@@ -142,13 +141,19 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         (with the section's anchor); call get_document with that id
         when you need the full text. If nothing relevant comes back, try other words
         or a broader query, or check list_sources for what is indexed.
+
+        Where a source has several versions (e.g. 3.11 and 3.12), only its newest is
+        searched unless you pass `version`; a result's `source` says which version
+        it came from (e.g. 'python@3.12').
         """
         try:
             allowed = _allowed(ctx)
             if allowed is None:
-                page = await service.search_page(query, source=source, limit=limit)
+                page = await service.search_page(query, source=source, version=version, limit=limit)
             else:
-                page = await visible_search(service, query, source=source, limit=limit, allowed=allowed)
+                page = await visible_search(
+                    service, query, source=source, version=version, limit=limit, allowed=allowed
+                )
             if not page.hits and await store_is_empty(service):  # the hint to run `docserver ingest`
                 return _empty_store_result(query, source)
         except SearchInputError as exc:
@@ -159,21 +164,20 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
 
     @mcp.tool(annotations=_READ_ONLY, title="List documentation sources")
     async def list_sources(ctx: Context | None = None) -> SourceList:
-        """List the documentation sources that are indexed, with document and chunk counts.
+        """List the documentation sources that are indexed: their versions, sizes and freshness.
 
-        Use it to learn what documentation is available, or to get the exact source
-        name for the `source` filter of search_docs.
+        Use it to learn what documentation is available, to get the exact `source`
+        name and `version` label for search_docs, or to judge how current the
+        documentation is: each version says where it comes from, when it was last
+        refreshed successfully, and why its latest refresh failed, if it did.
         """
         try:
             allowed = _allowed(ctx)
             sources = await (service.list_sources() if allowed is None else visible_sources(service, allowed))
+            records = {record.name: record for record in await service.source_records()}
         except StoreError as exc:
             raise _unavailable(exc) from None
-        return SourceList(
-            sources=[
-                Source(name=s.name, documents=s.documents, chunks=s.chunks, updated_at=s.updated_at) for s in sources
-            ]
-        )
+        return source_list(sources, records)
 
     @mcp.tool(annotations=_READ_ONLY, title="Read a whole document")
     async def get_document(

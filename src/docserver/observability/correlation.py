@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import re
 
@@ -9,14 +11,32 @@ CORRELATION_HEADER = b"x-correlation-id"
 _VALID_CORRELATION_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def new_correlation_id() -> str:
-    """A random (version 4) UUID, formatted directly: uuid.uuid4() costs several times more.
+def _process_prefix() -> str:
+    h = f"{random.SystemRandom().getrandbits(80):020x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{'89ab'[int(h[15], 16) & 3]}{h[16:19]}-"
 
-    From the process's seeded PRNG, not os.urandom: a correlation id must be
-    unique, not secret, and the system call costs 1.1 µs here against 0.2 µs.
+
+def _start() -> None:
+    global _prefix, _sequence
+    _prefix = _process_prefix()
+    _sequence = itertools.count(random.getrandbits(40))
+
+
+_prefix = ""
+_sequence = itertools.count()
+_start()
+os.register_at_fork(after_in_child=_start)  # a forked worker must not repeat its parent's ids
+
+
+def new_correlation_id() -> str:
+    """A version-4-shaped UUID: 74 random bits chosen once per process, then a 48-bit sequence.
+
+    A correlation id must be unique, not secret or unguessable: the random
+    part keeps processes and replicas apart, the sequence keeps this
+    process's requests apart. One addition and one format per request
+    (about a fifth of formatting 128 fresh random bits).
     """
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    return f"{_prefix}{next(_sequence) & 0xFFFFFFFFFFFF:012x}"
 
 
 def accept_correlation_id(value: bytes | None) -> str | None:

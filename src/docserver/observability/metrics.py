@@ -5,7 +5,9 @@ docs/metrics.md (dashboards and alert rules depend on them). Every label
 value comes from a closed set: `label_*` functions map anything else to
 `unmatched`, `unknown` or `other`, so no client input can create a series.
 Each layer is handed its own instruments (`for_*`), whose label children are
-resolved once, never `labels()` per request.
+resolved once, never `labels()` per request. The request-path families are
+lean ones (lean.py): an observation costs an addition, and the exposition is
+the same as prometheus_client's own families give.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -33,6 +35,7 @@ from docserver.observability.instruments import (
     SearchInstruments,
     StoreInstruments,
 )
+from docserver.observability.lean import LeanCounter, LeanGauge, LeanHistogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 MCP_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -79,15 +82,15 @@ MCP_AUTH_FAILURE_REASONS = (
     "insufficient_scope",
     "unknown_key",
 )
-AUTH_FAILURE_SERIES = (
-    *(("metrics", reason) for reason in TOKEN_FAILURE_REASONS),
-    *(("pprof", reason) for reason in TOKEN_FAILURE_REASONS),
-    *(("mcp", reason) for reason in MCP_AUTH_FAILURE_REASONS),
+AUTH_FAILURE_SERIES = tuple(
+    (endpoint, reason) for endpoint in ("mcp", "metrics", "pprof") for reason in MCP_AUTH_FAILURE_REASONS
 )
-"""docserver_auth_failures_total's (endpoint, reason) series: a closed set, all exported from the start."""
+"""docserver_auth_failures_total's (endpoint, reason) series: a closed set, all exported from the start.
+
+/metrics and /debug/pprof have every /mcp reason too: with DOCSERVER_ADMIN_AUTH they take docs:admin bearers."""
 
 
-SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed")
+SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed", "busy")
 FETCH_RESULTS = ("ok", "not_found", "unreachable", "failed")
 HTTP_FETCH_RESULTS = (
     *("ok", "not_modified", "not_found", "redirect_loop", "redirected_away", "too_large", "unsupported"),
@@ -117,155 +120,156 @@ def label_status_code(status: int) -> str:
 class Family:
     """One metric family of the contract: what docs/metrics.md lists, dashboards and rules query."""
 
-    kind: type[Counter] | type[Gauge] | type[Histogram]
+    kind: type[LeanCounter] | type[LeanGauge] | type[LeanHistogram]
     name: str
     help: str
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] | None = None
 
     def register(self, registry: CollectorRegistry) -> Any:
-        if self.buckets is not None:
-            return Histogram(self.name, self.help, self.labels, buckets=self.buckets, registry=registry)
-        return self.kind(self.name, self.help, self.labels, registry=registry)
+        if self.kind is LeanHistogram:
+            return LeanHistogram(self.name, self.help, self.labels, registry, buckets=self.buckets or ())
+        counter_or_gauge: type[LeanCounter] | type[LeanGauge] = self.kind  # type: ignore[assignment]
+        return counter_or_gauge(self.name, self.help, self.labels, registry)
 
 
 _OPERATION = ("operation", "backend")
 REQUEST_FAMILIES: dict[str, Family] = {
     "http_requests": Family(
-        Counter,
+        LeanCounter,
         "docserver_http_requests",
         "HTTP requests answered, by method, route template and status code.",
         ("method", "route", "status_code"),
     ),
     "http_duration": Family(
-        Histogram,
+        LeanHistogram,
         "docserver_http_request_duration_seconds",
         "Time from request start to the end of the response, by method and route template.",
         ("method", "route"),
         LATENCY_BUCKETS,
     ),
     "active_connections": Family(
-        Gauge,
+        LeanGauge,
         "docserver_active_connections",
         "In-flight HTTP requests (transport=http) and open SSE streams (transport=sse).",
         ("transport",),
     ),
     "sessions_active": Family(
-        Gauge,
+        LeanGauge,
         "docserver_mcp_sessions_active",
         "Open handshake-era MCP sessions (Mcp-Session-Id). The current protocol is stateless.",
     ),
     "tool_calls": Family(
-        Counter,
+        LeanCounter,
         "docserver_tool_calls",
         "MCP tool calls, by tool (registered name or `unknown`) and status (ok, error).",
         ("tool", "status"),
     ),
     "tool_duration": Family(
-        Histogram,
+        LeanHistogram,
         "docserver_tool_call_duration_seconds",
         "MCP tool call duration, by tool.",
         ("tool",),
         LATENCY_BUCKETS,
     ),
     "query_duration": Family(
-        Histogram,
+        LeanHistogram,
         "docserver_query_duration_seconds",
         "Store operation duration, by operation and backend.",
         _OPERATION,
         LATENCY_BUCKETS,
     ),
     "query_errors": Family(
-        Counter, "docserver_query_errors", "Store operations that failed, by operation and backend.", _OPERATION
+        LeanCounter, "docserver_query_errors", "Store operations that failed, by operation and backend.", _OPERATION
     ),
     "embedding_duration": Family(
-        Histogram,
+        LeanHistogram,
         "docserver_embedding_duration_seconds",
         "Embedding call duration, one observation per batch, by provider and model.",
         ("provider", "model"),
         LATENCY_BUCKETS,
     ),
     "embedding_batch_size": Family(
-        Histogram,
+        LeanHistogram,
         "docserver_embedding_batch_size",
         "Texts per embedding batch, by provider.",
         ("provider",),
         BATCH_SIZE_BUCKETS,
     ),
     "embedding_errors": Family(
-        Counter,
+        LeanCounter,
         "docserver_embedding_errors",
         "Embedding batches that failed, by provider and reason "
         "(timeout, rate_limited, http_error, invalid_response, auth, not_found, connection, model).",
         ("provider", "reason"),
     ),
     "cache_requests": Family(
-        Counter,
+        LeanCounter,
         "docserver_cache_requests",
         "Cache lookups, by cache (embedding, search) and result (hit, miss).",
         ("cache", "result"),
     ),
     "search_results": Family(
-        Histogram,
+        LeanHistogram,
         "docserver_search_results",
         "Results returned per search (0 = nothing found).",
         buckets=RESULT_COUNT_BUCKETS,
     ),
     "mcp_operation_duration": Family(
-        Histogram,
+        LeanHistogram,
         "mcp_server_operation_duration_seconds",
         "MCP message handling duration (OTel MCP semantic conventions).",
         ("mcp_method_name", "gen_ai_tool_name", "error_type"),
         MCP_BUCKETS,
     ),
     "mcp_session_duration": Family(
-        Histogram,
+        LeanHistogram,
         "mcp_server_session_duration_seconds",
         "Handshake-era MCP session duration, from initialize to its end (OTel MCP semantic conventions).",
         buckets=MCP_BUCKETS,
     ),
     "trace_spans_dropped": Family(
-        Counter,
+        LeanCounter,
         "docserver_trace_spans_dropped",
         "Spans not delivered to the trace collector, by reason (queue_full, export_failed).",
         ("reason",),
     ),
     "requests_rejected": Family(
-        Counter,
+        LeanCounter,
         "docserver_requests_rejected",
         "MCP requests refused before any work, by reason (overload: 503, rate_limit: 429).",
         ("reason",),
     ),
     "admission_in_flight": Family(
-        Gauge,
+        LeanGauge,
         "docserver_admission_in_flight",
         "MCP requests holding an admission slot (at most DOCSERVER_MAX_INFLIGHT).",
     ),
     "admission_queued": Family(
-        Gauge,
+        LeanGauge,
         "docserver_admission_queued",
         "MCP requests waiting for an admission slot (at most DOCSERVER_MAX_QUEUED).",
     ),
     "source_refreshes": Family(
-        Counter,
+        LeanCounter,
         "docserver_source_refresh",
-        "Source refreshes run by this server (DOCSERVER_REFRESH_INTERVAL), by result (ok, unchanged, failed).",
+        "Source refreshes run by this server (DOCSERVER_REFRESH_INTERVAL), by result (ok, unchanged, failed, busy).",
         ("result",),
     ),
     "fetch_requests": Family(
-        Counter,
+        LeanCounter,
         "docserver_fetch_requests",
         "Fetches from sources' origins by this server, by kind (git, http: one per crawled URL) and result.",
         ("kind", "result"),
     ),
     "fetch_bytes": Family(
-        Counter,
+        LeanCounter,
         "docserver_fetch_bytes",
         "Body bytes received by this server's crawls of website sources, by kind (http).",
         ("kind",),
     ),
     "auth_requests": Family(
-        Counter,
+        LeanCounter,
         "docserver_auth_requests",
         "Requests to /mcp checked for credentials (authorization configured), by result (ok, refused).",
         ("result",),
@@ -282,29 +286,29 @@ class Metrics:
     shows as unmonitored, not as idle.
     """
 
-    http_requests: Counter
-    http_duration: Histogram
-    active_connections: Gauge
-    sessions_active: Gauge
-    tool_calls: Counter
-    tool_duration: Histogram
-    query_duration: Histogram
-    query_errors: Counter
-    embedding_duration: Histogram
-    embedding_batch_size: Histogram
-    embedding_errors: Counter
-    cache_requests: Counter
-    search_results: Histogram
-    mcp_operation_duration: Histogram
-    mcp_session_duration: Histogram
-    trace_spans_dropped: Counter
-    requests_rejected: Counter
-    admission_in_flight: Gauge
-    admission_queued: Gauge
-    source_refreshes: Counter
-    fetch_requests: Counter
-    fetch_bytes: Counter
-    auth_requests: Counter
+    http_requests: LeanCounter
+    http_duration: LeanHistogram
+    active_connections: LeanGauge
+    sessions_active: LeanGauge
+    tool_calls: LeanCounter
+    tool_duration: LeanHistogram
+    query_duration: LeanHistogram
+    query_errors: LeanCounter
+    embedding_duration: LeanHistogram
+    embedding_batch_size: LeanHistogram
+    embedding_errors: LeanCounter
+    cache_requests: LeanCounter
+    search_results: LeanHistogram
+    mcp_operation_duration: LeanHistogram
+    mcp_session_duration: LeanHistogram
+    trace_spans_dropped: LeanCounter
+    requests_rejected: LeanCounter
+    admission_in_flight: LeanGauge
+    admission_queued: LeanGauge
+    source_refreshes: LeanCounter
+    fetch_requests: LeanCounter
+    fetch_bytes: LeanCounter
+    auth_requests: LeanCounter
 
     def __init__(
         self,

@@ -2,10 +2,12 @@
 
 A refresh that fails leaves the source as it was (the ingest is one
 transaction) and records why, so `docserver sources` and the freshness metrics
-show it. A git source whose ref still points at the ingested commit is
-`unchanged` without reading a file; one that moved re-reads only the files
-the diff names. A website is crawled again with conditional GETs: pages that
-answer 304 are not even downloaded.
+show it. A source that another process is refreshing at that moment is
+skipped as `busy` (see store/refresh_lock.py): the other does the work.
+A git source whose ref still points at the ingested commit is `unchanged`
+without reading a file; one that moved re-reads only the files the diff names.
+A website is crawled again with conditional GETs: pages that answer 304 are
+not even downloaded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from docserver.store.base import SourceRecord, Store
 
 log = get_logger("docserver.sources")
 
-REFRESH_RESULTS = ("ok", "unchanged", "failed")
+REFRESH_RESULTS = ("ok", "unchanged", "failed", "busy")
 """The closed set of `result` values of `docserver_source_refresh_total`."""
 
 
@@ -49,6 +51,8 @@ class Outcome:
             return self.summary.line() + at
         if self.result == "unchanged":
             return f"source {self.source!r}: unchanged{at}"
+        if self.result == "busy":
+            return f"source {self.source!r}: busy, skipped: another process is refreshing it"
         return f"source {self.source!r}: refresh failed: {self.error}"
 
 
@@ -105,17 +109,27 @@ class Sources:
         for record in chosen:
             if record.origin is None and not names:
                 continue  # ingested by an older docserver: nothing to fetch it from
-            try:
-                request = SourceRequest.from_record(record)
-            except DocserverError as exc:  # the origin itself is gone (a folder deleted)
-                await self._failed(record.name, record.origin or "", exc)
-                outcomes.append(Outcome(record.name, "failed", error=str(exc)))
-                continue
-            try:
-                outcomes.append(await self.ingest(request))
-            except DocserverError as exc:
-                outcomes.append(Outcome(record.name, "failed", error=str(exc)))
+            async with self.store.refresh_lock(record.name) as held:
+                outcomes.append(await self._refresh(record) if held else self._busy(record.name))
         return outcomes
+
+    async def _refresh(self, record: SourceRecord) -> Outcome:
+        """Refresh one source, holding its refresh lock."""
+        try:
+            request = SourceRequest.from_record(record)
+        except DocserverError as exc:  # the origin itself is gone (a folder deleted)
+            await self._failed(record.name, record.origin or "", exc)
+            return Outcome(record.name, "failed", error=str(exc))
+        try:
+            return await self.ingest(request)
+        except DocserverError as exc:
+            return Outcome(record.name, "failed", error=str(exc))
+
+    def _busy(self, name: str) -> Outcome:
+        """Another process (or task) is refreshing the source now: it does the work, this refresh skips it."""
+        log.info("source_refresh_busy", source=name)
+        self._count("busy")
+        return Outcome(name, "busy")
 
     async def remove(self, name: str) -> int:
         """Delete the source and its vectors in one transaction; returns the documents it held."""

@@ -125,13 +125,30 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentEntry:
+    """A stored file, named but not read: one line of a listing."""
+
+    document_id: int
+    source: str
+    path: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourceInfo:
     """A named collection of documents, ingested together."""
 
     name: str
+    """The stored name: `NAME@VERSION` for a version (see docserver/versions.py)."""
     documents: int
     chunks: int
     updated_at: str
+    version: str | None = None
+    """The `--version` label it was ingested with; None without one."""
+
+
+SourceFilter = str | tuple[str, ...] | None
+"""Which sources a search reads: one (its stored name), several (a tuple of them), or every one (None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +312,14 @@ class Store(Protocol):
     def update_source(self, source: str) -> AbstractAsyncContextManager[SourceWriter]:
         """A transaction that replaces part or all of one source atomically."""
 
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to refresh `source` for the block, across processes: True when taken, False when
+        another holder (process or task) has it. Never waits; released when the block exits or the process dies."""
+
+    async def search_text(self, query: str, *, source: SourceFilter, limit: int) -> list[RankedId]:
         """Full-text (BM25) search; an empty list when nothing matches."""
 
-    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
         """Nearest chunks by cosine similarity."""
 
     async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
@@ -306,6 +327,9 @@ class Store(Protocol):
 
     async def get_document(self, document_id: int) -> Document:
         """Raise DocumentNotFoundError when there is no such document."""
+
+    async def list_documents(self, sources: Sequence[str] | None, *, after: int, limit: int) -> list[DocumentEntry]:
+        """Up to `limit` documents with ids above `after`, by id; only those of `sources` unless it is None."""
 
     # -- changing the embedder (`docserver reindex`): new vectors are built beside the
     # current ones, which keep answering searches until `switch_reindex` swaps them in.

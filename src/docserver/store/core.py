@@ -23,10 +23,12 @@ from docserver.observability.metrics import PoolCollector
 from docserver.store.base import (
     ChunkRecord,
     Document,
+    DocumentEntry,
     EmbedderInfo,
     PendingChunk,
     RankedId,
     ReindexBatch,
+    SourceFilter,
     SourceInfo,
     SourceRecord,
     SourceWriter,
@@ -56,6 +58,7 @@ class Statements(WriteStatements, Protocol):
     search_vector: Callable[..., Any]
     get_chunks: Callable[..., Any]
     get_document: Callable[..., Any]
+    list_documents: Callable[..., Any]
 
 
 class SourceStatements(OriginStatements, Protocol):
@@ -121,6 +124,10 @@ class StoreCore(ABC):
     async def _write(self, operation: str, statement: Callable[..., Any], *args: Any) -> Any: ...
 
     @abstractmethod
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """See Store.refresh_lock: each backend locks in its own way."""
+
+    @abstractmethod
     def _transaction(self) -> AbstractAsyncContextManager[Execute]:
         """One write transaction: committed when the block exits cleanly, rolled back otherwise."""
 
@@ -178,17 +185,17 @@ class StoreCore(ABC):
 
     # -- reading -----------------------------------------------------------------------
 
-    async def search_text(self, query: str, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_text(self, query: str, *, source: SourceFilter, limit: int) -> list[RankedId]:
         terms = query_terms(query)
-        if not terms:
+        if not terms or source == ():
             return []
         ranked: list[RankedId] = await self._read("search_text", self.sql.search_text, terms, source, limit)
         return ranked
 
-    async def search_vector(self, vector: Vectors, *, source: str | None, limit: int) -> list[RankedId]:
+    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
         array = np.asarray(vector, dtype=np.float32)
-        if not np.any(array):
-            return []  # a zero vector (a query without words) has no direction to compare
+        if not np.any(array) or source == ():
+            return []  # a zero vector (a query without words) has no direction to compare; no source, no chunk
         ranked: list[RankedId] = await self._read("search_vector", self.sql.search_vector, array, source, limit)
         return ranked
 
@@ -204,6 +211,11 @@ class StoreCore(ABC):
         if document is None:
             raise DocumentNotFoundError(f"no document with id {document_id}")
         return document
+
+    async def list_documents(self, sources: Sequence[str] | None, *, after: int, limit: int) -> list[DocumentEntry]:
+        chosen = None if sources is None else list(sources)
+        entries: list[DocumentEntry] = await self._read("list_documents", self.sql.list_documents, chosen, after, limit)
+        return entries
 
     # -- changing the embedder -----------------------------------------------------------
 

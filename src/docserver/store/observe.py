@@ -27,6 +27,7 @@ COLLECTIONS = {
     "source_records": "sources",
     "record_origin": "sources",
     "record_refresh": "sources",
+    "refresh_lock": "sources",
     "migrate": "schema_migrations",
     "reindex_scan": "chunks",
     "reindex_switch": "meta",

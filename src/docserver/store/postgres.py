@@ -267,5 +267,33 @@ class PostgresStore(StoreCore):
         await self._write("bind_embedder", postgres_sql.bind_embedder, info, self.options)
         self._embedder = info
 
+    @asynccontextmanager
+    async def refresh_lock(self, source: str) -> AsyncIterator[bool]:
+        """A session-level advisory lock on one pooled connection, held for the block (see store/refresh_lock.py)."""
+        pool = self._ready_pool()
+        try:
+            async with pool.connection() as conn:
+                held = await self._observer.run(
+                    "refresh_lock", self._guard(postgres_sources.try_refresh_lock(conn, source))
+                )
+                try:
+                    yield held
+                finally:
+                    if held:
+                        await _unlock(conn, source)
+        except (PoolTimeout, PoolClosed) as exc:
+            raise self._pool_error(exc) from None
+
     async def index_reindexed(self) -> None:
         await self._write("reindex_index", postgres_reindex.build_next_index, self.options)
+
+
+async def _unlock(conn: Connection, source: str) -> None:
+    """Release a refresh lock; when that fails (or is cancelled), end the session, which releases it too."""
+    try:
+        await postgres_sources.release_refresh_lock(conn, source)
+    except psycopg.Error:
+        await conn.close()
+    except BaseException:
+        await conn.close()
+        raise

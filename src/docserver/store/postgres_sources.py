@@ -55,3 +55,16 @@ async def record_refresh(conn: Connection, source: str, error: str | None) -> No
     else:
         sql = "UPDATE sources SET last_error = %s, last_error_at = now() WHERE name = %s"
         await conn.execute(sql, (error, source))
+
+
+_REFRESH_KEY = "hashtextextended('docserver.refresh:' || %s, 0)"
+"""The advisory lock key of a source's refresh (its writes take another: `docserver.source:`)."""
+
+
+async def try_refresh_lock(conn: Connection, source: str) -> bool:
+    rows = await fetch_all(conn, f"SELECT pg_try_advisory_lock({_REFRESH_KEY})", (source,))
+    return bool(rows[0][0])
+
+
+async def release_refresh_lock(conn: Connection, source: str) -> None:
+    await conn.execute(f"SELECT pg_advisory_unlock({_REFRESH_KEY})", (source,))

@@ -16,9 +16,11 @@ from docserver.observability.logging import get_logger
 from docserver.store.base import (
     ChunkRecord,
     Document,
+    DocumentEntry,
     DocumentInput,
     EmbedderInfo,
     RankedId,
+    SourceFilter,
     SourceInfo,
     Vectors,
     embedder_mismatch,
@@ -95,11 +97,14 @@ async def list_sources(conn: Connection) -> list[SourceInfo]:
         SELECT s.name,
                (SELECT count(*) FROM documents d WHERE d.source = s.name),
                (SELECT count(*) FROM chunks c WHERE c.source = s.name),
-               s.updated_at
+               s.updated_at, s.version
         FROM sources s ORDER BY s.name
         """,
     )
-    return [SourceInfo(name, documents, chunks, _iso(updated)) for name, documents, chunks, updated in rows]
+    return [
+        SourceInfo(name, documents, chunks, _iso(updated), version)
+        for name, documents, chunks, updated, version in rows
+    ]
 
 
 async def document_hashes(conn: Connection, source: str) -> list[tuple[Any, ...]]:
@@ -176,8 +181,20 @@ async def delete_documents(conn: Connection, source: str, paths: list[str]) -> N
 # -- reading --------------------------------------------------------------------------------
 
 
-def search_text_sql(*, filtered: bool, limit: int) -> sql.Composed:
-    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: query[, source]."""
+def _source_condition(column: str, source: SourceFilter) -> tuple[sql.SQL, tuple[Any, ...]]:
+    """`AND column = %s` for one source, `AND column = ANY(%s)` for several, nothing for all; with its parameter."""
+    if source is None:
+        return sql.SQL(""), ()
+    if isinstance(source, str):
+        return sql.SQL(f"AND {column} = %s"), (source,)
+    return sql.SQL(f"AND {column} = ANY(%s)"), (list(source),)
+
+
+def search_text_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
+    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: query[, source].
+
+    `filtered`: True for one source's filter, or the source condition itself.
+    """
     return sql.SQL(
         """
         SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank
@@ -188,12 +205,18 @@ def search_text_sql(*, filtered: bool, limit: int) -> sql.Composed:
         """
     ).format(
         weights=sql.Literal(TEXT_WEIGHTS),
-        filter=sql.SQL("AND c.source = %s" if filtered else ""),
+        filter=_filter("c.source", filtered),
         limit=sql.Literal(int(limit)),
     )
 
 
-def search_vector_sql(*, filtered: bool, limit: int) -> sql.Composed:
+def _filter(column: str, filtered: bool | sql.SQL) -> sql.SQL:
+    if isinstance(filtered, sql.SQL):
+        return filtered
+    return sql.SQL(f"AND {column} = %s" if filtered else "")
+
+
+def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
     """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source].
 
     The limit is a literal, not a parameter: with a parameter, a generic plan
@@ -207,20 +230,20 @@ def search_vector_sql(*, filtered: bool, limit: int) -> sql.Composed:
         ORDER BY distance
         LIMIT {limit}
         """
-    ).format(filter=sql.SQL("AND source = %s" if filtered else ""), limit=sql.Literal(int(limit)))
+    ).format(filter=_filter("source", filtered), limit=sql.Literal(int(limit)))
 
 
-async def search_text(conn: Connection, terms: list[str], source: str | None, limit: int) -> list[RankedId]:
+async def search_text(conn: Connection, terms: list[str], source: SourceFilter, limit: int) -> list[RankedId]:
     # websearch syntax: quoted words joined by `or`, so nothing in a query acts as an operator.
     websearch = " or ".join(f'"{term}"' for term in terms)
-    params = (websearch,) if source is None else (websearch, source)
-    cursor = await conn.execute(search_text_sql(filtered=source is not None, limit=limit), params)
+    condition, params = _source_condition("c.source", source)
+    cursor = await conn.execute(search_text_sql(filtered=condition, limit=limit), (websearch, *params))
     return [RankedId(chunk_id, float(rank)) for chunk_id, rank in await cursor.fetchall()]
 
 
-async def search_vector(conn: Connection, vector: Vectors, source: str | None, limit: int) -> list[RankedId]:
-    params = (vector,) if source is None else (vector, source)
-    cursor = await conn.execute(search_vector_sql(filtered=source is not None, limit=limit), params)
+async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
+    condition, params = _source_condition("source", source)
+    cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params))
     ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in await cursor.fetchall()]
     # relaxed_order iterative scans may return neighbours slightly out of order.
     return sorted(ranked, key=lambda item: -item.score)
@@ -253,3 +276,15 @@ async def get_document(conn: Connection, document_id: int) -> Document | None:
         return None
     document_id, source, path, title, content, content_hash, chunk_count, ingested_at = rows[0]
     return Document(document_id, source, path, title, content, content_hash, chunk_count, _iso(ingested_at))
+
+
+async def list_documents(conn: Connection, sources: list[str] | None, after: int, limit: int) -> list[DocumentEntry]:
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT id, source, path, title FROM documents
+        WHERE id > %s AND (%s::text[] IS NULL OR source = ANY(%s::text[])) ORDER BY id LIMIT %s
+        """,
+        (after, sources, sources, limit),
+    )
+    return [DocumentEntry(*row) for row in rows]

@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from docserver.store import sqlite_driver, sqlite_reindex, sqlite_sources, sqlit
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_sqlite_migrations
 from docserver.store.observe import collections_for
+from docserver.store.refresh_lock import file_lock
 from docserver.store.sqlite_tables import Connection
 from docserver.store.writer import Execute
 
@@ -86,6 +87,10 @@ class SqliteStore(StoreCore):
                         return
         except StoreError as exc:  # another process holds the write lock: the next open continues
             log.warning("vector_index_build_failed", backend=self.backend, error=str(exc))
+
+    def refresh_lock(self, source: str) -> AbstractAsyncContextManager[bool]:
+        """A `flock` on a file beside the database, held for the block (see store/refresh_lock.py)."""
+        return file_lock(self.path, source)
 
     async def vector_index_built(self) -> None:
         """Return once the background build started by `open` has finished (or given up)."""

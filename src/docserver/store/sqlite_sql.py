@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from docserver.store import sqlite_vector_index as vector_index
-from docserver.store.base import ChunkRecord, Document, RankedId, SourceInfo, embedder_mismatch
+from docserver.store.base import (
+    ChunkRecord,
+    Document,
+    DocumentEntry,
+    RankedId,
+    SourceFilter,
+    SourceInfo,
+    embedder_mismatch,
+)
 from docserver.store.sqlite_tables import (
     Connection,
     bump_corpus_version,
@@ -21,6 +29,7 @@ from docserver.store.sqlite_tables import (
     now,
     set_meta,
     snapshot,
+    source_condition,
     table_exists,
     vector_table,
 )
@@ -63,7 +72,7 @@ def bind_embedder(db: Connection, info: EmbedderInfo) -> None:
 def list_sources(db: Connection) -> list[SourceInfo]:
     rows = db.execute(
         """
-        SELECT s.name, COUNT(DISTINCT d.id), COUNT(c.id), s.updated_at
+        SELECT s.name, COUNT(DISTINCT d.id), COUNT(c.id), s.updated_at, s.version
         FROM sources s
         LEFT JOIN documents d ON d.source = s.name
         LEFT JOIN chunks c ON c.document_id = d.id
@@ -161,7 +170,7 @@ def _fts_query(terms: list[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def search_text(db: Connection, terms: list[str], source: str | None, limit: int) -> list[RankedId]:
+def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: int) -> list[RankedId]:
     # bm25() weights: title, heading, text. A word in a heading says more
     # about what a chunk is for than the same word in passing.
     sql = """
@@ -174,16 +183,15 @@ def search_text(db: Connection, terms: list[str], source: str | None, limit: int
         # planner scans every document of the source and probes the index
         # per chunk, which takes seconds on a large source.
         sql += " CROSS JOIN chunks c ON c.id = f.rowid CROSS JOIN documents d ON d.id = c.document_id"
-        sql += " WHERE chunks_fts MATCH ? AND d.source = ?"
-        params.append(source)
-    else:
-        sql += " WHERE chunks_fts MATCH ?"
+    condition, names = source_condition("d.source", source)
+    sql += " WHERE chunks_fts MATCH ?" + condition
+    params += names
     sql += " ORDER BY rank LIMIT ?"
     params.append(limit)
     return [RankedId(chunk_id, -rank) for chunk_id, rank in db.execute(sql, params).fetchall()]
 
 
-def search_vector(db: Connection, vector: Vectors, source: str | None, limit: int) -> list[RankedId]:
+def search_vector(db: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
     with snapshot(db):
         table = vector_table(db)
         if not table_exists(db, table):
@@ -196,13 +204,15 @@ def search_vector(db: Connection, vector: Vectors, source: str | None, limit: in
     return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]
 
 
-def _exact_search(db: Connection, table: str, vector: bytes, source: str | None, limit: int) -> list[Any]:
-    sql = f"SELECT chunk_id, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
-    params: list[Any] = [vector, limit]
-    if source is not None:
-        sql += " AND source = ?"
-        params.append(source)
-    return db.execute(sql + " ORDER BY distance", params).fetchall()  # type: ignore[no-any-return]
+def _exact_search(db: Connection, table: str, vector: bytes, source: SourceFilter, limit: int) -> list[Any]:
+    condition, names = source_condition("source", source)
+    knn = f"SELECT chunk_id, distance FROM {table} WHERE embedding MATCH ? AND k = ?{condition} ORDER BY distance"
+    if not isinstance(source, tuple):
+        return db.execute(knn, [vector, limit, *names]).fetchall()  # type: ignore[no-any-return]
+    # With several sources sqlite-vec finds `k` in each; the outer LIMIT (which sqlite-vec
+    # refuses beside `k`, hence MATERIALIZED) keeps the best `k` of them all.
+    sql = f"WITH knn AS MATERIALIZED ({knn}) SELECT chunk_id, distance FROM knn ORDER BY distance LIMIT ?"
+    return db.execute(sql, [vector, limit, *names, limit]).fetchall()  # type: ignore[no-any-return]
 
 
 def build_vector_index(db: Connection) -> bool:
@@ -234,3 +244,12 @@ def get_document(db: Connection, document_id: int) -> Document | None:
         (document_id,),
     ).fetchone()
     return None if row is None else Document(*row)
+
+
+def list_documents(db: Connection, sources: list[str] | None, after: int, limit: int) -> list[DocumentEntry]:
+    where = "" if sources is None else f" AND source IN ({', '.join('?' * len(sources))})"
+    rows = db.execute(
+        f"SELECT id, source, path, title FROM documents WHERE id > ?{where} ORDER BY id LIMIT ?",
+        (after, *(sources or ()), limit),
+    ).fetchall()
+    return [DocumentEntry(*row) for row in rows]

@@ -14,13 +14,22 @@ from typing import Any
 
 from docserver.errors import StoreBusyError, StoreError
 from docserver.store import sqlite_driver
-from docserver.store.base import EmbedderInfo
+from docserver.store.base import EmbedderInfo, SourceFilter
 
 Connection = Any  # sqlite3.Connection from whichever driver sqlite_driver picked
 
 VECTOR_TABLE = re.compile(r"^chunk_vectors(?:_(\d+))?$")
 """Names of vector tables: `chunk_vectors`, then `chunk_vectors_1`, `_2`... one per reindex."""
 _SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def source_condition(column: str, source: SourceFilter) -> tuple[str, list[Any]]:
+    """` AND column = ?` for one source, ` AND column IN (?, ...)` for several, nothing for all; with its parameters."""
+    if source is None:
+        return "", []
+    if isinstance(source, str):
+        return f" AND {column} = ?", [source]
+    return f" AND {column} IN ({','.join('?' * len(source))})", list(source)
 
 
 def now() -> str:

@@ -9,9 +9,10 @@ non-ASCII header is simply a wrong token (comparing `str`s would raise).
 
 from __future__ import annotations
 
-import binascii
 import hmac
 from typing import Literal
+
+from docserver.access.admin import basic_password
 
 REALM = "docserver-pprof"
 CHALLENGE = f'Bearer realm="{REALM}", Basic realm="{REALM}"'
@@ -37,19 +38,10 @@ class TokenAuth:
         if scheme == b"bearer":
             presented = credentials.strip()
         elif scheme == b"basic":
-            password = _basic_password(credentials.strip())
+            password = basic_password(credentials.strip())
             if password is None:
                 return "malformed"
             presented = password
         else:
             return "unsupported_scheme"
         return None if hmac.compare_digest(presented, self._expected) else "wrong_token"
-
-
-def _basic_password(credentials: bytes) -> bytes | None:
-    try:
-        decoded = binascii.a2b_base64(credentials, strict_mode=True)
-    except (binascii.Error, ValueError):
-        return None
-    _user, colon, password = decoded.partition(b":")
-    return password if colon else None

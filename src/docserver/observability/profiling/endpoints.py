@@ -21,10 +21,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from docserver.access.admin import AdminAccess
+from docserver.access.credentials import Verifier
 from docserver.config import Settings
 from docserver.observability.logging import get_logger
 from docserver.observability.profiling import heap
-from docserver.observability.profiling.auth import CHALLENGE, TokenAuth
+from docserver.observability.profiling.auth import CHALLENGE, REALM, TokenAuth
 from docserver.observability.profiling.cpu import Mode, collect_stack_profile
 from docserver.observability.profiling.gate import ProfileGate
 from docserver.observability.profiling.index import index_html
@@ -44,16 +46,18 @@ _log = get_logger(__name__)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
-def profiling_routes(settings: Settings, *, on_auth_failure: Callable[[str], None] | None = None) -> list[BaseRoute]:
+def profiling_routes(
+    settings: Settings, *, on_auth_failure: Callable[[str], None] | None = None, access: AdminAccess | None = None
+) -> list[BaseRoute]:
     """The profiling routes, or `[]` when profiling is disabled (the paths then 404 like any unknown one).
 
     `on_auth_failure` is called once per rejected request, with the reason (a metrics counter).
+    `access` decides who may profile (default: PROFILING_TOKEN alone, see `profiling_access`).
     Each call builds its own rate limit: mount the routes of one call only.
     """
     if not settings.profiling.enabled:
         return []
-    token = settings.profiling.token.get_secret_value() if settings.profiling.token else ""
-    guard = _Guard(TokenAuth(token), on_auth_failure)
+    guard = _Guard(access or profiling_access(settings), on_auth_failure)
     profiles = _Profiles(ProfileGate(settings.profiling.min_interval), settings.profiling.max_seconds)
     index = index_html(settings.profiling.max_seconds)
 
@@ -70,6 +74,15 @@ def profiling_routes(settings: Settings, *, on_auth_failure: Callable[[str], Non
     ]
 
 
+def profiling_access(
+    settings: Settings, admin: Verifier | None = None, challenge_url: str | None = None
+) -> AdminAccess:
+    """Who may profile: PROFILING_TOKEN (unless DOCSERVER_ADMIN_AUTH=scope) and/or a docs:admin bearer (`admin`)."""
+    token = settings.profiling.token.get_secret_value() if settings.profiling.token else ""
+    own = TokenAuth(token).check if token and settings.auth.admin_auth != "scope" else None
+    return AdminAccess(own, admin, REALM, CHALLENGE, challenge_url, basic=True)
+
+
 def parse_seconds(raw: str | None, default: int, maximum: int) -> int | str:
     """Seconds to profile, or the 400 message. Invalid or <= 0 gives `default` (at most `maximum`)."""
     seconds = int(raw) if raw is not None and _INTEGER.fullmatch(raw) else 0
@@ -82,20 +95,21 @@ def parse_seconds(raw: str | None, default: int, maximum: int) -> int | str:
 
 @dataclass(frozen=True)
 class _Guard:
-    auth: TokenAuth
+    access: AdminAccess
     on_failure: Callable[[str], None] | None
 
-    def reject(self, scope: Scope) -> Response | None:
-        """A 401 unless the request carries the token."""
+    async def reject(self, scope: Scope) -> Response | None:
+        """A 401 (403 for a token without docs:admin) unless the request may profile."""
         header = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-        reason = self.auth.check(header)
+        reason = await self.access.refusal(header)
         if reason is None:
             return None
         client = scope.get("client")
         _log.warning("pprof_auth_failed", reason=reason, path=scope["path"], client_ip=client[0] if client else None)
         if self.on_failure is not None:
             self.on_failure(reason)
-        return error_response(401, "unauthorized", {"WWW-Authenticate": CHALLENGE})
+        status, challenge = self.access.challenge(reason)
+        return error_response(status, "unauthorized" if status == 401 else "forbidden", {"WWW-Authenticate": challenge})
 
 
 class _Endpoint:
@@ -113,7 +127,7 @@ class _Endpoint:
 
     async def _respond(self, request: Request) -> Response | None:
         # The token first: without it, every path and method gets the same 401.
-        rejection = self._guard.reject(request.scope)
+        rejection = await self._guard.reject(request.scope)
         if rejection is not None:
             return rejection
         if request.method not in self._methods:
