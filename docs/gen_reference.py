@@ -26,6 +26,7 @@ from pydantic_core import PydanticUndefined
 
 from docserver.config import Settings
 from docserver.config.fields import groups_of, variable_of
+from docserver.observability.lean import LeanFamily
 from docserver.observability.metrics import LogDropCollector, Metrics, PoolCollector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,9 @@ def metric_rows() -> Iterator[tuple[str, str, list[str], str, str]]:
     """(exposed name, type, labels, buckets, help) of every docserver metric."""
     metrics = Metrics(CollectorRegistry(), process_collectors=False)
     for metric in vars(metrics).values():
-        if isinstance(metric, MetricWrapperBase):
+        if isinstance(metric, LeanFamily):
+            yield _lean_row(metric)
+        elif isinstance(metric, MetricWrapperBase):
             yield _wrapped_row(metric)
     collectors: list[Collector] = [PoolCollector(lambda: (0, 0, 0)), LogDropCollector(lambda: 0)]
     for collector in collectors:
@@ -101,6 +104,12 @@ def metric_rows() -> Iterator[tuple[str, str, list[str], str, str]]:
             labels = sorted({key for sample in family.samples for key in sample.labels})
             suffix = "_total" if family.type == "counter" else ""
             yield family.name + suffix, family.type, labels, "", family.documentation
+
+
+def _lean_row(metric: LeanFamily) -> tuple[str, str, list[str], str, str]:
+    suffix = "_total" if metric.type == "counter" else ""
+    buckets = ", ".join(f"{bound:g}" for bound in metric.bounds if bound != float("inf"))
+    return metric.name + suffix, metric.type, list(metric.labelnames), buckets, metric.documentation
 
 
 def _wrapped_row(metric: MetricWrapperBase) -> tuple[str, str, list[str], str, str]:

@@ -10,9 +10,6 @@ and run without DOCSERVER_IMAGE they fail saying so.
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,10 +20,9 @@ import pytest
 from mcp import Client
 
 from docserver import __version__
+from support.podman import IMAGE, NO_IMAGE, logs, podman, wait_for_status
 from support.processes import free_port
 
-IMAGE = os.environ.get("DOCSERVER_IMAGE", "")
-PODMAN = shlex.split(os.environ.get("DOCSERVER_PODMAN", "podman"))
 SHUTDOWN_TIMEOUT = 5
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
@@ -34,11 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 @pytest.fixture(autouse=True, scope="module")
 def _an_image_is_named() -> None:
-    assert IMAGE, "no image named: run `make image-test`, or set DOCSERVER_IMAGE to a built image"
-
-
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=120, check=check)
+    assert IMAGE, NO_IMAGE
 
 
 @dataclass
@@ -47,8 +39,7 @@ class Container:
     url: str
 
     def logs(self) -> str:
-        result = podman("logs", self.name, check=False)
-        return result.stdout + result.stderr
+        return logs(self.name)
 
 
 @pytest.fixture(scope="module")
@@ -63,24 +54,29 @@ def volume() -> Iterator[str]:
         podman("volume", "rm", "--force", name, check=False)
 
 
-def start(volume: str) -> Container:
+@pytest.fixture
+def fresh_volume() -> Iterator[str]:
+    """An empty named volume: podman fills it from the image's /data (owner 10001, mode 0750) on first use."""
+    name = f"docserver-test-{uuid.uuid4().hex[:8]}"
+    podman("volume", "create", name)
+    try:
+        yield name
+    finally:
+        podman("volume", "rm", "--force", name, check=False)
+
+
+def start(volume: str, *options: str) -> Container:
     """The image's own entrypoint, read-only, on a free loopback port; returns once /healthz answers."""
     name = f"docserver-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     podman(
         *("run", "--detach", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"),
-        *("-v", f"{volume}:/data", "-e", f"DOCSERVER_SHUTDOWN_TIMEOUT={SHUTDOWN_TIMEOUT}", IMAGE),
+        *("-v", f"{volume}:/data", "-e", f"DOCSERVER_SHUTDOWN_TIMEOUT={SHUTDOWN_TIMEOUT}", *options, IMAGE),
         *("serve", "--host", "127.0.0.1", "--port", str(port)),
     )
     container = Container(name, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{container.url}/healthz", timeout=1).status_code == 200:
-                return container
-        except httpx.TransportError:
-            time.sleep(0.2)  # polling a port that is not open yet
-    raise AssertionError(f"the container never answered /healthz:\n{container.logs()}")
+    wait_for_status(f"{container.url}/healthz", name)
+    return container
 
 
 @pytest.fixture(scope="module")
@@ -139,5 +135,81 @@ def test_sigterm_drains_and_exits_0_within_the_shutdown_timeout(volume: str) -> 
         assert state["ExitCode"] == 0, container.logs()
         assert elapsed < SHUTDOWN_TIMEOUT + 5
         assert '"draining"' in container.logs()
+    finally:
+        podman("rm", "--force", container.name, check=False)
+
+
+def refused_start(*options: str) -> str:
+    """Start `serve` read-only with `options`; assert it stopped at once with exit 1 and one line; return it."""
+    run = podman(
+        *("run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp", *options, IMAGE),
+        *("serve", "--host", "127.0.0.1", "--port", str(free_port())),
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    [line] = run.stderr.splitlines()
+    return line
+
+
+def test_a_read_only_volume_stops_it_with_one_line(volume: str) -> None:
+    line = refused_start("-v", f"{volume}:/data:ro")
+    assert (
+        line
+        == "docserver: error: cannot open database /data/docserver.db: /data is mounted read-only; mount it read-write"
+    )
+
+
+def test_no_volume_on_a_read_only_root_stops_it_with_one_line() -> None:
+    # Kubernetes ignores an image's VOLUME: without a volume, /data is part of the read-only root.
+    line = refused_start("--image-volume", "ignore")
+    assert line == (
+        "docserver: error: cannot open database /data/docserver.db: /data is on a read-only file system and no "
+        "volume is mounted there; mount a writable volume at /data, or set DOCSERVER_DATABASE_URL"
+    )
+
+
+def test_a_user_the_volume_does_not_belong_to_stops_it_with_one_line(fresh_volume: str) -> None:
+    line = refused_start("-v", f"{fresh_volume}:/data", "--user", "12345")
+    assert line == (
+        "docserver: error: cannot open database /data/docserver.db: /data is not writable by user 12345 "
+        "(it belongs to 10001:10001, mode 750); run as UID 10001, or give this user write access"
+    )
+
+
+UNREACHABLE_DATABASE = "postgresql://docserver:s3cret@127.0.0.1:{port}/docserver"
+
+
+def test_a_one_shot_command_stops_at_once_when_the_database_cannot_be_reached() -> None:
+    url = UNREACHABLE_DATABASE.format(port=free_port())
+    run = podman(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "-e",
+        f"DOCSERVER_DATABASE_URL={url}",
+        IMAGE,
+        "ingest",
+        "--sample",
+        check=False,
+    )
+    assert run.returncode == 1
+    [line] = run.stderr.splitlines()
+    assert line.startswith("docserver: error: cannot connect to the database postgresql://docserver:***@127.0.0.1:")
+    assert "s3cret" not in run.stdout + run.stderr
+
+
+def test_the_server_waits_for_a_database_it_cannot_reach_saying_why(fresh_volume: str) -> None:
+    """Not a crash loop: it serves /healthz, /readyz answers 503 naming the database, one warning is logged."""
+    url = UNREACHABLE_DATABASE.format(port=free_port())
+    container = start(fresh_volume, "-e", f"DOCSERVER_DATABASE_URL={url}")
+    try:
+        ready = httpx.get(f"{container.url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["store"].startswith("cannot connect to the database postgresql://docserver:***@")
+        assert container.logs().count("store_unavailable") == 1
+        assert "s3cret" not in container.logs()
     finally:
         podman("rm", "--force", container.name, check=False)

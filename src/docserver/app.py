@@ -64,6 +64,7 @@ def create_app(
                 instruments,
                 log_queries=settings.telemetry.log_queries,
                 observe=settings.telemetry.enabled,
+                trace_enduser=settings.telemetry.trace_enduser,
             )
             manager = session_manager(mcp, settings, instruments)
             app.state.session_manager = manager
@@ -144,6 +145,7 @@ def _observed(
         instruments=metrics.for_http() if metrics is not None else None,
         access_log=event_line("http_request", "docserver.http", scan=("path",)),
         tracing=tracing,
+        trace_enduser=settings.telemetry.trace_enduser,
     )
 
 

@@ -27,6 +27,9 @@ class TelemetrySettings(Group):
     """`json` (one object per line) or `console` (readable, coloured on a terminal)."""
     log_queries: bool = env("LOG_QUERIES", False)
     """Log search queries verbatim. Off: only their length and a hash."""
+    trace_enduser: bool = env("DOCSERVER_TRACE_ENDUSER", True)
+    """Put the authenticated caller's name (token name or OAuth subject, never the token) on the HTTP
+    and MCP server spans as `enduser.id`. `false` keeps it out of traces; log lines still name it."""
     slow_query_ms: PositiveFloat = env("DOCSERVER_SLOW_QUERY_MS", 250.0)
     """A store query slower than this logs a warning."""
     slow_embedding_ms: PositiveFloat = env("DOCSERVER_SLOW_EMBEDDING_MS", 2000.0)

@@ -78,11 +78,13 @@ class McpObserver:
         tool_log: EventLine | None,
         label_tool: Callable[[object], str],
         log_queries: bool = False,
+        trace_enduser: bool = True,
     ) -> None:
         self.instruments = instruments
         self.tool_log = tool_log
         self.label_tool = label_tool
         self.log_queries = log_queries
+        self.trace_enduser = trace_enduser
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
         params = ctx.params or {}
@@ -92,7 +94,7 @@ class McpObserver:
         started = time.perf_counter()
         error_type = ""
         result: Any = None
-        with _server_span(ctx, params, meta) as span:
+        with _server_span(ctx, params, meta, self.trace_enduser) as span:
             try:
                 result = await call_next(ctx)
             except MCPError as exc:
@@ -172,7 +174,7 @@ def _attach_meta_baggage(meta: Mapping[str, Any]) -> Any:
 
 
 def _server_span(
-    ctx: ServerRequestContext[Any, Any], params: Any, meta: Mapping[str, Any] | None
+    ctx: ServerRequestContext[Any, Any], params: Any, meta: Mapping[str, Any] | None, enduser: bool
 ) -> AbstractContextManager[Any]:
     """The MCP server span when this message is sampled; a shared no-op otherwise."""
     tracer = tracing.tracer()
@@ -201,7 +203,7 @@ def _server_span(
         # Reparented by `_meta`: the HTTP server span is linked, so both traces lead to each other.
         links=[Link(http, {"docserver.link": "http_server_span"})] if http is not None else None,
         kind=SpanKind.SERVER,
-        attributes=_span_attributes(ctx, target),
+        attributes=_span_attributes(ctx, target, enduser),
         record_exception=False,
         set_status_on_exception=False,
     )
@@ -227,7 +229,7 @@ def _meta_parent(meta: Mapping[str, Any]) -> Any:
     return parse_traceparent([value], parse_tracestate([state]) if isinstance(state, str) else None)
 
 
-def _span_attributes(ctx: ServerRequestContext[Any, Any], target: str | None) -> dict[str, Any]:
+def _span_attributes(ctx: ServerRequestContext[Any, Any], target: str | None, enduser: bool) -> dict[str, Any]:
     attributes: dict[str, Any] = {"mcp.method.name": ctx.method, "mcp.protocol.version": ctx.protocol_version}
     if ctx.request_id is not None:
         attributes["jsonrpc.request.id"] = str(ctx.request_id)
@@ -244,4 +246,7 @@ def _span_attributes(ctx: ServerRequestContext[Any, Any], target: str | None) ->
     correlation_id = current_correlation_id()
     if correlation_id:
         attributes["docserver.correlation_id"] = correlation_id
+    principal = _principal(ctx) if enduser else None
+    if principal:
+        attributes["enduser.id"] = principal
     return attributes

@@ -39,6 +39,7 @@ def build_mcp(
     *,
     log_queries: bool = False,
     observe: bool = True,
+    trace_enduser: bool = True,
 ) -> MCPServer:
     """An MCPServer with the docserver tools bound to `service`, observed by McpObserver unless `observe` is off."""
     mcp: MCPServer = MCPServer(
@@ -64,6 +65,7 @@ def build_mcp(
             tool_log=event_line("tool_call", "docserver.mcp", scan=("query",)),
             label_tool=instruments.label_tool if instruments is not None else _label_tool,
             log_queries=log_queries,
+            trace_enduser=trace_enduser,
         )
         mcp.middleware.insert(0, observer)  # outermost, where the SDK kept its span middleware
     return mcp

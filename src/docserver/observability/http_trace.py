@@ -49,10 +49,12 @@ class RequestSpan:
             return None
         return tracer.start_span("SSE stream", set_span_in_context(self.span))
 
-    def end(self, status: int) -> None:
+    def end(self, status: int, enduser: str | None = None) -> None:
         span = self.span
         if span is not None:
             span.set_attribute("http.response.status_code", status)
+            if enduser:
+                span.set_attribute("enduser.id", enduser)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
                 span.set_attribute("error.type", str(status))

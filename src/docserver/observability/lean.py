@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["LeanCounter", "LeanGauge", "LeanHistogram"]
+__all__ = ["LeanCounter", "LeanFamily", "LeanGauge", "LeanHistogram"]
 
 _INF = float("inf")
 
@@ -80,8 +80,13 @@ class _HistogramChild:
             self.exemplars[index] = Exemplar(exemplar, amount, time.time())
 
 
-class _LeanFamily(Collector):
+class LeanFamily(Collector):
     """A labelled family whose children are created on `labels()` and exported at scrape time."""
+
+    type = ""
+    """`counter`, `gauge` or `histogram`, as the exposition's TYPE line says."""
+    bounds: tuple[float, ...] = ()
+    """A histogram's bucket bounds, `+Inf` last; empty for the others."""
 
     def __init__(self, name: str, documentation: str, labelnames: Iterable[str], registry: CollectorRegistry) -> None:
         self.name = name
@@ -124,8 +129,10 @@ class _LeanFamily(Collector):
         return self._children[()]
 
 
-class LeanCounter(_LeanFamily):
+class LeanCounter(LeanFamily):
     """A counter family (`name` without `_total`; the exposition appends it)."""
+
+    type = "counter"
 
     def inc(self, amount: float = 1.0) -> None:
         self._only().inc(amount)
@@ -140,8 +147,10 @@ class LeanCounter(_LeanFamily):
         family.add_metric(values, child.value)
 
 
-class LeanGauge(_LeanFamily):
+class LeanGauge(LeanFamily):
     """A gauge family."""
+
+    type = "gauge"
 
     def inc(self, amount: float = 1.0) -> None:
         self._only().inc(amount)
@@ -162,8 +171,10 @@ class LeanGauge(_LeanFamily):
         family.add_metric(values, child.value)
 
 
-class LeanHistogram(_LeanFamily):
+class LeanHistogram(LeanFamily):
     """A histogram family with fixed buckets (`+Inf` added), exemplars kept per bucket."""
+
+    type = "histogram"
 
     def __init__(
         self,

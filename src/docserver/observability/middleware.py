@@ -15,6 +15,7 @@ from typing import Any
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docserver.access.bearer import PRINCIPAL_SCOPE_KEY
 from docserver.observability.context import bind_correlation_id, reset_correlation_id
 from docserver.observability.correlation import CORRELATION_HEADER, accept_correlation_id, new_correlation_id
 from docserver.observability.eventline import EventLine
@@ -40,12 +41,14 @@ class ObservabilityMiddleware:
         instruments: HttpInstruments | None,
         access_log: EventLine | None,
         tracing: Tracing | None = None,
+        trace_enduser: bool = True,
     ) -> None:
         self.app = app
         self.route_label = RouteLabels(routes)
         self.instruments = instruments
         self.access_log = access_log
         self.spans = ServerSpans(tracing) if tracing is not None else None
+        self.trace_enduser = trace_enduser
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,7 +77,7 @@ class ObservabilityMiddleware:
                 self._observe(instruments, request, elapsed)
             if self.access_log is not None:
                 self.access_log(request.access_fields(elapsed))
-            request.finish()
+            request.finish(self.trace_enduser)
             reset_correlation_id(token)
 
     def _observe(self, instruments: HttpInstruments, request: _Request, elapsed: float) -> None:
@@ -166,14 +169,15 @@ class _Request:
             "path": self.path[:256],
             "status_code": self.status,
             "duration_ms": elapsed * 1000,
-            "principal": self.scope.get("docserver.principal"),  # set by authentication; None is left out
+            "principal": self.scope.get(PRINCIPAL_SCOPE_KEY),  # set by authentication; None is left out
         }
 
-    def finish(self) -> None:
+    def finish(self, enduser: bool) -> None:
         if self.stream is not None:
             self.stream.end()
         if self.trace is not None:
-            self.trace.end(self.status)
+            # Authentication ran inside this middleware: the caller is known only now.
+            self.trace.end(self.status, self.scope.get(PRINCIPAL_SCOPE_KEY) if enduser else None)
 
 
 class RouteLabels:

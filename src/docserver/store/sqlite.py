@@ -27,6 +27,7 @@ from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_sqlite_migrations
 from docserver.store.observe import collections_for
 from docserver.store.refresh_lock import file_lock
+from docserver.store.sqlite_folder import unwritable_folder_reason
 from docserver.store.sqlite_tables import Connection
 from docserver.store.writer import Execute
 
@@ -69,6 +70,8 @@ class SqliteStore(StoreCore):
     async def open(self) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"cannot open database {self.path}: folder {self.path.parent} does not exist")
+        if (reason := unwritable_folder_reason(self.path.parent)) is not None:
+            raise StoreError(f"cannot open database {self.path}: {reason}")
         self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="sqlite-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         await self._write("migrate", apply_sqlite_migrations)
