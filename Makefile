@@ -35,7 +35,8 @@ check: lint typecheck fast-tests
 
 # Real judges the tests run: promtool and Prometheus/Alertmanager (Debian's
 # prometheus packages), `go tool pprof` (golang-go) and a Redis server for the
-# shared-cache tests when none runs. Installed once. kubectl comes with the
+# shared-cache tests when none runs; real documentation to ingest and crawl
+# (Python's and PostgreSQL's HTML docs). Installed once. kubectl comes with the
 # machine image (no Debian package ships it).
 system-deps:
 	@missing=""; \

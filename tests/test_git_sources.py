@@ -17,6 +17,7 @@ from docserver.sources.git import GitRepositories
 from docserver.sources.origin import parse_origin
 from docserver.sources.request import SourceRequest
 from docserver.sources.service import Sources
+from docserver.sources.web import CrawlLimits, WebCrawler
 from docserver.store.sqlite import SqliteStore
 from support.processes import free_port
 
@@ -60,7 +61,8 @@ def repo(tmp_path: Path) -> Path:
 async def sources(store: SqliteStore, tmp_path: Path) -> Sources:
     embedder = HashEmbedder()
     await bind_embedder(store, embedder)
-    return Sources(store, embedder, GitRepositories(tmp_path / "cache"), max_chars=1500)
+    web = WebCrawler(tmp_path / "web", CrawlLimits())
+    return Sources(store, embedder, GitRepositories(tmp_path / "cache"), web, max_chars=1500)
 
 
 def git_request(url: str, ref: str | None = None, subpath: str | None = "docs") -> SourceRequest:
@@ -146,11 +148,6 @@ async def test_a_missing_folder_in_the_repository_is_an_error(sources: Sources, 
 def test_a_path_that_leaves_the_repository_is_refused() -> None:
     with pytest.raises(DocserverError, match="must stay inside"):
         parse_origin("git+https://example.org/r.git", subpath="../etc")
-
-
-def test_websites_are_refused_with_one_line() -> None:
-    with pytest.raises(DocserverError, match="websites are not supported yet"):
-        parse_origin("https://docs.python.org/3/")
 
 
 def wait_for_listener(port: int, timeout: float = 10.0) -> None:

@@ -30,6 +30,7 @@ from docserver.sources.git import GitRepositories
 from docserver.sources.origin import parse_origin
 from docserver.sources.request import SourceRequest
 from docserver.sources.service import REFRESH_RESULTS, Sources
+from docserver.sources.web import CrawlLimits, WebCrawler
 from docserver.store.base import Store
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.sqlite import SqliteStore
@@ -138,13 +139,18 @@ async def test_two_replicas_refreshing_at_once_count_one_refresh_and_one_busy(
     registry = CollectorRegistry()
     refreshes = Metrics(registry, process_collectors=False).source_refreshes
     replicas = []
+
+    def count(result: str) -> None:
+        refreshes.labels(result).inc()
+
     for number in (1, 2):  # two replicas: a store (connections), an embedder and a refresher each
         store = open_store(database_url)
         await store.open()
         embedder = OpenAIEmbedder(base_url=embedding_server, model=MODEL)
         await bind_embedder(store, embedder)
         git = GitRepositories(tmp_path / f"git{number}")
-        replicas.append(Sources(store, embedder, git, max_chars=1500, on_refresh=lambda r: refreshes.labels(r).inc()))
+        web = WebCrawler(tmp_path / f"web{number}", CrawlLimits())
+        replicas.append(Sources(store, embedder, git, web, max_chars=1500, on_refresh=count))
     first, second = replicas
     origin = parse_origin(str(docs))
     await first.ingest(SourceRequest("docs", origin, paths=(origin.location,)))

@@ -14,13 +14,14 @@ from docserver.config import ConfigError, load_settings
 from docserver.embed.hashing import HashEmbedder
 from docserver.observability import metrics as metrics_module
 from docserver.observability.metrics import Metrics
-from docserver.sources import git, service
+from docserver.sources import fetch, git, service
 from docserver.sources.filters import FileFilter
 from docserver.sources.git import GitRepositories
 from docserver.sources.origin import parse_origin
 from docserver.sources.request import SourceRequest
 from docserver.sources.schedule import RefreshSchedule
 from docserver.sources.service import Sources
+from docserver.sources.web import CrawlLimits, WebCrawler
 from docserver.store.sqlite import SqliteStore
 
 
@@ -38,6 +39,7 @@ async def test_a_pass_refreshes_what_changed_and_counts_every_outcome(store: Sql
         store,
         embedder,
         GitRepositories(tmp_path / "git"),
+        WebCrawler(tmp_path / "web", CrawlLimits()),
         max_chars=1500,
         on_refresh=lambda result: refreshes.labels(result).inc(),
     )
@@ -61,6 +63,7 @@ async def test_a_pass_refreshes_what_changed_and_counts_every_outcome(store: Sql
 def test_the_metric_label_sets_are_the_sources_layer_outcomes() -> None:
     assert metrics_module.SOURCE_REFRESH_RESULTS == service.REFRESH_RESULTS
     assert metrics_module.FETCH_RESULTS == git.FETCH_RESULTS
+    assert metrics_module.HTTP_FETCH_RESULTS == fetch.HTTP_FETCH_RESULTS
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("6h", 21600.0), ("30m", 1800.0), ("1d", 86400.0), ("900", 900.0)])

@@ -16,6 +16,7 @@ from docserver.sources.git import GitRepositories
 from docserver.sources.origin import parse_origin
 from docserver.sources.request import SourceRequest, stored_name
 from docserver.sources.service import Sources
+from docserver.sources.web import CrawlLimits, WebCrawler
 from docserver.store.sqlite import SqliteStore
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
@@ -26,7 +27,8 @@ PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 async def sources(store: SqliteStore, tmp_path: Path) -> Sources:
     embedder = HashEmbedder()
     await bind_embedder(store, embedder)
-    return Sources(store, embedder, GitRepositories(tmp_path / "git"), max_chars=1500)
+    web = WebCrawler(tmp_path / "web", CrawlLimits())
+    return Sources(store, embedder, GitRepositories(tmp_path / "git"), web, max_chars=1500)
 
 
 @pytest.fixture

@@ -368,8 +368,22 @@ def overview() -> dict[str, Any]:
                             )
                         ],
                         unit="h",
-                        width=24,
+                        width=12,
                         thresholds=[(None, "green"), (24, "red")],
+                    ),
+                    Panel(
+                        "Fetches from origins by kind and result",
+                        "Git fetches and crawled URLs (http) per second of the server's scheduled refreshes, by "
+                        "result: not_modified is a page unchanged since the last crawl (no body, no embedding); "
+                        "server_error, timeout and unreachable keep the page's old content and fail the page.",
+                        [
+                            q(
+                                f"sum by (kind, result) (rate(docserver_fetch_requests_total{{{SEL}}}[{RATE}]))",
+                                "{{kind}} {{result}}",
+                            )
+                        ],
+                        unit="reqps",
+                        width=12,
                     ),
                 ],
             ),

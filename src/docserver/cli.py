@@ -257,9 +257,8 @@ async def _search(settings: Settings, args: argparse.Namespace) -> int:
         _say("no results")
     for rank, hit in enumerate(hits, start=1):
         heading = f" > {hit.heading}" if hit.heading else ""
-        print(
-            f"{rank}. [{hit.source}] {hit.path}:{hit.start_line}-{hit.end_line}{heading}  (document {hit.document_id})"
-        )
+        place = hit.url or f"{hit.path}:{hit.start_line}-{hit.end_line}"
+        print(f"{rank}. [{hit.source}] {place}{heading}  (document {hit.document_id})")
         _say(f"   {hit.snippet}")
     return 0
 

@@ -47,7 +47,7 @@ MAX_LIMIT = 20
 RRF_K = 60
 """The usual reciprocal-rank-fusion constant: damps the head of each list."""
 SNIPPET_CHARS = 320
-RESULTS_FORMAT = 2
+RESULTS_FORMAT = 3
 """The shape of a cached result in the shared cache: a replica of another version reads a miss, never a misread."""
 CORPUS_VERSION_TTL = 1.0
 """Seconds a read corpus version is trusted at most: how soon another replica's ingest is seen."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import FrameType
-from typing import Any, Literal
+from typing import Literal
 
 import uvicorn
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -24,10 +24,8 @@ from docserver.observability.logging import active_log_writer, get_logger
 from docserver.observability.metrics import LogDropCollector, Metrics
 from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing, sampler_named
 from docserver.runtime import Runtime, open_runtime
-from docserver.sources.commands import git_cache_path
-from docserver.sources.git import GitRepositories
+from docserver.sources.commands import open_sources
 from docserver.sources.schedule import RefreshSchedule
-from docserver.sources.service import Sources
 
 log = get_logger(__name__)
 
@@ -182,21 +180,9 @@ def _start_refresh_schedule(settings: Settings, runtime: Runtime, metrics: Metri
     interval = settings.sources.refresh_interval
     if interval is None:
         return None
-    fetches = _counting(metrics.fetch_requests, "git") if metrics is not None else None
-    sources = Sources(
-        runtime.store,
-        runtime.embedder,
-        GitRepositories(git_cache_path(), on_fetch=fetches),
-        max_chars=settings.store.chunk_max_chars,
-        on_refresh=_counting(metrics.source_refreshes) if metrics is not None else None,
-    )
+    sources = open_sources(settings, runtime, metrics)
     log.info("refresh_scheduled", interval_s=interval)
     return asyncio.create_task(RefreshSchedule(sources, interval).run(), name="docserver-refresh")
-
-
-def _counting(family: Any, *labels: str) -> Callable[[str], None]:
-    """A callback that counts each result it is given on `family` (after `labels`)."""
-    return lambda result: family.labels(*labels, result).inc()
 
 
 def start_tracing(settings: Settings, metrics: Metrics | None) -> Tracing | None:

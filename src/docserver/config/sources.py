@@ -1,4 +1,4 @@
-"""settings.sources: keeping sources fresh from where they live."""
+"""settings.sources: keeping sources fresh from where they live, and crawling websites politely."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from docserver import __version__
 from docserver.config.fields import Group, env
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -34,3 +35,18 @@ class SourcesSettings(Group):
     """How often `serve` refreshes every source from its recorded origin (`6h`, `30m`, `1d`); off when unset.
     With several replicas each refreshes on its own schedule; one process refreshes a source at a time (the
     others skip it as `busy`), and a source whose origin has not moved is `unchanged` at the cost of a fetch."""
+
+    crawl_max_pages: int = env("DOCSERVER_CRAWL_MAX_PAGES", 5000, ge=1)
+    """The most pages one crawl of a website source keeps; the crawl stops there (a warning says so)."""
+    crawl_max_page_bytes: int = env("DOCSERVER_CRAWL_MAX_PAGE_BYTES", 5_000_000, ge=1024)
+    """The largest page body a crawl reads, in bytes; a larger page is skipped (and what was stored for it kept)."""
+    crawl_max_depth: int = env("DOCSERVER_CRAWL_MAX_DEPTH", 20, ge=0)
+    """How many links away from the start URL a crawl goes (pages named by a sitemap or llms.txt are one away)."""
+    crawl_concurrency: int = env("DOCSERVER_CRAWL_CONCURRENCY", 4, ge=1, le=64)
+    """Requests one crawl has in flight at most."""
+    crawl_rate: float = env("DOCSERVER_CRAWL_RATE", 5.0, gt=0)
+    """Requests one crawl starts per second at most; a site's robots.txt `Crawl-delay` can only slow it further."""
+    crawl_timeout: float = env("DOCSERVER_CRAWL_TIMEOUT", 30.0, gt=0, le=600)
+    """Seconds one page may take, redirects and body included; a page that takes longer counts as failed."""
+    crawl_user_agent: str = env("DOCSERVER_CRAWL_USER_AGENT", f"docserver/{__version__}")
+    """The `User-Agent` of crawl requests. robots.txt rules are matched against the token `docserver`."""

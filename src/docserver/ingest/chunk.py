@@ -28,6 +28,8 @@ class Chunk:
     """1-based, inclusive, in the original file."""
     end_line: int
     """1-based, inclusive."""
+    anchor: str = ""
+    """The anchor of the chunk's section (its nearest heading that has one), where the format has anchors."""
 
 
 def chunk_document(text: str, suffix: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, list[Chunk]]:
@@ -40,7 +42,11 @@ def chunk_document(text: str, suffix: str, *, max_chars: int = DEFAULT_MAX_CHARS
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     parsed = parse(text, suffix)
     packer = _Packer(parsed, max_chars)
-    chunks = [chunk for heading, first, last in _sections(parsed) for chunk in packer.pack(heading, first, last)]
+    chunks = [
+        chunk
+        for heading, anchor, first, last in _sections(parsed)
+        for chunk in packer.pack(heading, anchor, first, last)
+    ]
     return _title(parsed), chunks
 
 
@@ -54,11 +60,11 @@ def _title(parsed: ParsedDocument) -> str:
 # ---- Sections --------------------------------------------------------------------------------
 
 
-def _sections(parsed: ParsedDocument) -> Iterator[tuple[str, int, int]]:
-    """(heading path, first, last) line ranges of the sections, each starting at its heading."""
+def _sections(parsed: ParsedDocument) -> Iterator[tuple[str, str, int, int]]:
+    """(heading path, anchor, first, last) line ranges of the sections, each starting at its heading."""
     lines, headings = parsed.lines, parsed.headings
     ends = [heading.start for heading in headings[1:]] + [len(lines)]
-    yield "", parsed.body_start, headings[0].start if headings else len(lines)
+    yield "", "", parsed.body_start, headings[0].start if headings else len(lines)
     stack: list[Heading] = []
     for index, heading in enumerate(headings):
         while stack and stack[-1].level >= heading.level:
@@ -68,7 +74,8 @@ def _sections(parsed: ParsedDocument) -> Iterator[tuple[str, int, int]]:
         # A heading with nothing under it but a subheading: the subheading's path already carries it.
         if following is not None and following.level > heading.level and _all_blank(lines, heading.end, ends[index]):
             continue
-        yield " > ".join(h.title for h in stack if h.title), heading.start, ends[index]
+        anchor = next((h.anchor for h in reversed(stack) if h.anchor), "")
+        yield " > ".join(h.title for h in stack if h.title), anchor, heading.start, ends[index]
 
 
 def _all_blank(lines: list[str], first: int, last: int) -> bool:
@@ -87,7 +94,7 @@ class _Packer:
         # _offsets[i] is the length of lines[:i]; with the newlines, any span's length is O(1).
         self._offsets = list(accumulate(map(len, parsed.lines), initial=0))
 
-    def pack(self, heading: str, first: int, last: int) -> Iterator[Chunk]:
+    def pack(self, heading: str, anchor: str, first: int, last: int) -> Iterator[Chunk]:
         while first < last and not self._lines[first].strip():
             first += 1
         while last > first and not self._lines[last - 1].strip():
@@ -95,18 +102,18 @@ class _Packer:
         if first == last:
             return
         if self._length(first, last) <= self._max_chars:  # the common case: the section fits
-            yield self._chunk(heading, first, last)
+            yield self._chunk(heading, anchor, first, last)
             return
         for span_first, span_last in self._merge(self._paragraphs(first, last)):
             if self._length(span_first, span_last) <= self._max_chars:
-                yield self._chunk(heading, span_first, span_last)
+                yield self._chunk(heading, anchor, span_first, span_last)
                 continue
             # One paragraph over the cap: fall back to line boundaries, then to cutting a line.
             for line_first, line_last in self._merge([(i, i + 1) for i in range(span_first, span_last)]):
                 if self._length(line_first, line_last) <= self._max_chars:
-                    yield self._chunk(heading, line_first, line_last)
+                    yield self._chunk(heading, anchor, line_first, line_last)
                 else:
-                    yield from self._cut_line(heading, line_first)
+                    yield from self._cut_line(heading, anchor, line_first)
 
     def _length(self, first: int, last: int) -> int:
         return self._offsets[last] - self._offsets[first] + (last - first - 1)
@@ -142,7 +149,7 @@ class _Packer:
         if first >= 0:
             yield first, last
 
-    def _cut_line(self, heading: str, index: int) -> Iterator[Chunk]:
+    def _cut_line(self, heading: str, anchor: str, index: int) -> Iterator[Chunk]:
         text, start, cap = self._lines[index], 0, self._max_chars
         while start < len(text):
             end = start + cap
@@ -152,9 +159,9 @@ class _Packer:
                 end = space + 1 if space >= 0 else end
             piece = text[start:end]
             if piece.strip():
-                yield Chunk(heading, piece, self._starts[index], self._ends[index])
+                yield Chunk(heading, piece, self._starts[index], self._ends[index], anchor)
             start = end
 
-    def _chunk(self, heading: str, first: int, last: int) -> Chunk:
+    def _chunk(self, heading: str, anchor: str, first: int, last: int) -> Chunk:
         text = "\n".join(self._lines[first:last])
-        return Chunk(heading, text, self._starts[first], self._ends[last - 1])
+        return Chunk(heading, text, self._starts[first], self._ends[last - 1], anchor)

@@ -37,9 +37,12 @@ class IngestSummary:
     seconds: float = 0.0
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
 
+    unit: str = "files"
+    """What the documents are, for the summary line: files, or pages of a website."""
+
     def line(self) -> str:
         return (
-            f"source {self.source!r}: {self.files} files ({self.changed} new or changed, "
+            f"source {self.source!r}: {self.files} {self.unit} ({self.changed} new or changed, "
             f"{self.unchanged} unchanged, {self.removed} removed, {self.skipped} skipped), "
             f"{self.chunks} chunks embedded in {self.seconds:.2f} s"
         )
@@ -140,17 +143,79 @@ async def _ingest(
     if unreadable == summary.files:
         raise IngestError(f"none of the {summary.files} files could be read; nothing was changed")
     seen = {path for path, _ in files}
-    removed = sorted(set(stored) - seen)
+    await _write(store, embedder, pending, sorted(set(stored) - seen), summary, progress, options.origin)
+    summary.seconds = time.perf_counter() - started
+    return summary
 
-    async with store.update_source(source) as writer:
+
+async def _write(
+    store: Store,
+    embedder: Embedder,
+    pending: list[_Pending],
+    removed: list[str],
+    summary: IngestSummary,
+    progress: ProgressFn | None,
+    origin: SourceOrigin | None,
+) -> None:
+    """Embed and write the changed documents and delete the removed ones, in one transaction."""
+    async with store.update_source(summary.source) as writer:
         await _embed_and_write(writer, embedder, pending, summary, progress)
         with tracing.span("ingest.delete", attributes={"docserver.documents": len(removed)}):
             await writer.delete_documents(removed)
-        if options.origin is not None:
-            await writer.record_origin(options.origin)
+        if origin is not None:
+            await writer.record_origin(origin)
     summary.changed = len(pending)
     summary.removed = len(removed)
-    summary.seconds = time.perf_counter() - started
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedDocument:
+    """A document fetched from elsewhere than a folder (a crawled page)."""
+
+    path: str
+    """Stored as the document's path (a page's URL)."""
+    suffix: str
+    """The format to parse it as (`.html`, `.md`, `.txt`)."""
+    text: str
+
+
+async def ingest_fetched(
+    store: Store,
+    embedder: Embedder,
+    documents: Sequence[FetchedDocument],
+    summary: IngestSummary,
+    *,
+    removed: Collection[str],
+    max_chars: int = 1500,
+    progress: ProgressFn | None = None,
+    options: IngestOptions | None = None,
+) -> IngestSummary:
+    """Bring `summary.source` in line with fetched documents: write those that changed, delete `removed`.
+
+    Unlike a folder, a fetch does not list every document: those it does not
+    name (unchanged, or failed this time) are kept. `summary` arrives with
+    what the fetch counted (unchanged and skipped documents) and leaves with
+    the rest.
+    """
+    options = options or IngestOptions()
+    started = time.perf_counter()
+    with tracing.root_span(f"ingest {summary.source}", {"docserver.source": summary.source}):
+        stored = await store.document_hashes(summary.source)
+        pending: list[_Pending] = []
+        with tracing.span("ingest.chunk"):
+            for document in documents:
+                stem = document.path.rstrip("/").rsplit("/", 1)[-1]
+                changed = _changed(
+                    document.path, document.text, document.suffix, stem, stored, options.force, max_chars
+                )
+                if changed is None:
+                    summary.unchanged += 1
+                else:
+                    pending.append(changed)
+        summary.files += len(documents)
+        gone = sorted(set(removed) & set(stored))
+        await _write(store, embedder, pending, gone, summary, progress, options.origin)
+    summary.seconds += time.perf_counter() - started
     return summary
 
 
@@ -184,24 +249,32 @@ def _read_and_chunk(
             summary.skipped += 1
             summary.skipped_files.append((path, exc.reason))
             continue
-        content_hash = hashlib.sha256(text.encode()).hexdigest()
-        if stored.get(path) == content_hash and not options.force:
+        document = _changed(path, text, abspath.suffix.lower(), abspath.stem, stored, options.force, max_chars)
+        if document is None:
             summary.unchanged += 1
-            continue
-        title, chunks = chunk_document(text, abspath.suffix.lower(), max_chars=max_chars)
-        pending.append(
-            _Pending(
-                path=path,
-                title=title or abspath.stem,
-                content_hash=content_hash,
-                content=text,
-                chunks=[
-                    ChunkInput(i, chunk.heading, chunk.text, chunk.start_line, chunk.end_line)
-                    for i, chunk in enumerate(chunks)
-                ],
-            )
-        )
+        else:
+            pending.append(document)
     return pending, unreadable
+
+
+def _changed(
+    path: str, text: str, suffix: str, stem: str, stored: dict[str, str], force: bool, max_chars: int
+) -> _Pending | None:
+    """The document chunked, or None when it is stored with the same content (and not forced)."""
+    content_hash = hashlib.sha256(text.encode()).hexdigest()
+    if stored.get(path) == content_hash and not force:
+        return None
+    title, chunks = chunk_document(text, suffix, max_chars=max_chars)
+    return _Pending(
+        path=path,
+        title=title or stem,
+        content_hash=content_hash,
+        content=text,
+        chunks=[
+            ChunkInput(i, chunk.heading, chunk.text, chunk.start_line, chunk.end_line, chunk.anchor)
+            for i, chunk in enumerate(chunks)
+        ],
+    )
 
 
 def _discover_all(

@@ -27,7 +27,10 @@ class Hit(BaseModel):
     document_id: int = Field(description="Pass to get_document to read the whole file.")
     chunk_id: int
     source: str
-    path: str = Field(description="File path within the source.")
+    path: str = Field(description="File path within the source, or the page's URL for a website source.")
+    url: str | None = Field(
+        default=None, description="For a website source: the page's address, with the section's anchor. Cite it."
+    )
     title: str
     heading: str = Field(description="Heading path of the section, e.g. 'Install > From source'.")
     lines: str = Field(description="Line range in the file, e.g. '12-40'.")
@@ -57,6 +60,7 @@ def _hit(hit: SearchHit) -> Hit:
         chunk_id=hit.chunk_id,
         source=hit.source,
         path=hit.path,
+        url=hit.url,
         title=hit.title,
         heading=hit.heading,
         lines=f"{hit.start_line}-{hit.end_line}",
@@ -133,7 +137,8 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
         Use this before answering questions about the documented software: it combines
         keyword and semantic search, so both exact names (settings, functions, error
         messages) and paraphrased questions work. Each result gives the file path, the
-        section heading, a snippet and a document_id; call get_document with that id
+        section heading, a snippet, a document_id and, for web pages, the url to cite
+        (with the section's anchor); call get_document with that id
         when you need the full text. If nothing relevant comes back, try other words
         or a broader query, or check list_sources for what is indexed.
 

@@ -92,7 +92,12 @@ AUTH_FAILURE_SERIES = tuple(
 
 SOURCE_REFRESH_RESULTS = ("ok", "unchanged", "failed", "busy")
 FETCH_RESULTS = ("ok", "not_found", "unreachable", "failed")
-"""The closed sets the sources layer counts in (sources/service.py, sources/git.py; a test keeps them equal)."""
+HTTP_FETCH_RESULTS = (
+    *("ok", "not_modified", "not_found", "redirect_loop", "redirected_away", "too_large", "unsupported"),
+    *("client_error", "server_error", "timeout", "unreachable"),
+)
+"""The closed sets the sources layer counts in (sources/service.py, sources/git.py, sources/fetch.py;
+a test keeps them equal)."""
 
 
 def _no_exemplar() -> dict[str, str] | None:
@@ -254,8 +259,14 @@ REQUEST_FAMILIES: dict[str, Family] = {
     "fetch_requests": Family(
         LeanCounter,
         "docserver_fetch_requests",
-        "Fetches from sources' origins by this server, by kind (git) and result (ok, not_found, unreachable, failed).",
+        "Fetches from sources' origins by this server, by kind (git, http: one per crawled URL) and result.",
         ("kind", "result"),
+    ),
+    "fetch_bytes": Family(
+        LeanCounter,
+        "docserver_fetch_bytes",
+        "Body bytes received by this server's crawls of website sources, by kind (http).",
+        ("kind",),
     ),
     "auth_requests": Family(
         LeanCounter,
@@ -296,6 +307,7 @@ class Metrics:
     admission_queued: LeanGauge
     source_refreshes: LeanCounter
     fetch_requests: LeanCounter
+    fetch_bytes: LeanCounter
     auth_requests: LeanCounter
 
     def __init__(
@@ -349,6 +361,9 @@ class Metrics:
             self.source_refreshes.labels(result)
         for result in FETCH_RESULTS:
             self.fetch_requests.labels("git", result)
+        for result in HTTP_FETCH_RESULTS:
+            self.fetch_requests.labels("http", result)
+        self.fetch_bytes.labels("http")
         # Every tool's series exist from the start, at zero: rates work from the first scrape.
         for tool in (*self.tools, "unknown"):
             for status in ("ok", "error"):

@@ -10,6 +10,7 @@ from platformdirs import user_data_path
 
 from docserver.config import Settings
 from docserver.errors import DocserverError
+from docserver.observability.metrics import Metrics
 from docserver.paths import APP_NAME, SAMPLE_SOURCE
 from docserver.runtime import Runtime
 from docserver.sources.filters import FileFilter
@@ -17,6 +18,7 @@ from docserver.sources.git import GitRepositories
 from docserver.sources.origin import Origin, parse_origin
 from docserver.sources.request import SourceRequest, stored_name
 from docserver.sources.service import Sources
+from docserver.sources.web import CrawlLimits, WebCrawler
 from docserver.store.base import SourceInfo, SourceRecord
 
 
@@ -25,10 +27,42 @@ def git_cache_path() -> Path:
     return user_data_path(APP_NAME, appauthor=False) / "git"
 
 
-def open_sources(settings: Settings, runtime: Runtime) -> Sources:
+def web_cache_path() -> Path:
+    """Where crawls remember pages' validators and links between refreshes: `web/` in the user data folder."""
+    return user_data_path(APP_NAME, appauthor=False) / "web"
+
+
+def open_sources(settings: Settings, runtime: Runtime, metrics: Metrics | None = None) -> Sources:
+    """The sources service; with `metrics` (a server's), every fetch and refresh is counted."""
+    counters = _Counters(metrics) if metrics is not None else None
     return Sources(
-        runtime.store, runtime.embedder, GitRepositories(git_cache_path()), max_chars=settings.store.chunk_max_chars
+        runtime.store,
+        runtime.embedder,
+        GitRepositories(git_cache_path(), on_fetch=counters.git_fetched if counters else None),
+        WebCrawler(
+            web_cache_path(), CrawlLimits.of(settings.sources), on_fetch=counters.http_fetched if counters else None
+        ),
+        max_chars=settings.store.chunk_max_chars,
+        on_refresh=counters.refreshed if counters else None,
     )
+
+
+class _Counters:
+    """The sources' callbacks onto a server's metrics: fetches by kind and result, bytes, refreshes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._http_bytes = metrics.fetch_bytes.labels("http")
+
+    def git_fetched(self, result: str) -> None:
+        self._metrics.fetch_requests.labels("git", result).inc()
+
+    def http_fetched(self, result: str, size: int) -> None:
+        self._metrics.fetch_requests.labels("http", result).inc()
+        self._http_bytes.inc(size)
+
+    def refreshed(self, result: str) -> None:
+        self._metrics.source_refreshes.labels(result).inc()
 
 
 def add_ingest_options(parser: argparse.ArgumentParser) -> None:

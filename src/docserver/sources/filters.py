@@ -45,7 +45,11 @@ class FileFilter:
         """Whether the file at relative POSIX `path` belongs to the source."""
         if self.include and not any(_matches(pattern, path) for pattern in self.include):
             return False
-        return not any(_matches(pattern, path) for pattern in self.excludes)
+        return not self.excluded(path)
+
+    def excluded(self, path: str) -> bool:
+        """Whether an exclude glob leaves `path` out (a crawl neither fetches nor keeps it)."""
+        return any(_matches(pattern, path) for pattern in self.excludes)
 
     @property
     def excludes(self) -> tuple[str, ...]:

@@ -6,6 +6,8 @@ show it. A source that another process is refreshing at that moment is
 skipped as `busy` (see store/refresh_lock.py): the other does the work.
 A git source whose ref still points at the ingested commit is `unchanged`
 without reading a file; one that moved re-reads only the files the diff names.
+A website is crawled again with conditional GETs: pages that answer 304 are
+not even downloaded.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docserver.embed.base import Embedder
-from docserver.errors import DocserverError
+from docserver.errors import DocserverError, IngestError
 from docserver.ingest.pipeline import IngestOptions, IngestSummary, ProgressFn, ingest
 from docserver.observability import tracing
 from docserver.observability.logging import get_logger
 from docserver.sources.git import GitRepositories
 from docserver.sources.request import VERSION_SEPARATOR, SourceRequest
+from docserver.sources.scope import safe_url
+from docserver.sources.web import WebCrawler, ingest_crawl
 from docserver.store.base import SourceRecord, Store
 
 log = get_logger("docserver.sources")
@@ -67,6 +71,7 @@ class Sources:
         store: Store,
         embedder: Embedder,
         git: GitRepositories,
+        web: WebCrawler,
         *,
         max_chars: int,
         on_refresh: Callable[[str], None] | None = None,
@@ -74,6 +79,7 @@ class Sources:
         self.store = store
         self.embedder = embedder
         self.git = git
+        self.web = web
         self.max_chars = max_chars
         self._on_refresh = on_refresh
         """Called with every outcome's result, for the refresh metric."""
@@ -137,6 +143,8 @@ class Sources:
     async def _ingest(
         self, request: SourceRequest, previous: SourceRecord | None, force: bool, progress: ProgressFn | None
     ) -> Outcome:
+        if request.origin.kind == "web":
+            return await self._ingest_web(request, previous, force, progress)
         same_options = previous is not None and previous.options == request.options
         fetched = await self._fetch(request, previous if same_options else None)
         if fetched.revision is not None and same_options and not force:
@@ -158,6 +166,20 @@ class Sources:
         same = previous is not None and not force and summary.changed == 0 and summary.removed == 0
         return Outcome(request.name, "unchanged" if same else "ok", summary, fetched.revision)
 
+    async def _ingest_web(
+        self, request: SourceRequest, previous: SourceRecord | None, force: bool, progress: ProgressFn | None
+    ) -> Outcome:
+        stored = set(await self.store.document_hashes(request.name))
+        crawl = await self.web.crawl(request.origin.location, request.file_filter, stored, request.name, force=force)
+        if not crawl.pages and not crawl.unchanged and not stored:
+            raise IngestError(f"no pages found at {safe_url(request.origin.location)} ({len(crawl.skipped)} left out)")
+        options = IngestOptions(request.file_filter, force, None, request.recorded(None))
+        summary = await ingest_crawl(
+            self.store, self.embedder, request.name, crawl, max_chars=self.max_chars, progress=progress, options=options
+        )
+        same = previous is not None and not force and summary.changed == 0 and summary.removed == 0
+        return Outcome(request.name, "unchanged" if same else "ok", summary)
+
     async def _fetch(self, request: SourceRequest, previous: SourceRecord | None) -> _Fetched:
         origin = request.origin
         if origin.kind == "path":
@@ -177,7 +199,7 @@ class Sources:
     async def _failed(self, name: str, origin: str, exc: DocserverError, *, recorded: bool = True) -> None:
         self._count("failed")
         # info, not warning: a command already says it in its one error line; the freshness metrics alert.
-        log.info("source_refresh_failed", source=name, origin=origin, error=str(exc))
+        log.info("source_refresh_failed", source=name, origin=safe_url(origin), error=str(exc))
         if recorded:  # a first ingest that fails leaves no source to record it on
             await self.store.record_refresh(name, error=str(exc))
 

@@ -58,6 +58,8 @@ class ChunkInput:
     text: str
     start_line: int
     end_line: int
+    anchor: str = ""
+    """The `id` of the chunk's section in the document (HTML), for links to it; "" when none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +82,20 @@ class ChunkPlace:
     document_id: int
     source: str
     path: str
+    """A file's path within its source, or a web page's URL."""
     title: str
     heading: str
     start_line: int
     end_line: int
+    anchor: str
+    """The `id` of the chunk's section (HTML), "" when it has none."""
+
+    @property
+    def url(self) -> str | None:
+        """The web page's address, with the section's anchor; None for a file (no address to cite)."""
+        if not self.path.startswith(("http://", "https://")):
+            return None
+        return f"{self.path}#{self.anchor}" if self.anchor else self.path
 
 
 def place_of(chunk: ChunkPlace) -> dict[str, Any]:

@@ -158,6 +158,7 @@ async def put_document(conn: Connection, source: str, document: DocumentInput) -
             chunk.text,
             chunk.start_line,
             chunk.end_line,
+            chunk.anchor,
             vector_or_null(vector),
         )
         for chunk, vector in zip(document.chunks, np.asarray(document.vectors, dtype=np.float32), strict=True)
@@ -166,8 +167,9 @@ async def put_document(conn: Connection, source: str, document: DocumentInput) -
         async with conn.cursor() as cur:
             await cur.executemany(
                 """
-                INSERT INTO chunks (document_id, source, ordinal, title, heading, text, start_line, end_line, embedding)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                INSERT INTO chunks
+                    (document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 """,
                 rows,
             )
@@ -257,7 +259,7 @@ async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord
     rows = await fetch_all(
         conn,
         """
-        SELECT c.id, c.document_id, c.source, d.path, d.title, c.heading, c.start_line, c.end_line, c.text
+        SELECT c.id, c.document_id, c.source, d.path, d.title, c.heading, c.start_line, c.end_line, c.anchor, c.text
         FROM chunks c JOIN documents d ON d.id = c.document_id
         WHERE c.id = ANY(%s)
         """,

@@ -139,8 +139,9 @@ def put_document(db: Connection, source: str, document: DocumentInput) -> None:
     vectors = []
     for chunk, vector in zip(document.chunks, document.vectors, strict=True):
         chunk_id = db.execute(
-            "INSERT INTO chunks (document_id, ordinal, heading, text, start_line, end_line) VALUES (?, ?, ?, ?, ?, ?)",
-            (document_id, chunk.ordinal, chunk.heading, chunk.text, chunk.start_line, chunk.end_line),
+            "INSERT INTO chunks (document_id, ordinal, heading, text, start_line, end_line, anchor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (document_id, chunk.ordinal, chunk.heading, chunk.text, chunk.start_line, chunk.end_line, chunk.anchor),
         ).lastrowid
         db.execute(
             "INSERT INTO chunks_fts (rowid, title, heading, text) VALUES (?, ?, ?, ?)",
@@ -230,7 +231,7 @@ def get_chunks(db: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
     marks = ",".join("?" * len(chunk_ids))
     rows = db.execute(
         f"""
-        SELECT c.id, c.document_id, d.source, d.path, d.title, c.heading, c.start_line, c.end_line, c.text
+        SELECT c.id, c.document_id, d.source, d.path, d.title, c.heading, c.start_line, c.end_line, c.anchor, c.text
         FROM chunks c JOIN documents d ON d.id = c.document_id
         WHERE c.id IN ({marks})
         """,

@@ -23,6 +23,8 @@ class Heading(NamedTuple):
     """Index after its last line: an underline belongs to the heading."""
     level: int
     title: str
+    anchor: str = ""
+    """The `id` a link to the section names (`#process-parameters`), where the format has one (HTML)."""
 
 
 @dataclass(frozen=True, slots=True)

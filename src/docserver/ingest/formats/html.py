@@ -1,4 +1,10 @@
-"""HTML as a ParsedDocument: the page's visible text, its <h1>-<h6> and its <title>."""
+"""HTML as a ParsedDocument: the page's visible text, its <h1>-<h6> and its <title>.
+
+A heading's anchor is the `id` that names its section: the heading's own, one
+inside it (`<a id>`, `<a name>`), or, as Sphinx (`<section id>`) and DocBook
+(`<div class="sect1" id>`) write it, the last one opened before it with no
+text in between.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ class _HtmlText(HTMLParser):
         self._pre = 0
         self._heading: tuple[int, int] | None = None  # (level, index of its first line)
         self._title_parts: list[str] | None = None
+        self._last_id = ""  # the latest id opened since the last text: the next heading's anchor
+        self._anchor = ""  # the anchor of the heading being read
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
@@ -50,7 +58,16 @@ class _HtmlText(HTMLParser):
             in_head = not self.title and self._skipping in ([], ["head"])
             self._title_parts = [] if in_head else None
         elif not self._skipping:
+            self._note_id(tag, attrs)
             self._open(tag)
+
+    def _note_id(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if value and (name == "id" or (name == "name" and tag == "a")):
+                self._last_id = value
+                if self._heading is not None and not self._anchor:
+                    self._anchor = value
+                return
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title" and self._title_parts is not None:
@@ -78,6 +95,7 @@ class _HtmlText(HTMLParser):
         if tag in _HEADINGS:
             self._break_paragraph()
             self._heading = (_HEADINGS[tag], len(self.lines))
+            self._anchor = self._last_id
         elif tag in _BLOCKS:
             self._break_paragraph()
         elif tag in _LINE_BREAKS:
@@ -111,6 +129,7 @@ class _HtmlText(HTMLParser):
     def _append(self, text: str, line: int) -> None:
         content = text.strip()
         if content:
+            self._last_id = ""
             leading = len(text) - len(text.lstrip())
             self._first = self._first or line + text.count("\n", 0, leading)
             self._last = line + text.count("\n", 0, leading + len(content))
@@ -145,5 +164,6 @@ class _HtmlText(HTMLParser):
         self._heading = None
         title = " ".join(line for line in self.lines[first:] if line)
         if title:
-            self.headings.append(Heading(first, len(self.lines), level, title))
+            self.headings.append(Heading(first, len(self.lines), level, title, self._anchor))
+        self._anchor = ""
         self._add_blank()
