@@ -1,10 +1,12 @@
 """LogWriter: log lines leave the request path through a queue and a writer thread.
 
-A request pays for a deque append, never for a write or a thread wake-up:
-the writer thread wakes on its own every few milliseconds and writes
-whatever has accumulated in one call. A slow terminal, a full pipe or a
-closed stdout (EPIPE) therefore cannot stall or fail a request. When the
-queue is full, or the stream is broken, lines are dropped and counted.
+A request pays for a deque append, never for a write: the first line
+after a quiet spell wakes the writer thread, which waits a few
+milliseconds more for others to join it and writes them all in one call.
+An idle server's writer sleeps (no timer), and a busy one's wakes once per
+batch, not per line. A slow terminal, a full pipe or a closed stdout
+(EPIPE) therefore cannot stall or fail a request. When the queue is full,
+or the stream is broken, lines are dropped and counted.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class LogWriter:
         self._max_queued = max_queued
         self._interval = interval
         self._wake = threading.Event()
+        """Cuts the batching wait short (flush, close)."""
+        self._arrived = threading.Event()
+        """Set by the first line after the writer's last pass began."""
         self._stopping = False
         self._written = threading.Condition()
         self._generation = 0
@@ -61,6 +66,10 @@ class LogWriter:
             self.dropped += 1
             return
         self._lines.append(line)
+        # The writer clears the flag before each pass, so a line appended
+        # after that sets it again: none waits for a later line to be written.
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every line queued so far has been written (or dropped)."""
@@ -68,18 +77,27 @@ class LogWriter:
             return False
         with self._written:
             target = self._generation + 2  # a full pass that started after this call
-            self._wake.set()
-            return self._written.wait_for(lambda: self._generation >= target, timeout)
+
+            def written() -> bool:
+                if self._generation < target:
+                    self._arrived.set()  # a pass even when no line is queued
+                    self._wake.set()
+                return self._generation >= target
+
+            return self._written.wait_for(written, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the thread."""
         self._stopping = True
+        self._arrived.set()
         self._wake.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
+            self._arrived.wait()
+            self._arrived.clear()
+            self._wake.wait(self._interval)  # lines arriving meanwhile join this write
             self._wake.clear()
             self._drain()
             with self._written:
