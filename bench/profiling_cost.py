@@ -41,7 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Server, TraceSink, base_env, build_database, drive, fresh_copy, serve
+from harness import Server, build_database, docserver_env, drive, fresh_copy, serve, trace_sink
 from overhead import CONFIGS, PROFILE_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,14 +133,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     os.environ["PYTHONPATH"] = str(now)  # the ingest too runs the exported code, not the editable install
     template, queries = build_database(work, args.chunks)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
-    with TraceSink() as sink:
+    with trace_sink() as sink:
         for round_number in range(args.rounds):
             order = list(sources)
             rng.shuffle(order)
             for name in order:
                 profiled = name != BASELINE
                 extra = CONFIGS["+cpu profile" if profiled else "+tracing 0.1"]
-                env = base_env(
+                env = docserver_env(
                     fresh_copy(template, work, "run"),
                     {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "DOCSERVER_CACHE_SIZE": "0", **extra},
                 )
