@@ -12,7 +12,8 @@ One scenario runs once for the module (about two minutes), on loopback only:
    so an alert meant to need ten minutes needs ten seconds.
 3. A load driver sends a known mix of MCP tool calls; the dashboards' queries are
    compared with what the driver knows; then the embedding provider is made slow,
-   then failing, then the store loses a table, and each time the matching alert must
+   then failing, then the store loses a table, then the corpus goes two days without a
+   successful refresh, and each time the matching alert must
    reach the webhook and resolve once the fault is gone. At the end docserver is
    stopped and DocServerDown must page.
 
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -462,6 +464,15 @@ def report(live: Stack) -> Report:
             ("DatabaseQueryErrors",),
             lambda: None,
         )
+        # The corpus's last successful refresh moves two days back, as if every refresh since had
+        # failed; the freshness gauge is read from the store at each scrape. A refresh puts it back.
+        report.faults["stale source"] = run_fault(
+            live,
+            lambda: set_refreshed_at(live.database, time.time() - 2 * 86400),
+            lambda: set_refreshed_at(live.database, time.time()),
+            ("SourceStale",),
+            lambda: None,
+        )
 
     everything = f"{int(time.monotonic() - started) + 30}s"  # the whole run: every fault left data
     report.empty_panels = [
@@ -577,6 +588,17 @@ def rename_table(database: Path, old: str, new: str) -> None:
         saboteur.close()
 
 
+def set_refreshed_at(database: Path, unix: float) -> None:
+    """When the store says every source was last refreshed successfully (another process's write)."""
+    moment = datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    writer = sqlite_driver.connect(database)
+    try:
+        writer.execute("UPDATE sources SET refreshed_at = ?", (moment,))
+        writer.commit()
+    finally:
+        writer.close()
+
+
 # --- what the scenario must show ------------------------------------------------------------
 
 
@@ -620,6 +642,7 @@ FAULT_ALERTS = [
     ("embedding errors", "EmbeddingProviderErrors"),
     ("embedding errors", "HighToolErrorRate"),
     ("store failure", "DatabaseQueryErrors"),
+    ("stale source", "SourceStale"),
 ]
 """Each injected fault and an alert it must fire as a ticket, then resolve."""
 
@@ -643,6 +666,7 @@ def test_alert_resolves_once_the_fault_is_gone(report: Report, fault: str, alert
         ("slow embeddings", {"EmbeddingProviderErrors", "DatabaseQueryErrors", "HighToolErrorRate"}),
         ("embedding errors", {"SlowEmbeddings", "DatabaseQueryErrors"}),
         ("store failure", {"EmbeddingProviderErrors", "SlowEmbeddings"}),
+        ("stale source", {"SourceRefreshFailing", "DatabaseQueryErrors", "EmbeddingProviderErrors"}),
     ],
 )
 def test_a_fault_fires_no_unrelated_cause_alert(report: Report, fault: str, unrelated: set[str]) -> None:

@@ -11,12 +11,14 @@ from conftest import CORPUS
 from docserver.binding import bind_embedder
 from docserver.embed.hashing import HashEmbedder
 from docserver.errors import DocserverError
+from docserver.sources.commands import source_lines
 from docserver.sources.filters import FileFilter
 from docserver.sources.git import GitRepositories
 from docserver.sources.origin import parse_origin
 from docserver.sources.request import SourceRequest, stored_name
 from docserver.sources.service import Sources
 from docserver.sources.web import CrawlLimits, WebCrawler
+from docserver.store.base import SourceInfo, SourceRecord
 from docserver.store.sqlite import SqliteStore
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
@@ -153,3 +155,23 @@ def test_python_docs_sphinx_copies_are_left_out_by_default() -> None:
     assert any(path.startswith("_sources/") for path in found)
     assert not [path for path in kept if path.startswith(("_sources/", "_static/"))]
     assert "library/os.html" in kept
+
+
+def test_docserver_sources_shows_origins_and_errors_without_credentials() -> None:
+    record = SourceRecord(
+        name="internal",
+        documents=3,
+        origin="https://ci-bot:s3cret-pass@docs.example.com/guide/?token=abc123",
+        options={},
+        version=None,
+        revision=None,
+        refreshed_at="2026-12-05T10:00:00Z",
+        last_error="fetch of https://ci-bot:s3cret-pass@docs.example.com/guide/ failed: 503",
+        last_error_at="2026-12-05T11:00:00Z",
+    )
+    info = SourceInfo("internal", 3, 12, "2026-12-05T10:00:00Z")
+
+    printed = "\n".join(source_lines([info], {"internal": record}))
+
+    assert "docs.example.com/guide/" in printed and "failed: 503" in printed
+    assert "s3cret-pass" not in printed and "ci-bot" not in printed and "abc123" not in printed

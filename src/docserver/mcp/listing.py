@@ -7,21 +7,17 @@ query string), and its size is capped whatever the store holds.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
-from docserver.observability.redaction import Redactor
+from docserver.observability.redaction import without_credentials
 from docserver.store.base import SourceInfo, SourceRecord
 from docserver.versions import Catalog
 
 MAX_LISTED_SOURCES = 200
 MAX_LISTED_VERSIONS = 20
 MAX_ERROR_CHARS = 300
-
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-_REDACTOR = Redactor()
 
 
 class SourceVersion(BaseModel):
@@ -61,11 +57,6 @@ def source_list(sources: list[SourceInfo], records: Mapping[str, SourceRecord]) 
         for name, infos in grouped[:MAX_LISTED_SOURCES]
     ]
     return SourceList(sources=listed, sources_not_listed=max(len(grouped) - MAX_LISTED_SOURCES, 0))
-
-
-def without_credentials(text: str) -> str:
-    """`text` with the user and password of every URL in it removed, and secrets in query strings masked."""
-    return _REDACTOR.redact_text(_USERINFO.sub(r"\1", text))
 
 
 def _version(info: SourceInfo, record: SourceRecord | None) -> SourceVersion:

@@ -88,3 +88,13 @@ class Redactor:
             elif isinstance(value, MutableMapping | list | tuple):
                 mapping[key] = self.redact_value(value)
         return mapping
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_DISPLAY = Redactor()
+
+
+def without_credentials(text: str) -> str:
+    """`text` (an origin, an error) with the user and password of every URL in it removed, and secrets
+    in query strings masked: what `list_sources` and `docserver sources` show of an origin."""
+    return _DISPLAY.redact_text(_USERINFO.sub(r"\1", text))

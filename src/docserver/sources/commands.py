@@ -11,6 +11,7 @@ from platformdirs import user_data_path
 from docserver.config import Settings
 from docserver.errors import DocserverError
 from docserver.observability.metrics import Metrics
+from docserver.observability.redaction import without_credentials
 from docserver.paths import APP_NAME, SAMPLE_SOURCE
 from docserver.runtime import Runtime
 from docserver.sources.filters import FileFilter
@@ -131,6 +132,7 @@ def source_lines(sources: Sequence[SourceInfo], records: Mapping[str, SourceReco
             continue
         version = f"version {record.version}  " if record.version else ""
         revision = f" @ {record.revision[:12]}" if record.revision else ""
-        yield f"  {version}from {record.origin}{revision}  last refresh {record.refreshed_at or 'never'}"
+        origin = without_credentials(record.origin)
+        yield f"  {version}from {origin}{revision}  last refresh {record.refreshed_at or 'never'}"
         if record.last_error:
-            yield f"  last error ({record.last_error_at}): {record.last_error}"
+            yield f"  last error ({record.last_error_at}): {without_credentials(record.last_error)}"
