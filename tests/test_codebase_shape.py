@@ -17,6 +17,7 @@ MAX_MODULE_LINES = 500
 ADAPTER_MODULES = {
     "mcp/sdk.py",
     "observability/otel_sdk.py",
+    "observability/otlp_exporter.py",
     "observability/profiling/cpu.py",
     "observability/profiling/stacks.py",
 }

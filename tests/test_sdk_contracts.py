@@ -73,3 +73,21 @@ def test_the_sdk_still_validates_tool_arguments_through_the_replaceable_argument
     assert sdk.argument_errors(server, "echo", {"word": "a", "extra": 1}) == ["extra"]
     assert sdk.argument_errors(server, "echo", {}) == ["word"]
     assert sdk.argument_errors(server, "echo", {"word": "a"}) == []
+
+
+def test_the_otlp_exporter_still_has_its_client_and_sends_our_encoding() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from docserver.observability import otlp_exporter
+    from support.otlp_receiver import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        exporter = otlp_exporter.LeanOtlpSpanExporter(endpoint=f"{receiver.url}/v1/traces", timeout=5)
+        assert all(hasattr(exporter, name) for name in otlp_exporter.PRIVATE_NAMES)
+        span = TracerProvider().get_tracer("contract").start_span("GET /healthz", attributes={"http.route": "/healthz"})
+        span.end()
+
+        assert exporter.export([span]).name == "SUCCESS"
+        [received] = receiver.wait_for(lambda spans: spans)
+        exporter.shutdown()
+    assert (received.name, received.attributes) == ("GET /healthz", {"http.route": "/healthz"})

@@ -1,11 +1,11 @@
-"""The one place that relies on OpenTelemetry SDK internals: counting spans a full queue drops.
+"""One of the two places that rely on OpenTelemetry SDK internals: counting spans a full queue drops.
 
 `BatchSpanProcessor` drops the oldest span when its queue is full and says
 so only in a log line; it has no public queue length. Counting the drops
 (`docserver_trace_spans_dropped_total{reason="queue_full"}`) needs the
-processor's queue, read here and nowhere else. Written against
-opentelemetry-sdk 1.45 (pinned in pyproject.toml); `tests/test_sdk_contracts.py`
-fails when these names change.
+processor's queue, read here. (The other place is otlp_exporter.py.) Written
+against opentelemetry-sdk 1.45 (pinned in pyproject.toml);
+`tests/test_sdk_contracts.py` fails when these names change.
 """
 
 from __future__ import annotations

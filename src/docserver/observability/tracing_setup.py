@@ -201,8 +201,8 @@ def _exporter(config: TracingConfig) -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter(endpoint=config.endpoint) if config.endpoint else GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    from docserver.observability.otlp_exporter import LeanOtlpSpanExporter
 
     if config.endpoint:
-        return HttpExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
-    return HttpExporter()
+        return LeanOtlpSpanExporter(endpoint=config.endpoint.rstrip("/") + "/v1/traces")
+    return LeanOtlpSpanExporter()
