@@ -87,10 +87,30 @@ def _key_value(key: str, value: Any) -> bytes:
     return prefix + _field(b"\x12", _any_value(value))
 
 
+_pairs: dict[tuple[bytes, str, type, Any], bytes] = {}
+_CACHED_TYPES = frozenset({str, bool, int})  # not float: 0.0 and -0.0 are equal keys, not equal bytes
+_MAX_CACHED_PAIRS = 8192
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
+    """Each attribute as a field: most (method, route, tool, status) recur on every span, so the
+    encoded field of a scalar pair is kept (the type is in the key: True and 1 are equal)."""
     if not attributes:
         return []
-    return [_field(tag, _key_value(key, value)) for key, value in attributes.items()]
+    fields = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind not in _CACHED_TYPES:
+            fields.append(_field(tag, _key_value(key, value)))
+            continue
+        pair = (tag, key, kind, value)
+        encoded = _pairs.get(pair)
+        if encoded is None:
+            if len(_pairs) >= _MAX_CACHED_PAIRS:
+                _pairs.clear()  # bounded: unique values (ids) cycle through it
+            encoded = _pairs[pair] = _field(tag, _key_value(key, value))
+        fields.append(encoded)
+    return fields
 
 
 def _flags(parent: SpanContext | None) -> int:
