@@ -36,6 +36,7 @@ from support.processes import free_port, wait_until_answers
 CONFIGS = {
     "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
     "metrics+logs": {"OTEL_SDK_DISABLED": "true"},
+    "+tracing 0 (unsampled)": {"OTEL_TRACE_SAMPLE_RATE": "0", "TRACED": "1"},
     "+tracing 0.1": {"OTEL_TRACE_SAMPLE_RATE": "0.1", "TRACED": "1"},
     "+tracing 1.0": {"OTEL_TRACE_SAMPLE_RATE": "1.0", "TRACED": "1"},
 }
