@@ -1,6 +1,6 @@
 """Observability overhead in instructions: steadier than CPU time on a shared machine.
 
-    python bench/instructions.py [--calls 100 400] [--out bench/results/instructions.json]
+    python bench/instructions.py [--calls 100 400] [--configs off ...] [--out bench/results/instructions.json]
 
 Each configuration runs an in-process search_docs loop (the real app through
 ASGI, cache on, the test corpus) under `valgrind --tool=callgrind`, twice:
@@ -26,6 +26,7 @@ from harness import callgrind_total, per_call, write_instruction_table
 CONFIGS = {
     "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
     "metrics+logs": {"OTEL_SDK_DISABLED": "true"},
+    "+tracing 0 (unsampled)": {"OTEL_TRACE_SAMPLE_RATE": "0"},
     "+tracing 0.1": {"OTEL_TRACE_SAMPLE_RATE": "0.1"},
     "+tracing 1.0": {"OTEL_TRACE_SAMPLE_RATE": "1.0"},
 }
@@ -93,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
     parser.add_argument("--out", type=Path, default=Path("bench/results/instructions.json"))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
     corpus = Path(__file__).resolve().parent.parent / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-callgrind-"))
@@ -107,7 +109,8 @@ def main() -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DOCSERVER_", "LOG_", "OTEL_"))}
     rows = []
     try:
-        for name, extra in CONFIGS.items():
+        for name in args.configs:
+            extra = CONFIGS[name]
             env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **extra}
             totals = (instructions(env, args.calls[0], corpus, work), instructions(env, args.calls[1], corpus, work))
             cost = per_call(totals, tuple(args.calls))
