@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -138,6 +139,19 @@ async def test_a_tag_is_fetched_and_a_missing_ref_is_one_clear_error(
 async def test_a_missing_repository_is_one_clear_error(sources: Sources, tmp_path: Path) -> None:
     with pytest.raises(DocserverError, match="repository not found"):
         await sources.ingest(git_request(f"git+file://{tmp_path}/nothing-here"))
+
+
+def hand_to_another_user(repo: Path) -> None:
+    for path in (repo, *repo.rglob("*")):
+        os.lchown(path, 54321, 54321)
+
+
+async def test_a_repository_git_distrusts_names_the_cause_not_git_s_advice(sources: Sources, repo: Path) -> None:
+    # Another user's repository: git refuses it as of "dubious ownership", then prints advice
+    # lines; the error must carry the cause.
+    hand_to_another_user(repo)
+    with pytest.raises(DocserverError, match="dubious ownership"):
+        await sources.ingest(git_request(f"git+file://{repo}"))
 
 
 async def test_a_missing_folder_in_the_repository_is_an_error(sources: Sources, repo: Path) -> None:

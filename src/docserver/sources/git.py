@@ -107,7 +107,7 @@ def _git(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     except subprocess.TimeoutExpired as exc:
         raise GitFetchError(f"git {args[0]} took longer than {FETCH_TIMEOUT_SECONDS:g} s", "unreachable") from exc
     if check and done.returncode != 0:
-        raise GitFetchError(f"git {args[0]} failed: {_last_line(done.stderr)}", "failed")
+        raise GitFetchError(f"git {args[0]} failed: {_reason(done.stderr)}", "failed")
     return done
 
 
@@ -119,10 +119,15 @@ def _fetch_error(url: str, ref: str | None, stderr: str) -> GitFetchError:
         return GitFetchError(f"repository not found: {url}", "not_found")
     unreachable = ("could not resolve host", "connection refused", "timed out", "unable to connect", "network")
     if any(words in text for words in unreachable):
-        return GitFetchError(f"cannot reach {url}: {_last_line(stderr)}", "unreachable")
-    return GitFetchError(f"git fetch of {url} failed: {_last_line(stderr)}", "failed")
+        return GitFetchError(f"cannot reach {url}: {_reason(stderr)}", "unreachable")
+    return GitFetchError(f"git fetch of {url} failed: {_reason(stderr)}", "failed")
 
 
-def _last_line(stderr: str) -> str:
+def _reason(stderr: str) -> str:
+    """git's first `fatal:` or `error:` line: the cause, where the last line is often only advice."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1].removeprefix("fatal: ") if lines else "no message"
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+    return lines[-1] if lines else "no message"
