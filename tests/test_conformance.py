@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import pytest
 
 from conftest import CORPUS
 from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from support.processes import npm_ci
 
 pytestmark = pytest.mark.slow
 
@@ -113,11 +113,7 @@ Outcomes = dict[str, dict[str, bool]]
 def suites() -> dict[str, Path]:
     """`npm ci` from the lock file, once per checkout (about 10 s)."""
     if not (NODE.exists() and all(path.exists() for path in SUITES.values())):
-        npm = shutil.which("npm")
-        assert npm is not None, "npm is needed to install the conformance suite"
-        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        result = subprocess.run(command, cwd=SUITE_DIR, capture_output=True, text=True, timeout=300, check=False)
-        assert result.returncode == 0, result.stderr
+        npm_ci(SUITE_DIR, "the conformance suite", timeout=300)
     return SUITES
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 
 from conftest import CORPUS, KNOWN_ANSWERS
 from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
+from support.processes import npm_ci
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +43,7 @@ INSPECTOR_TARGETS = ["http-legacy", "http-auto", "http-modern", "stdio"]
 def clients() -> Path:
     """`npm ci` from the lock file, once per checkout (about 40 s)."""
     if not (NODE.exists() and (INSPECTOR / "index.js").exists()):
-        npm = shutil.which("npm")
-        assert npm is not None, "npm is needed to install the foreign clients"
-        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        result = subprocess.run(command, cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=600, check=False)
-        assert result.returncode == 0, result.stderr
+        npm_ci(CLIENTS_DIR, "the foreign clients", timeout=600)
     return CLIENTS_DIR
 
 

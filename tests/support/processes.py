@@ -6,6 +6,7 @@ deploy/stack.py (Prometheus, Alertmanager).
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -79,3 +80,12 @@ def running(
         yield process
     finally:
         stop(process, stop_timeout)
+
+
+def npm_ci(folder: Path, what: str, timeout: float) -> None:
+    """`npm ci` in `folder` from its lock file; a failure is the test's, with npm's own words."""
+    npm = shutil.which("npm")
+    assert npm is not None, f"npm is needed to install {what}"
+    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, result.stderr

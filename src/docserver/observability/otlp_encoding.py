@@ -23,29 +23,19 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
+from docserver.observability.protowire import varint
+
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
 _DOUBLE = struct.Struct("<d")
-_INT64 = 0xFFFFFFFFFFFFFFFF
 _HAS_IS_REMOTE = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _MAX_CACHED_KEYS = 4096
 
 
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag, the payload's length, the payload."""
-    return tag + _varint(len(payload)) + payload
+    return tag + varint(len(payload)) + payload
 
 
 def _text(tag: bytes, value: str) -> bytes:
@@ -61,7 +51,7 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _text(b"\x0a", value)
     if isinstance(value, int):
-        return b"\x18" + _varint(value & _INT64)
+        return b"\x18" + varint(value)
     if isinstance(value, float):
         return b"\x21" + _DOUBLE.pack(value)
     if isinstance(value, bytes):
@@ -121,7 +111,7 @@ def _event(event: Any) -> bytes:
     parts = [b"\x09" + _FIXED64.pack(event.timestamp), _text(b"\x12", event.name) if event.name else b""]
     parts += _attributes(b"\x1a", event.attributes)
     if event.dropped_attributes:
-        parts.append(b"\x20" + _varint(event.dropped_attributes))
+        parts.append(b"\x20" + varint(event.dropped_attributes))
     return b"".join(parts)
 
 
@@ -130,7 +120,7 @@ def _link(link: Any) -> bytes:
     parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big"), b"\x12\x08" + context.span_id.to_bytes(8, "big")]
     parts += _attributes(b"\x22", link.attributes)
     if link.dropped_attributes:
-        parts.append(b"\x28" + _varint(link.dropped_attributes))
+        parts.append(b"\x28" + varint(link.dropped_attributes))
     parts.append(b"\x35" + _FIXED32.pack(_flags(context)))
     return b"".join(parts)
 
@@ -138,7 +128,7 @@ def _link(link: Any) -> bytes:
 def _status(status: Any) -> bytes:
     description = status.description
     code = status.status_code.value
-    return (_text(b"\x12", description) if description else b"") + (b"\x18" + _varint(code) if code else b"")
+    return (_text(b"\x12", description) if description else b"") + (b"\x18" + varint(code) if code else b"")
 
 
 def encode_span(span: ReadableSpan) -> bytes:
@@ -154,18 +144,18 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     if span.name:
         parts.append(_text(b"\x2a", span.name))
-    parts.append(b"\x30" + _varint(span.kind.value + 1))  # SpanKind: INTERNAL is 0 here, 1 on the wire
+    parts.append(b"\x30" + varint(span.kind.value + 1))  # SpanKind: INTERNAL is 0 here, 1 on the wire
     parts.append(b"\x39" + _FIXED64.pack(span.start_time or 0))
     parts.append(b"\x41" + _FIXED64.pack(span.end_time or 0))
     parts += _attributes(b"\x4a", span.attributes)
     if span.dropped_attributes:
-        parts.append(b"\x50" + _varint(span.dropped_attributes))
+        parts.append(b"\x50" + varint(span.dropped_attributes))
     parts += [_field(b"\x5a", _event(event)) for event in span.events]
     if span.dropped_events:
-        parts.append(b"\x60" + _varint(span.dropped_events))
+        parts.append(b"\x60" + varint(span.dropped_events))
     parts += [_field(b"\x6a", _link(link)) for link in span.links]
     if span.dropped_links:
-        parts.append(b"\x70" + _varint(span.dropped_links))
+        parts.append(b"\x70" + varint(span.dropped_links))
     parts.append(_field(b"\x7a", _status(span.status)))
     parts.append(b"\x85\x01" + _FIXED32.pack(_flags(parent)))
     return b"".join(parts)

@@ -16,11 +16,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
+from docserver.observability.protowire import varint
+
 # Profile fields.
 _SAMPLE_TYPE, _SAMPLE, _MAPPING, _LOCATION, _FUNCTION, _STRING_TABLE = 1, 2, 3, 4, 5, 6
 _TIME_NANOS, _DURATION_NANOS, _PERIOD_TYPE, _PERIOD, _DEFAULT_SAMPLE_TYPE = 9, 10, 11, 12, 14
-
-_UINT64 = (1 << 64) - 1
 
 
 class Frame(NamedTuple):
@@ -32,31 +32,21 @@ class Frame(NamedTuple):
     start_line: int = 0
 
 
-def _varint(value: int) -> bytes:
-    value &= _UINT64  # int64 negatives are ten-byte two's complement
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _key(field: int, wire_type: int) -> bytes:
-    return _varint(field << 3 | wire_type)
+    return varint(field << 3 | wire_type)
 
 
 def _int_field(field: int, value: int) -> bytes:
     """A varint field; proto3 leaves zero values out."""
-    return _key(field, 0) + _varint(value) if value else b""
+    return _key(field, 0) + varint(value) if value else b""
 
 
 def _bytes_field(field: int, payload: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(payload)) + payload
+    return _key(field, 2) + varint(len(payload)) + payload
 
 
 def _packed_field(field: int, values: Iterable[int]) -> bytes:
-    payload = b"".join(_varint(value) for value in values)
+    payload = b"".join(varint(value) for value in values)
     return _bytes_field(field, payload) if payload else b""
 
 
