@@ -70,6 +70,8 @@ class Outcome:
     probe: dict[int, list[float]] = field(default_factory=dict)
     """What the probe process saw, by status (overload phases)."""
     errors: int = 0
+    connections: int = 0
+    """Open-loop phases: the keep-alive connections the arrivals needed."""
 
     def add(self, status: int, elapsed: float) -> None:
         self.latencies.setdefault(status, []).append(elapsed)
@@ -123,28 +125,79 @@ async def drive(url: str, queries: list[str], clients: int, seconds: float, seed
         finally:
             await connection.close()
 
-    async def watch_lag() -> None:
-        """How late this process's own event loop wakes up: the generator's share of every latency."""
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            await asyncio.sleep(0.005)
-            outcome.lag.append(time.perf_counter() - started - 0.005)
-
     started = time.perf_counter()
-    await asyncio.gather(watch_lag(), *(worker(n) for n in range(clients)))
+    await asyncio.gather(watch_lag(deadline, outcome), *(worker(n) for n in range(clients)))
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def phase(server: Server, queries: list[str], clients: int, seconds: float, seed: int, probe: bool = False) -> Outcome:
+async def watch_lag(deadline: float, outcome: Outcome) -> None:
+    """How late this process's own event loop wakes up: the generator's share of every latency."""
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        await asyncio.sleep(0.005)
+        outcome.lag.append(time.perf_counter() - started - 0.005)
+
+
+async def offer(url: str, queries: list[str], rate: float, seconds: float, seed: int) -> Outcome:
+    """Open-loop arrivals: `rate` search_docs calls a second, each on an idle keep-alive connection (a new one
+    when none is idle), whatever the answers. Latency runs from the request's send to its answer."""
+    rng = random.Random(seed)
+    requests = [post_request(url, "/mcp", HEADERS, search_call(n, rng.choice(queries))) for n in range(512)]
+    outcome = Outcome()
+    idle: list[Connection] = []
+    pending: set[asyncio.Task[None]] = set()
+    deadline = time.monotonic() + seconds
+
+    async def call(number: int) -> None:
+        connection = idle.pop() if idle else Connection(url)
+        started = time.perf_counter()
+        try:
+            status, _ = await connection.exchange(requests[number % len(requests)])
+        except (OSError, asyncio.IncompleteReadError):
+            outcome.errors += 1
+            await connection.close()
+            return
+        outcome.add(status, time.perf_counter() - started)
+        idle.append(connection)
+
+    async def arrivals() -> None:
+        interval, number = 1 / rate, 0
+        due = time.perf_counter()
+        while time.monotonic() < deadline:
+            while due <= time.perf_counter():
+                number += 1
+                task = asyncio.create_task(call(number))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                due += interval
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        await asyncio.gather(*pending)
+
+    started = time.perf_counter()
+    await asyncio.gather(watch_lag(deadline, outcome), arrivals())
+    outcome.seconds = time.perf_counter() - started
+    outcome.connections = len(idle)
+    for connection in idle:
+        await connection.close()
+    return outcome
+
+
+def phase(
+    server: Server, queries: list[str], clients: int, seconds: float, seed: int, probe: bool = False, rate: float = 0
+) -> Outcome:
     """One load phase, with the server's own view of it from the access lines it wrote meanwhile.
 
-    With `probe`, bench/overload_probe.py times one request every 20 ms meanwhile, from a process of its own.
+    `clients` closed-loop clients, or with `rate`, open-loop arrivals at that rate. With `probe`,
+    bench/overload_probe.py times one request every 20 ms meanwhile, from a process of its own.
     """
     offset = server.log_path.stat().st_size
     command = [sys.executable, str(Path(__file__).with_name("overload_probe.py")), server.url, str(seconds)]
     prober = subprocess.Popen(command, stdout=subprocess.PIPE) if probe else None
-    outcome = asyncio.run(drive(server.url, queries, clients, seconds, seed))
+    load = (
+        offer(server.url, queries, rate, seconds, seed) if rate else drive(server.url, queries, clients, seconds, seed)
+    )
+    outcome = asyncio.run(load)
     if prober is not None:
         answers = json.loads(prober.communicate(timeout=seconds + 30)[0])
         outcome.probe = {int(status): times for status, times in answers.items()}
@@ -181,6 +234,8 @@ def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after:
         * 1000,
         "statuses": outcome.statuses(),
         "connection_errors": outcome.errors,
+        "offered_per_s": len(outcome.ok() + outcome.rejected()) / outcome.seconds,
+        "open_loop_connections": outcome.connections,
         "rss_before_mb": rss_before,
         "rss_after_mb": rss_after,
     }
@@ -203,14 +258,23 @@ def find_capacity(server: Server, queries: list[str], seconds: float, seed: int)
 
 
 def pair(server: Server, queries: list[str], label: str, number: int, args: argparse.Namespace) -> list[dict]:
-    """One round on one server: `capacity` clients, then `factor` times as many."""
-    rows = []
-    for clients in (args.capacity, args.capacity * args.factor):
-        rss = server.rss_mb()
-        probe = clients > args.capacity
-        outcome = phase(server, queries, clients, args.seconds, args.seed + number, probe)
-        rows.append(row(f"{label}, {clients} clients, round {number + 1}", clients, outcome, rss, server.rss_mb()))
-        print(json.dumps(rows[-1]), flush=True)
+    """One round on one server: `capacity` clients, then `factor` times as many (closed loop), or arrivals at
+    `factor` times the rate the capacity phase reached (open loop)."""
+    rss = server.rss_mb()
+    outcome = phase(server, queries, args.capacity, args.seconds, args.seed + number)
+    rows = [row(f"{label}, {args.capacity} clients, round {number + 1}", args.capacity, outcome, rss, server.rss_mb())]
+    print(json.dumps(rows[-1]), flush=True)
+    rss, seed = server.rss_mb(), args.seed + number
+    if args.arrivals == "open":
+        rate = args.factor * len(outcome.ok()) / outcome.seconds
+        outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=rate)
+        name, clients = f"{label}, {rate:.0f} calls/s offered, round {number + 1}", 0
+    else:
+        clients = args.capacity * args.factor
+        outcome = phase(server, queries, clients, args.seconds, seed, probe=True)
+        name = f"{label}, {clients} clients, round {number + 1}"
+    rows.append(row(name, clients, outcome, rss, server.rss_mb()))
+    print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -329,6 +393,13 @@ def main() -> None:
         type=settings,
         action="append",
         help="settings of one limited server, NAME=VALUE,NAME=VALUE ('' for the defaults); repeat to compare",
+    )
+    parser.add_argument(
+        "--arrivals",
+        choices=("closed", "open"),
+        default="closed",
+        help="overload as factor x capacity clients that never back off (closed), or as arrivals at factor x "
+        "the capacity phase's rate (open)",
     )
     parser.add_argument("--skip-unlimited", action="store_true", help="only the limited servers")
     parser.add_argument("--seed", type=int, default=42)

@@ -56,18 +56,23 @@ META = {
 }
 
 
-def serve_and_count(env: dict[str, str], calls: int, work: Path) -> int:
+def serve_and_count(env: dict[str, str], calls: int, work: Path, threads: list[int] | None = None) -> int:
+    """The server's instructions over a run of `calls` calls; with `threads`, each thread's total is added to it
+    (in the order callgrind numbers the threads: their creation order)."""
     port = free_port()
     out = work / f"callgrind-{port}.out"
     log = work / f"server-{port}.log"
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", "docserver"]
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if threads is not None:
+        command.append("--separate-threads=yes")
+    command += [sys.executable, "-m", "docserver"]
     with log.open("wb") as log_file:
         server = subprocess.Popen(
             [*command, "serve", "--port", str(port)], env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_answers(server, f"{url}/healthz", log, name="docserver under valgrind", timeout=600)
+        wait_until_answers(server, f"{url}/healthz", log, name="docserver under valgrind", timeout=1800)
         with httpx.Client(base_url=url, timeout=120) as client:
             for index in range(WARM_UP + calls):
                 body = {
@@ -81,6 +86,9 @@ def serve_and_count(env: dict[str, str], calls: int, work: Path) -> int:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=600)
+    if threads is not None:
+        parts = sorted(work.glob(f"{out.name}-*"), key=lambda path: int(path.name.rsplit("-", 1)[1]))
+        threads += [int(re.search(r"^totals: (\d+)", path.read_text(), re.M).group(1)) for path in parts]  # type: ignore[union-attr]
     match = re.search(r"Collected : (\d+)", log.read_text(errors="replace"))
     if match is None:
         raise RuntimeError(f"callgrind printed no total:\n{log.read_text(errors='replace')[-2000:]}")
@@ -92,6 +100,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
     parser.add_argument("--out", type=Path, default=Path("bench/results/server_instructions.json"))
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--threads", action="store_true", help="also each server thread's instructions per call")
     args = parser.parse_args()
     corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-server-callgrind-"))
@@ -109,10 +118,16 @@ def main() -> None:
                 # server's would. A short delay would charge every call a whole HTTP export.
                 settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
             env = docserver_env(database, settings)
-            totals = (serve_and_count(env, args.calls[0], work), serve_and_count(env, args.calls[1], work))
+            small, large = ([], []) if args.threads else (None, None)
+            totals = (
+                serve_and_count(env, args.calls[0], work, small),
+                serve_and_count(env, args.calls[1], work, large),
+            )
             cost = per_call(totals, tuple(args.calls))
             rows.append({"configuration": name, "instructions_per_call": cost})
-            print(f"{name:>14}: {cost / 1e6:.3f} M instructions per call", flush=True)
+            if small is not None and large is not None:
+                rows[-1]["threads"] = [per_call(pair, tuple(args.calls)) for pair in zip(small, large, strict=False)]
+            print(f"{name:>14}: {cost / 1e6:.3f} M instructions per call {rows[-1].get('threads', '')}", flush=True)
     write_instruction_table(rows, args.out, "server instructions")
 
 

@@ -16,7 +16,7 @@ Played as rendered, except what podman or this machine cannot do (each is in
   here they are the test PostgreSQL's URL, fresh tokens, the embedding server's
   key, and the Redis URL with a key prefix of this test's own. podman 4.3 stores
   a played `kind: Secret` in a form its own `envFrom` cannot read, so the Secret
-  is created with `podman secret create`, under its rendered name, holding the
+  is created with `podman secret create`, under its rendered name (plus the suffix below), holding the
   object's `data` (the JSON podman reads).
 - One replica, free ports, no `ports:` list. There is no bridge network here, so
   the pod shares the host's network: two replicas would contend for one port,
@@ -25,6 +25,8 @@ Played as rendered, except what podman or this machine cannot do (each is in
   network); the probes' named ports are resolved to those ports by the test.
 - `POD_NAMESPACE`: podman cannot fill `metadata.namespace` from a fieldRef; it
   gets `default`, what Kubernetes gives the base applied without a namespace.
+- Names: the Deployment and its Secret get this run's suffix, so two runs on one
+  machine (or a run beside a pod left by a killed one) do not replace each other's.
 - `DOCSERVER_EMBEDDING_URL`: api.openai.com cannot be reached from here. An
   OpenAI-compatible embedding server on loopback answers instead, and requires
   the key the Secret carries.
@@ -99,10 +101,14 @@ def set_env(container: dict[str, Any], name: str, value: str) -> None:
     variable["value"] = value
 
 
-def adapt(deployment: dict[str, Any], ports: Ports, embedding_url: str) -> dict[str, Any]:
+def adapt(deployment: dict[str, Any], ports: Ports, embedding_url: str, secret: str, run: str) -> dict[str, Any]:
     """The Deployment with only what podman or this machine cannot do changed (see the module's docstring)."""
     deployment["spec"]["replicas"] = 1
+    deployment["metadata"]["name"] += f"-{run}"
     container = container_of(deployment["spec"])
+    for source in container["envFrom"]:
+        if source.get("secretRef", {}).get("name") == secret:
+            source["secretRef"]["name"] = f"{secret}-{run}"
     container.pop("ports")
     set_env(container, "DOCSERVER_PORT", str(ports.http))
     set_env(container, "DOCSERVER_ADMIN_ADDR", f"0.0.0.0:{ports.metrics}")
@@ -154,7 +160,8 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     tmp = tmp_path_factory.mktemp("kube-play")
     ports = Ports(free_port(), free_port())
     api_key = secrets.token_hex(16)
-    prefix = f"kube-play-{uuid.uuid4().hex[:8]}:"
+    run = uuid.uuid4().hex[:8]
+    prefix = f"kube-play-{run}:"
     with (
         postgres_on_loopback("kube_play") as database_url,
         start_embedding_server("--api-key", api_key) as (embedding_url, _),
@@ -167,13 +174,13 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
             "DOCSERVER_REDIS_URL": redis_url(),
             "DOCSERVER_REDIS_KEY_PREFIX": prefix,
         }
-        secret = objects["Secret"]["metadata"]["name"]
+        rendered_secret = objects["Secret"]["metadata"]["name"]
+        secret = f"{rendered_secret}-{run}"
         assert set(objects["Secret"]["data"]) <= set(values), "the test must give every value the base expects"
         data = tmp / "secret.json"
         data.write_text(json.dumps({key: base64.b64encode(value.encode()).decode() for key, value in values.items()}))
-        podman("secret", "rm", secret, check=False)
         podman("secret", "create", secret, str(data))
-        deployment = adapt(objects["Deployment"], ports, embedding_url)
+        deployment = adapt(objects["Deployment"], ports, embedding_url, rendered_secret, run)
         manifest = tmp / "deployment.yaml"
         manifest.write_text(yaml.safe_dump(deployment))
         try:

@@ -291,6 +291,17 @@ async def test_an_unreachable_database_is_named_without_its_password(tmp_path: P
     await store.close()
 
 
+async def test_a_one_letter_password_is_hidden_without_mangling_the_message(tmp_path: Path) -> None:
+    url = f"postgresql://docserver:o@/docs?host={tmp_path}"  # no server listens there
+    store = PostgresStore(url, PostgresOptions(connect_timeout=2))
+    with pytest.raises(StoreUnavailableError) as raised:
+        await store.open()
+    message = str(raised.value)
+    assert message.startswith("cannot connect to the database postgresql://docserver:***@/docs")
+    assert message.endswith("failed: No such file or directory")  # libpq's own words, every letter kept
+    await store.close()
+
+
 async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
     deadline = time.monotonic() + within
     while not condition():

@@ -5,7 +5,7 @@ SDK's `Tracer.start_span` and `Span.end` cost about 175,000 instructions per
 span here (attribute limits and cleaning, a lock, bounded lists for events
 and links, a context copy): `bench/span_cost.py`. A `RecordedSpan` keeps
 its attributes in a plain dict and, when it ends, hands one `ReadableSpan`
-(the SDK's public hand-over type) to the span processors, about a sixth of
+(the SDK's public hand-over type) to the span processors, about a fifth of
 the cost. It implements the OpenTelemetry API's `Span`, so it sits in the
 context like any span: child spans (store queries, embeddings, SSE streams)
 come from the SDK tracer as before, with this span as their parent.

@@ -42,6 +42,9 @@ _QUICK = re.compile(r"(?i:bearer|basic)|://|[?&;]\w*=|sk-")
 
 _PLAIN = frozenset({int, float, bool, type(None)})
 
+MIN_SECRET_LENGTH = 4
+"""Configured secrets shorter than this are not masked wherever they occur: that would mangle words."""
+
 
 @lru_cache(maxsize=1024)
 def _is_secret_key(key: str) -> bool:
@@ -51,7 +54,7 @@ def _is_secret_key(key: str) -> bool:
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
         # One search decides whether a string needs any work: most do not.
         alternatives = [re.escape(secret) for secret in self._secrets] + [_QUICK.pattern]
         self._trigger = re.compile("|".join(alternatives))

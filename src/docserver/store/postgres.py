@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from docserver.config import redact_url, url_password
 from docserver.errors import StoreBusyError, StoreError
 from docserver.observability.instruments import StoreInstruments
+from docserver.observability.redaction import MIN_SECRET_LENGTH
 from docserver.store import postgres_reindex, postgres_sources, postgres_sql
 from docserver.store.base import EmbedderInfo, StoreUnavailableError
 from docserver.store.core import StoreCore
@@ -245,12 +246,18 @@ class PostgresStore(StoreCore):
         return StoreError(f"database error: {self._clean(exc)}")
 
     def _clean(self, exc: BaseException) -> str:
-        """The first line of the driver's message, without the password (libpq may quote the URL)."""
+        """The first line of the driver's message, without the password (libpq may quote the URL).
+
+        A password shorter than the redactor's minimum is only replaced where a URL carries it
+        (`:password@`): replacing it everywhere would mangle the message's words (a one-letter
+        password would take every such letter).
+        """
         lines = str(exc).strip().splitlines()
-        text = lines[0] if lines else type(exc).__name__
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text.replace(self.url, self.where)
+        text = (lines[0] if lines else type(exc).__name__).replace(self.url, self.where)
+        password = self._password or ""
+        if len(password) >= MIN_SECRET_LENGTH:
+            return text.replace(password, "***")
+        return text.replace(f":{password}@", ":***@") if password else text
 
     # -- where PostgreSQL differs from the shared flow --------------------------------
 
