@@ -18,6 +18,10 @@ asks again at once), over keep-alive connections with prebuilt requests
    machine is shared, so the verdict is the ratio within each pair (p99 of
    admitted calls at 10x over p99 at capacity), not absolute times.
 
+With `--arrivals open`, the overload phase is open-loop instead: requests arrive
+at `factor` times the rate the round's capacity phase reached, each on an idle
+keep-alive connection (a new one when none is idle), whatever the answers.
+
 Reported per phase: admitted calls/s, p50/p99 of admitted calls seen by the
 client and by the server (its `http_request` access lines: first byte in to
 answer out; requests shed for overload write none), rejections per second and
