@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind
 from docserver.observability.correlation import new_correlation_id
 from docserver.observability.lean import LeanCounter, LeanHistogram
 from docserver.observability.otlp_encoding import encode_request
-from docserver.observability.logging import configure_logging, event_line
+from docserver.observability.logging import active_log_writer, configure_logging, event_line
 from docserver.observability.recorded_span import SpanRecorder
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -82,6 +82,11 @@ def lean_encode_100():
 configure_logging(level="INFO", stream=io.BytesIO(), environment="bench")
 access = event_line("http_request", "docserver.http", scan=("path",))
 FIELDS = {"method": "POST", "route": "/mcp", "path": "/mcp", "status_code": 200, "duration_ms": 1.25}
+writer = active_log_writer()
+
+def lone_line():
+    writer.put(b'{"event": "http_request"}')
+    writer.flush()
 
 OPERATIONS = {
     "loop": lambda: None,
@@ -91,6 +96,7 @@ OPERATIONS = {
     "lean histogram observe": lambda: lean_histogram.observe(0.0012),
     "correlation id": new_correlation_id,
     "access log line (fast path)": lambda: access(dict(FIELDS)),
+    "a line alone: the writer woken, the write, a flush": lone_line,
     "SDK span (start, attribute, end)": sdk_span,
     "recorded server span (start, attribute, end)": recorded_span,
     "OTLP encoding, per span (x100)": encode_100,
@@ -101,7 +107,7 @@ for _ in range(int(sys.argv[2])):
     operation()
 """
 
-RUNS = {"OTLP encoding, per span (x100)": (20, 60), "docserver's OTLP encoding, per span (x100)": (20, 60)}
+RUNS = {"a line alone: the writer woken, the write, a flush": (100, 300), "OTLP encoding, per span (x100)": (20, 60), "docserver's OTLP encoding, per span (x100)": (20, 60)}
 DIVIDE = {"OTLP encoding, per span (x100)": 100, "docserver's OTLP encoding, per span (x100)": 100}
 NAMES = [
     "loop",
@@ -111,6 +117,7 @@ NAMES = [
     "lean histogram observe",
     "correlation id",
     "access log line (fast path)",
+    "a line alone: the writer woken, the write, a flush",
     "SDK span (start, attribute, end)",
     "recorded server span (start, attribute, end)",
     "OTLP encoding, per span (x100)",
@@ -127,11 +134,12 @@ def cost(name: str, work: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench/results/span_cost.json"))
+    parser.add_argument("--operations", nargs="+", choices=NAMES[1:], default=NAMES[1:])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="docserver-span-cost-"))
     loop = cost("loop", work)
     rows = []
-    for name in NAMES[1:]:
+    for name in args.operations:
         instructions = cost(name, work)
         if name not in DIVIDE:
             instructions -= loop

@@ -1,19 +1,24 @@
 """LogWriter: log lines leave the request path through a queue and a writer thread.
 
-A request pays for a deque append, never for a write: the first line
-after a quiet spell wakes the writer thread, which waits a few
-milliseconds more for others to join it and writes them all in one call.
-An idle server's writer sleeps (no timer), and a busy one's wakes once per
-batch, not per line. A slow terminal, a full pipe or a closed stdout
-(EPIPE) therefore cannot stall or fail a request. When the queue is full,
-or the stream is broken, lines are dropped and counted.
+A request pays for a queue put, never for a write: the first line after a
+quiet spell wakes the writer thread, which waits a few milliseconds more for
+others to join it and writes them all in one call. An idle server's writer
+sleeps (no timer), and a busy one's wakes once per batch, not per line. A
+slow terminal, a full pipe or a closed stdout (EPIPE) therefore cannot stall
+or fail a request. When the queue is full, or the stream is broken, lines are
+dropped and counted.
+
+The queue is the C `queue.SimpleQueue`: a put, and the writer's wake-up,
+cost no Python-level locking (threading.Event and Condition are Python code:
+each wait and set is several calls).
 """
 
 from __future__ import annotations
 
 import io
+import queue
 import threading
-from collections import deque
+import time
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO, Protocol, TextIO
 
@@ -44,16 +49,11 @@ class LogWriter:
                 self._text = stream
             else:  # a binary stream (a file opened "wb", io.BytesIO, a pipe)
                 self._binary = stream
-        self._lines: deque[bytes] = deque()
+        self._lines: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
+        """Lines; an Event that flush waits for, set once every line before it is written; None from close."""
         self._max_queued = max_queued
         self._interval = interval
-        self._wake = threading.Event()
-        """Cuts the batching wait short (flush, close)."""
-        self._arrived = threading.Event()
-        """Set by the first line after the writer's last pass began."""
         self._stopping = False
-        self._written = threading.Condition()
-        self._generation = 0
         self.dropped = 0
         self.status_line: StatusLine | None = None
         """Set while a progress bar shares the stream: log lines then never land on top of it."""
@@ -61,57 +61,60 @@ class LogWriter:
         self._thread.start()
 
     def put(self, line: bytes) -> None:
-        # deque.append is atomic under the GIL; the length check may race by a line, which is harmless.
-        if len(self._lines) >= self._max_queued:
+        # The size check may race by a line, which is harmless.
+        if self._lines.qsize() >= self._max_queued:
             self.dropped += 1
             return
-        self._lines.append(line)
-        # The writer clears the flag before each pass, so a line appended
-        # after that sets it again: none waits for a later line to be written.
-        if not self._arrived.is_set():
-            self._arrived.set()
+        self._lines.put(line)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every line queued so far has been written (or dropped)."""
         if not self._thread.is_alive():
             return False
-        with self._written:
-            target = self._generation + 2  # a full pass that started after this call
-
-            def written() -> bool:
-                if self._generation < target:
-                    self._arrived.set()  # a pass even when no line is queued
-                    self._wake.set()
-                return self._generation >= target
-
-            return self._written.wait_for(written, timeout)
+        written = threading.Event()
+        self._lines.put(written)  # behind every line queued so far
+        return written.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the thread."""
         self._stopping = True
-        self._arrived.set()
-        self._wake.set()
+        self._lines.put(None)
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        lines = self._lines
         while True:
-            self._arrived.wait()
-            self._arrived.clear()
-            self._wake.wait(self._interval)  # lines arriving meanwhile join this write
-            self._wake.clear()
-            self._drain()
-            with self._written:
-                self._generation += 1
-                self._written.notify_all()
+            first = lines.get()  # sleeps until a line (or a flush, or close) arrives
+            if isinstance(first, bytes) and not self._stopping:
+                time.sleep(self._interval)  # lines arriving meanwhile join this write
+            self._drain(first)
             if self._stopping:
-                self._drain()
+                self._drain(None)
                 return
 
-    def _drain(self) -> None:
+    def _drain(self, first: bytes | threading.Event | None) -> None:
+        """Write `first` and everything queued behind it, in batches; a flush's Event is set once the
+        lines before it are written."""
         lines = self._lines
-        while lines:
-            batch = [lines.popleft() for _ in range(min(len(lines), 1024))]
+        # Only this thread takes from the queue: qsize() items are there to take. Items put
+        # meanwhile stay queued, and the next get() returns at once for them.
+        items = [first, *(lines.get_nowait() for _ in range(lines.qsize()))]
+        batch: list[bytes] = []
+        for item in items:
+            if isinstance(item, bytes):
+                batch.append(item)
+                if len(batch) == 1024:
+                    batch = self._write_batch(batch)
+            elif item is not None:
+                batch = self._write_batch(batch)
+                item.set()
+        self._write_batch(batch)
+
+    def _write_batch(self, batch: list[bytes]) -> list[bytes]:
+        """Writes the lines, if any; returns an empty batch."""
+        if batch:
             self._write(b"\n".join(batch) + b"\n", len(batch))
+        return []
 
     def _write(self, chunk: bytes, count: int) -> None:
         status = self.status_line
