@@ -107,7 +107,11 @@ for _ in range(int(sys.argv[2])):
     operation()
 """
 
-RUNS = {"a line alone: the writer woken, the write, a flush": (100, 300), "OTLP encoding, per span (x100)": (20, 60), "docserver's OTLP encoding, per span (x100)": (20, 60)}
+RUNS = {
+    "a line alone: the writer woken, the write, a flush": (100, 300),
+    "OTLP encoding, per span (x100)": (20, 60),
+    "docserver's OTLP encoding, per span (x100)": (20, 60),
+}
 DIVIDE = {"OTLP encoding, per span (x100)": 100, "docserver's OTLP encoding, per span (x100)": 100}
 NAMES = [
     "loop",
