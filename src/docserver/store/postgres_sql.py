@@ -191,24 +191,54 @@ def _source_condition(column: str, source: SourceFilter) -> tuple[sql.SQL, tuple
     return sql.SQL(f"AND {column} = ANY(%s)"), (list(source),)
 
 
-def search_text_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
-    """The full-text query: GIN index on `tsv`, ranked by ts_rank_cd. Parameters: any word, every word[, source].
+RANKED_AT_MOST = 200
+"""Chunks ranked (ts_rank_cd) per tier of a full-text search, at most.
 
-    `filtered`: True for one source's filter, or the source condition itself.
-    Chunks that hold every query word come first, then those that hold some,
-    each by rank (as on SQLite; docs/search.md).
+ts_rank_cd reads each matching chunk's tsvector: at 1,000,000 chunks a common
+word matches hundreds of thousands, and ranking them all took seconds. The GIN
+index finds the matches; only the first RANKED_AT_MOST of them (in table order)
+are ranked. Fewer chunks than that hold every word of a precise question, so
+its ranking is exact (docs/search.md, bench/postgres_scale.py).
+"""
+
+
+TEXT_PLAN = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true)"
+"""Run first in the full-text statements' transaction: their matches come from the GIN index.
+
+Never from a scan of the table (or of the source index) that stops at
+RANKED_AT_MOST: the planner takes matches as spread evenly through the table,
+and when a filter's chunks sit at its end (the newest versions, the last
+ingested) that scan read 80,000 rows to find 200 (1 s at 100,000 chunks).
+"""
+
+
+def search_text_sql(*, filtered: bool | sql.SQL, limit: int, every: bool = True) -> sql.Composed:
+    """One tier of the full-text query: GIN index on `tsv`, ranked by ts_rank_cd.
+
+    Both rank by the any-word query. The `every` tier (parameters: any word,
+    every word[, source]) holds the chunks with every query word; the other
+    (parameters: any word, any word, every word[, source]) those with some but
+    not all. The first tier comes first in the results
+    (as on SQLite; docs/search.md), and the second is read only when the
+    first leaves places. `filtered`: True for one source's filter, or the
+    source condition itself.
     """
     return sql.SQL(
         """
-        SELECT c.id, ts_rank_cd({weights}, c.tsv, q) AS rank, c.tsv @@ every AS every
-        FROM chunks c, websearch_to_tsquery('docserver', %s) q, websearch_to_tsquery('docserver', %s) every
-        WHERE c.tsv @@ q {filter}
-        ORDER BY every DESC, rank DESC, c.id
+        SELECT m.id, ts_rank_cd({weights}, m.tsv, websearch_to_tsquery('docserver', %s)) AS rank
+        FROM (
+            SELECT c.id, c.tsv FROM chunks c
+            WHERE c.tsv @@ websearch_to_tsquery('docserver', %s) {others} {filter}
+            LIMIT {ranked}
+        ) m
+        ORDER BY rank DESC, m.id
         LIMIT {limit}
         """
     ).format(
         weights=sql.Literal(TEXT_WEIGHTS),
+        others=sql.SQL("" if every else "AND NOT c.tsv @@ websearch_to_tsquery('docserver', %s)"),
         filter=_filter("c.source", filtered),
+        ranked=sql.Literal(RANKED_AT_MOST),
         limit=sql.Literal(int(limit)),
     )
 
@@ -240,11 +270,21 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
     # websearch syntax: quoted words joined by `or` (any word) or by spaces (every
     # word), so nothing in a query acts as an operator.
     quoted = [f'"{term}"' for term in terms]
+    any_word, every_word = " or ".join(quoted), " ".join(quoted)
     condition, params = _source_condition("c.source", source)
-    cursor = await conn.execute(
-        search_text_sql(filtered=condition, limit=limit), (" or ".join(quoted), " ".join(quoted), *params)
-    )
-    return [RankedId(chunk_id, text_score(every, float(rank))) for chunk_id, rank, every in await cursor.fetchall()]
+    async with conn.transaction():
+        await conn.execute(TEXT_PLAN)
+        cursor = await conn.execute(search_text_sql(filtered=condition, limit=limit), (any_word, every_word, *params))
+        rows = await cursor.fetchall()
+        ranked = [RankedId(chunk_id, text_score(True, float(rank))) for chunk_id, rank in rows]
+        if len(ranked) < limit and len(terms) > 1:
+            cursor = await conn.execute(
+                search_text_sql(filtered=condition, limit=limit - len(ranked), every=False),
+                (any_word, any_word, every_word, *params),
+            )
+            rows = await cursor.fetchall()
+            ranked += [RankedId(chunk_id, text_score(False, float(rank))) for chunk_id, rank in rows]
+    return ranked
 
 
 async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:

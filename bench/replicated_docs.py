@@ -1,0 +1,87 @@
+"""Real documentation, replicated under several source and version names, up to a given number of chunks.
+
+The pages are Python 3.11's HTML docs (Debian `python3.11-doc`) and PostgreSQL
+15's (`postgresql-doc-15`), chunked by docserver's own chunker: 1,699 pages,
+22,317 chunks. An organisation's documentation grows the same way: every
+product in several versions side by side, most sections unchanged from one
+version to the next. So copy `r` of both sets goes in as the sources
+`python-{p}` and `postgresql-{p}` at version `{v}.0` (p = r // VERSIONS,
+v = r % VERSIONS + 1), with the same text: 1,000,000 chunks are 45 copies,
+9 products of each set, 5 versions each. The last copy stops at the page
+that reaches the size asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from docserver.ingest.chunk import Chunk, chunk_document
+from docserver.ingest.discover import discover, read_text
+
+SETS = {
+    "python": Path("/usr/share/doc/python3.11/html"),
+    "postgresql": Path("/usr/share/doc/postgresql-doc-15/html"),
+}
+"""Each set's folder (Debian packages python3.11-doc and postgresql-doc-15)."""
+SKIPPED = ("_sources/", "_static/", "_downloads/", "_images/")
+"""Sphinx's copies of the sources and its assets: not documentation pages."""
+VERSIONS = 5
+"""Versions of each product side by side."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    path: str
+    title: str
+    content: str
+    content_hash: str
+    chunks: list[Chunk]
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One source at one version: the stored name is `base@version`, as `docserver ingest --version` stores it."""
+
+    base: str
+    version: str
+    set_name: str
+    pages: list[Page]
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}@{self.version}"
+
+
+def pages(set_name: str) -> list[Page]:
+    """The pages of one set, chunked as `docserver ingest` chunks them, in path order."""
+    found = []
+    for item in sorted(discover(SETS[set_name]).files, key=lambda item: item.path):
+        if item.path.startswith(SKIPPED):
+            continue
+        text = read_text(item.abspath)
+        title, chunks = chunk_document(text, item.abspath.suffix.lower())
+        if chunks:
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            found.append(Page(item.path, title or item.abspath.stem, text, digest, chunks))
+    return found
+
+
+def copies(size: int, sets: dict[str, list[Page]]) -> Iterator[Copy]:
+    """Copies of the sets, in order, holding `size` chunks in all."""
+    left = size
+    replica = 0
+    while left > 0:
+        product, version = divmod(replica, VERSIONS)
+        for set_name, set_pages in sets.items():
+            taken = []
+            for page in set_pages:
+                if left <= 0:
+                    break
+                taken.append(page)
+                left -= len(page.chunks)
+            if taken:
+                yield Copy(f"{set_name}-{product}", f"{version + 1}.0", set_name, taken)
+        replica += 1

@@ -1,0 +1,123 @@
+"""HNSW search settings on PostgreSQL: `hnsw.ef_search` from the options, iterative scans for filtered searches.
+
+A plain HNSW scan keeps `ef_search` candidates and filters them afterwards:
+a search of one source among ten then finds about a tenth of what it asked
+for. pgvector 0.8's iterative scan reads on until it has enough; the store
+turns it on for every connection. Both are shown on the exact SQL the store
+sends, through the HNSW index (the plan says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from docserver.store.base import EmbedderInfo
+from docserver.store.postgres import PostgresOptions, PostgresStore
+from docserver.store.postgres_schema import VECTOR_INDEX
+from docserver.store.postgres_sql import search_vector_sql
+from support.postgres_server import bulk_load, database_name, shared_server
+
+CHUNKS = 20_000
+SOURCES = 10
+"""bulk_load deals documents of 100 chunks to the sources in turn: a tenth of the chunks each."""
+DIMENSION = 16
+EF_SEARCH = 40
+CANDIDATES = 80
+"""What a search of 20 results asks the vector index for: more than EF_SEARCH."""
+OPTIONS = PostgresOptions(min_size=1, max_size=2, hnsw_m=8, hnsw_ef_construction=16, hnsw_ef_search=EF_SEARCH)
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = shared_server()
+    name = database_name(str(tmp_path_factory.mktemp("filtered")))
+    database = server.create_database(name)
+
+    async def migrate_and_bind() -> None:
+        store = PostgresStore(database, OPTIONS)
+        await store.open()
+        await store.bind_embedder(EmbedderInfo("random", "normal", DIMENSION))
+        await store.close()
+
+    asyncio.run(migrate_and_bind())
+    bulk_load(database, chunks=CHUNKS, dimension=DIMENSION, options=OPTIONS, sources=SOURCES)
+    yield database
+    server.drop_database(name)
+
+
+def query_vector() -> np.ndarray:  # type: ignore[type-arg]
+    return np.random.default_rng(11).standard_normal(DIMENSION).astype(np.float32)
+
+
+def scan(url: str, source: str | None, *, iterative: bool = False) -> tuple[list[Any], str]:
+    """The store's vector query with the store's settings, iterative scans off unless asked; (rows, plan)."""
+    settings = PostgresStore(url, OPTIONS)._connect_kwargs()
+    if not iterative:
+        settings["options"] += " -c hnsw.iterative_scan=off"
+    params: tuple[Any, ...] = (query_vector(),) if source is None else (query_vector(), source)
+    query = search_vector_sql(filtered=source is not None, limit=CANDIDATES)
+    with psycopg.connect(url, autocommit=True, **settings) as conn:
+        register_vector(conn)
+        plan = "\n".join(row[0] for row in conn.execute(psycopg.sql.SQL("EXPLAIN ") + query, params))
+        return conn.execute(query, params).fetchall(), plan
+
+
+async def store_search(url: str, source: str | None) -> list[Any]:
+    store = PostgresStore(url, OPTIONS)
+    await store.open()
+    try:
+        return await store.search_vector(query_vector(), source=source, limit=CANDIDATES)
+    finally:
+        await store.close()
+
+
+async def test_every_pooled_connection_searches_with_the_configured_ef_search(url: str) -> None:
+    store = PostgresStore(url, OPTIONS)
+    await store.open()
+    try:
+        async with store._ready_pool().connection() as conn:
+            cursor = await conn.execute(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+            )
+            assert await cursor.fetchone() == (str(EF_SEARCH), "relaxed_order")
+    finally:
+        await store.close()
+
+
+def test_a_plain_hnsw_scan_returns_at_most_ef_search_chunks(url: str) -> None:
+    # The setting reaches the index scan: without iterative scans, ef_search bounds what comes back.
+    rows, plan = scan(url, None)
+    assert f"Index Scan using {VECTOR_INDEX}" in plan, plan
+    assert len(rows) == EF_SEARCH
+
+
+def test_a_plain_hnsw_scan_filtered_to_one_source_returns_fewer_than_asked(url: str) -> None:
+    rows, plan = scan(url, "source-3")
+    assert f"Index Scan using {VECTOR_INDEX}" in plan, plan
+    assert len(rows) < CANDIDATES // 2, len(rows)  # about a tenth of ef_search
+
+
+async def test_the_store_finds_every_candidate_asked_for_beyond_ef_search(url: str) -> None:
+    ranked = await store_search(url, None)
+    assert len(ranked) == CANDIDATES
+
+
+async def test_the_store_finds_every_candidate_of_one_source_through_the_index(url: str) -> None:
+    ranked = await store_search(url, "source-3")
+    assert len(ranked) == CANDIDATES
+    rows, plan = scan(url, "source-3", iterative=True)  # what the store ran, and how
+    assert f"Index Scan using {VECTOR_INDEX}" in plan, plan
+    assert {row[0] for row in rows} == {item.chunk_id for item in ranked}  # relaxed order: the store sorts
+    with psycopg.connect(url) as conn:
+        sources = conn.execute(
+            "SELECT DISTINCT source FROM chunks WHERE id = ANY(%s)", ([item.chunk_id for item in ranked],)
+        ).fetchall()
+    assert sources == [("source-3",)]
+    assert [item.score for item in ranked] == sorted((item.score for item in ranked), reverse=True)
