@@ -58,10 +58,12 @@ def bind_embedder(db: Connection, info: EmbedderInfo) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         table = vector_table(db)
-        for name in (table, vector_index.coarse_table(table), vector_index.full_table(table)):
+        for name in (table, *vector_index.index_tables(table)):
             db.execute(f"DROP TABLE IF EXISTS {name}")
+        for key in (vector_index.SEARCHED, vector_index.BUILDING, vector_index.RETIRED):
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
         create_vector_table(db, table, info.dimension)
-        vector_index.create_index_tables(db, table, info.dimension)
+        vector_index.create_index_tables(db, table)
         vector_index.mark_complete(db, table)
         set_meta(db, embedder_meta(info))
         db.execute("COMMIT")
@@ -178,11 +180,25 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     # bm25() weights: title, heading, text. A word in a heading says more
     # about what a chunk is for than the same word in passing. Chunks that
     # hold every query word come first, then those that hold some (text_score).
+    # FTS5 scores every match before it sorts, so the cost grows with the
+    # matches: the chunks holding every word are ranked first, alone, and
+    # when they fill the page the chunks holding some (many more, at a
+    # million chunks) are never scored. The answer is the same either way.
     single = len(terms) == 1  # every match holds every word: no second lookup
+    if not single:
+        every_word = _ranked(db, "1", [], _fts_query(terms, "AND"), source, limit)
+        if len(every_word) >= limit:
+            return every_word
     params: list[Any] = [] if single else [_fts_query(terms, "AND")]
-    every = "1" if single else _EVERY_WORD
+    return _ranked(db, "1" if single else _EVERY_WORD, params, _fts_query(terms), source, limit)
+
+
+def _ranked(
+    db: Connection, every: str, params: list[Any], match: str, source: SourceFilter, limit: int
+) -> list[RankedId]:
+    """The best `limit` chunks that `match`, BM25-ranked within their tier (`every`: holds every word)."""
     sql = f"SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank, {every} AS every FROM chunks_fts f"
-    params.append(_fts_query(terms))
+    params = [*params, match]
     if source is not None:
         # CROSS JOIN keeps the full-text match first: left to choose, the
         # planner scans every document of the source and probes the index
@@ -202,9 +218,8 @@ def search_vector(db: Connection, vector: Vectors, source: SourceFilter, limit: 
         table = vector_table(db)
         if not table_exists(db, table):
             return []
-        if vector_index.usable(db, table):
-            rows = vector_index.search(db, table, vector.tobytes(), source, limit)
-        else:
+        rows = vector_index.search(db, table, vector.tobytes(), source, limit) if vector_index.usable(db, table) else []
+        if len(rows) < limit:  # exact below the index's size, or when a filter left the nearest lists short
             rows = _exact_search(db, table, vector.tobytes(), source, limit)
     # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).
     return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]
