@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from docserver.embed.base import Embedder
 from docserver.embed.hashing import HashEmbedder
-from docserver.store.base import ChunkInput
 from docserver.ingest.pipeline import embedding_text
+from docserver.store.base import ChunkInput
 
 
 def open_embedder(name: str) -> Embedder:
@@ -36,7 +36,9 @@ def open_embedder(name: str) -> Embedder:
 
 
 async def embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    parts = [np.asarray(await embedder.embed_batch(texts[i : i + 64]), dtype=np.float32) for i in range(0, len(texts), 64)]
+    parts = [
+        np.asarray(await embedder.embed_batch(texts[i : i + 64]), dtype=np.float32) for i in range(0, len(texts), 64)
+    ]
     return np.concatenate(parts)
 
 
@@ -50,7 +52,8 @@ def main() -> None:
     args = parser.parse_args()
     db = sqlite3.connect(args.database)
     rows = db.execute(
-        "SELECT d.title, c.heading, c.text FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id LIMIT ?",
+        "SELECT d.title, c.heading, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "ORDER BY c.id LIMIT ?",
         (args.chunks,),
     ).fetchall()
     headings = sorted({heading for _, heading, _ in rows if heading and len(heading.split()) >= 2})

@@ -50,7 +50,8 @@ def copy_once(db: object, copy: int, documents: int, chunks: int, sources: list[
         )
     db.execute(  # type: ignore[attr-defined]
         "INSERT INTO chunks (id, document_id, ordinal, heading, text, start_line, end_line, anchor) "
-        "SELECT id + ?, document_id + ?, ordinal, heading, text, start_line, end_line, anchor FROM chunks WHERE id <= ?",
+        "SELECT id + ?, document_id + ?, ordinal, heading, text, start_line, end_line, anchor "
+        "FROM chunks WHERE id <= ?",
         (chunk_offset, doc_offset, chunks),
     )
     db.execute(  # type: ignore[attr-defined]
@@ -102,8 +103,11 @@ def main() -> None:
     while int(db.execute("SELECT max(id) FROM chunks").fetchone()[0]) < args.chunks:
         copy += 1
         copy_once(db, copy, documents, chunks, sources)
-        print(f"copy {copy}: {db.execute('SELECT max(id) FROM chunks').fetchone()[0]} chunks, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"copy {copy}: {db.execute('SELECT max(id) FROM chunks').fetchone()[0]} chunks, "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     db.close()
     started = time.perf_counter()
     asyncio.run(finish_index(args.out))

@@ -99,7 +99,14 @@ def finish_index(database: Path) -> float:
 
 
 def database_mb(database: Path) -> float:
-    return sum(Path(f"{database}{suffix}").stat().st_size for suffix in ("", "-wal") if Path(f"{database}{suffix}").exists()) / 2**20
+    return (
+        sum(
+            Path(f"{database}{suffix}").stat().st_size
+            for suffix in ("", "-wal")
+            if Path(f"{database}{suffix}").exists()
+        )
+        / 2**20
+    )
 
 
 def search_latency(

@@ -255,3 +255,11 @@ def test_the_work_of_a_search_is_bounded() -> None:
     assert vector_index.candidates_for(1000) == vector_index.MAX_CANDIDATES
     assert vector_index.probes_for(16) == vector_index.MIN_PROBES
     assert vector_index.probes_for(1000) == 40
+
+
+async def test_a_sparse_query_is_searched_exactly(store: SqliteStore) -> None:
+    query = np.zeros(DIMENSION, dtype=np.float32)  # as the hash embedder's short queries: a few dimensions set
+    query[[3, 11, 20]] = (0.6, -0.64, 0.48)
+    assert not vector_index.dense(query) and vector_index.dense(_vectors(3, 1)[0])
+    ranked = await store.search_vector(query, source=None, limit=10)
+    assert [item.chunk_id for item in ranked] == _exact_top(store.path, query, 10)

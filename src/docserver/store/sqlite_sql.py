@@ -190,7 +190,28 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
         if len(every_word) >= limit:
             return every_word
     params: list[Any] = [] if single else [_fts_query(terms, "AND")]
+    if 2 < len(terms) <= MAX_RELAXED_TERMS and _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
+        # A large store: the chunks holding all words but one come next, and
+        # when they fill the page the chunks holding fewer (at a million
+        # chunks, a common word's hundreds of thousands) are never scored.
+        most = _ranked(db, _EVERY_WORD, params, _all_but_one(terms), source, limit)
+        if len(most) >= limit:
+            return most
     return _ranked(db, "1" if single else _EVERY_WORD, params, _fts_query(terms), source, limit)
+
+
+RELAX_FROM_CHUNKS = 100_000
+"""From this many chunks, a query no chunk fully matches ranks the chunks holding all its words but one first."""
+MAX_RELAXED_TERMS = 8
+
+
+def _largest_chunk_id(db: Connection) -> int:
+    return int(db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0)  # a rowid lookup, not a count
+
+
+def _all_but_one(terms: list[str]) -> str:
+    """An FTS5 query matching the chunks that hold every term but (at most) one."""
+    return " OR ".join(f"({_fts_query(terms[:skip] + terms[skip + 1 :], 'AND')})" for skip in range(len(terms)))
 
 
 def _ranked(
@@ -218,8 +239,9 @@ def search_vector(db: Connection, vector: Vectors, source: SourceFilter, limit: 
         table = vector_table(db)
         if not table_exists(db, table):
             return []
-        rows = vector_index.search(db, table, vector.tobytes(), source, limit) if vector_index.usable(db, table) else []
-        if len(rows) < limit:  # exact below the index's size, or when a filter left the nearest lists short
+        listed = vector_index.dense(vector) and vector_index.usable(db, table)
+        rows = vector_index.search(db, table, vector.tobytes(), source, limit) if listed else []
+        if len(rows) < limit:  # exact: a small store, a sparse query, or a filter the nearest lists left short
             rows = _exact_search(db, table, vector.tobytes(), source, limit)
     # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).
     return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]
