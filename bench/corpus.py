@@ -100,6 +100,20 @@ def export_markdown(database: Path, folder: Path) -> list[str]:
     for document_id, parts in sections.items():
         title = titles[document_id].split(" — ")[0]
         (folder / f"doc-{document_id:05d}.md").write_text(f"# {title}\n\n" + "\n".join(parts), encoding="utf-8")
+    return _shuffled(headings)
+
+
+def heading_queries(database: Path) -> list[str]:
+    """The distinct headings of a database's chunks, as export_markdown returns them."""
+    import sqlite3
+
+    db = sqlite3.connect(database)
+    rows = db.execute("SELECT DISTINCT heading FROM chunks WHERE id <= 50000").fetchall()
+    db.close()
+    return _shuffled({heading.split(" > ")[-1].rstrip("¶").strip() or "Notes" for (heading,) in rows})
+
+
+def _shuffled(headings: set[str]) -> list[str]:
     queries = sorted(h for h in headings if len(h.split()) >= 2)
     random.Random(7).shuffle(queries)
     return queries

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from docserver.store import sqlite_driver, sqlite_sql
+from docserver.store import sqlite_driver, sqlite_sql, sqlite_tables
 from docserver.store import sqlite_vector_index as vector_index
 from docserver.store.sqlite import SqliteStore
 
@@ -86,20 +86,43 @@ async def finish_index(path: Path) -> None:
         await store.close()
 
 
+def train_for(db: object, size: int) -> None:
+    """Train the lists for the final size once and file what is there, so each copy is filed once, as it is written.
+
+    The store itself trains √n lists at 10,000 chunks and again at each
+    fourfold growth, filing every vector anew each time; growing by copies,
+    that work is done once instead.
+    """
+    table = sqlite_sql.vector_table(db)
+    generation = vector_index.Generation.read(db, vector_index.SEARCHED, table)
+    if generation is not None and generation.trained_on >= size:
+        return
+    with sqlite_tables.immediate(db):
+        vector_index.train(db, table, size)
+    while not sqlite_sql.build_vector_index(db):
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("template", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--chunks", type=int, required=True)
+    parser.add_argument("--resume", action="store_true", help="keep OUT and its copies so far")
     args = parser.parse_args()
     asyncio.run(finish_index(args.template))  # the template's own vectors copied and filed first
-    shutil.copyfile(args.template, args.out)
+    if not args.resume:
+        shutil.copyfile(args.template, args.out)
+    template = sqlite_driver.connect(args.template)
+    documents = int(template.execute("SELECT max(id) FROM documents").fetchone()[0])
+    chunks = int(template.execute("SELECT max(id) FROM chunks").fetchone()[0])
+    sources = [row[0] for row in template.execute("SELECT name FROM sources ORDER BY name")]
+    template.close()
     db = sqlite_driver.connect(args.out)
-    documents = int(db.execute("SELECT max(id) FROM documents").fetchone()[0])
-    chunks = int(db.execute("SELECT max(id) FROM chunks").fetchone()[0])
-    sources = [row[0] for row in db.execute("SELECT name FROM sources ORDER BY name")]
     started = time.perf_counter()
-    copy = 1
+    train_for(db, args.chunks)
+    print(f"lists trained for {args.chunks} chunks in {time.perf_counter() - started:.0f} s", flush=True)
+    copy = int(db.execute("SELECT max(id) FROM chunks").fetchone()[0]) // chunks
     while int(db.execute("SELECT max(id) FROM chunks").fetchone()[0]) < args.chunks:
         copy += 1
         copy_once(db, copy, documents, chunks, sources)

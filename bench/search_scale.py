@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from corpus import export_markdown, write_corpus
+from corpus import export_markdown, heading_queries, write_corpus
 from harness import docserver_env, drive, fresh_copy, run_cli, serve
 
 QUIET = {"LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"}
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--real-docs", type=Path, metavar="DATABASE")
     parser.add_argument("--vector-search", action="store_true", help="fuse vectors into every search (see above)")
     parser.add_argument("--cache", nargs="+", choices=["off", "on"], default=["off", "on"])
+    parser.add_argument("--append", action="store_true", help="add the rows to OUT's")
+    parser.add_argument("--database", type=Path, help="measure this database (from bench/replicate.py) as it is")
     parser.add_argument("--keep", type=Path, help="folder to build in and keep (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/search_scale.json"))
     args = parser.parse_args()
@@ -148,9 +151,14 @@ def main() -> None:
     if args.vector_search:
         extra["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BOTH_RETRIEVERS), os.environ.get("PYTHONPATH")]))
     replicas = Replicas(work, args.real_docs) if args.real_docs else None
+    previous = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
     rows = []
     for size in args.sizes:
-        if replicas is not None:
+        if args.database is not None:
+            database, queries = args.database, heading_queries(args.database)
+            chunks = int(sqlite3.connect(database).execute("SELECT count(*) FROM chunks").fetchone()[0])
+            ingested = {"chunks": chunks, "built_by": "bench/replicate.py"}
+        elif replicas is not None:
             ingested = replicas.grow(size)
             database, queries = replicas.database, replicas.queries
         else:
@@ -159,13 +167,13 @@ def main() -> None:
         measured = {**ingested, "index_seconds": index_seconds, "database_mb": database_mb(database)}
         for cache in args.cache:
             latency = search_latency(database, queries, work, "0" if cache == "off" else "4096", args.calls, extra)
-            corpus = "real-docs" if replicas else "synthetic"
+            corpus = "real-docs" if replicas or args.database else "synthetic"
             search = "vector" if args.vector_search else "default"
             row = {"backend": "sqlite", "corpus": corpus, "search": search, "size": size, "cache": cache}
             rows.append(row | measured | latency)
             print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2))
+        args.out.write_text(json.dumps(previous + rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ async def test_a_short_every_word_tier_is_followed_by_partial_matches(store: Sql
     assert _texts(store, [item.chunk_id for item in ranked][6:]) == ["replica lag dashboard"] * 4
 
 
-async def test_a_large_store_ranks_all_words_but_one_before_fewer(
+async def test_a_large_store_ranks_only_all_words_but_one_when_there_are_any(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     terms = ["replica", "lag", "zebra"]
@@ -84,9 +84,19 @@ async def test_a_large_store_ranks_all_words_but_one_before_fewer(
     ranked = await store.search_text("replica lag zebra", source=None, limit=6)
     two_of_three = {"replica lag alert threshold", "replica lag dashboard"}
     assert len(ranked) == 6 and set(_texts(store, [item.chunk_id for item in ranked])) <= two_of_three
+    more = await store.search_text("replica lag zebra", source=None, limit=20)
+    assert len(more) == 12  # a short page rather than scoring every chunk that holds one word
 
 
 async def test_a_small_store_ranks_every_partial_match(store: SqliteStore) -> None:
     ranked = await store.search_text("replica lag zebra", source=None, limit=40)
     assert [item.chunk_id for item in ranked] == _one_or_query(store, ["replica", "lag", "zebra"], 40)
     assert len(ranked) == 30
+
+
+async def test_a_large_store_falls_back_to_any_word_when_no_chunk_holds_all_but_one(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_sql, "RELAX_FROM_CHUNKS", 10)
+    ranked = await store.search_text("threshold dashboard zebra", source=None, limit=5)
+    assert len(ranked) == 5

@@ -192,16 +192,17 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     params: list[Any] = [] if single else [_fts_query(terms, "AND")]
     if 2 < len(terms) <= MAX_RELAXED_TERMS and _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
         # A large store: the chunks holding all words but one come next, and
-        # when they fill the page the chunks holding fewer (at a million
-        # chunks, a common word's hundreds of thousands) are never scored.
+        # when there are any, the chunks holding fewer (at a million chunks,
+        # a common word's hundreds of thousands) are never scored: the page
+        # may then be short, and the vectors fill it.
         most = _ranked(db, _EVERY_WORD, params, _all_but_one(terms), source, limit)
-        if len(most) >= limit:
+        if most:
             return most
     return _ranked(db, "1" if single else _EVERY_WORD, params, _fts_query(terms), source, limit)
 
 
 RELAX_FROM_CHUNKS = 100_000
-"""From this many chunks, a query no chunk fully matches ranks the chunks holding all its words but one first."""
+"""From this many chunks, a query no chunk fully matches ranks only the chunks holding all its words but one, if any."""
 MAX_RELAXED_TERMS = 8
 
 

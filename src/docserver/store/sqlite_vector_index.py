@@ -321,10 +321,18 @@ def _train_if_due(db: Connection, table: str) -> bool:
     size = _size(db, table)
     searched = Generation.read(db, SEARCHED, table)
     due = size >= RETRAIN_GROWTH * searched.trained_on if searched else size >= MIN_INDEXED_CHUNKS
-    if not due:
-        return False
+    return due and train(db, table, size)
+
+
+def train(db: Connection, table: str, size: int) -> bool:
+    """Train a generation of lists for a store of `size` chunks (√size lists), to be filed by the next steps.
+
+    The build steps call it when the store has grown; bench/replicate.py,
+    which grows a database by copies, calls it once for the final size.
+    """
+    searched = Generation.read(db, SEARCHED, table)
     lists = min(MAX_LISTS, max(MIN_LISTS, round(math.sqrt(size))))
-    sample = _sample(db, table, size, lists)
+    sample = _sample(db, table, _size(db, table), lists)
     if len(sample) < MIN_LISTS:  # ids freed by deletes: too few vectors left to train on
         return False
     centroids = _kmeans(sample, lists)
