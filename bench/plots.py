@@ -1,4 +1,4 @@
-"""The two plots of docs/performance.md, from the JSON the benchmarks wrote.
+"""The plots of docs/performance.md, from the JSON the benchmarks wrote.
 
 python bench/plots.py [--results bench/results] [--out docs/img]
 """
@@ -54,6 +54,13 @@ def scale_plot(results: Path, out: Path) -> None:
             }
             for r in json.loads(extra.read_text())
         ]
+    real_docs = results / "search_scale_real_docs.json"
+    if real_docs.exists():
+        # Copies of Python's docs (bench/replicate.py); `vector`: both retrievers, as with local/openai.
+        rows += [
+            r | {"backend": f"sqlite real docs, {'vector search' if r['search'] == 'vector' else 'default'}"}
+            for r in json.loads(real_docs.read_text())
+        ]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     for backend in sorted({row["backend"] for row in rows}):
         for cache in ("off", "on"):
@@ -76,6 +83,31 @@ def scale_plot(results: Path, out: Path) -> None:
     fig.savefig(out / "search_latency.png")
 
 
+def recall_plot(results: Path, out: Path) -> None:
+    """Recall@10 of SQLite's approximate vector index against its latency, one line per corpus and size."""
+    rows = json.loads((results / "vector_index.json").read_text())
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    for corpus, size in sorted({(r["corpus"], r["size"]) for r in rows}):
+        points = sorted(
+            (r["index_p50_ms"], r["recall_at_10"], r["probe_share"])
+            for r in rows
+            if (r["corpus"], r["size"]) == (corpus, size)
+        )
+        line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{corpus}, {size:,} vectors")
+        for x, y, share in points:
+            ax.annotate(f"{share:.0%}", (x, y), fontsize=6, xytext=(2, -8), textcoords="offset points")
+        exact = next(r["exact_p50_ms"] for r in rows if (r["corpus"], r["size"]) == (corpus, size))
+        ax.plot([exact], [1.0], marker="*", markersize=9, color=line[0].get_color(), linestyle="none")
+    ax.axhline(0.95, color="#d62728", linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("vector search p50 (ms); star: the exact scan")
+    ax.set_ylabel("recall@10 against exact")
+    ax.set_title("SQLite approximate vector index: recall against speed (labels: share of lists read)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "vector_recall.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
@@ -84,6 +116,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     overhead_plot(args.results, args.out)
     scale_plot(args.results, args.out)
+    recall_plot(args.results, args.out)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,12 @@ async def test_a_large_store_falls_back_to_any_word_when_no_chunk_holds_all_but_
     monkeypatch.setattr(sqlite_sql, "RELAX_FROM_CHUNKS", 10)
     ranked = await store.search_text("threshold dashboard zebra", source=None, limit=5)
     assert len(ranked) == 5
+
+
+async def test_a_large_store_returns_a_short_every_word_tier_as_it_is(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_sql, "RELAX_FROM_CHUNKS", 10)
+    short = await store.search_text("replica threshold", source=None, limit=10)
+    assert set(_texts(store, [item.chunk_id for item in short])) == {"replica lag alert threshold"}
+    assert len(short) == 6

@@ -184,25 +184,27 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     # matches: the chunks holding every word are ranked first, alone, and
     # when they fill the page the chunks holding some (many more, at a
     # million chunks) are never scored. The answer is the same either way.
-    single = len(terms) == 1  # every match holds every word: no second lookup
-    if not single:
-        every_word = _ranked(db, "1", [], _fts_query(terms, "AND"), source, limit)
-        if len(every_word) >= limit:
+    if len(terms) == 1:  # every match holds every word
+        return _ranked(db, "1", [], _fts_query(terms), source, limit)
+    every_word = _ranked(db, "1", [], _fts_query(terms, "AND"), source, limit)
+    if len(every_word) >= limit:
+        return every_word
+    params: list[Any] = [_fts_query(terms, "AND")]
+    if _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
+        # A large store ranks the best tier that has any match, and stops:
+        # every word, then all words but one. The page may be short (the
+        # vectors fill it); the chunks holding fewer words (a common word's
+        # hundreds of thousands, at a million chunks) are scored only when
+        # no chunk holds more.
+        if every_word:
             return every_word
-    params: list[Any] = [] if single else [_fts_query(terms, "AND")]
-    if 2 < len(terms) <= MAX_RELAXED_TERMS and _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
-        # A large store: the chunks holding all words but one come next, and
-        # when there are any, the chunks holding fewer (at a million chunks,
-        # a common word's hundreds of thousands) are never scored: the page
-        # may then be short, and the vectors fill it.
-        most = _ranked(db, _EVERY_WORD, params, _all_but_one(terms), source, limit)
-        if most:
+        if 2 < len(terms) <= MAX_RELAXED_TERMS and (most := _ranked(db, "0", [], _all_but_one(terms), source, limit)):
             return most
-    return _ranked(db, "1" if single else _EVERY_WORD, params, _fts_query(terms), source, limit)
+    return _ranked(db, _EVERY_WORD, params, _fts_query(terms), source, limit)
 
 
 RELAX_FROM_CHUNKS = 100_000
-"""From this many chunks, a query no chunk fully matches ranks only the chunks holding all its words but one, if any."""
+"""From this many chunks, search_text returns the first tier with a match: every word, all words but one, any word."""
 MAX_RELAXED_TERMS = 8
 
 
