@@ -62,6 +62,9 @@ def scale_plot(results: Path, out: Path) -> None:
             for r in json.loads(real_docs.read_text())
         ]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    series = [(b, c) for b in sorted({row["backend"] for row in rows}) for c in ("off", "on")]
+    series = [(b, c) for b, c in series if any(r["backend"] == b and r["cache"] == c for r in rows)]
+    colors = dict(zip(series, plt.get_cmap("tab10").colors, strict=False))
     for backend in sorted({row["backend"] for row in rows}):
         for cache in ("off", "on"):
             points = sorted(
@@ -71,8 +74,11 @@ def scale_plot(results: Path, out: Path) -> None:
                 continue
             sizes = [p[0] for p in points]
             style = "-" if cache == "off" else ":"
-            ax.plot(sizes, [p[1] for p in points], style, marker="o", label=f"{backend}, cache {cache}, p50")
-            ax.plot(sizes, [p[2] for p in points], style, marker="^", alpha=0.6, label=f"{backend}, cache {cache}, p95")
+            color = colors[(backend, cache)]
+            ax.plot(
+                sizes, [p[1] for p in points], style, marker="o", color=color, label=f"{backend}, cache {cache}, p50"
+            )
+            ax.plot(sizes, [p[2] for p in points], style, marker="^", alpha=0.5, color=color, label="p95")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("chunks in the corpus")
@@ -84,26 +90,28 @@ def scale_plot(results: Path, out: Path) -> None:
 
 
 def recall_plot(results: Path, out: Path) -> None:
-    """Recall@10 of SQLite's approximate vector index against its latency, one line per corpus and size."""
+    """SQLite's approximate vector index: recall@10 and latency against the share of the lists a search reads."""
     rows = json.loads((results / "vector_index.json").read_text())
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6), dpi=120)
     for corpus, size in sorted({(r["corpus"], r["size"]) for r in rows}):
-        points = sorted(
-            (r["index_p50_ms"], r["recall_at_10"], r["probe_share"])
-            for r in rows
-            if (r["corpus"], r["size"]) == (corpus, size)
-        )
-        line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{corpus}, {size:,} vectors")
-        for x, y, share in points:
-            ax.annotate(f"{share:.0%}", (x, y), fontsize=6, xytext=(2, -8), textcoords="offset points")
-        exact = next(r["exact_p50_ms"] for r in rows if (r["corpus"], r["size"]) == (corpus, size))
-        ax.plot([exact], [1.0], marker="*", markersize=9, color=line[0].get_color(), linestyle="none")
-    ax.axhline(0.95, color="#d62728", linestyle="--", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("vector search p50 (ms); star: the exact scan")
-    ax.set_ylabel("recall@10 against exact")
-    ax.set_title("SQLite approximate vector index: recall against speed (labels: share of lists read)")
-    ax.legend(fontsize=7)
+        chosen = [r for r in rows if (r["corpus"], r["size"]) == (corpus, size)]
+        points = sorted(chosen, key=lambda r: r["probe_share"])
+        shares = [r["probe_share"] * 100 for r in points]
+        label = f"{corpus}, {size:,}"
+        line = left.plot(shares, [r["recall_real"] for r in points], marker="o", label=f"{label}, real queries")
+        color = line[0].get_color()
+        left.plot(shares, [r["recall_at_10"] for r in points], ":", marker=".", color=color, label=f"{label}, all")
+        right.plot(shares, [r["index_p50_ms"] for r in points], marker="o", color=color, label=f"{label}, lists")
+        right.axhline(points[0]["exact_p50_ms"], color=color, linestyle="--", linewidth=0.8)
+    left.axhline(0.95, color="#d62728", linestyle="--", linewidth=0.8)
+    left.set_xlabel("share of the lists read (%)")
+    left.set_ylabel("recall@10 against exact")
+    left.legend(fontsize=6)
+    right.set_yscale("log")
+    right.set_xlabel("share of the lists read (%)")
+    right.set_ylabel("p50 ms (dashed: exact scan)")
+    right.legend(fontsize=6)
+    fig.suptitle("SQLite approximate vector index (bench/vector_index.py)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "vector_recall.png")
 

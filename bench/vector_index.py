@@ -1,12 +1,16 @@
 """SQLite vector search, exact against the approximate index: recall@10, latency, memory, size.
 
-    python bench/vector_index.py [--sizes 10000 100000 1000000] [--real vectors.npy queries.npy]
+    python bench/vector_index.py [--sizes 10000 100000] [--real vectors.npy queries.npy]
+        [--probe-shares 0.02 0.04 0.08] [--label local] [--append]
 
 Vectors are written straight through the store's statements (no embedding):
 clustered random unit vectors (a few thousand topics, each a direction with
 noise), plus, with `--real`, a slice of real chunk embeddings and their
-queries. Each query is searched both ways in the same database; recall@10
-is the share of the exact top 10 the index returns.
+queries (bench/real_vectors.py makes them). The store's build steps then
+train the lists and file every vector. Each query is searched both ways in
+the same database, the lists once per probe share (the share of the lists a
+search reads); recall@10 is the share of the exact top 10 the lists return,
+for all queries and for the real ones alone.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--real", type=Path, nargs=2, metavar=("VECTORS", "QUERIES"))
     parser.add_argument("--probe-shares", type=float, nargs="+", default=[vector_index.PROBE_SHARE])
+    parser.add_argument("--append", action="store_true", help="add the rows to OUT's")
     parser.add_argument("--label", default="synthetic", help="names the corpus in the results (e.g. local, hash)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/vector_index.json"))
     args = parser.parse_args()
@@ -163,8 +168,9 @@ def main() -> None:
             rows.append(row | {"probes": probes} | measured | {"corpus": args.label})
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
         path.unlink()
+    previous = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+    args.out.write_text(json.dumps(previous + rows, indent=2))
 
 
 if __name__ == "__main__":

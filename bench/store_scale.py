@@ -1,17 +1,23 @@
-"""FTS5 at scale: the full-text statement alone, on a database bench/search_scale.py or bench/replicate.py built.
+"""SQLite's search statements alone at scale, on a database bench/search_scale.py or bench/replicate.py built.
 
-    python bench/text_scale.py DATABASE [--queries 200] [--out bench/results/text_scale.json]
+    python bench/store_scale.py DATABASE [--queries 200] [--out bench/results/store_scale.json]
 
-Three query sets from the database's own headings: as they are (most have
-chunks holding every word: ranked alone first, see store/sqlite_sql.py);
-with a word no chunk holds appended (no chunk holds every word, so the
-chunks holding some are ranked: the worst case); and each as one OR query
-ranked in full (the statement before every-word-first), for comparison.
+Full text (FTS5): query sets from the database's own headings, as they are
+(most have chunks holding every word: ranked alone first, see
+store/sqlite_sql.py) and with a word no chunk holds appended (no chunk holds
+every word: the worst case), each also as one OR query ranked in full (the
+statement before every-word-first), for comparison.
+
+Vectors: the same headings embedded by `hash` under a fixed random rotation
+(dense, as a language model's vectors are, so the search reads the lists
+rather than scanning; bench/both_retrievers/), through the lists, and for
+20 of them the exact scan.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import sys
@@ -22,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from docserver.embed.hashing import DEFAULT_DIMENSION, HashEmbedder
 from docserver.store import sqlite_driver, sqlite_sql
 from docserver.store.terms import query_terms
 
@@ -36,7 +43,7 @@ def one_query(db: object, terms: list[str]) -> object:
     return sqlite_sql._ranked(db, sqlite_sql._EVERY_WORD, every, sqlite_sql._fts_query(terms), None, LIMIT)
 
 
-def timed(db: object, queries: list[list[str]], statement: object) -> dict[str, float]:
+def timed(db: object, queries: list, statement: object) -> dict[str, float]:  # type: ignore[type-arg]
     spent = []
     for terms in queries:
         started = time.perf_counter()
@@ -50,7 +57,7 @@ def main() -> None:
     parser.add_argument("database", type=Path)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--label", default="")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/text_scale.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/store_scale.json"))
     args = parser.parse_args()
     db = sqlite_driver.connect(args.database)
     chunks = int(db.execute("SELECT max(id) FROM chunks").fetchone()[0])
@@ -68,6 +75,18 @@ def main() -> None:
         {"set": "headings", "statement": "one OR query", **timed(db, asked, one_query)},
         {"set": "headings + absent word", "statement": "every-word first", **timed(db, missing, current)},
         {"set": "headings + absent word", "statement": "one OR query", **timed(db, missing, one_query)},
+    ]
+    rotation = np.linalg.qr(np.random.default_rng(0).standard_normal((DEFAULT_DIMENSION,) * 2))[0]
+    texts = [" ".join(terms) for terms in asked]
+    dense = (np.asarray(asyncio.run(HashEmbedder().embed_batch(texts)), dtype=np.float32) @ rotation.T).astype(
+        np.float32
+    )
+    listed = lambda db, vector: sqlite_sql.search_vector(db, vector, None, LIMIT)  # noqa: E731
+    table = sqlite_sql.vector_table(db)
+    exact = lambda db, vector: sqlite_sql._exact_search(db, table, vector.tobytes(), None, LIMIT)  # noqa: E731
+    rows += [
+        {"set": "headings, dense vectors", "statement": "vector lists", **timed(db, list(dense), listed)},
+        {"set": "headings, dense vectors", "statement": "vector exact scan", **timed(db, list(dense[:20]), exact)},
     ]
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     results = [row for row in results if row.get("chunks") != chunks]
