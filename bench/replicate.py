@@ -78,6 +78,7 @@ def copy_once(db: object, copy: int, documents: int, chunks: int, sources: list[
 
 
 async def finish_index(path: Path) -> None:
+    """Open the store and wait for its vector index steps to finish (as `serve` runs them in the background)."""
     store = SqliteStore(path)
     await store.open()
     try:

@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import replicate
 from corpus import export_markdown, heading_queries, write_corpus
 from harness import docserver_env, drive, fresh_copy, run_cli, serve
 
@@ -84,18 +85,8 @@ class Replicas:
 
 def finish_index(database: Path) -> float:
     """Let the store bring its vector index up to date (as `serve` would in the background); seconds taken."""
-    from docserver.store.sqlite import SqliteStore
-
-    async def run() -> None:
-        store = SqliteStore(database)
-        await store.open()
-        try:
-            await store.vector_index_built()
-        finally:
-            await store.close()
-
     started = time.perf_counter()
-    asyncio.run(run())
+    asyncio.run(replicate.finish_index(database))
     return time.perf_counter() - started
 
 
