@@ -75,3 +75,45 @@ def write_corpus(folder: Path, chunks: int, *, sections_per_file: int = 10, seed
                 queries.append(f"how do I {topic} the {noun}")
         (folder / f"{topic}-{number:05d}.md").write_text("\n".join(lines), encoding="utf-8")
     return queries
+
+
+def export_markdown(database: Path, folder: Path) -> list[str]:
+    """Write the chunks of a database `docserver ingest` wrote as Markdown, a file per document.
+
+    Each chunk becomes a section under its heading, so ingesting the folder
+    gives about as many chunks again, with real documentation's words.
+    Returns the distinct headings, shuffled (fixed seed), as queries.
+    """
+    import sqlite3
+
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(database)
+    sections: dict[int, list[str]] = {}
+    titles = dict(db.execute("SELECT id, title FROM documents"))
+    headings: set[str] = set()
+    for document_id, heading, text in db.execute("SELECT document_id, heading, text FROM chunks ORDER BY id"):
+        heading = heading.split(" > ")[-1].rstrip("¶").strip() or "Notes"
+        headings.add(heading)
+        body = text.removeprefix(heading).lstrip("¶").strip()
+        sections.setdefault(document_id, []).append(f"## {heading}\n\n{body}\n")
+    db.close()
+    for document_id, parts in sections.items():
+        title = titles[document_id].split(" — ")[0]
+        (folder / f"doc-{document_id:05d}.md").write_text(f"# {title}\n\n" + "\n".join(parts), encoding="utf-8")
+    return _shuffled(headings)
+
+
+def heading_queries(database: Path) -> list[str]:
+    """The distinct headings of a database's chunks, as export_markdown returns them."""
+    import sqlite3
+
+    db = sqlite3.connect(database)
+    rows = db.execute("SELECT DISTINCT heading FROM chunks WHERE id <= 50000").fetchall()
+    db.close()
+    return _shuffled({heading.split(" > ")[-1].rstrip("¶").strip() or "Notes" for (heading,) in rows})
+
+
+def _shuffled(headings: set[str]) -> list[str]:
+    queries = sorted(h for h in headings if len(h.split()) >= 2)
+    random.Random(7).shuffle(queries)
+    return queries

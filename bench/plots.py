@@ -55,7 +55,17 @@ def scale_plot(results: Path, out: Path) -> None:
             for r in json.loads(extra.read_text())["rows"]
             if "chosen" in r
         ]
+    real_docs = results / "search_scale_real_docs.json"
+    if real_docs.exists():
+        # Copies of Python's docs (bench/replicate.py); `vector`: both retrievers, as with local/openai.
+        rows += [
+            r | {"backend": f"sqlite real docs, {'vector search' if r['search'] == 'vector' else 'default'}"}
+            for r in json.loads(real_docs.read_text())
+        ]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    series = [(b, c) for b in sorted({row["backend"] for row in rows}) for c in ("off", "on")]
+    series = [(b, c) for b, c in series if any(r["backend"] == b and r["cache"] == c for r in rows)]
+    colors = dict(zip(series, plt.get_cmap("tab10").colors, strict=False))
     for backend in sorted({row["backend"] for row in rows}):
         for cache in ("off", "on"):
             points = sorted(
@@ -65,8 +75,11 @@ def scale_plot(results: Path, out: Path) -> None:
                 continue
             sizes = [p[0] for p in points]
             style = "-" if cache == "off" else ":"
-            ax.plot(sizes, [p[1] for p in points], style, marker="o", label=f"{backend}, cache {cache}, p50")
-            ax.plot(sizes, [p[2] for p in points], style, marker="^", alpha=0.6, label=f"{backend}, cache {cache}, p95")
+            color = colors[(backend, cache)]
+            ax.plot(
+                sizes, [p[1] for p in points], style, marker="o", color=color, label=f"{backend}, cache {cache}, p50"
+            )
+            ax.plot(sizes, [p[2] for p in points], style, marker="^", alpha=0.5, color=color, label="p95")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("chunks in the corpus")
@@ -108,6 +121,33 @@ def hnsw_plot(results: Path, out: Path) -> None:
     fig.savefig(out / "hnsw_recall.png")
 
 
+def recall_plot(results: Path, out: Path) -> None:
+    """SQLite's approximate vector index: recall@10 and latency against the share of the lists a search reads."""
+    rows = json.loads((results / "vector_index.json").read_text())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6), dpi=120)
+    for corpus, size in sorted({(r["corpus"], r["size"]) for r in rows}):
+        chosen = [r for r in rows if (r["corpus"], r["size"]) == (corpus, size)]
+        points = sorted(chosen, key=lambda r: r["probe_share"])
+        shares = [r["probe_share"] * 100 for r in points]
+        label = f"{corpus}, {size:,}"
+        line = left.plot(shares, [r["recall_real"] for r in points], marker="o", label=f"{label}, real queries")
+        color = line[0].get_color()
+        left.plot(shares, [r["recall_at_10"] for r in points], ":", marker=".", color=color, label=f"{label}, all")
+        right.plot(shares, [r["index_p50_ms"] for r in points], marker="o", color=color, label=f"{label}, lists")
+        right.axhline(points[0]["exact_p50_ms"], color=color, linestyle="--", linewidth=0.8)
+    left.axhline(0.95, color="#d62728", linestyle="--", linewidth=0.8)
+    left.set_xlabel("share of the lists read (%)")
+    left.set_ylabel("recall@10 against exact")
+    left.legend(fontsize=6)
+    right.set_yscale("log")
+    right.set_xlabel("share of the lists read (%)")
+    right.set_ylabel("p50 ms (dashed: exact scan)")
+    right.legend(fontsize=6)
+    fig.suptitle("SQLite approximate vector index (bench/vector_index.py)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "vector_recall.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
@@ -117,6 +157,7 @@ def main() -> None:
     overhead_plot(args.results, args.out)
     scale_plot(args.results, args.out)
     hnsw_plot(args.results, args.out)
+    recall_plot(args.results, args.out)
 
 
 if __name__ == "__main__":

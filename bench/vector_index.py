@@ -1,12 +1,16 @@
 """SQLite vector search, exact against the approximate index: recall@10, latency, memory, size.
 
-    python bench/vector_index.py [--sizes 10000 100000 1000000] [--real vectors.npy queries.npy]
+    python bench/vector_index.py [--sizes 10000 100000] [--real vectors.npy queries.npy]
+        [--probe-shares 0.02 0.04 0.08] [--label local] [--append]
 
 Vectors are written straight through the store's statements (no embedding):
 clustered random unit vectors (a few thousand topics, each a direction with
 noise), plus, with `--real`, a slice of real chunk embeddings and their
-queries. Each query is searched both ways in the same database; recall@10
-is the share of the exact top 10 the index returns.
+queries (bench/real_vectors.py makes them). The store's build steps then
+train the lists and file every vector. Each query is searched both ways in
+the same database, the lists once per probe share (the share of the lists a
+search reads); recall@10 is the share of the exact top 10 the lists return,
+for all queries and for the real ones alone.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def clustered(rng: np.random.Generator, centres: np.ndarray, count: int, noise: 
     return unit(picked + noise * rng.standard_normal(picked.shape))
 
 
-def build(path: Path, size: int, dimension: int, real: np.ndarray | None, seed: int) -> float:
+def build(path: Path, size: int, dimension: int, real: np.ndarray | None, seed: int) -> tuple[float, float]:
     db = sqlite_driver.connect(path)
     apply_sqlite_migrations(db)
     sqlite_sql.bind_embedder(db, EmbedderInfo("bench", "synthetic", dimension))
@@ -67,8 +71,11 @@ def build(path: Path, size: int, dimension: int, real: np.ndarray | None, seed: 
         table = sqlite_sql.vector_table(db)
         vector_index.put_vectors(db, table, [(i, "bench", row.tobytes()) for i, row in zip(ids, rows, strict=True)])
         db.execute("COMMIT")
+    written = time.perf_counter() - started
+    while not sqlite_sql.build_vector_index(db):  # train the lists and file every vector, as a store does
+        pass
     db.close()
-    return time.perf_counter() - started
+    return written, time.perf_counter() - started - written
 
 
 def queries(size: int, dimension: int, real_queries: np.ndarray | None, count: int, seed: int) -> np.ndarray:
@@ -81,34 +88,53 @@ def queries(size: int, dimension: int, real_queries: np.ndarray | None, count: i
     return np.concatenate([synthetic[: count // 2], real_queries[: count - count // 2]])
 
 
+def lists(path: Path) -> dict[str, int]:
+    db = sqlite_driver.connect(path)
+    generation = vector_index.Generation.read(db, vector_index.SEARCHED, sqlite_sql.vector_table(db))
+    db.close()
+    assert generation is not None
+    return {"lists": generation.lists}
+
+
 def timed(fn, *args):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     result = fn(*args)
     return result, (time.perf_counter() - started) * 1000
 
 
-def measure(path: Path, asked: np.ndarray, limit: int) -> dict[str, float]:
+def measure(path: Path, asked: np.ndarray, real: int, limit: int, shares: list[float]) -> list[dict[str, float]]:
+    """One row per probe share: recall@10 against the exact scan (all queries, and the last `real` alone), latency."""
     db = sqlite_driver.connect(path)
     table = sqlite_sql.vector_table(db)
-    exact_ms, index_ms, recalls = [], [], []
+    exact_ms, truths = [], []
     for vector in asked:
-        blob = vector.tobytes()
-        exact, spent = timed(sqlite_sql._exact_search, db, table, blob, None, limit)
+        exact, spent = timed(sqlite_sql._exact_search, db, table, vector.tobytes(), None, limit)
         exact_ms.append(spent)
-        approximate, spent = timed(vector_index.search, db, table, blob, None, limit)
-        index_ms.append(spent)
-        truth = {chunk_id for chunk_id, _ in exact}
-        recalls.append(len(truth & {chunk_id for chunk_id, _ in approximate}) / max(len(truth), 1))
+        truths.append({chunk_id for chunk_id, _ in exact})
+    rows = []
+    for share in shares:
+        vector_index.PROBE_SHARE = share
+        index_ms, recalls = [], []
+        for vector, truth in zip(asked, truths, strict=True):
+            approximate, spent = timed(vector_index.search, db, table, vector.tobytes(), None, limit)
+            index_ms.append(spent)
+            recalls.append(len(truth & {chunk_id for chunk_id, _ in approximate}) / max(len(truth), 1))
+        rows.append(
+            {
+                "probe_share": share,
+                "recall_at_10": float(np.mean(recalls)),
+                "recall_min": float(np.min(recalls)),
+                "recall_real": float(np.mean(recalls[len(recalls) - real :])) if real else float("nan"),
+                "recall_synthetic": float(np.mean(recalls[: len(recalls) - real])),
+                "exact_p50_ms": float(np.percentile(exact_ms, 50)),
+                "exact_p95_ms": float(np.percentile(exact_ms, 95)),
+                "index_p50_ms": float(np.percentile(index_ms, 50)),
+                "index_p95_ms": float(np.percentile(index_ms, 95)),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
     db.close()
-    return {
-        "recall_at_10": float(np.mean(recalls)),
-        "recall_min": float(np.min(recalls)),
-        "exact_p50_ms": float(np.percentile(exact_ms, 50)),
-        "exact_p95_ms": float(np.percentile(exact_ms, 95)),
-        "index_p50_ms": float(np.percentile(index_ms, 50)),
-        "index_p95_ms": float(np.percentile(index_ms, 95)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    return rows
 
 
 def main() -> None:
@@ -117,6 +143,9 @@ def main() -> None:
     parser.add_argument("--dimension", type=int, default=384)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--real", type=Path, nargs=2, metavar=("VECTORS", "QUERIES"))
+    parser.add_argument("--probe-shares", type=float, nargs="+", default=[vector_index.PROBE_SHARE])
+    parser.add_argument("--append", action="store_true", help="add the rows to OUT's")
+    parser.add_argument("--label", default="synthetic", help="names the corpus in the results (e.g. local, hash)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/vector_index.json"))
     args = parser.parse_args()
     real = real_queries = None
@@ -127,15 +156,21 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         path = work / f"vectors-{size}.db"
-        seconds = build(path, size, args.dimension, real, seed=size)
+        written, indexed = build(path, size, args.dimension, real, seed=size)
         asked = queries(size, args.dimension, real_queries, args.queries, seed=size + 1)
         row = {"size": size, "dimension": args.dimension, "candidates": vector_index.candidates_for(10)}
-        row |= {"build_seconds": seconds, "database_mb": path.stat().st_size / 2**20, **measure(path, asked, 10)}
-        rows.append(row)
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        row |= {"write_seconds": written, "index_seconds": indexed, "database_mb": path.stat().st_size / 2**20}
+        row |= lists(path)
+        real_count = 0 if real_queries is None else args.queries - args.queries // 2
+        for measured in measure(path, asked, real_count, 10, args.probe_shares):
+            vector_index.PROBE_SHARE = measured["probe_share"]
+            probes = vector_index.probes_for(int(row["lists"]))
+            rows.append(row | {"probes": probes} | measured | {"corpus": args.label})
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
         path.unlink()
+    previous = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
+    args.out.write_text(json.dumps(previous + rows, indent=2))
 
 
 if __name__ == "__main__":

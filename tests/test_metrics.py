@@ -528,6 +528,7 @@ async def test_pool_gauges_show_a_busy_writer_and_a_waiting_caller(server: Serve
         blocker.close()
     await writing
     await queued
+    await store.vector_index_built()  # the index step a write starts in the background (store/sqlite.py)
     assert (during, pool(server)) == ((1.0, 4.0, 1.0), (0.0, 5.0, 0.0))
 
 

@@ -317,9 +317,11 @@ async def test_sqlite_the_old_vector_table_is_dropped(indexed: Indexed, backend:
         tmp_path, "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'", ()
     )
     # The new table and its approximate index (see store/sqlite_vector_index.py); nothing of the old one.
-    assert sorted(name for (name,) in tables) == ["chunk_vectors_1", "chunk_vectors_1_coarse", "chunks_fts"]
-    full = backend.execute(tmp_path, "SELECT name FROM sqlite_master WHERE name LIKE 'chunk_vectors%_full'", ())
-    assert full == [("chunk_vectors_1_full",)]
+    assert sorted(name for (name,) in tables) == ["chunk_vectors_1", "chunks_fts"]
+    names = backend.execute(tmp_path, "SELECT name FROM sqlite_master WHERE type = 'table'", ())
+    suffixes = ("centroids", "full", "lists")
+    index = [(name,) for (name,) in names if str(name).endswith(tuple(f"_{suffix}" for suffix in suffixes))]
+    assert sorted(name for (name,) in index) == [f"chunk_vectors_1_{suffix}" for suffix in suffixes]
     assert backend.execute(tmp_path, "SELECT COUNT(*) FROM reindex_fingerprints", ()) == [(0,)]
 
 

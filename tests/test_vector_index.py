@@ -1,4 +1,4 @@
-"""SQLite's approximate vector index: the same answers as the exact scan, kept in step, built for older databases."""
+"""SQLite's approximate vector index (inverted lists): switched on by size, kept in step, resumable, near-exact."""
 
 from __future__ import annotations
 
@@ -15,13 +15,22 @@ from docserver.store.sqlite import SqliteStore
 
 DIMENSION = 32
 INFO = EmbedderInfo("test", "index-v1", DIMENSION)
-DOCUMENTS = 40
+DOCUMENTS = 60
 CHUNKS_PER_DOCUMENT = 10
+TOPICS = 24
+"""Vectors cluster around topics, as real embeddings of documentation do (random vectors have no neighbours to find)."""
 
 
-def _vectors(seed: int, count: int) -> np.ndarray:
-    rows = np.random.default_rng(seed).standard_normal((count, DIMENSION)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+CENTRES = _unit(np.random.default_rng(0).standard_normal((TOPICS, DIMENSION)))
+
+
+def _vectors(seed: int, count: int, noise: float = 0.15) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return _unit(CENTRES[rng.integers(0, TOPICS, count)] + noise * rng.standard_normal((count, DIMENSION)))
 
 
 def _document(number: int) -> DocumentInput:
@@ -32,19 +41,29 @@ def _document(number: int) -> DocumentInput:
 
 @pytest.fixture(autouse=True)
 def small_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The index pays from 20,000 chunks; these tests use it from 100, and build it 64 vectors per step."""
-    monkeypatch.setattr(vector_index, "MIN_INDEXED_CHUNKS", 100)
+    """The index pays from 10,000 chunks; these tests switch it on from 200, and build 64 vectors per step."""
+    monkeypatch.setattr(vector_index, "MIN_INDEXED_CHUNKS", 200)
     monkeypatch.setattr(vector_index, "BUILD_BATCH", 64)
+
+
+async def _open(path: Path) -> SqliteStore:
+    store = SqliteStore(path)
+    await store.open()
+    await store.bind_embedder(INFO)
+    return store
+
+
+async def _ingest(store: SqliteStore, numbers: range, source: str = "docs") -> None:
+    async with store.update_source(source) as writer:
+        for number in numbers:
+            await writer.put_document(_document(number))
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "index.db")
-    await opened.open()
-    await opened.bind_embedder(INFO)
-    async with opened.update_source("docs") as writer:
-        for number in range(DOCUMENTS):
-            await writer.put_document(_document(number))
+    opened = await _open(tmp_path / "index.db")
+    await _ingest(opened, range(DOCUMENTS))
+    await opened.vector_index_built()
     yield opened
     await opened.close()
 
@@ -57,36 +76,70 @@ def _raw(path: Path, sql: str) -> list[tuple[object, ...]]:
         connection.close()
 
 
-def _exact_top(path: Path, query: np.ndarray, limit: int) -> list[int]:
+def _searched(path: Path) -> vector_index.Generation | None:
     connection = sqlite_driver.connect(path)
     try:
-        rows = connection.execute(
-            "SELECT chunk_id FROM chunk_vectors WHERE embedding MATCH ? AND k = ? ORDER BY distance",
-            (query.tobytes(), limit),
-        ).fetchall()
+        return vector_index.Generation.read(connection, vector_index.SEARCHED, "chunk_vectors")
     finally:
         connection.close()
-    return [row[0] for row in rows]
+
+
+def _exact_top(path: Path, query: np.ndarray, limit: int) -> list[int]:
+    rows = _raw(
+        path,
+        f"SELECT chunk_id FROM chunk_vectors WHERE embedding MATCH X'{query.tobytes().hex()}' AND k = {limit} "
+        "ORDER BY distance",
+    )
+    return [int(row[0]) for row in rows]  # type: ignore[call-overload]
 
 
 async def _recall(store: SqliteStore, limit: int = 10) -> float:
     found = 0
-    for query in _vectors(1000, 20):
+    queries = _vectors(1000, 40, noise=0.2)
+    for query in queries:
         ranked = await store.search_vector(query, source=None, limit=limit)
         found += len({item.chunk_id for item in ranked} & set(_exact_top(store.path, query, limit)))
-    return found / (20 * limit)
+    return found / (len(queries) * limit)
 
 
-async def test_a_new_store_is_indexed_from_the_start(store: SqliteStore) -> None:
-    assert _raw(store.path, "SELECT value FROM meta WHERE key = 'vector_index'") == [("chunk_vectors",)]
-    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_full") == [(DOCUMENTS * CHUNKS_PER_DOCUMENT,)]
+async def test_a_small_store_searches_exactly_without_lists(tmp_path: Path) -> None:
+    store = await _open(tmp_path / "small.db")
+    try:
+        await _ingest(store, range(10))  # 100 chunks, below the threshold
+        await store.vector_index_built()
+        assert _searched(store.path) is None
+        assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists") == [(0,)]
+        assert await _recall(store) == 1.0
+    finally:
+        await store.close()
 
 
-async def test_the_index_returns_what_the_exact_scan_returns(store: SqliteStore) -> None:
+async def test_the_lists_switch_on_above_the_threshold(store: SqliteStore) -> None:
+    generation = _searched(store.path)
+    assert generation is not None and generation.trained_on >= 200
+    assert generation.lists == round((DOCUMENTS * CHUNKS_PER_DOCUMENT) ** 0.5)  # the square root of the size
+    stored = DOCUMENTS * CHUNKS_PER_DOCUMENT
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists") == [(stored,)]
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_full") == [(stored,)]
+
+
+async def test_each_vector_is_filed_under_its_nearest_centroid(store: SqliteStore) -> None:
+    centroids = {
+        int(row[0]): np.frombuffer(row[1], dtype=np.float32)  # type: ignore[call-overload, arg-type]
+        for row in _raw(store.path, "SELECT list, embedding FROM chunk_vectors_centroids")
+    }
+    full = dict(_raw(store.path, "SELECT chunk_id, embedding FROM chunk_vectors_full"))
+    for rowid, chunk_id in _raw(store.path, "SELECT rowid, chunk_id FROM chunk_vectors_lists LIMIT 50"):
+        vector = np.frombuffer(full[chunk_id], dtype=np.float32)  # type: ignore[call-overload]
+        best = max(centroids, key=lambda lst: float(centroids[lst] @ vector))
+        assert int(rowid) >> 32 == best  # type: ignore[call-overload]
+
+
+async def test_the_lists_return_what_the_exact_scan_returns(store: SqliteStore) -> None:
     assert await _recall(store) >= 0.95
 
 
-async def test_the_index_scores_are_exact_cosine_similarities(store: SqliteStore) -> None:
+async def test_the_scores_are_exact_cosine_similarities(store: SqliteStore) -> None:
     query = _vectors(7, 1)[0]
     ranked = await store.search_vector(query, source=None, limit=3)
     stored = dict(_raw(store.path, "SELECT chunk_id, embedding FROM chunk_vectors_full"))
@@ -95,38 +148,54 @@ async def test_the_index_scores_are_exact_cosine_similarities(store: SqliteStore
         assert item.score == pytest.approx(float(vector @ query), abs=1e-5)
 
 
-async def test_a_replaced_document_leaves_nothing_in_the_index(store: SqliteStore) -> None:
+async def test_new_vectors_are_filed_as_they_are_written(store: SqliteStore) -> None:
+    await _ingest(store, range(DOCUMENTS, DOCUMENTS + 2), source="more")
+    more = _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists WHERE source = 'more'")
+    assert more == [(2 * CHUNKS_PER_DOCUMENT,)]
+
+
+async def test_a_deleted_document_leaves_nothing_in_the_lists(store: SqliteStore) -> None:
     async with store.update_source("docs") as writer:
         await writer.delete_documents(["doc0.md"])
     remaining = (DOCUMENTS - 1) * CHUNKS_PER_DOCUMENT
     assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_full") == [(remaining,)]
-    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_coarse") == [(remaining,)]
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists") == [(remaining,)]
 
 
-async def test_a_source_filter_applies_to_the_index(store: SqliteStore) -> None:
-    async with store.update_source("other") as writer:
-        await writer.put_document(_document(999))
+async def test_a_source_filter_applies_to_the_lists(store: SqliteStore) -> None:
+    await _ingest(store, range(999, 1000), source="other")
     ranked = await store.search_vector(_vectors(999, 1)[0], source="other", limit=5)
     other_ids = {row[0] for row in _raw(store.path, "SELECT chunk_id FROM chunk_vectors WHERE source = 'other'")}
-    assert ranked and {item.chunk_id for item in ranked} <= other_ids
+    assert len(ranked) == 5 and {item.chunk_id for item in ranked} <= other_ids
 
 
-async def test_several_sources_filter_the_index_and_keep_the_limit(store: SqliteStore) -> None:
-    for source, number in (("other", 999), ("third", 998)):
-        async with store.update_source(source) as writer:
-            await writer.put_document(_document(number))
-    ranked = await store.search_vector(_vectors(999, 1)[0], source=("other", "third"), limit=5)
-    chosen = "SELECT chunk_id FROM chunk_vectors WHERE source IN ('other', 'third')"
-    assert len(ranked) == 5 and {item.chunk_id for item in ranked} <= {row[0] for row in _raw(store.path, chosen)}
+async def test_a_filter_the_nearest_lists_leave_short_is_answered_exactly(store: SqliteStore) -> None:
+    await _ingest(store, range(999, 1000), source="other")  # 10 chunks: most lists hold none of them
+    ranked = await store.search_vector(_vectors(5, 1)[0], source="other", limit=10)
+    assert len(ranked) == 10
+
+
+async def test_a_grown_store_gets_a_new_generation_and_the_old_one_goes(store: SqliteStore) -> None:
+    first = _searched(store.path)
+    assert first is not None
+    await _ingest(store, range(DOCUMENTS, DOCUMENTS * vector_index.RETRAIN_GROWTH + 10), source="more")
+    await store.vector_index_built()
+    second = _searched(store.path)
+    assert second is not None and second.number == first.number + 1
+    assert second.lists > first.lists
+    generations = {int(row[0]) >> 48 for row in _raw(store.path, "SELECT rowid FROM chunk_vectors_lists")}  # type: ignore[call-overload]
+    assert generations == {second.number}
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_centroids") == [(second.lists,)]
+    assert await _recall(store) >= 0.95
 
 
 def _forget_index(path: Path) -> None:
     """Make the database look like one written before the index existed."""
     connection = sqlite_driver.connect(path)
     try:
-        connection.execute("DROP TABLE chunk_vectors_coarse")
-        connection.execute("DROP TABLE chunk_vectors_full")
-        connection.execute("DELETE FROM meta WHERE key LIKE 'vector_index%'")
+        for table in ("chunk_vectors_full", "chunk_vectors_lists", "chunk_vectors_centroids"):
+            connection.execute(f"DROP TABLE {table}")
+        connection.execute("DELETE FROM meta WHERE key LIKE 'vector_index%' OR key LIKE 'vector_lists%'")
     finally:
         connection.close()
 
@@ -136,40 +205,61 @@ async def test_an_older_database_gets_its_index_built_on_open(store: SqliteStore
     _forget_index(store.path)
     await store.open()
     await store.vector_index_built()
-    assert _raw(store.path, "SELECT value FROM meta WHERE key = 'vector_index'") == [("chunk_vectors",)]
-    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_coarse") == [(DOCUMENTS * CHUNKS_PER_DOCUMENT,)]
+    assert _searched(store.path) is not None
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists") == [(DOCUMENTS * CHUNKS_PER_DOCUMENT,)]
     assert await _recall(store) >= 0.95
+
+
+async def test_the_int8_index_before_the_lists_is_replaced(store: SqliteStore) -> None:
+    await store.close()
+    connection = sqlite_driver.connect(store.path)
+    try:  # the earlier index: an int8 vec0 table beside the full vectors, no lists
+        connection.execute(
+            "CREATE VIRTUAL TABLE chunk_vectors_coarse USING vec0("
+            f"chunk_id INTEGER PRIMARY KEY, source TEXT PARTITION KEY, embedding INT8[{DIMENSION}])"
+        )
+        connection.execute("DROP TABLE chunk_vectors_lists")
+        connection.execute("DELETE FROM meta WHERE key LIKE 'vector_lists%'")
+    finally:
+        connection.close()
+    await store.open()
+    await store.vector_index_built()
+    assert _raw(store.path, "SELECT name FROM sqlite_master WHERE name = 'chunk_vectors_coarse'") == []
+    assert _searched(store.path) is not None
 
 
 async def test_an_interrupted_build_resumes_where_it_stopped(store: SqliteStore) -> None:
     await store.close()
     _forget_index(store.path)
     connection = sqlite_driver.connect(store.path)
-    try:  # two steps of the build, then the process "stops"
+    try:  # the full vectors copied, the lists trained, one batch filed; then the process "stops"
+        while connection.execute("SELECT value FROM meta WHERE key = 'vector_lists_build'").fetchone() is None:
+            assert not vector_index.build_step(connection, "chunk_vectors")
         assert not vector_index.build_step(connection, "chunk_vectors")
-        assert not vector_index.build_step(connection, "chunk_vectors")
-        cursor = connection.execute("SELECT value FROM meta WHERE key = 'vector_index_cursor'").fetchone()[0]
+        building = vector_index.Generation.read(connection, vector_index.BUILDING, "chunk_vectors")
+        assert not vector_index.usable(connection, "chunk_vectors")  # searches stay exact meanwhile
     finally:
         connection.close()
-    assert int(cursor) == 128
+    assert building is not None and building.cursor == 64
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists") == [(64,)]
     await store.open()
     await store.vector_index_built()
-    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_full") == [(DOCUMENTS * CHUNKS_PER_DOCUMENT,)]
-    assert _raw(store.path, "SELECT COUNT(*) FROM meta WHERE key = 'vector_index_cursor'") == [(0,)]
+    resumed = _searched(store.path)
+    assert resumed is not None and resumed.token == building.token  # the same training, not a new one
+    assert _raw(store.path, "SELECT COUNT(*) FROM chunk_vectors_lists") == [(DOCUMENTS * CHUNKS_PER_DOCUMENT,)]
 
 
-async def test_an_incomplete_index_is_not_searched(store: SqliteStore) -> None:
-    await store.close()
-    _forget_index(store.path)
-    connection = sqlite_driver.connect(store.path)
-    try:
-        vector_index.build_step(connection, "chunk_vectors")  # 64 of 400 vectors indexed
-        assert not vector_index.usable(connection, "chunk_vectors")
-    finally:
-        connection.close()
-
-
-def test_the_candidate_count_is_bounded() -> None:
+def test_the_work_of_a_search_is_bounded() -> None:
     assert vector_index.candidates_for(5) == vector_index.MIN_CANDIDATES
-    assert vector_index.candidates_for(100) == 1000
-    assert vector_index.candidates_for(10_000) == vector_index.MAX_CANDIDATES
+    assert vector_index.candidates_for(10) == 50
+    assert vector_index.candidates_for(1000) == vector_index.MAX_CANDIDATES
+    assert vector_index.probes_for(16) == vector_index.MIN_PROBES
+    assert vector_index.probes_for(1000) == 40
+
+
+async def test_a_sparse_query_is_searched_exactly(store: SqliteStore) -> None:
+    query = np.zeros(DIMENSION, dtype=np.float32)  # as the hash embedder's short queries: a few dimensions set
+    query[[3, 11, 20]] = (0.6, -0.64, 0.48)
+    assert not vector_index.dense(query) and vector_index.dense(_vectors(3, 1)[0])
+    ranked = await store.search_vector(query, source=None, limit=10)
+    assert [item.chunk_id for item in ranked] == _exact_top(store.path, query, 10)

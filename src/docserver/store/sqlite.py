@@ -75,13 +75,21 @@ class SqliteStore(StoreCore):
         self._readers = ThreadPoolExecutor(_READER_THREADS, thread_name_prefix="sqlite-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         await self._write("migrate", apply_sqlite_migrations)
-        self._index_builder = asyncio.create_task(self._build_vector_index(), name="sqlite-vector-index")
+        self._start_index_builder()
+
+    def _start_index_builder(self) -> None:
+        """Run the vector index's pending steps in the background, unless they already run."""
+        if self._index_builder is None or self._index_builder.done():
+            self._index_builder = asyncio.create_task(self._build_vector_index(), name="sqlite-vector-index")
 
     async def _build_vector_index(self) -> None:
-        """Index a database's vectors from before the approximate index, a batch per write, between ingests.
+        """Bring the approximate vector index up to date, a step per write transaction, between ingests.
 
-        Resumable: each batch commits with the last chunk id it copied, so a
-        stopped process leaves the rest to the next one that opens the file.
+        Run when a store opens, and after each write through it: the index is
+        trained once the store is large enough, and again when it has outgrown
+        its lists (see store/sqlite_vector_index.py). Resumable: each step
+        commits with its cursor, so a stopped process leaves the rest to the
+        next one that opens the file or writes to it.
         """
         try:
             while True:
@@ -177,12 +185,14 @@ class SqliteStore(StoreCore):
                 # writer connection would be left inside a transaction.
                 await asyncio.shield(self._write("rollback", sqlite_sql.rollback))
                 raise
+        self._start_index_builder()  # the store may have grown past the index's next step
 
     async def _after_switch(self) -> None:
         try:
             await self._write("reindex_cleanup", sqlite_reindex.drop_unused_vector_tables)
         except StoreError as exc:  # the next reindex drops what is left
             log.warning("reindex_cleanup_failed", backend=self.backend, error=str(exc))
+        self._start_index_builder()  # the new vector table's lists are trained from its vectors
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:

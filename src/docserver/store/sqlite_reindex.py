@@ -42,7 +42,7 @@ def _drop_vector_tables(db: Connection, keep: set[str]) -> None:
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for name in sorted(names):
         if VECTOR_TABLE.match(name) and name not in keep:
-            for table in (name, vector_index.coarse_table(name), vector_index.full_table(name)):
+            for table in (name, *vector_index.index_tables(name)):
                 if table in names:
                     db.execute(f"DROP TABLE {table}")
 
@@ -67,7 +67,7 @@ def prepare_reindex(db: Connection, info: EmbedderInfo) -> None:
         generation = int(match.group(1) or 0) if match else 0
         staging = f"chunk_vectors_{generation + 1}"
         create_vector_table(db, staging, info.dimension)
-        vector_index.create_index_tables(db, staging, info.dimension)
+        vector_index.create_index_tables(db, staging)
         set_meta(db, {"reindex_table": staging, "reindex_target": reindex_target(info)})
 
 

@@ -58,10 +58,12 @@ def bind_embedder(db: Connection, info: EmbedderInfo) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         table = vector_table(db)
-        for name in (table, vector_index.coarse_table(table), vector_index.full_table(table)):
+        for name in (table, *vector_index.index_tables(table)):
             db.execute(f"DROP TABLE IF EXISTS {name}")
+        for key in (vector_index.SEARCHED, vector_index.BUILDING, vector_index.RETIRED):
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
         create_vector_table(db, table, info.dimension)
-        vector_index.create_index_tables(db, table, info.dimension)
+        vector_index.create_index_tables(db, table)
         vector_index.mark_complete(db, table)
         set_meta(db, embedder_meta(info))
         db.execute("COMMIT")
@@ -178,11 +180,49 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     # bm25() weights: title, heading, text. A word in a heading says more
     # about what a chunk is for than the same word in passing. Chunks that
     # hold every query word come first, then those that hold some (text_score).
-    single = len(terms) == 1  # every match holds every word: no second lookup
-    params: list[Any] = [] if single else [_fts_query(terms, "AND")]
-    every = "1" if single else _EVERY_WORD
+    # FTS5 scores every match before it sorts, so the cost grows with the
+    # matches: the chunks holding every word are ranked first, alone, and
+    # when they fill the page the chunks holding some (many more, at a
+    # million chunks) are never scored. The answer is the same either way.
+    if len(terms) == 1:  # every match holds every word
+        return _ranked(db, "1", [], _fts_query(terms), source, limit)
+    every_word = _ranked(db, "1", [], _fts_query(terms, "AND"), source, limit)
+    if len(every_word) >= limit:
+        return every_word
+    params: list[Any] = [_fts_query(terms, "AND")]
+    if _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
+        # A large store ranks the best tier that has any match, and stops:
+        # every word, then all words but one. The page may be short (the
+        # vectors fill it); the chunks holding fewer words (a common word's
+        # hundreds of thousands, at a million chunks) are scored only when
+        # no chunk holds more.
+        if every_word:
+            return every_word
+        if 2 < len(terms) <= MAX_RELAXED_TERMS and (most := _ranked(db, "0", [], _all_but_one(terms), source, limit)):
+            return most
+    return _ranked(db, _EVERY_WORD, params, _fts_query(terms), source, limit)
+
+
+RELAX_FROM_CHUNKS = 100_000
+"""From this many chunks, search_text returns the first tier with a match: every word, all words but one, any word."""
+MAX_RELAXED_TERMS = 8
+
+
+def _largest_chunk_id(db: Connection) -> int:
+    return int(db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0)  # a rowid lookup, not a count
+
+
+def _all_but_one(terms: list[str]) -> str:
+    """An FTS5 query matching the chunks that hold every term but (at most) one."""
+    return " OR ".join(f"({_fts_query(terms[:skip] + terms[skip + 1 :], 'AND')})" for skip in range(len(terms)))
+
+
+def _ranked(
+    db: Connection, every: str, params: list[Any], match: str, source: SourceFilter, limit: int
+) -> list[RankedId]:
+    """The best `limit` chunks that `match`, BM25-ranked within their tier (`every`: holds every word)."""
     sql = f"SELECT f.rowid, bm25(chunks_fts, 3.0, 5.0, 1.0) AS rank, {every} AS every FROM chunks_fts f"
-    params.append(_fts_query(terms))
+    params = [*params, match]
     if source is not None:
         # CROSS JOIN keeps the full-text match first: left to choose, the
         # planner scans every document of the source and probes the index
@@ -202,9 +242,9 @@ def search_vector(db: Connection, vector: Vectors, source: SourceFilter, limit: 
         table = vector_table(db)
         if not table_exists(db, table):
             return []
-        if vector_index.usable(db, table):
-            rows = vector_index.search(db, table, vector.tobytes(), source, limit)
-        else:
+        listed = vector_index.dense(vector) and vector_index.usable(db, table)
+        rows = vector_index.search(db, table, vector.tobytes(), source, limit) if listed else []
+        if len(rows) < limit:  # exact: a small store, a sparse query, or a filter the nearest lists left short
             rows = _exact_search(db, table, vector.tobytes(), source, limit)
     # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).
     return [RankedId(chunk_id, 1.0 - distance) for chunk_id, distance in rows if distance is not None]

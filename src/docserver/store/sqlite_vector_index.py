@@ -1,38 +1,68 @@
-"""SQLite's approximate vector index: a coarse pass over int8 vectors, then exact re-scoring.
+"""SQLite's approximate vector index: inverted lists of int8 vectors (IVF), then exact re-scoring.
 
-sqlite-vec searches exactly, by scanning every vector: about 0.8 ms per
-1,000 chunks at 512 dimensions. Beside each vector table `T` the index keeps
-two tables: `T_coarse`, a vec0 table of the same vectors quantised to int8
-(a quarter of the bytes, scanned 1.3-1.6 times as fast), and `T_full`, the full
-vectors as plain rows, for re-scoring the few candidates the coarse pass keeps
-(vec0 reads one vector by id slowly; a rowid table reads 200 in under a
-millisecond). Int8 rather than binary: bits lose the hash embedder's sparse
-query vectors (recall@10 0.3-0.5 on real docs, see docs/search.md).
+sqlite-vec searches exactly, by scanning every vector: about 1 ms per 1,000
+chunks at 512 dimensions, a second at a million. Beside each vector table `T`
+the index keeps three plain tables:
 
-The index is used once it is complete for `T` (meta `vector_index` names
-`T`) and the store holds at least MIN_INDEXED_CHUNKS chunks; below that the
-exact scan is as fast. A database from before the index gets it built in
-the background, BUILD_BATCH vectors per write transaction, resumable from
-the last chunk id copied (meta `vector_index_cursor`).
+- `T_centroids`: a few hundred to a few thousand centroids, trained by
+  spherical k-means on a bounded random sample of the vectors;
+- `T_lists`: every vector, quantised to int8 (a quarter of the bytes), filed
+  under its nearest centroid. The rowid is `list << 32 | chunk_id`, so one
+  list's rows sit together in the file and are read as a range;
+- `T_full`: the full float32 vectors by chunk id, to re-score candidates.
+
+A search ranks the centroids, reads the nearest PROBE_SHARE of the lists (a
+few percent of the vectors), keeps the best candidates by int8 distance, and
+re-scores them with the full vectors: the scores are exact cosine similarities.
+Int8 rather than binary: bits lose the hash embedder's sparse query vectors
+(docs/search.md). Nothing but the query, the candidate ids and, on the writer,
+the centroids is held in Python.
+
+Lifecycle (each step one write transaction, run between ingests, resumable):
+1. `T_full` is filled (a database from before the index: from the chunk-id
+   cursor `vector_index_cursor`, then meta `vector_index` names `T`);
+2. once the store holds MIN_INDEXED_CHUNKS chunks, centroids are trained and
+   every vector is filed, BUILD_BATCH per step (meta `vector_lists_build`);
+   new vectors are filed as they are written. Until then searches are exact;
+3. when the store has grown RETRAIN_GROWTH times past the size the lists were
+   trained for, a new generation is trained and filed beside the one searched,
+   which keeps answering until the new one is complete; then the old
+   generation's rows are deleted in batches (meta `vector_lists_retired`).
 """
 
 from __future__ import annotations
 
+import math
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from docserver.store.base import SourceFilter
 from docserver.store.sqlite_tables import Connection, meta, set_meta, source_condition, table_exists
 
 MIN_INDEXED_CHUNKS = 10_000
-"""From about this many chunks the two passes beat the exact scan (p50 6.7 against 9.1 ms at 10,000; docs/search.md)."""
-CANDIDATES_PER_RESULT = 10
-"""The coarse pass keeps this many candidates per result asked for (at least MIN_CANDIDATES)."""
-MIN_CANDIDATES = 200
-MAX_CANDIDATES = 4096  # sqlite-vec's largest k
+"""From about this many chunks the lists beat the exact scan (docs/search.md)."""
+RETRAIN_GROWTH = 4
+"""Train a new generation of lists once the store holds this many times the chunks the current one was trained on."""
+MIN_LISTS, MAX_LISTS = 16, 4096
+TRAIN_SAMPLE_PER_LIST, MAX_TRAIN_SAMPLE = 32, 32_768
+"""k-means trains on at most this many vectors: 64 MB at 512 dimensions, whatever the store's size."""
+TRAIN_ITERATIONS = 8
+PROBE_SHARE, MIN_PROBES = 0.04, 8
+"""A search reads this share of the lists (at least MIN_PROBES): recall@10 against size in docs/search.md."""
+CANDIDATES_PER_RESULT, MIN_CANDIDATES, MAX_CANDIDATES = 5, 50, 1000
+"""The int8 pass keeps this many candidates per result asked for, re-scored with the full vectors."""
 BUILD_BATCH = 5000
+DENSE_SHARE = 0.5
+_LIST_BITS, _GENERATION_BITS = 32, 48
+"""rowid = generation << 48 | list << 32 | chunk_id: a generation's lists, and each list, are rowid ranges."""
 
 
 def coarse_table(table: str) -> str:
+    """The int8 vec0 table of the index before the lists: dropped when found."""
     return f"{table}_coarse"
 
 
@@ -40,56 +70,170 @@ def full_table(table: str) -> str:
     return f"{table}_full"
 
 
-def create_index_tables(db: Connection, table: str, dimension: int) -> None:
+def lists_table(table: str) -> str:
+    return f"{table}_lists"
+
+
+def centroids_table(table: str) -> str:
+    return f"{table}_centroids"
+
+
+def index_tables(table: str) -> tuple[str, ...]:
+    """Every table the index keeps for `table` (or once kept), to drop with it."""
+    return coarse_table(table), full_table(table), lists_table(table), centroids_table(table)
+
+
+def create_index_tables(db: Connection, table: str) -> None:
     db.execute(
-        f"CREATE VIRTUAL TABLE {coarse_table(table)} USING vec0("
-        f"chunk_id INTEGER PRIMARY KEY, source TEXT PARTITION KEY, embedding INT8[{int(dimension)}])"
+        f"CREATE TABLE IF NOT EXISTS {full_table(table)} (chunk_id INTEGER PRIMARY KEY, embedding BLOB NOT NULL)"
     )
-    db.execute(f"CREATE TABLE {full_table(table)} (chunk_id INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {lists_table(table)} "
+        "(chunk_id INTEGER NOT NULL, source TEXT NOT NULL, embedding BLOB NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX IF NOT EXISTS {lists_table(table)}_chunk ON {lists_table(table)} (chunk_id)")
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {centroids_table(table)} (list INTEGER PRIMARY KEY, embedding BLOB NOT NULL)"
+    )
 
 
 def has_index(db: Connection, table: str) -> bool:
-    return table_exists(db, coarse_table(table))
+    """`table` has its full-vector copy (kept up to date by every write since it was created)."""
+    return table_exists(db, full_table(table))
+
+
+# -- generations of lists, recorded in meta ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One training of the lists: its number, the chunks it was trained on, its centroids' identity."""
+
+    table: str
+    number: int
+    lists: int
+    trained_on: int
+    token: str
+    cursor: int = 0
+
+    @classmethod
+    def read(cls, db: Connection, key: str, table: str) -> Generation | None:
+        value = meta(db, key)
+        if value is None:
+            return None
+        name, number, lists, trained_on, token, cursor = value.split()
+        return cls(name, int(number), int(lists), int(trained_on), token, int(cursor)) if name == table else None
+
+    def write(self, db: Connection, key: str) -> None:
+        fields = (self.table, self.number, self.lists, self.trained_on, self.token, self.cursor)
+        set_meta(db, {key: " ".join(map(str, fields))})
+
+    def at(self, cursor: int) -> Generation:
+        return Generation(self.table, self.number, self.lists, self.trained_on, self.token, cursor)
+
+    def rowids(self) -> tuple[int, int]:
+        return self.number << _GENERATION_BITS, ((self.number + 1) << _GENERATION_BITS) - 1
+
+    def list_id(self, index: int) -> int:
+        return self.number << (_GENERATION_BITS - _LIST_BITS) | index
+
+
+SEARCHED, BUILDING, RETIRED = "vector_lists", "vector_lists_build", "vector_lists_retired"
+
+
+def _written(db: Connection, table: str) -> list[Generation]:
+    """The generations a new vector is filed in: the one searched and the one being built."""
+    return [g for key in (SEARCHED, BUILDING) if (g := Generation.read(db, key, table)) is not None]
+
+
+# -- the writer's centroids, kept between writes --------------------------------------------------
+
+_CACHED = 4
+_centroid_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+
+def _centroids(db: Connection, generation: Generation) -> np.ndarray:
+    """A generation's centroids, row i for list i; cached by the generation's random token."""
+    found = _centroid_cache.get(generation.token)
+    if found is None:
+        rows = db.execute(
+            f"SELECT embedding FROM {centroids_table(generation.table)} WHERE list BETWEEN ? AND ? ORDER BY list",
+            (generation.list_id(0), generation.list_id(generation.lists - 1)),
+        ).fetchall()
+        found = np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+        _centroid_cache[generation.token] = found
+        while len(_centroid_cache) > _CACHED:
+            _centroid_cache.popitem(last=False)
+    return found
+
+
+def _file(db: Connection, generation: Generation, rows: list[tuple[int, str, bytes]]) -> None:
+    """File (chunk id, source, float32 bytes) rows under their nearest centroid of `generation`."""
+    vectors = np.stack([np.frombuffer(row[2], dtype=np.float32) for row in rows])
+    nearest = np.argmax(vectors @ _centroids(db, generation).T, axis=1)
+    base = generation.number << _GENERATION_BITS
+    db.executemany(
+        f"INSERT OR REPLACE INTO {lists_table(generation.table)} (rowid, chunk_id, source, embedding) "
+        "VALUES (?, ?, ?, vec_quantize_int8(?, 'unit'))",
+        [
+            (base | int(index) << _LIST_BITS | chunk_id, chunk_id, source, embedding)
+            for (chunk_id, source, embedding), index in zip(rows, nearest, strict=True)
+        ],
+    )
+
+
+# -- writing -----------------------------------------------------------------------------------
 
 
 def put_vectors(db: Connection, table: str, rows: list[tuple[int, str, bytes]]) -> None:
     """Store (chunk id, source, float32 bytes) rows in `table`, and in its index when it has one."""
     db.executemany(f"INSERT INTO {table} (chunk_id, source, embedding) VALUES (?, ?, ?)", rows)
-    if has_index(db, table):
-        _index_rows(db, table, rows)
+    if rows and has_index(db, table):
+        db.executemany(
+            f"INSERT OR REPLACE INTO {full_table(table)} (chunk_id, embedding) VALUES (?, ?)",
+            [(chunk_id, embedding) for chunk_id, _, embedding in rows],
+        )
+    if rows:
+        for generation in _written(db, table):  # none until the lists exist
+            _file(db, generation, rows)
 
 
 def delete_vectors(db: Connection, table: str, chunk_ids: list[int]) -> None:
     marks = ",".join("?" * len(chunk_ids))
     db.execute(f"DELETE FROM {table} WHERE chunk_id IN ({marks})", chunk_ids)
     if has_index(db, table):
-        db.execute(f"DELETE FROM {coarse_table(table)} WHERE chunk_id IN ({marks})", chunk_ids)
         db.execute(f"DELETE FROM {full_table(table)} WHERE chunk_id IN ({marks})", chunk_ids)
-
-
-def _index_rows(db: Connection, table: str, rows: list[tuple[int, str, bytes]]) -> None:
-    coarse = coarse_table(table)
-    db.executemany(f"DELETE FROM {coarse} WHERE chunk_id = ?", [(row[0],) for row in rows])
-    db.executemany(
-        f"INSERT INTO {coarse} (chunk_id, source, embedding) VALUES (?, ?, vec_quantize_int8(?, 'unit'))", rows
-    )
-    db.executemany(
-        f"INSERT OR REPLACE INTO {full_table(table)} (chunk_id, embedding) VALUES (?, ?)",
-        [(chunk_id, embedding) for chunk_id, _, embedding in rows],
-    )
+    if table_exists(db, lists_table(table)):
+        db.execute(f"DELETE FROM {lists_table(table)} WHERE chunk_id IN ({marks})", chunk_ids)
 
 
 def mark_complete(db: Connection, table: str) -> None:
+    """`T_full` holds every vector of `table` (its lists are trained by the build steps)."""
     set_meta(db, {"vector_index": table})
     db.execute("DELETE FROM meta WHERE key = 'vector_index_cursor'")
 
 
+# -- searching ----------------------------------------------------------------------------------
+
+
 def usable(db: Connection, table: str) -> bool:
-    """The index covers `table`, and the store is large enough for it to pay."""
-    if meta(db, "vector_index") != table:
-        return False
-    largest = db.execute("SELECT max(id) FROM chunks").fetchone()[0]  # a rowid lookup, not a count
-    return bool(largest) and int(largest) >= MIN_INDEXED_CHUNKS
+    """A complete generation of lists covers `table`."""
+    return meta(db, "vector_index") == table and Generation.read(db, SEARCHED, table) is not None
+
+
+def dense(vector: np.ndarray) -> bool:
+    """Whether `vector` has a value in most dimensions, as a language model's do.
+
+    The hash embedder's query vectors are sparse (a short query sets a few
+    dozen of 512 dimensions): their nearest neighbours share a word or two and
+    lie in every list, so the nearest lists miss many of them (recall@10 0.71
+    at 4% of the lists, 0.94 at 32%; docs/search.md). Those are searched exactly.
+    """
+    return bool(np.count_nonzero(vector) >= DENSE_SHARE * vector.size)
+
+
+def probes_for(lists: int) -> int:
+    return min(lists, max(MIN_PROBES, math.ceil(lists * PROBE_SHARE)))
 
 
 def candidates_for(limit: int) -> int:
@@ -97,10 +241,33 @@ def candidates_for(limit: int) -> int:
 
 
 def search(db: Connection, table: str, vector: bytes, source: SourceFilter, limit: int) -> list[Any]:
-    """(chunk id, cosine distance) of the best `limit`: int8 candidates, re-scored with the full vectors."""
-    condition, names = source_condition("source", source)  # several sources: candidates from each
-    sql = f"SELECT chunk_id FROM {coarse_table(table)} WHERE embedding MATCH vec_quantize_int8(?, 'unit') AND k = ?"
-    ids = [row[0] for row in db.execute(sql + condition, [vector, candidates_for(limit), *names])]
+    """(chunk id, cosine distance) of the best `limit` in the nearest lists, re-scored with the full vectors.
+
+    May return fewer than `limit` when a source filter leaves the nearest lists
+    nearly empty; the caller then searches exactly.
+    """
+    generation = Generation.read(db, SEARCHED, table)
+    assert generation is not None, "search() needs usable()"
+    nearest = [
+        row[0]
+        for row in db.execute(
+            f"SELECT list FROM {centroids_table(table)} WHERE list BETWEEN ? AND ? "
+            "ORDER BY vec_distance_cosine(embedding, ?) LIMIT ?",
+            (generation.list_id(0), generation.list_id(generation.lists - 1), vector, probes_for(generation.lists)),
+        )
+    ]
+    ranges = " OR ".join("rowid BETWEEN ? AND ?" for _ in nearest)
+    bounds = [bound for lst in nearest for bound in (lst << _LIST_BITS, (lst << _LIST_BITS) | 0xFFFFFFFF)]
+    condition, names = source_condition("source", source)
+    query = db.execute("SELECT vec_quantize_int8(?, 'unit')", (vector,)).fetchone()[0]
+    ids = [
+        row[0]
+        for row in db.execute(
+            f"SELECT chunk_id FROM {lists_table(table)} WHERE ({ranges}){condition} "
+            "ORDER BY vec_distance_l2(vec_int8(embedding), vec_int8(?)) LIMIT ?",
+            [*bounds, *names, query, candidates_for(limit)],
+        )
+    ]
     if not ids:
         return []
     return db.execute(  # type: ignore[no-any-return]
@@ -110,25 +277,148 @@ def search(db: Connection, table: str, vector: bytes, source: SourceFilter, limi
     ).fetchall()
 
 
+# -- building, a step at a time -------------------------------------------------------------------
+
+
 def build_step(db: Connection, table: str) -> bool:
-    """Index the next BUILD_BATCH vectors of `table` (inside the caller's write transaction); True once complete."""
-    if meta(db, "vector_index") == table:
+    """One step of the index's lifecycle (inside the caller's write transaction); True when nothing is left to do."""
+    if meta(db, "embedding_dimension") is None:  # no embedder bound yet: bind_embedder creates the index
         return True
-    if not has_index(db, table):
-        dimension = meta(db, "embedding_dimension")
-        if dimension is None:  # no embedder bound yet: bind_embedder creates the index with the table
-            return True
-        create_index_tables(db, table, int(dimension))
-        set_meta(db, {"vector_index_cursor": "0"})
+    if table_exists(db, coarse_table(table)):  # the index before the lists; its full vectors are kept
+        db.execute(f"DROP TABLE {coarse_table(table)}")
+    if not table_exists(db, lists_table(table)):
+        create_index_tables(db, table)
+    if meta(db, "vector_index") != table:
+        return _copy_step(db, table)
+    if (retired := Generation.read(db, RETIRED, table)) is not None:
+        return _retire_step(db, retired)
+    if (building := Generation.read(db, BUILDING, table)) is not None:
+        return _filing_step(db, building)
+    return not _train_if_due(db, table)
+
+
+def _copy_step(db: Connection, table: str) -> bool:
+    """Copy the next BUILD_BATCH vectors of `table` into `T_full`."""
     cursor = int(meta(db, "vector_index_cursor") or 0)
     rows = db.execute(
-        f"SELECT chunk_id, source, embedding FROM {table} WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?",
-        (cursor, BUILD_BATCH),
+        f"SELECT chunk_id, embedding FROM {table} WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?", (cursor, BUILD_BATCH)
     ).fetchall()
+    db.executemany(f"INSERT OR REPLACE INTO {full_table(table)} (chunk_id, embedding) VALUES (?, ?)", rows)
     if rows:
-        _index_rows(db, table, rows)
         set_meta(db, {"vector_index_cursor": str(rows[-1][0])})
     if len(rows) < BUILD_BATCH:
         mark_complete(db, table)
-        return True
+    return False
+
+
+def _size(db: Connection, table: str) -> int:
+    """About how many vectors `table` holds: the largest chunk id (a rowid lookup, not a count)."""
+    return int(db.execute(f"SELECT max(chunk_id) FROM {full_table(table)}").fetchone()[0] or 0)
+
+
+def _train_if_due(db: Connection, table: str) -> bool:
+    """Train a new generation when the store is large enough, or has outgrown the one searched."""
+    size = _size(db, table)
+    searched = Generation.read(db, SEARCHED, table)
+    due = size >= RETRAIN_GROWTH * searched.trained_on if searched else size >= MIN_INDEXED_CHUNKS
+    return due and train(db, table, size)
+
+
+def train(db: Connection, table: str, size: int) -> bool:
+    """Train a generation of lists for a store of `size` chunks (√size lists), to be filed by the next steps.
+
+    The build steps call it when the store has grown; bench/replicate.py,
+    which grows a database by copies, calls it once for the final size.
+    """
+    searched = Generation.read(db, SEARCHED, table)
+    lists = min(MAX_LISTS, max(MIN_LISTS, round(math.sqrt(size))))
+    sample = _sample(db, table, _size(db, table), lists)
+    if len(sample) < MIN_LISTS:  # ids freed by deletes: too few vectors left to train on
+        return False
+    centroids = _kmeans(sample, lists)
+    number = searched.number + 1 if searched else 1
+    generation = Generation(table, number, len(centroids), size, secrets.token_hex(8))
+    db.execute(  # leftovers of an earlier generation of this number
+        f"DELETE FROM {centroids_table(table)} WHERE list BETWEEN ? AND ?",
+        (generation.list_id(0), generation.list_id((1 << 16) - 1)),
+    )
+    db.executemany(
+        f"INSERT INTO {centroids_table(table)} (list, embedding) VALUES (?, ?)",
+        [(generation.list_id(index), row.tobytes()) for index, row in enumerate(centroids)],
+    )
+    generation.write(db, BUILDING)
+    return True
+
+
+def _sample(db: Connection, table: str, size: int, lists: int) -> np.ndarray:
+    """Up to lists × TRAIN_SAMPLE_PER_LIST stored vectors, read by random chunk id (never the whole table)."""
+    wanted = min(MAX_TRAIN_SAMPLE, lists * TRAIN_SAMPLE_PER_LIST)
+    rng = np.random.default_rng()
+    ids = np.unique(rng.integers(1, size + 1, wanted)).tolist()
+    rows = []
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        sql = f"SELECT embedding FROM {full_table(table)} WHERE chunk_id IN ({','.join('?' * len(part))})"
+        rows += [np.frombuffer(row[0], dtype=np.float32) for row in db.execute(sql, part)]
+    if not rows:
+        return np.zeros((0, 1), dtype=np.float32)
+    sample = np.stack(rows)
+    norms = np.linalg.norm(sample, axis=1)
+    return sample[norms > 0] / norms[norms > 0, None]  # type: ignore[no-any-return]
+
+
+def _kmeans(sample: np.ndarray, lists: int) -> np.ndarray:
+    """Spherical k-means: unit centroids, assignment by the largest dot product."""
+    rng = np.random.default_rng(0)
+    lists = min(lists, len(sample))
+    centroids = sample[rng.choice(len(sample), lists, replace=False)].copy()
+    for _ in range(TRAIN_ITERATIONS):
+        nearest = np.concatenate(
+            [np.argmax(sample[i : i + 4096] @ centroids.T, axis=1) for i in range(0, len(sample), 4096)]
+        )
+        order = np.argsort(nearest, kind="stable")
+        filled, starts = np.unique(nearest[order], return_index=True)
+        sums = np.zeros_like(centroids)
+        sums[filled] = np.add.reduceat(sample[order], starts, axis=0)
+        norms = np.linalg.norm(sums, axis=1)
+        empty = norms == 0
+        sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]  # re-seed empty lists
+        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    return centroids.astype(np.float32)
+
+
+def _filing_step(db: Connection, building: Generation) -> bool:
+    """File the next BUILD_BATCH vectors in the generation being built; switch searches to it when done."""
+    table = building.table
+    rows = db.execute(  # the source from the chunk's document: sqlite-vec reads a row by id slowly
+        f"SELECT f.chunk_id, d.source, f.embedding FROM {full_table(table)} f "
+        "JOIN chunks c ON c.id = f.chunk_id JOIN documents d ON d.id = c.document_id "
+        "WHERE f.chunk_id > ? ORDER BY f.chunk_id LIMIT ?",
+        (building.cursor, BUILD_BATCH),
+    ).fetchall()
+    if rows:
+        _file(db, building, rows)
+        building.at(rows[-1][0]).write(db, BUILDING)
+    if len(rows) < BUILD_BATCH:
+        if (searched := Generation.read(db, SEARCHED, table)) is not None:
+            searched.write(db, RETIRED)
+        building.at(0).write(db, SEARCHED)
+        db.execute("DELETE FROM meta WHERE key = ?", (BUILDING,))
+    return False
+
+
+def _retire_step(db: Connection, retired: Generation) -> bool:
+    """Delete the next rows of a generation no longer searched."""
+    low, high = retired.rowids()
+    deleted = db.execute(
+        f"DELETE FROM {lists_table(retired.table)} WHERE rowid IN "
+        f"(SELECT rowid FROM {lists_table(retired.table)} WHERE rowid BETWEEN ? AND ? LIMIT ?)",
+        (low, high, BUILD_BATCH * 4),
+    ).rowcount
+    if deleted < BUILD_BATCH * 4:
+        db.execute(
+            f"DELETE FROM {centroids_table(retired.table)} WHERE list BETWEEN ? AND ?",
+            (retired.list_id(0), retired.list_id((1 << 16) - 1)),
+        )
+        db.execute("DELETE FROM meta WHERE key = ?", (RETIRED,))
     return False
