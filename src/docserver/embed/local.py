@@ -37,12 +37,13 @@ log = get_logger("docserver.embed")
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 ENCODE_BATCH = 16
-"""Texts per forward pass. sentence-transformers sorts a call's texts by length and
-pads each pass to its longest text only, so short passes waste little on padding,
-and memory stays that of 16 texts however many one call brings (one pass over
-4,000 texts padded them all to 256 word pieces and took 14 GB). On Python's docs,
-passes of 8 or 16 texts gave about 20% more chunks per CPU second than one pass of
-64 (bench/local_ingest.py measures the whole effect)."""
+"""Texts per forward pass on torch (ONNX Runtime takes one at a time: local_onnx.py).
+sentence-transformers sorts a call's texts by length and pads each pass to its
+longest text only, so short passes waste little on padding, and memory stays
+that of 16 texts however many one call brings (one pass over 4,000 texts padded
+them all to 256 word pieces and took 14 GB). On Python's docs, passes of 8 or 16
+texts gave about 20% more chunks per CPU second than one pass of 64
+(bench/local_ingest.py measures the whole effect)."""
 Backend = Literal["auto", "torch", "onnx"]
 INSTALL_HINT = (
     "pip install 'docserver[local]' (with the CPU build of torch: "
@@ -85,7 +86,7 @@ class Model(Protocol):
     dimension: int
     max_seq_length: int
 
-    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]: ...
 
@@ -122,7 +123,7 @@ class LocalEmbedder(Embedder):
 
     def _encode(self, texts: list[str]) -> Vectors:
         try:
-            rows = self._model.encode(texts, ENCODE_BATCH)
+            rows = self._model.encode(texts)
         except (RuntimeError, ValueError) as exc:  # the backends report their failures (memory, shapes) as these
             raise EmbeddingError(f"the local model failed: {exc}", reason="model") from exc
         return normalize(np.ascontiguousarray(rows, dtype=np.float32))
@@ -149,7 +150,7 @@ class TorchModel:
         self.dimension = int(dimension)
         self.max_seq_length = int(transformer.max_seq_length)
 
-    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = ENCODE_BATCH) -> np.ndarray:
         import torch
 
         # torch keeps its thread count per thread of the process: set it where encoding runs.
@@ -173,7 +174,7 @@ def _open(model: str, label: str, threads: int, backend: Backend, cache: Path | 
     folder = default_model_folder() if not model else Path(model).expanduser()
     if backend == "onnx" or (backend == "auto" and folder.is_dir()):
         try:
-            opened: Model = _open_onnx(folder, threads, cache or default_model_cache())
+            opened: Model = _open_onnx(folder, label, threads, cache or default_model_cache())
         except _OnnxUnavailable as exc:
             if backend == "onnx":
                 raise ConfigError(f"DOCSERVER_LOCAL_BACKEND=onnx: {label!r} {exc}") from None
@@ -181,7 +182,7 @@ def _open(model: str, label: str, threads: int, backend: Backend, cache: Path | 
         else:
             log.info("local_model_loaded", model=label, dimension=opened.dimension, backend="onnx", threads=threads)
             return opened
-    opened = TorchModel(_load(str(folder) if not model else model, label, threads), threads)
+    opened = TorchModel(_load(model or str(folder), label, threads), threads)
     log.info("local_model_loaded", model=label, dimension=opened.dimension, backend="torch", threads=threads)
     return opened
 
@@ -190,7 +191,7 @@ class _OnnxUnavailable(Exception):
     """Why ONNX Runtime cannot run the model here (said in a setting error, or a warning under `auto`)."""
 
 
-def _open_onnx(folder: Path, threads: int, cache: Path) -> OnnxModel:
+def _open_onnx(folder: Path, label: str, threads: int, cache: Path) -> OnnxModel:
     if not folder.is_dir():
         raise _OnnxUnavailable("is not a model folder (ONNX needs one; names in the Hugging Face cache run on torch)")
     try:
@@ -202,7 +203,7 @@ def _open_onnx(folder: Path, threads: int, cache: Path) -> OnnxModel:
     if reason:
         raise _OnnxUnavailable(f"cannot run on ONNX: {reason}")
     try:
-        export = ensure_export(folder, cache)
+        export = ensure_export(folder, cache, label)
     except ExportError as exc:
         raise _OnnxUnavailable(f"has no ONNX export: {exc}") from None
     return OnnxModel(folder, export, threads=threads)

@@ -14,11 +14,14 @@ all-MiniLM-L6-v2, run here; `unsupported` says why another one does not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import tempfile
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +62,7 @@ def unsupported(folder: Path) -> str | None:
     return None
 
 
-def export_path(folder: Path, cache: Path) -> Path:
+def export_path(folder: Path, cache: Path, name: str) -> Path:
     """The export's file for this model: cache/<name>-<digest of weights and recipe>/model_qint8.onnx."""
     source = transformer_folder(folder)
     digest = hashlib.sha256(RECIPE.encode())
@@ -69,12 +72,13 @@ def export_path(folder: Path, cache: Path) -> Path:
             digest.update(name.encode())
             with path.open("rb") as stream:
                 digest.update(hashlib.file_digest(stream, "sha256").digest())
-    return cache / f"{folder.name}-{digest.hexdigest()[:16]}" / EXPORT_FILE
+    safe = "".join(char if char.isalnum() or char in "-_." else "_" for char in name)
+    return cache / f"{safe}-{digest.hexdigest()[:16]}" / EXPORT_FILE
 
 
-def ensure_export(folder: Path, cache: Path) -> Path:
+def ensure_export(folder: Path, cache: Path, name: str) -> Path:
     """The int8 export of the model in `folder`, made now (tens of seconds) unless already in `cache`."""
-    target = export_path(folder, cache)
+    target = export_path(folder, cache, name)
     if target.is_file():
         return target
     started = time.perf_counter()
@@ -82,10 +86,11 @@ def ensure_export(folder: Path, cache: Path) -> Path:
         target.parent.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent.parent, prefix=".export-") as scratch:
             float_model = Path(scratch) / "model.onnx"
-            _export(transformer_folder(folder), float_model)
             staged = Path(scratch) / "final"
             staged.mkdir()
-            _quantize(float_model, staged / EXPORT_FILE)
+            with _quiet():
+                _export(transformer_folder(folder), float_model)
+                _quantize(float_model, staged / EXPORT_FILE)
             try:
                 staged.rename(target.parent)  # atomic: a concurrent export of the same model may have won
             except OSError:
@@ -97,6 +102,32 @@ def ensure_export(folder: Path, cache: Path) -> Path:
         raise ExportError(f"cannot write the ONNX export under {cache} ({exc.strerror or exc})") from None
     log.info("local_model_exported", path=str(target), seconds=round(time.perf_counter() - started, 1))
     return target
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No tracer warnings, progress bars or advice from the exporters on the terminal or in the log stream.
+
+    onnxruntime.quantization advises through the root logger, whose first use
+    would install a handler of its own there when none is: one is lent for the export.
+    """
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call, unused-ignore]
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
+    root = logging.getLogger()
+    lent = logging.NullHandler() if not root.handlers else None
+    if lent:
+        root.addHandler(lent)
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        if lent:
+            root.removeHandler(lent)
 
 
 def _export(source: Path, path: Path) -> None:
@@ -178,14 +209,17 @@ class OnnxModel:
         """Each text's word pieces, special tokens included, cut at max_seq_length."""
         return [encoding.ids for encoding in self._tokenizer.encode_batch([text.strip() for text in texts])]
 
-    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        """Mean-pooled vectors, in passes of `batch_size` texts sorted by length (little padding)."""
-        ids = self.token_ids(texts)
-        order = sorted(range(len(ids)), key=lambda index: -len(ids[index]))
-        rows = np.zeros((len(ids), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            rows[chosen] = self._pass([ids[index] for index in chosen])
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean-pooled vectors, one text per pass.
+
+        int8 quantisation scales each pass's activations by their range, padding
+        included, so a text in a padded pass would get a vector that depends on
+        its neighbours. Alone it is always the same, has no padding to pay for,
+        and one pass of one text was as fast per CPU second as passes of 4 or 16.
+        """
+        rows = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for index, ids in enumerate(self.token_ids(texts)):
+            rows[index] = self._pass([ids])[0]
         return rows
 
     def _pass(self, ids: list[list[int]]) -> np.ndarray:
