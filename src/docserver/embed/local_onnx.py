@@ -66,10 +66,10 @@ def export_path(folder: Path, cache: Path, name: str) -> Path:
     """The export's file for this model: cache/<name>-<digest of weights and recipe>/model_qint8.onnx."""
     source = transformer_folder(folder)
     digest = hashlib.sha256(RECIPE.encode())
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
-        path = source / name
+    for file in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        path = source / file
         if path.is_file():
-            digest.update(name.encode())
+            digest.update(file.encode())
             with path.open("rb") as stream:
                 digest.update(hashlib.file_digest(stream, "sha256").digest())
     safe = "".join(char if char.isalnum() or char in "-_." else "_" for char in name)
