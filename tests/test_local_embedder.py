@@ -313,8 +313,8 @@ def test_the_server_keeps_one_torch_thread(server: ServerProcess) -> None:
     assert loaded_torch_threads(server.logs()) == [1]
 
 
-def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
-    """The base install has no torch; the default path must not need it (nor pay its start-up)."""
+def torch_imported_by_a_search(env: dict[str, str]) -> str:
+    """`docserver search` in a fresh interpreter: whether torch and sentence-transformers were imported."""
     program = (
         "import sys\n"
         "from docserver.cli import main\n"
@@ -322,15 +322,15 @@ def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
         "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", program],
-        env=docserver_env(tmp_path / "docserver.db"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False False"
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
+    """The base install has no torch; the default path must not need it (nor pay its start-up)."""
+    assert torch_imported_by_a_search(docserver_env(tmp_path / "docserver.db")) == "False False"
 
 
 def test_the_server_runs_the_model_on_onnx_by_default(server: ServerProcess) -> None:
@@ -419,23 +419,9 @@ def test_the_export_is_made_once_and_kept(tmp_path: Path) -> None:
 
 def test_serving_on_onnx_never_imports_torch(tmp_path: Path) -> None:
     """With the export made, the model runs on ONNX Runtime and the tokenizer alone: torch's 400 MB stay out."""
-    program = (
-        "import sys\n"
-        "from docserver.cli import main\n"
-        "main(['search', 'snapshot'])\n"
-        "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
-    )
     LocalEmbedder(backend="onnx", cache=MODEL_CACHE)  # the export exists before the command starts
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        env=docserver_env(tmp_path / "docserver.db", {**LOCAL, "DOCSERVER_LOCAL_BACKEND": "onnx"}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False False"
+    env = docserver_env(tmp_path / "docserver.db", {**LOCAL, "DOCSERVER_LOCAL_BACKEND": "onnx"})
+    assert torch_imported_by_a_search(env) == "False False"
 
 
 def without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
