@@ -159,7 +159,11 @@ def main() -> None:
     if not args.label:
         parser.error("--label is required")
     if "onnx" in args.backends:  # the export is made once, untimed: a first start's cost, not ingest's
-        LocalEmbedder(backend="onnx", cache=args.model_cache)
+        # In a process of its own: a child inherits its parent's peak RSS across fork and exec.
+        make = "import sys, pathlib; from docserver.embed.local import LocalEmbedder; "
+        make += "LocalEmbedder(backend='onnx', cache=pathlib.Path(sys.argv[1]))"
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        subprocess.run([sys.executable, "-c", make, str(args.model_cache)], env=env, check=True, capture_output=True)
     shapes: list[tuple[object, ...]] = [("docs", ROOT / "docs", 0, threads, 0) for threads in args.threads]
     shapes += [("python3.11-doc", args.python_docs, args.sample, threads, 0) for threads in args.threads]
     if args.one_call:

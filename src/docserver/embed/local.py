@@ -90,6 +90,8 @@ class Model(Protocol):
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]: ...
 
+    def close(self) -> None: ...
+
 
 class LocalEmbedder(Embedder):
     """A sentence-transformers model, loaded once, encoding on one thread off the event loop."""
@@ -134,6 +136,7 @@ class LocalEmbedder(Embedder):
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+        self._model.close()
 
 
 class TorchModel:
@@ -167,6 +170,9 @@ class TorchModel:
             list(texts), add_special_tokens=True, truncation=True, max_length=self.max_seq_length
         )["input_ids"]
         return ids
+
+    def close(self) -> None:
+        """Nothing to release: torch's threads belong to the process."""
 
 
 def _open(model: str, label: str, threads: int, backend: Backend, cache: Path | None) -> Model:
