@@ -405,6 +405,25 @@ async def test_on_onnx_a_texts_vector_does_not_depend_on_its_batch(onnx: LocalEm
         assert np.allclose(batched[index], await onnx.embed_query(texts[index]), atol=1e-6)
 
 
+async def test_onnx_with_two_threads_runs_passes_side_by_side_with_the_same_vectors(onnx: LocalEmbedder) -> None:
+    """Ingest's threads: one single-threaded pass per thread, not two threads inside one small pass."""
+    two = LocalEmbedder(threads=2, batch_size=16, backend="onnx", cache=MODEL_CACHE)
+    seen: set[str] = set()
+    run = two._model._pass
+
+    def recording(ids: list[list[int]]) -> np.ndarray:
+        seen.add(threading.current_thread().name.split("_")[0])
+        return run(ids)
+
+    two._model._pass = recording
+    try:
+        texts = texts_of_every_length(10)
+        assert np.array_equal(await two.embed(texts), await onnx.embed(texts))
+    finally:
+        await two.aclose()
+    assert seen == {"embed-onnx"}
+
+
 def test_the_export_is_made_once_and_kept(tmp_path: Path) -> None:
     from docserver.embed.local_onnx import ensure_export
 
