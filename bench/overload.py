@@ -22,6 +22,13 @@ With `--arrivals open`, the overload phase is open-loop instead: requests arrive
 at `factor` times the rate the round's capacity phase reached, each on an idle
 keep-alive connection (a new one when none is idle), whatever the answers.
 
+With `--arrivals wrk`, the overload phase splits the load: this process sends
+the capacity phase's rate as open-loop arrivals (the calls it times), and wrk
+(Debian's `wrk`, C: little CPU per request) adds `factor - 1` times that rate
+from `(factor - 1) * capacity` keep-alive connections, each pausing between
+its calls so that together they keep to that rate. So the load is 10 times
+the capacity's rate while the generator's own work stays small.
+
 Reported per phase: admitted calls/s, p50/p99 of admitted calls seen by the
 client and by the server (its `http_request` access lines: first byte in to
 answer out; requests shed for overload write none), rejections per second and
@@ -245,6 +252,46 @@ def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after:
     }
 
 
+FLOOD_SCRIPT = r"""
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+%(headers)s
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) counts = {} end
+function delay() return %(interval_ms).3f end
+function response(status, headers, body) counts[status] = (counts[status] or 0) + 1 end
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("counts")) do total[status] = (total[status] or 0) + count end
+  end
+  local parts = {}
+  for status, count in pairs(total) do table.insert(parts, string.format('"%%d": %%d', status, count)) end
+  io.write(string.format('{"requests": %%d, "seconds": %%f, "connect_errors": %%d, "read_errors": %%d, ' ..
+    '"timeouts": %%d, "p50_ms": %%f, "p99_ms": %%f, "max_ms": %%f, "statuses": {%%s}}\n',
+    summary.requests, summary.duration / 1e6, summary.errors.connect, summary.errors.read, summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000, table.concat(parts, ", ")))
+end
+"""
+
+
+def start_flood(url: str, query: str, rate: float, connections: int, seconds: float, work: Path) -> subprocess.Popen:
+    """wrk sending `rate` calls a second in all over `connections` connections, for `seconds`."""
+    headers = "\n".join(f'wrk.headers["{key}"] = "{value}"' for key, value in HEADERS.items())
+    script = work / "flood.lua"
+    body = search_call(1, query).decode()
+    script.write_text(FLOOD_SCRIPT % {"body": body, "headers": headers, "interval_ms": 1000 * connections / rate})
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), f"{url}/mcp"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def flood_result(flood: subprocess.Popen) -> dict[str, object]:
+    """wrk's summary: its calls by status and their latency (all statuses together)."""
+    output = flood.communicate(timeout=120)[0]
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def healthy_afterwards(server: Server, query: str) -> bool:
     ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
     call = httpx.post(f"{server.url}/mcp", content=search_call(1, query), headers=HEADERS, timeout=10)
@@ -269,6 +316,23 @@ def pair(server: Server, queries: list[str], label: str, number: int, args: argp
     rows = [row(f"{label}, {args.capacity} clients, round {number + 1}", args.capacity, outcome, rss, server.rss_mb())]
     print(json.dumps(rows[-1]), flush=True)
     rss, seed = server.rss_mb(), args.seed + number
+    if args.arrivals == "wrk":
+        rate = len(outcome.ok()) / outcome.seconds
+        extra = args.capacity * (args.factor - 1)
+        flood = start_flood(server.url, queries[0], rate * (args.factor - 1), extra, args.seconds, args.work)
+        outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=rate)
+        rows.append(
+            row(
+                f"{label}, {rate:.0f} + wrk {rate * (args.factor - 1):.0f} calls/s, round {number + 1}",
+                0,
+                outcome,
+                rss,
+                server.rss_mb(),
+            )
+        )
+        rows[-1]["flood"] = flood_result(flood)
+        print(json.dumps(rows[-1]), flush=True)
+        return rows
     if args.arrivals == "open":
         rate = args.factor * len(outcome.ok()) / outcome.seconds
         outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=rate)
@@ -296,7 +360,7 @@ def summary(label: str, rows: list[dict], healthy: bool) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Every configuration on a server of its own, all running; the rounds go through them in turn."""
-    work = Path(tempfile.mkdtemp(prefix="docserver-overload-"))
+    work = args.work = Path(tempfile.mkdtemp(prefix="docserver-overload-"))
     template, queries = build_database(work, args.chunks)
     base_env = {"DOCSERVER_CACHE_SIZE": "0", "LOG_LEVEL": "INFO"}
     configs: dict[str, dict[str, str]] = {} if args.skip_unlimited else {"no limit": base_env}
@@ -400,10 +464,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--arrivals",
-        choices=("closed", "open"),
+        choices=("closed", "open", "wrk"),
         default="closed",
-        help="overload as factor x capacity clients that never back off (closed), or as arrivals at factor x "
-        "the capacity phase's rate (open)",
+        help="overload as factor x capacity clients that never back off (closed), as arrivals at factor x "
+        "the capacity phase's rate (open), or as arrivals at that rate plus wrk at factor - 1 times it (wrk)",
     )
     parser.add_argument("--skip-unlimited", action="store_true", help="only the limited servers")
     parser.add_argument("--seed", type=int, default=42)

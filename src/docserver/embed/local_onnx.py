@@ -135,7 +135,7 @@ def _export(source: Path, path: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    class Encoder(torch.nn.Module):
+    class Encoder(torch.nn.Module):  # type: ignore[misc,unused-ignore]  # torch is Any where mypy runs without it (CI)
         """The transformer's last hidden state from the three inputs, named (transformers 5 wants keywords)."""
 
         def __init__(self, model: Any) -> None:
