@@ -9,9 +9,9 @@ per query is much faster than several competing for the same cores.
 
 Two backends run the same model (`DOCSERVER_LOCAL_BACKEND`): ONNX Runtime on an
 int8 export made on this machine from the model's own folder (local_onnx.py),
-about twice the chunks per CPU second of torch for vectors within 0.99 cosine
-of torch's; and torch through sentence-transformers. `auto` takes ONNX when it
-can run the model and torch otherwise.
+about twice the chunks per CPU second of torch, for vectors within a cosine of
+0.97 of torch's at worst (0.99 on average; docs/search.md); and torch through
+sentence-transformers. `auto` takes ONNX when it can run the model and torch otherwise.
 
 torch, sentence-transformers and onnxruntime are the optional extra
 `docserver[local]`; they are imported here only, so the base install never needs them.
