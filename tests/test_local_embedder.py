@@ -373,9 +373,12 @@ async def test_onnx_gives_torchs_vectors_within_tolerance_on_real_text(
     on_torch, on_onnx = await embedder.embed(texts), await onnx.embed(texts)
     agreement = (on_torch * on_onnx).sum(axis=1)
     assert agreement.min() > 0.95 and agreement.mean() > 0.985
-    # What search sees: each chunk's nearest other chunk is mostly the same one.
-    nearest = [np.argsort(-(rows @ rows.T), axis=1)[:, 1] for rows in (on_torch, on_onnx)]
-    assert (nearest[0] == nearest[1]).mean() > 0.85
+    # What search sees: each chunk's nearest other chunk on torch is among its 3 nearest on ONNX.
+    # (Not always the very nearest: sections of these docs that say nearly the same thing tie within
+    # the quantisation's noise, and which of them comes first changes with the docs' own edits.)
+    torch_nearest = np.argsort(-(on_torch @ on_torch.T), axis=1)[:, 1]
+    onnx_nearest = np.argsort(-(on_onnx @ on_onnx.T), axis=1)[:, 1:4]
+    assert np.mean([torch_nearest[n] in onnx_nearest[n] for n in range(len(texts))]) >= 0.95
 
 
 async def test_onnx_reads_one_text_per_pass_up_to_the_models_word_pieces(onnx: LocalEmbedder) -> None:
