@@ -309,32 +309,20 @@ def find_capacity(server: Server, queries: list[str], seconds: float, seed: int)
 
 
 def pair(server: Server, queries: list[str], label: str, number: int, args: argparse.Namespace) -> list[dict]:
-    """One round on one server: `capacity` clients, then `factor` times as many (closed loop), or arrivals at
-    `factor` times the rate the capacity phase reached (open loop)."""
+    """One round on one server: `capacity` clients, then the overload (module docstring: `--arrivals`)."""
     rss = server.rss_mb()
     outcome = phase(server, queries, args.capacity, args.seconds, args.seed + number)
     rows = [row(f"{label}, {args.capacity} clients, round {number + 1}", args.capacity, outcome, rss, server.rss_mb())]
     print(json.dumps(rows[-1]), flush=True)
     rss, seed = server.rss_mb(), args.seed + number
+    capacity_rate, flood = len(outcome.ok()) / outcome.seconds, None
     if args.arrivals == "wrk":
-        rate = len(outcome.ok()) / outcome.seconds
-        extra = args.capacity * (args.factor - 1)
-        flood = start_flood(server.url, queries[0], rate * (args.factor - 1), extra, args.seconds, args.work)
-        outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=rate)
-        rows.append(
-            row(
-                f"{label}, {rate:.0f} + wrk {rate * (args.factor - 1):.0f} calls/s, round {number + 1}",
-                0,
-                outcome,
-                rss,
-                server.rss_mb(),
-            )
-        )
-        rows[-1]["flood"] = flood_result(flood)
-        print(json.dumps(rows[-1]), flush=True)
-        return rows
-    if args.arrivals == "open":
-        rate = args.factor * len(outcome.ok()) / outcome.seconds
+        rate = capacity_rate * (args.factor - 1)
+        flood = start_flood(server.url, queries[0], rate, args.capacity * (args.factor - 1), args.seconds, args.work)
+        outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=capacity_rate)
+        name, clients = f"{label}, {capacity_rate:.0f} + wrk {rate:.0f} calls/s, round {number + 1}", 0
+    elif args.arrivals == "open":
+        rate = args.factor * capacity_rate
         outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=rate)
         name, clients = f"{label}, {rate:.0f} calls/s offered, round {number + 1}", 0
     else:
@@ -342,6 +330,8 @@ def pair(server: Server, queries: list[str], label: str, number: int, args: argp
         outcome = phase(server, queries, clients, args.seconds, seed, probe=True)
         name = f"{label}, {clients} clients, round {number + 1}"
     rows.append(row(name, clients, outcome, rss, server.rss_mb()))
+    if flood is not None:
+        rows[-1]["flood"] = flood_result(flood)
     print(json.dumps(rows[-1]), flush=True)
     return rows
 
