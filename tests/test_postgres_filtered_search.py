@@ -9,7 +9,6 @@ sends, through the HNSW index (the plan says so).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,11 +17,10 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from docserver.store.base import EmbedderInfo
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX
 from docserver.store.postgres_sql import search_vector_sql
-from support.postgres_server import bulk_load, database_name, shared_server
+from support.postgres_server import loaded_database
 
 CHUNKS = 20_000
 SOURCES = 10
@@ -36,20 +34,9 @@ OPTIONS = PostgresOptions(min_size=1, max_size=2, hnsw_m=8, hnsw_ef_construction
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shared_server()
-    name = database_name(str(tmp_path_factory.mktemp("filtered")))
-    database = server.create_database(name)
-
-    async def migrate_and_bind() -> None:
-        store = PostgresStore(database, OPTIONS)
-        await store.open()
-        await store.bind_embedder(EmbedderInfo("random", "normal", DIMENSION))
-        await store.close()
-
-    asyncio.run(migrate_and_bind())
-    bulk_load(database, chunks=CHUNKS, dimension=DIMENSION, options=OPTIONS, sources=SOURCES)
-    yield database
-    server.drop_database(name)
+    folder = tmp_path_factory.mktemp("filtered")
+    for database, _ in loaded_database(folder, chunks=CHUNKS, dimension=DIMENSION, options=OPTIONS, sources=SOURCES):
+        yield database
 
 
 def query_vector() -> np.ndarray:  # type: ignore[type-arg]

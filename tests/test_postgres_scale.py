@@ -7,7 +7,6 @@ switch to after a few executions. Run with `-s` to see them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,11 +14,10 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from docserver.store.base import EmbedderInfo
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX
 from docserver.store.postgres_sql import TEXT_PLAN, search_text_sql, search_vector_sql
-from support.postgres_server import bulk_load, database_name, shared_server
+from support.postgres_server import loaded_database
 
 pytestmark = pytest.mark.slow
 
@@ -36,20 +34,7 @@ def load(
     tmp_path_factory: pytest.TempPathFactory, chunks: int, dimension: int, options: PostgresOptions
 ) -> Iterator[tuple[str, list[str]]]:
     """A database of `chunks` chunks in two sources; yields its URL and the vocabulary."""
-    server = shared_server()
-    name = database_name(str(tmp_path_factory.mktemp("scale")))
-    url = server.create_database(name)
-
-    async def migrate_and_bind() -> None:
-        store = PostgresStore(url, options)
-        await store.open()
-        await store.bind_embedder(EmbedderInfo("random", "normal", dimension))
-        await store.close()
-
-    asyncio.run(migrate_and_bind())
-    vocabulary = bulk_load(url, chunks=chunks, dimension=dimension, options=options)
-    yield url, vocabulary
-    server.drop_database(name)
+    yield from loaded_database(tmp_path_factory.mktemp("scale"), chunks=chunks, dimension=dimension, options=options)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,13 @@ start it. A server that cannot start fails the test: nothing is skipped.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import hashlib
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +24,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from docserver.store.base import EmbedderInfo
+from docserver.store.postgres import PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX, PostgresOptions, vector_index_sql
 
 with warnings.catch_warnings():
@@ -165,3 +169,24 @@ def bulk_load(
         conn.execute(vector_index_sql(options))
         conn.execute("ANALYZE")
     return vocabulary
+
+
+def loaded_database(
+    folder: Path, *, chunks: int, dimension: int, options: PostgresOptions, sources: int = 2
+) -> Iterator[tuple[str, list[str]]]:
+    """A fresh database on the shared server, migrated and bound by the store itself, then bulk-loaded with
+    `chunks` chunks in `sources` sources (`bulk_load`); yields its URL and the vocabulary, then drops it."""
+    server = shared_server()
+    name = database_name(str(folder))
+    url = server.create_database(name)
+
+    async def migrate_and_bind() -> None:
+        store = PostgresStore(url, options)
+        await store.open()
+        await store.bind_embedder(EmbedderInfo("random", "normal", dimension))
+        await store.close()
+
+    asyncio.run(migrate_and_bind())
+    vocabulary = bulk_load(url, chunks=chunks, dimension=dimension, options=options, sources=sources)
+    yield url, vocabulary
+    server.drop_database(name)
