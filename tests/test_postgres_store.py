@@ -278,12 +278,19 @@ async def test_a_statement_over_the_timeout_is_cancelled_with_a_clear_error(
 # -- unreachable ------------------------------------------------------------------------------------
 
 
-async def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
-    url = f"postgresql://docserver:{PASSWORD}@/docs?host={tmp_path}"  # no server listens there
-    store = PostgresStore(url, PostgresOptions(connect_timeout=2))
+async def _refused(tmp_path: Path, password: str) -> tuple[PostgresStore, str]:
+    """A store whose URL carries `password` and names a socket folder where no server listens, and why it
+    could not open."""
+    store = PostgresStore(
+        f"postgresql://docserver:{password}@/docs?host={tmp_path}", PostgresOptions(connect_timeout=2)
+    )
     with pytest.raises(StoreUnavailableError) as raised:
         await store.open()
-    message = str(raised.value)
+    return store, str(raised.value)
+
+
+async def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    store, message = await _refused(tmp_path, PASSWORD)
     assert message.startswith("cannot connect to the database postgresql://docserver:***@/docs")
     assert PASSWORD not in message
     with pytest.raises(StoreUnavailableError, match="not connected to the database"):
@@ -292,11 +299,7 @@ async def test_an_unreachable_database_is_named_without_its_password(tmp_path: P
 
 
 async def test_a_one_letter_password_is_hidden_without_mangling_the_message(tmp_path: Path) -> None:
-    url = f"postgresql://docserver:o@/docs?host={tmp_path}"  # no server listens there
-    store = PostgresStore(url, PostgresOptions(connect_timeout=2))
-    with pytest.raises(StoreUnavailableError) as raised:
-        await store.open()
-    message = str(raised.value)
+    store, message = await _refused(tmp_path, "o")
     assert message.startswith("cannot connect to the database postgresql://docserver:***@/docs")
     assert message.endswith("failed: No such file or directory")  # libpq's own words, every letter kept
     await store.close()

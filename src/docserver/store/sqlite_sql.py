@@ -242,8 +242,8 @@ def search_vector(db: Connection, vector: Vectors, source: SourceFilter, limit: 
         table = vector_table(db)
         if not table_exists(db, table):
             return []
-        listed = vector_index.dense(vector) and vector_index.usable(db, table)
-        rows = vector_index.search(db, table, vector.tobytes(), source, limit) if listed else []
+        generation = vector_index.searched(db, table) if vector_index.dense(vector) else None
+        rows = [] if generation is None else vector_index.search(db, table, generation, vector.tobytes(), source, limit)
         if len(rows) < limit:  # exact: a small store, a sparse query, or a filter the nearest lists left short
             rows = _exact_search(db, table, vector.tobytes(), source, limit)
     # sqlite-vec gives NULL distances for stored zero vectors (chunks without words).

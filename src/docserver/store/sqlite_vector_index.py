@@ -216,9 +216,14 @@ def mark_complete(db: Connection, table: str) -> None:
 # -- searching ----------------------------------------------------------------------------------
 
 
+def searched(db: Connection, table: str) -> Generation | None:
+    """The complete generation of lists that covers `table`, or None: searches stay exact."""
+    return Generation.read(db, SEARCHED, table) if meta(db, "vector_index") == table else None
+
+
 def usable(db: Connection, table: str) -> bool:
     """A complete generation of lists covers `table`."""
-    return meta(db, "vector_index") == table and Generation.read(db, SEARCHED, table) is not None
+    return searched(db, table) is not None
 
 
 def dense(vector: np.ndarray) -> bool:
@@ -240,14 +245,15 @@ def candidates_for(limit: int) -> int:
     return min(max(limit * CANDIDATES_PER_RESULT, MIN_CANDIDATES), MAX_CANDIDATES)
 
 
-def search(db: Connection, table: str, vector: bytes, source: SourceFilter, limit: int) -> list[Any]:
-    """(chunk id, cosine distance) of the best `limit` in the nearest lists, re-scored with the full vectors.
+def search(
+    db: Connection, table: str, generation: Generation, vector: bytes, source: SourceFilter, limit: int
+) -> list[Any]:
+    """(chunk id, cosine distance) of the best `limit` in the nearest lists of `generation` (`searched`),
+    re-scored with the full vectors.
 
     May return fewer than `limit` when a source filter leaves the nearest lists
     nearly empty; the caller then searches exactly.
     """
-    generation = Generation.read(db, SEARCHED, table)
-    assert generation is not None, "search() needs usable()"
     nearest = [
         row[0]
         for row in db.execute(
