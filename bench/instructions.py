@@ -1,6 +1,6 @@
 """Observability overhead in instructions: steadier than CPU time on a shared machine.
 
-    python bench/instructions.py [--calls 100 400] [--configs off ...] [--out bench/results/instructions.json]
+    python bench/instructions.py [--calls 100 400] [--configs off ...] [--searches] [--out bench/results/instructions.json]
 
 Each configuration runs an in-process search_docs loop (the real app through
 ASGI, cache on, the test corpus) under `valgrind --tool=callgrind`, twice:
@@ -9,6 +9,10 @@ instructions (log writer, SQLite threads, span exporter included); the
 difference of the two totals divided by the difference of the call counts is
 the cost of one call, start-up excluded. Trace export goes over OTLP/HTTP to
 a sink in another process, so encoding and sending count, receiving does not.
+
+The calls are result-cache hits after the first few, the cheapest call there
+is; `--searches` turns the cache off, so every call searches the store (and a
+sampled one has the store's spans under its server spans).
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
     parser.add_argument("--out", type=Path, default=Path("bench/results/instructions.json"))
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--searches", action="store_true", help="result cache off: every call searches")
     args = parser.parse_args()
     corpus = Path(__file__).resolve().parent.parent / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-callgrind-"))
@@ -112,6 +117,8 @@ def main() -> None:
         for name in args.configs:
             extra = CONFIGS[name]
             env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **extra}
+            if args.searches:
+                env["DOCSERVER_CACHE_SIZE"] = "0"
             totals = (instructions(env, args.calls[0], corpus, work), instructions(env, args.calls[1], corpus, work))
             cost = per_call(totals, tuple(args.calls))
             rows.append({"configuration": name, "instructions_per_call": cost})

@@ -7,7 +7,9 @@ Each operation runs N and 3N times in a fresh interpreter under
 one operation's cost, start-up excluded, and an empty loop's cost is
 subtracted. Operations: a prometheus_client counter and histogram against
 docserver's lean families, a correlation id, a fast-path log line, an SDK
-span against a recorded server span (each handed to a span processor), and
+span against a recorded server span (each handed to a span processor), a
+child span made current while it runs (a store query's) by the SDK's tracer
+and by docserver's `tracing.span`, and
 the OTLP encoding of one span as the SDK's exporter does it and as docserver's
 exporter does it (otlp_encoding.py).
 """
@@ -36,6 +38,9 @@ from docserver.observability.lean import LeanCounter, LeanHistogram
 from docserver.observability.otlp_encoding import encode_request
 from docserver.observability.logging import active_log_writer, configure_logging, event_line
 from docserver.observability.recorded_span import SpanRecorder
+from docserver.observability import tracing
+from opentelemetry.context import attach
+from opentelemetry.trace import set_span_in_context
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 registry = CollectorRegistry()
@@ -65,6 +70,19 @@ def recorded_span():
     span = recorder.start("POST /mcp", None, dict(ATTRIBUTES))
     span.set_attribute("http.response.status_code", 200)
     span.end()
+
+# A child span as a store query makes one, under a current sampled server span.
+STORE = {"db.system.name": "sqlite", "db.operation.name": "search_text", "db.collection.name": "chunks"}
+tracing.install(lambda parent: True, recorder)
+attach(set_span_in_context(recorder.start("tools/call search_docs", None, {})))
+
+def sdk_child_span():
+    with tracer.start_as_current_span("search_text chunks", kind=SpanKind.CLIENT, attributes=STORE):
+        pass
+
+def recorded_child_span():
+    with tracing.span("search_text chunks", SpanKind.CLIENT, STORE):
+        pass
 
 finished = []
 for _ in range(100):
@@ -99,6 +117,8 @@ OPERATIONS = {
     "a line alone: the writer woken, the write, a flush": lone_line,
     "SDK span (start, attribute, end)": sdk_span,
     "recorded server span (start, attribute, end)": recorded_span,
+    "SDK child span, current while it runs (start_as_current_span)": sdk_child_span,
+    "recorded child span, current while it runs (tracing.span)": recorded_child_span,
     "OTLP encoding, per span (x100)": encode_100,
     "docserver's OTLP encoding, per span (x100)": lean_encode_100,
 }
@@ -124,6 +144,8 @@ NAMES = [
     "a line alone: the writer woken, the write, a flush",
     "SDK span (start, attribute, end)",
     "recorded server span (start, attribute, end)",
+    "SDK child span, current while it runs (start_as_current_span)",
+    "recorded child span, current while it runs (tracing.span)",
     "OTLP encoding, per span (x100)",
     "docserver's OTLP encoding, per span (x100)",
 ]

@@ -527,6 +527,7 @@ from prometheus_client import CollectorRegistry
 from docserver.observability import tracing as t
 from docserver.observability.http_trace import ServerSpans
 from docserver.observability.metrics import Metrics
+from docserver.observability.recorded_span import CurrentSpan
 from docserver.observability.tracing_setup import TracingConfig, configure_tracing
 
 RATE, N = 0.25, 4000
@@ -562,7 +563,8 @@ memory.clear()
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 server = start(f"00-{TRACE}-00f067aa0ba902b7-01", "rojo=1")
-with t.tracer().start_as_current_span("tools/call search_docs", kind=trace.SpanKind.SERVER) as mcp_span:
+mcp = t.recorder().start("tools/call search_docs", trace.get_current_span().get_span_context(), {})
+with CurrentSpan(mcp) as mcp_span:
     child = t.span("cache.get search")
     with child:
         pass

@@ -459,12 +459,11 @@ def test_the_command_says_an_unreachable_host_in_one_line(tmp_path: Path) -> Non
 
 async def test_each_fetch_is_a_span_under_the_refresh(sources: Sources) -> None:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_ON)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    traced = Tracing(provider, ALWAYS_ON)
+    traced = Tracing(TracerProvider(sampler=ALWAYS_ON), ALWAYS_ON)
+    traced.add_processor(SimpleSpanProcessor(exporter))
     site = small_site()
     site.faults["usage.html"] = 503
-    tracing.install(traced.tracer, traced.decide)
+    traced.install()
     try:
         async with served(site) as base:
             # A context of its own, as the scheduled refresh has: no request (left by another test) around it.

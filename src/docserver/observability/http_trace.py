@@ -1,6 +1,6 @@
 """The trace of one HTTP request: continue the caller's, decide sampling once, answer with `traceparent`.
 
-A sampled request gets an SDK server span, attached as the current context
+A sampled request gets a recorded server span, attached as the current context
 for every layer below. An unsampled one gets a `TraceContext` record and
 nothing else (see tracing.py): no span object, no context attach. W3C
 headers are parsed strictly (w3c.py); any invalid value starts a new trace.
@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import attach, detach
-from opentelemetry.trace import Status, StatusCode, set_span_in_context
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from docserver.observability import tracing
 from docserver.observability.tracing import TraceContext
@@ -44,10 +44,10 @@ class RequestSpan:
 
     def open_stream(self) -> Any:
         """A child span for an SSE stream's lifetime, when sampled."""
-        tracer = tracing.tracer()
-        if self.span is None or tracer is None:
+        recorder = tracing.recorder()
+        if self.span is None or recorder is None:
             return None
-        return tracer.start_span("SSE stream", set_span_in_context(self.span))
+        return recorder.start("SSE stream", self.span.get_span_context(), {}, kind=SpanKind.INTERNAL)
 
     def end(self, status: int, enduser: str | None = None) -> None:
         span = self.span

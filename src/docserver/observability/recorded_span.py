@@ -1,17 +1,19 @@
-"""The two server spans of a sampled request, recorded without the SDK's span machinery.
+"""docserver's spans, recorded without the SDK's span machinery.
 
-Every sampled request has an HTTP server span and an MCP server span. The
-SDK's `Tracer.start_span` and `Span.end` cost about 175,000 instructions per
-span here (attribute limits and cleaning, a lock, bounded lists for events
-and links, a context copy): `bench/span_cost.py`. A `RecordedSpan` keeps
-its attributes in a plain dict and, when it ends, hands one `ReadableSpan`
-(the SDK's public hand-over type) to the span processors, about a fifth of
-the cost. It implements the OpenTelemetry API's `Span`, so it sits in the
-context like any span: child spans (store queries, embeddings, SSE streams)
-come from the SDK tracer as before, with this span as their parent.
+Every sampled request has an HTTP server span and an MCP server span, and
+below them the spans of its work (store queries, embeddings, cache reads,
+fetches; an ingest or a refresh is a trace of its own). The SDK's
+`Tracer.start_span` and `Span.end` cost about 175,000 instructions per span
+here (attribute limits and cleaning, a lock, bounded lists for events and
+links, a context copy): `bench/span_cost.py`. A `RecordedSpan` keeps its
+attributes in a plain dict and, when it ends, hands one `ReadableSpan` (the
+SDK's public hand-over type) to the span processors, about a fifth of the
+cost. It implements the OpenTelemetry API's `Span`, so it sits in the
+context like any span, and a span from another library's tracer (the global
+provider stays the SDK's) can be its child or its parent.
 
 The attributes these spans carry are written by docserver alone, always
-strings, integers or booleans, so they need none of the SDK's cleaning.
+strings, integers, floats or booleans, so they need none of the SDK's cleaning.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, set_span_in_context
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
@@ -50,13 +53,14 @@ class SpanRecorder:
         *,
         trace_id: int | None = None,
         links: Sequence[Link] = (),
+        kind: SpanKind = SpanKind.SERVER,
     ) -> RecordedSpan:
-        """A SERVER span, child of `parent` (a remote or local span context) or a new trace's root."""
+        """A span of `kind`, child of `parent` (a remote or local span context) or a new trace's root."""
         if trace_id is None:
             trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
         state = parent.trace_state if parent is not None else None
         context = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED, state)
-        return RecordedSpan(name, context, parent, attributes, links, self)
+        return RecordedSpan(name, context, parent, attributes, links, self, kind)
 
     def finish(self, span: ReadableSpan) -> None:
         for processor in self._processors:
@@ -71,7 +75,7 @@ class SpanRecorder:
             attributes=span.attributes,
             events=span.events,
             links=span.links,
-            kind=SpanKind.SERVER,
+            kind=span.kind,
             status=span.status,
             start_time=span.start,
             end_time=end,
@@ -80,9 +84,21 @@ class SpanRecorder:
 
 
 class RecordedSpan(Span):
-    """A SERVER span whose state is a few plain fields until it ends."""
+    """A span whose state is a few plain fields until it ends."""
 
-    __slots__ = ("_recorder", "attributes", "context", "ended", "events", "links", "name", "parent", "start", "status")
+    __slots__ = (
+        "_recorder",
+        "attributes",
+        "context",
+        "ended",
+        "events",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "start",
+        "status",
+    )
 
     def __init__(
         self,
@@ -92,9 +108,11 @@ class RecordedSpan(Span):
         attributes: dict[str, Any],
         links: Sequence[Link],
         recorder: SpanRecorder,
+        kind: SpanKind = SpanKind.SERVER,
     ) -> None:
         self.start = time.time_ns()
         self.name = name
+        self.kind = kind
         self.context = context
         self.parent = parent
         self.attributes = attributes
@@ -163,3 +181,27 @@ class RecordedSpan(Span):
             return
         self.ended = True
         self._recorder.finish(self._recorder.readable(self, end_time or time.time_ns()))
+
+
+class CurrentSpan:
+    """`with` a recorded span as the current one, ended on the way out; as the SDK's
+    `start_as_current_span` does, an exception leaving the block is recorded and
+    sets the status to error (a `BaseException` such as a cancellation is not)."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: RecordedSpan) -> None:
+        self.span = span
+        self._token: Any = None
+
+    def __enter__(self) -> RecordedSpan:
+        self._token = attach(set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback_: Any) -> None:
+        detach(self._token)
+        span = self.span
+        if isinstance(error, Exception):
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()

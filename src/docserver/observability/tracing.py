@@ -2,8 +2,9 @@
 
 The HTTP middleware decides once per request whether it is sampled
 (`tracing_setup.Tracing.decide`) and records that decision here as the
-request's `TraceContext`. A sampled request gets real SDK spans, attached as
-the current OpenTelemetry context; an unsampled one gets nothing but this
+request's `TraceContext`. A sampled request gets recorded spans
+(recorded_span.py), attached as the current OpenTelemetry context; an
+unsampled one gets nothing but this
 record: no span objects, no sampler run, no context attach. Logs, outbound
 headers and the `traceparent` of the response read the record, so the
 trace still continues across services whether or not it is sampled.
@@ -14,15 +15,15 @@ a shared no-op when it is not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar, Token
 from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from docserver.observability.recorded_span import SpanRecorder
+from docserver.observability.recorded_span import CurrentSpan, SpanRecorder
 
 _NOOP: AbstractContextManager[None] = nullcontext()
 
@@ -46,26 +47,23 @@ class TraceContext(NamedTuple):
 
 
 _request: ContextVar[TraceContext | None] = ContextVar("docserver_request_trace", default=None)
-_tracer: trace.Tracer | None = None
 _decide: Callable[[SpanContext | None], bool] | None = None
 _recorder: SpanRecorder | None = None
 
 
 def install(
-    tracer: trace.Tracer | None,
     decide: Callable[[SpanContext | None], bool] | None = None,
     recorder: SpanRecorder | None = None,
 ) -> None:
-    """Called by tracing set-up: the tracer spans come from, the sampler's decision for a parent
-    (None: new), and the recorder of the server spans."""
-    global _tracer, _decide, _recorder
-    _tracer = tracer
+    """Called by tracing set-up: the sampler's decision for a parent (None: new), and the
+    recorder every span comes from. Both None: tracing is off."""
+    global _decide, _recorder
     _decide = decide
     _recorder = recorder
 
 
 def recorder() -> SpanRecorder | None:
-    """Where the MCP layer records its server span (recorded_span.py); None when tracing is off."""
+    """Where spans are recorded (recorded_span.py); None when tracing is off."""
     return _recorder
 
 
@@ -95,10 +93,6 @@ def http_span_context() -> SpanContext | None:
     return SpanContext(request.trace_id, request.span_id, False, TraceFlags(TraceFlags.SAMPLED), request.trace_state)
 
 
-def tracer() -> trace.Tracer | None:
-    return _tracer
-
-
 def _unsampled_request() -> bool:
     """Inside a request decided unsampled: nothing below it records, and no OpenTelemetry context is looked up."""
     request = _request.get()
@@ -107,7 +101,7 @@ def _unsampled_request() -> bool:
 
 def sampled_span() -> trace.Span | None:
     """The current span when it is recording, else None (the cheap test every layer makes first)."""
-    if _tracer is None or _unsampled_request():
+    if _recorder is None or _unsampled_request():
         return None
     current = trace.get_current_span()
     return current if current.is_recording() else None
@@ -117,23 +111,22 @@ def span(
     name: str, kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None
 ) -> AbstractContextManager[Any]:
     """A child span of the current one when that one is sampled; a shared no-op otherwise."""
-    if _tracer is None or _unsampled_request() or not trace.get_current_span().is_recording():
+    if _recorder is None or _unsampled_request():
         return _NOOP
-    return _child(name, kind, attributes)
-
-
-@contextmanager
-def _child(name: str, kind: SpanKind, attributes: Mapping[str, Any] | None) -> Iterator[trace.Span]:
-    assert _tracer is not None
-    with _tracer.start_as_current_span(name, kind=kind, attributes=attributes) as child:
-        yield child
+    parent = trace.get_current_span()
+    if not parent.is_recording():
+        return _NOOP
+    return CurrentSpan(_recorder.start(name, parent.get_span_context(), dict(attributes or ()), kind=kind))
 
 
 def root_span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
     """A new trace for work that no request started (an ingest), sampled by the configured sampler."""
-    if _tracer is None or not decide(None):
+    if _recorder is None or not decide(None):
         return _NOOP
-    return _tracer.start_as_current_span(name, attributes=attributes)
+    # As the SDK's tracer would: a span already current (a test, a caller's own) stays the parent.
+    current = trace.get_current_span().get_span_context()
+    parent = current if current.is_valid else None
+    return CurrentSpan(_recorder.start(name, parent, dict(attributes or ()), kind=SpanKind.INTERNAL))
 
 
 def mark_error(current: trace.Span | None, error: BaseException | str) -> None:

@@ -90,16 +90,15 @@ class Tracing:
         self.provider = provider
         self.sampler = sampler
         self._exporter = exporter
-        self.tracer = provider.get_tracer("docserver", __version__)
         self.recorder = SpanRecorder(provider.resource, InstrumentationScope("docserver", __version__))
-        """Records the HTTP and MCP server spans (recorded_span.py); the tracer makes every other span."""
+        """Records every docserver span (recorded_span.py); the provider stays the global one for other libraries."""
 
     def install(self) -> None:
-        """Hand the span helpers (tracing.py) this tracer, decision and recorder."""
-        tracing.install(self.tracer, self.decide, self.recorder)
+        """Hand the span helpers (tracing.py) this decision and recorder."""
+        tracing.install(self.decide, self.recorder)
 
     def add_processor(self, processor: SpanProcessor) -> None:
-        """Where finished spans go: the SDK's spans and the recorded server spans alike."""
+        """Where finished spans go: the recorded spans and any other library's SDK spans alike."""
         self.provider.add_span_processor(processor)
         self.recorder.add_processor(processor)
 
