@@ -181,7 +181,21 @@ def build_database(folder: Path, chunks: int) -> tuple[Path, list[str]]:
     queries = write_corpus(docs, chunks)
     if not database.exists():
         run_cli("ingest", str(docs), "--source", "bench", env=docserver_env(database))
+        # The ingest leaves the approximate vector index to the next process that opens the
+        # file: built here, or every server measured would train it while being measured.
+        asyncio.run(_finish_vector_index(database))
     return database, queries
+
+
+async def _finish_vector_index(database: Path) -> None:
+    from docserver.store.sqlite import SqliteStore
+
+    store = SqliteStore(database)
+    await store.open()
+    try:
+        await store.vector_index_built()
+    finally:
+        await store.close()
 
 
 def fresh_copy(template: Path, folder: Path, name: str) -> Path:
