@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from docserver.observability.protowire import varint
 
@@ -31,6 +31,14 @@ _DOUBLE = struct.Struct("<d")
 _HAS_IS_REMOTE = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _MAX_CACHED_KEYS = 4096
+
+# The fields every span has, written in one piece: the kind (INTERNAL is 0 here, 1 on the
+# wire), start and end times (fixed64), then status and flags, which take few values.
+_KIND = {kind: b"\x30" + varint(kind.value + 1) for kind in SpanKind}
+_TIMES = struct.Struct("<BQBQ")
+_UNSET_STATUS = b"\x7a\x00"
+_LOCAL_FLAGS = b"\x85\x01" + _FIXED32.pack(_HAS_IS_REMOTE)
+_REMOTE_FLAGS = b"\x85\x01" + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
@@ -135,7 +143,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     """trace.v1.Span, without its outer tag."""
     context = span.context
     assert context is not None, "a finished span has a context"
-    parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big"), b"\x12\x08" + context.span_id.to_bytes(8, "big")]
+    parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")]
     state = context.trace_state
     if state:
         parts.append(_text(b"\x1a", ",".join(f"{key}={value}" for key, value in state.items())))
@@ -144,20 +152,24 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     if span.name:
         parts.append(_text(b"\x2a", span.name))
-    parts.append(b"\x30" + varint(span.kind.value + 1))  # SpanKind: INTERNAL is 0 here, 1 on the wire
-    parts.append(b"\x39" + _FIXED64.pack(span.start_time or 0))
-    parts.append(b"\x41" + _FIXED64.pack(span.end_time or 0))
+    parts.append(_KIND[span.kind])
+    parts.append(_TIMES.pack(0x39, span.start_time or 0, 0x41, span.end_time or 0))
     parts += _attributes(b"\x4a", span.attributes)
     if span.dropped_attributes:
         parts.append(b"\x50" + varint(span.dropped_attributes))
-    parts += [_field(b"\x5a", _event(event)) for event in span.events]
+    events = span.events
+    if events:
+        parts += [_field(b"\x5a", _event(event)) for event in events]
     if span.dropped_events:
         parts.append(b"\x60" + varint(span.dropped_events))
-    parts += [_field(b"\x6a", _link(link)) for link in span.links]
+    links = span.links
+    if links:
+        parts += [_field(b"\x6a", _link(link)) for link in links]
     if span.dropped_links:
         parts.append(b"\x70" + varint(span.dropped_links))
-    parts.append(_field(b"\x7a", _status(span.status)))
-    parts.append(b"\x85\x01" + _FIXED32.pack(_flags(parent)))
+    status = span.status
+    parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET else _field(b"\x7a", _status(status)))
+    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
     return b"".join(parts)
 
 
