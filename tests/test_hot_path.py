@@ -2,7 +2,8 @@
 
 A `search_docs` call is served in process with metrics, INFO logs and tracing
 on. What it pays is counted: spans handed to export, log lines written, label
-lookups made. An unsampled request must start no span at all, every request
+lookups made. An unsampled request must start no span at all, a sampled one
+records its designed spans and starts none through the SDK, every request
 writes exactly its two lines (the access line and the tool-call line), and a
 warm request resolves no label child.
 """
@@ -37,13 +38,19 @@ CALLS = 20
 
 
 class _CountingProcessor(SpanProcessor):
-    """Counts the spans handed over for export (the recorded server spans have no on_start)."""
+    """Counts the spans handed over for export, and the SDK spans started (recorded spans have no on_start)."""
 
     def __init__(self) -> None:
         self.finished = 0
+        self.names: list[str] = []
+        self.sdk_started = 0
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.sdk_started += 1
 
     def on_end(self, span: Any) -> None:
         self.finished += 1
+        self.names.append(span.name)
 
 
 @pytest.fixture
@@ -116,6 +123,31 @@ async def test_a_sampled_request_starts_its_designed_spans(settings: Settings, t
     # The HTTP server span and the MCP span; a cache hit reads no store and embeds nothing
     # (but the corpus version is re-read once a second, which may add a store span).
     assert 2 * CALLS <= counter.finished - 2 * first <= 2 * CALLS + 1
+
+
+async def test_a_searching_request_records_its_spans_without_the_sdk(
+    settings: Settings, tmp_path: Path, corpus: Path
+) -> None:
+    settings = settings.model_copy(update={"cache": settings.cache.model_copy(update={"size": 0})})
+    tracing_, counter = _tracing_at(1.0)
+
+    await _serve_searches(settings, tmp_path, corpus, tracing_, 1)
+
+    # Every call searches (cache off): the server spans and one span per store query and
+    # embedding, each a recorded span; not one goes through the SDK's span machinery. A
+    # server's first call also reads the store's state once (corpus version, embedder, sources).
+    state = ("corpus_version meta", "embedder_info meta", "list_sources sources")
+    assert sorted(name for name in counter.names if name not in state) == sorted(
+        [
+            "POST /mcp",
+            "tools/call search_docs",
+            "search_text chunks_fts",
+            "embeddings hash-ngram-v2-512",
+            "search_vector chunk_vectors",
+            "get_chunks chunks",
+        ]
+    )
+    assert counter.sdk_started == 0
 
 
 async def test_every_request_writes_exactly_two_log_lines(
