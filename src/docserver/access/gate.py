@@ -127,6 +127,14 @@ class AdmissionGate:
             if held:
                 slots.release()
 
+    def refuses_at_once(self) -> bool:
+        """True (and counted as shed) when the slots would now refuse a POST /mcp without queueing it."""
+        if self.slots is None or not self.slots.refuses_at_once():
+            return False
+        if self.instruments is not None:
+            self.instruments.rejected_overload.inc()
+        return True
+
     def _rate_headers(self, verdict: Verdict) -> list[tuple[bytes, bytes]]:
         assert self.policy_header is not None
         state = b"%s;r=%d;t=%d" % (_POLICY, verdict.remaining, verdict.reset)

@@ -72,15 +72,27 @@ class Slots:
             if self._instruments is not None:
                 self._instruments.in_flight.inc()
             return True
-        if self.queue_size == 0:
-            return False
-        now = self._clock()
-        if now < self._closed_until:
-            return False
-        if len(self._waiters) >= self.queue_size:
-            self._closed_until = now + QUEUE_CLOSED_SECONDS  # more waiting than the room holds: overload
+        if self.refuses_at_once():
             return False
         return await self._wait()
+
+    def refuses_at_once(self) -> bool:
+        """True when `acquire` would now refuse without waiting: every slot busy, the room full or closed.
+
+        A full room closes, as in `acquire`: the HTTP parser asks this before any ASGI call
+        (docserver.access.shedding).
+        """
+        if self._free > 0:
+            return False
+        if self.queue_size == 0:
+            return True
+        now = self._clock()
+        if now < self._closed_until:
+            return True
+        if len(self._waiters) >= self.queue_size:
+            self._closed_until = now + QUEUE_CLOSED_SECONDS  # more waiting than the room holds: overload
+            return True
+        return False
 
     def release(self) -> None:
         """Frees a slot: the oldest waiter gets it, else it becomes free."""

@@ -1,0 +1,83 @@
+"""Shedding at the HTTP parser: a POST /mcp beyond the in-flight slots is refused without an ASGI call.
+
+Under a flood, the requests refused for overload are most of what the event
+loop does, and the admitted requests wait behind that work at every step:
+at 10 times the capacity in bench/overload.py a search took 3.7 ms instead
+of 2.5. Refused by the ASGI gate, each refusal still costs uvicorn a request
+cycle, an asyncio task, the gate's call and two socket writes (the status
+line with headers, then the body). Here, uvicorn's own httptools protocol
+refuses it when the request's head is parsed: no cycle, no task, and one
+socket write of the prebuilt 503 once its body has gone by.
+
+The decision is the slots' own (`Slots.refuses_at_once`), counted in
+`docserver_requests_rejected_total{reason="overload"}` as before; a request
+they would queue or admit goes the normal way, through the ASGI gate, which
+decides again. Only the simple case is taken here: exactly `POST /mcp`, no
+`Expect: 100-continue`, and no earlier request of the connection still
+being answered (a pipelined request must be answered in order).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from docserver.access.gate import OVERLOAD_RETRY_AFTER, AdmissionGate
+from docserver.access.rejection import prebuilt
+from docserver.config.auth import MCP_PATH
+
+_MCP_PATH = MCP_PATH.encode()
+_OVERLOAD = 503
+
+
+class SheddingProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering the overload 503 itself; subclassed per gate (`shedding_protocol`)."""
+
+    gate: AdmissionGate
+    _shedding = False
+    _answer: tuple[object, bytes] = (None, b"")
+    """The last 503 written, with the `default_headers` (the Date) it was built with."""
+
+    def on_headers_complete(self) -> None:
+        self._shedding = (
+            self.url == _MCP_PATH
+            and self.parser.get_method() == b"POST"
+            and not self.expect_100_continue
+            and (self.cycle is None or self.cycle.response_complete)
+            and self.gate.refuses_at_once()
+        )
+        if not self._shedding:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._shedding:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._shedding:
+            super().on_message_complete()
+            return
+        self._shedding = False
+        self.transport.write(self._overload_answer())
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+        self.on_response_complete()  # counts it, arms the keep-alive timeout or starts a pipelined request
+
+    def _overload_answer(self) -> bytes:
+        defaults = self.server_state.default_headers
+        built_with, answer = SheddingProtocol._answer
+        if built_with is not defaults:  # uvicorn replaces the list when the Date changes
+            headers, body = prebuilt("overload", OVERLOAD_RETRY_AFTER)
+            lines = b"".join(name + b": " + value + b"\r\n" for name, value in [*defaults, *headers])
+            answer = STATUS_LINE[_OVERLOAD] + lines + b"\r\n" + body
+            SheddingProtocol._answer = (defaults, answer)
+        return answer
+
+
+def shedding_protocol(app: Any) -> type[SheddingProtocol] | None:
+    """The protocol class that sheds for `app`'s in-flight slots; None when `app` has none (no limit set)."""
+    if not isinstance(app, AdmissionGate) or app.slots is None or app.buckets is not None:
+        return None  # (the rate limit, checked first when configured, is in a gate of its own)
+    protocol: type[SheddingProtocol] = type("SheddingProtocol", (SheddingProtocol,), {"gate": app})
+    return protocol
