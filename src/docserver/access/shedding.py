@@ -13,8 +13,10 @@ The decision is the slots' own (`Slots.refuses_at_once`), counted in
 `docserver_requests_rejected_total{reason="overload"}` as before; a request
 they would queue or admit goes the normal way, through the ASGI gate, which
 decides again. Only the simple case is taken here: exactly `POST /mcp`, no
-`Expect: 100-continue`, and no earlier request of the connection still
-being answered (a pipelined request must be answered in order).
+`Expect: 100-continue`, no earlier request of the connection still being
+answered (a pipelined request must be answered in order), and a client that
+reads its answers (uvicorn's flow control has not paused writing: a client
+that pipelines without reading gets its 503s the normal way, which waits).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class SheddingProtocol(HttpToolsProtocol):
             and self.parser.get_method() == b"POST"
             and not self.expect_100_continue
             and (self.cycle is None or self.cycle.response_complete)
+            and not self.flow.write_paused
             and self.gate.refuses_at_once()
         )
         if not self._shedding:
