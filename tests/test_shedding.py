@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
 from docserver.access.gate import admission_gate
-from docserver.access.shedding import shedding_protocol
+from docserver.access.shedding import ShedBudget, shedding_protocol
 from docserver.config.admission import AdmissionSettings
 from docserver.observability.metrics import Metrics
 from support.inprocess import new_metrics
@@ -152,3 +152,10 @@ def test_no_shedding_protocol_without_an_in_flight_limit() -> None:
 
     assert shedding_protocol(admission_gate(app, AdmissionSettings())) is None
     assert shedding_protocol(admission_gate(app, AdmissionSettings(rate_limit_per_second=5))) is None
+
+
+def test_the_shed_budget_counts_refusals_per_10_ms_window() -> None:
+    budget = ShedBudget(per_second=200)  # 2 refusals per 10 ms window
+    assert [budget.exceeded(5.0) for _ in range(3)] == [False, False, True]
+    assert budget.exceeded(5.009)  # still the same window
+    assert not budget.exceeded(5.010)  # a new window: the count starts again

@@ -17,6 +17,10 @@ decides again. Only the simple case is taken here: exactly `POST /mcp`, no
 answered (a pipelined request must be answered in order), and a client that
 reads its answers (uvicorn's flow control has not paused writing: a client
 that pipelines without reading gets its 503s the normal way, which waits).
+
+Cheap refusals invite clients that ask again at once to ask faster: beyond
+`SHED_BUDGET_PER_SECOND`, a refused connection is not read for
+`READ_PAUSE_AFTER_REFUSAL`, so that they cannot take the whole event loop.
 """
 
 from __future__ import annotations
@@ -31,12 +35,37 @@ from docserver.config.auth import MCP_PATH
 
 _MCP_PATH = MCP_PATH.encode()
 _OVERLOAD = 503
+SHED_BUDGET_PER_SECOND = 10_000
+"""Refusals a second answered without slowing their connection down: at about 14 µs each (bench/overload.py),
+some 15% of the event loop. Beyond it the clients are asking again at once, ignoring `Retry-After`."""
+READ_PAUSE_AFTER_REFUSAL = 0.001
+"""Seconds a connection refused beyond the budget is not read. Clients that ask again at once cannot
+then keep the event loop busy refusing them (20 that never back off made 64,000 requests a second in
+bench/overload.py, and the searches in flight got a tenth of a core); their next answer comes at
+most this much later. A pause costs two system calls and a timer, so it is kept for that case."""
+_WINDOW = 0.01
+
+
+class ShedBudget:
+    """Counts refusals in windows of 10 ms of the event loop's clock; `exceeded` once over the budget."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_window = per_second * _WINDOW
+        self._window_end = 0.0
+        self._count = 0
+
+    def exceeded(self, now: float) -> bool:
+        if now >= self._window_end:
+            self._window_end, self._count = now + _WINDOW, 0
+        self._count += 1
+        return self._count > self.per_window
 
 
 class SheddingProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering the overload 503 itself; subclassed per gate (`shedding_protocol`)."""
 
     gate: AdmissionGate
+    budget: ShedBudget
     _shedding = False
     _answer: tuple[object, bytes] = (None, b"")
     """The last 503 written, with the `default_headers` (the Date) it was built with."""
@@ -66,6 +95,13 @@ class SheddingProtocol(HttpToolsProtocol):
         if not self.parser.should_keep_alive():
             self.transport.close()
         self.on_response_complete()  # counts it, arms the keep-alive timeout or starts a pipelined request
+        if not self.transport.is_closing() and self.budget.exceeded(self.loop.time()):
+            self.flow.pause_reading()
+            self.loop.call_later(READ_PAUSE_AFTER_REFUSAL, self._read_again)
+
+    def _read_again(self) -> None:
+        if not self.transport.is_closing():
+            self.flow.resume_reading()
 
     def _overload_answer(self) -> bytes:
         defaults = self.server_state.default_headers
@@ -82,5 +118,6 @@ def shedding_protocol(app: Any) -> type[SheddingProtocol] | None:
     """The protocol class that sheds for `app`'s in-flight slots; None when `app` has none (no limit set)."""
     if not isinstance(app, AdmissionGate) or app.slots is None or app.buckets is not None:
         return None  # (the rate limit, checked first when configured, is in a gate of its own)
-    protocol: type[SheddingProtocol] = type("SheddingProtocol", (SheddingProtocol,), {"gate": app})
+    attributes = {"gate": app, "budget": ShedBudget(SHED_BUDGET_PER_SECOND)}
+    protocol: type[SheddingProtocol] = type("SheddingProtocol", (SheddingProtocol,), attributes)
     return protocol
