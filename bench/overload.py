@@ -30,8 +30,12 @@ its calls so that together they keep to that rate. So the load is 10 times
 the capacity's rate while the generator's own work stays small.
 
 Reported per phase: admitted calls/s, p50/p99 of admitted calls seen by the
-client and by the server (its `http_request` access lines: first byte in to
-answer out; requests shed for overload write none), rejections per second and
+client and by the server (its `http_request` access lines: end of admission to
+answer out; requests shed for overload write none), each admitted call in parts
+(`stages`: before the gate, queued for a slot, in service, of which the search,
+and after; each request carries its own correlation id, so the client's times
+and the server's log lines are matched call by call: `add_stages`), the CPU each
+process used (`cpu_cores`: the server's event loop apart from its other threads), rejections per second and
 their p99/max as the client saw them, how late the generator's own event loop
 woke (its share of every client-side time), every status, RSS; then /readyz
 and one call after the last round. During each overload phase a probe process
@@ -535,15 +539,16 @@ def profile_flood(args: argparse.Namespace) -> None:
 
 def markdown(result: dict[str, object]) -> str:
     head = (
-        "| phase | admitted calls/s | admitted p50 / p99 ms (server-side) | rejected/s | rejection p99 / max ms "
-        "| generator lag p99 ms | probe: rejection p99 / max ms | statuses | RSS MB |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| phase | admitted calls/s | admitted p50 / p99 ms (server-side) | p99 ms: before the gate / queued / "
+        "search | rejected/s | rejection p99 / max ms | generator lag p99 ms | probe: rejection p99 / max ms "
+        "| statuses | RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     out = []
     for server in result["servers"]:  # type: ignore[attr-defined]
         lines = [
             f"| {r['phase']} | {r['admitted_per_s']:.0f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} "
-            f"({r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f}) | {r['rejected_per_s']:.0f} "
+            f"({r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f}) | {parts(r['stages'])} | {r['rejected_per_s']:.0f} "
             f"| {r['rejection_p99_ms']:.1f} / {r['rejection_max_ms']:.1f} | {r['generator_lag_p99_ms']:.1f} "
             f"| {r['probe_rejection_p99_ms']:.1f} / {r['probe_rejection_max_ms']:.1f} "
             f"| {', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))} "
@@ -558,6 +563,12 @@ def markdown(result: dict[str, object]) -> str:
             f"healthy afterwards: {server['healthy_afterwards']}\n"
         )
     return "\n".join(out)
+
+
+def parts(stages: dict) -> str:
+    if not stages:
+        return ""
+    return " / ".join(f"{stages[f'{name}_p99_ms']:.1f}" for name in ("before_gate", "queued", "tool"))
 
 
 def settings(text: str) -> list[tuple[str, str]]:
