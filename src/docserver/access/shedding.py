@@ -2,8 +2,8 @@
 
 Under a flood, the requests refused for overload are most of what the event
 loop does, and the admitted requests wait behind that work at every step:
-at 10 times the capacity in bench/overload.py a search took 3.7 ms instead
-of 2.5. Refused by the ASGI gate, each refusal still costs uvicorn a request
+at 10 times the capacity in bench/overload.py a search took 3.6 ms instead
+of 2.3 at the median. Refused by the ASGI gate, each refusal still costs uvicorn a request
 cycle, an asyncio task, the gate's call and two socket writes (the status
 line with headers, then the body). Here, uvicorn's own httptools protocol
 refuses it when the request's head is parsed: no cycle, no task, and one
@@ -36,8 +36,9 @@ from docserver.config.auth import MCP_PATH
 _MCP_PATH = MCP_PATH.encode()
 _OVERLOAD = 503
 SHED_BUDGET_PER_SECOND = 10_000
-"""Refusals a second answered without slowing their connection down: at about 14 µs each (bench/overload.py),
-some 15% of the event loop. Beyond it the clients are asking again at once, ignoring `Retry-After`."""
+"""Refusals a second answered without slowing their connection down: some 15% of the event loop at the
+11 to 14 µs a refusal took when they came in bulk (bench/overload.py's closed loop). A flood of 10 times
+the capacity measured there is 6,000 a second; beyond the budget, clients are asking again at once."""
 READ_PAUSE_AFTER_REFUSAL = 0.001
 """Seconds a connection refused beyond the budget is not read. Clients that ask again at once cannot
 then keep the event loop busy refusing them (20 that never back off made 64,000 requests a second in

@@ -6,8 +6,8 @@ most `timeout` seconds. A freed slot is handed straight to the oldest waiter.
 
 The waiting room is for bursts: a request that waits there gets a slot
 freed a moment later instead of a 503. Under sustained overload it is always
-full, so every admitted request would first have waited there (3.4 ms at
-the median, for a 2.4 ms search, at 10 times the capacity in
+full, so every admitted request would first have waited there (about 3.8 ms
+at the median, for a 2.3 ms search, at 10 times the capacity in
 bench/overload.py) without one more request being served. So once a request
 finds the room full, or a queued one times out (more waiting than the slots
 can serve: not a burst they absorb), the room stays closed for
