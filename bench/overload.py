@@ -88,6 +88,9 @@ class Outcome:
     probe: dict[int, list[float]] = field(default_factory=dict)
     """What the probe process saw, by status (overload phases)."""
     errors: int = 0
+    error_idle: list[float | None] = field(default_factory=list)
+    """Open-loop phases: for each connection error, how long its keep-alive connection had been idle
+    (None: a new connection). uvicorn closes a connection idle for 5 s."""
     connections: int = 0
     """Open-loop phases: the keep-alive connections the arrivals needed."""
     timed: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -193,23 +196,24 @@ async def offer(url: str, queries: list[str], rate: float, seconds: float, seed:
     when none is idle), whatever the answers. Latency runs from the request's send to its answer."""
     calls = Calls(url, queries, seed)
     outcome = Outcome()
-    idle: list[Connection] = []
+    idle: list[tuple[Connection, float]] = []  # with when each was last answered
     pending: set[asyncio.Task[None]] = set()
     deadline = time.monotonic() + seconds
 
     async def call(number: int) -> None:
-        connection = idle.pop() if idle else Connection(url)
+        connection, answered = idle.pop() if idle else (Connection(url), None)
         sent, started = time.time_ns(), time.perf_counter()
         try:
             status, _ = await connection.exchange(calls.request(number))
         except (OSError, asyncio.IncompleteReadError):
             outcome.errors += 1
+            outcome.error_idle.append(started - answered if answered is not None else None)
             await connection.close()
             return
         outcome.add(status, time.perf_counter() - started)
         if status == 200:
             outcome.timed[calls.correlation_id(number)] = (sent, time.time_ns())
-        idle.append(connection)
+        idle.append((connection, time.perf_counter()))
 
     async def arrivals() -> None:
         interval, number = 1 / rate, 0
@@ -228,7 +232,7 @@ async def offer(url: str, queries: list[str], rate: float, seconds: float, seed:
     await asyncio.gather(watch_lag(deadline, outcome), arrivals())
     outcome.seconds = time.perf_counter() - started
     outcome.connections = len(idle)
-    for connection in idle:
+    for connection, _ in idle:
         await connection.close()
     return outcome
 
@@ -356,6 +360,7 @@ def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after:
         * 1000,
         "statuses": outcome.statuses(),
         "connection_errors": outcome.errors,
+        "connection_error_idle_s": outcome.error_idle,
         "offered_per_s": len(outcome.ok() + outcome.rejected()) / outcome.seconds,
         "open_loop_connections": outcome.connections,
         "rss_before_mb": rss_before,
