@@ -30,8 +30,12 @@ its calls so that together they keep to that rate. So the load is 10 times
 the capacity's rate while the generator's own work stays small.
 
 Reported per phase: admitted calls/s, p50/p99 of admitted calls seen by the
-client and by the server (its `http_request` access lines: first byte in to
-answer out; requests shed for overload write none), rejections per second and
+client and by the server (its `http_request` access lines: end of admission to
+answer out; requests shed for overload write none), each admitted call in parts
+(`stages`: before the gate, queued for a slot, in service, of which the search,
+and after; each request carries its own correlation id, so the client's times
+and the server's log lines are matched call by call: `add_stages`), the CPU each
+process used (`cpu_cores`: the server's event loop apart from its other threads), rejections per second and
 their p99/max as the client saw them, how late the generator's own event loop
 woke (its share of every client-side time), every status, RSS; then /readyz
 and one call after the last round. During each overload phase a probe process
@@ -47,7 +51,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -58,13 +64,14 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import HEADERS, Server, build_database, docserver_env, fresh_copy, serve
+from harness import CLOCK_TICKS, HEADERS, Server, build_database, docserver_env, fresh_copy, serve
 from rawhttp import Connection, post_request
 
 SWEEP = (1, 2, 4, 8)
@@ -81,8 +88,19 @@ class Outcome:
     probe: dict[int, list[float]] = field(default_factory=dict)
     """What the probe process saw, by status (overload phases)."""
     errors: int = 0
+    error_idle: list[float | None] = field(default_factory=list)
+    """Open-loop phases: for each connection error, how long its keep-alive connection had been idle
+    (None: a new connection). uvicorn closes a connection idle for 5 s."""
     connections: int = 0
     """Open-loop phases: the keep-alive connections the arrivals needed."""
+    timed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Admitted calls: correlation id -> (sent, answered), wall clock in ns (the server's log lines' clock)."""
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """Admitted calls matched with their access line: seconds before the gate, queued, in service, after."""
+    window: tuple[float, float] = (0.0, 0.0)
+    """When the phase ran (wall clock, s): to find it in the server's log."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per second of the phase, by process (and the server by thread)."""
 
     def add(self, status: int, elapsed: float) -> None:
         self.latencies.setdefault(status, []).append(elapsed)
@@ -112,10 +130,31 @@ def search_call(call_id: int, query: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": call_id, "method": "tools/call", "params": params}).encode()
 
 
+class Calls:
+    """Prebuilt search_docs requests, each sent with a correlation id of its own (`ovl-<seed>-<n>`), so the
+    server's access line of an admitted call can be matched with the client's times for it."""
+
+    def __init__(self, url: str, queries: list[str], seed: int) -> None:
+        rng = random.Random(seed)
+        self.prefix = f"ovl-{seed}-"
+        self.templates = []
+        for n in range(512):
+            headers = {**HEADERS, "x-correlation-id": "@@"}
+            request = post_request(url, "/mcp", headers, search_call(n, rng.choice(queries)))
+            head, _, tail = request.partition(b"@@")
+            self.templates.append((head + self.prefix.encode(), tail))
+
+    def request(self, number: int) -> bytes:
+        head, tail = self.templates[number % len(self.templates)]
+        return b"%s%d%s" % (head, number, tail)
+
+    def correlation_id(self, number: int) -> str:
+        return f"{self.prefix}{number}"
+
+
 async def drive(url: str, queries: list[str], clients: int, seconds: float, seed: int) -> Outcome:
     """`clients` closed-loop clients calling search_docs for `seconds`, never backing off."""
-    rng = random.Random(seed)
-    requests = [post_request(url, "/mcp", HEADERS, search_call(n, rng.choice(queries))) for n in range(512)]
+    calls = Calls(url, queries, seed)
     outcome = Outcome()
     deadline = time.monotonic() + seconds
 
@@ -124,15 +163,17 @@ async def drive(url: str, queries: list[str], clients: int, seconds: float, seed
         call = worker_id
         try:
             while time.monotonic() < deadline:
-                call += 1
-                started = time.perf_counter()
+                call += clients
+                sent, started = time.time_ns(), time.perf_counter()
                 try:
-                    status, _ = await connection.exchange(requests[call % len(requests)])
+                    status, _ = await connection.exchange(calls.request(call))
                 except (OSError, asyncio.IncompleteReadError):
                     outcome.errors += 1
                     await connection.close()
                     continue
                 outcome.add(status, time.perf_counter() - started)
+                if status == 200:
+                    outcome.timed[calls.correlation_id(call)] = (sent, time.time_ns())
         finally:
             await connection.close()
 
@@ -153,24 +194,26 @@ async def watch_lag(deadline: float, outcome: Outcome) -> None:
 async def offer(url: str, queries: list[str], rate: float, seconds: float, seed: int) -> Outcome:
     """Open-loop arrivals: `rate` search_docs calls a second, each on an idle keep-alive connection (a new one
     when none is idle), whatever the answers. Latency runs from the request's send to its answer."""
-    rng = random.Random(seed)
-    requests = [post_request(url, "/mcp", HEADERS, search_call(n, rng.choice(queries))) for n in range(512)]
+    calls = Calls(url, queries, seed)
     outcome = Outcome()
-    idle: list[Connection] = []
+    idle: list[tuple[Connection, float]] = []  # with when each was last answered
     pending: set[asyncio.Task[None]] = set()
     deadline = time.monotonic() + seconds
 
     async def call(number: int) -> None:
-        connection = idle.pop() if idle else Connection(url)
-        started = time.perf_counter()
+        connection, answered = idle.pop() if idle else (Connection(url), None)
+        sent, started = time.time_ns(), time.perf_counter()
         try:
-            status, _ = await connection.exchange(requests[number % len(requests)])
+            status, _ = await connection.exchange(calls.request(number))
         except (OSError, asyncio.IncompleteReadError):
             outcome.errors += 1
+            outcome.error_idle.append(started - answered if answered is not None else None)
             await connection.close()
             return
         outcome.add(status, time.perf_counter() - started)
-        idle.append(connection)
+        if status == 200:
+            outcome.timed[calls.correlation_id(number)] = (sent, time.time_ns())
+        idle.append((connection, time.perf_counter()))
 
     async def arrivals() -> None:
         interval, number = 1 / rate, 0
@@ -189,36 +232,108 @@ async def offer(url: str, queries: list[str], rate: float, seconds: float, seed:
     await asyncio.gather(watch_lag(deadline, outcome), arrivals())
     outcome.seconds = time.perf_counter() - started
     outcome.connections = len(idle)
-    for connection in idle:
+    for connection, _ in idle:
         await connection.close()
     return outcome
 
 
 def phase(
-    server: Server, queries: list[str], clients: int, seconds: float, seed: int, probe: bool = False, rate: float = 0
+    server: Server,
+    queries: list[str],
+    clients: int,
+    seconds: float,
+    seed: int,
+    probe: bool = False,
+    rate: float = 0,
+    flood: subprocess.Popen | None = None,
 ) -> Outcome:
     """One load phase, with the server's own view of it from the access lines it wrote meanwhile.
 
     `clients` closed-loop clients, or with `rate`, open-loop arrivals at that rate. With `probe`,
     bench/overload_probe.py times one request every 20 ms meanwhile, from a process of its own.
+    Also the CPU each process used (the server by thread; `flood`, wrk, if it runs).
     """
     offset = server.log_path.stat().st_size
     command = [sys.executable, str(Path(__file__).with_name("overload_probe.py")), server.url, str(seconds)]
     prober = subprocess.Popen(command, stdout=subprocess.PIPE) if probe else None
+    processes = {"server": server.process.pid, "generator": os.getpid()}
+    if prober is not None:
+        processes["probe"] = prober.pid
+    if flood is not None:
+        processes["wrk"] = flood.pid
+    before, clock, began = cpu_by_thread(processes), time.perf_counter(), time.time()
     load = (
         offer(server.url, queries, rate, seconds, seed) if rate else drive(server.url, queries, clients, seconds, seed)
     )
     outcome = asyncio.run(load)
+    after, elapsed = cpu_by_thread(processes), time.perf_counter() - clock
+    outcome.cpu = {name: (after[name] - before.get(name, 0.0)) / elapsed for name in sorted(after)}
+    outcome.window = (began, time.time())
     if prober is not None:
         answers = json.loads(prober.communicate(timeout=seconds + 30)[0])
         outcome.probe = {int(status): times for status, times in answers.items()}
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    tools: dict[str, float] = {}
     with server.log_path.open("rb") as log:
         log.seek(offset)
         for line in log:
-            if b'"http_request"' in line and b'"/mcp"' in line:
+            if b'"tool_call"' in line:
+                event = json.loads(line)
+                tools[event.get("correlation_id", "")] = event["duration_ms"] / 1000
+            elif b'"http_request"' in line and b'"/mcp"' in line:
                 event = json.loads(line)
                 outcome.server.setdefault(event["status_code"], []).append(event["duration_ms"] / 1000)
+                cid = event.get("correlation_id", "")
+                times = outcome.timed.get(cid)
+                if times is not None and cid in tools and event["status_code"] == 200:
+                    add_stages(stages, times, event, tools[cid])
+    outcome.stages = stages
     return outcome
+
+
+STAGES = ("before_gate", "queued", "service", "tool", "http_mcp", "after", "total")
+"""The parts of an admitted call (`add_stages`); `service` is `tool` (the search_docs handler) plus `http_mcp`."""
+
+
+def add_stages(stages: dict[str, list[float]], times: tuple[int, int], event: dict, tool: float) -> None:
+    """One admitted call in parts (seconds), from the client's send and answer times and its log lines.
+
+    The access line's timestamp is when the answer was handed to the socket; its `duration_ms` (service)
+    starts after the admission gate, its `queued_ms` is the wait at the gate. `tool` is the tool_call line's
+    duration (the search itself, its store calls on the reader threads included), `http_mcp` the rest of
+    the service: the HTTP and MCP handling on the event loop. Before the gate: the request's way in (the
+    client's write, the server's event loop reading and parsing it); after: the answer's way back.
+    """
+    sent, answered = times
+    stamp = datetime.fromisoformat(event["timestamp"])
+    ended = int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+    service = event["duration_ms"] / 1000
+    queued = event.get("queued_ms", 0.0) / 1000
+    in_service = ended / 1e9 - service
+    stages["before_gate"].append(max(0.0, in_service - queued - sent / 1e9))
+    stages["queued"].append(queued)
+    stages["service"].append(service)
+    stages["tool"].append(tool)
+    stages["http_mcp"].append(service - tool)
+    stages["after"].append(max(0.0, (answered - ended) / 1e9))
+    stages["total"].append((answered - sent) / 1e9)
+
+
+def cpu_by_thread(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each process, and of the server's event loop and other threads."""
+    seconds: dict[str, float] = {}
+    for name, pid in processes.items():
+        with contextlib.suppress(OSError):
+            seconds[name] = _cpu_seconds(Path(f"/proc/{pid}/stat"))  # a process that ended keeps its times
+    pid = processes["server"]
+    seconds["server: event loop"] = _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+    seconds["server: other threads"] = seconds["server"] - seconds["server: event loop"]
+    return seconds
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after: float) -> dict[str, object]:
@@ -245,10 +360,30 @@ def row(name: str, clients: int, outcome: Outcome, rss_before: float, rss_after:
         * 1000,
         "statuses": outcome.statuses(),
         "connection_errors": outcome.errors,
+        "connection_error_idle_s": outcome.error_idle,
         "offered_per_s": len(outcome.ok() + outcome.rejected()) / outcome.seconds,
         "open_loop_connections": outcome.connections,
         "rss_before_mb": rss_before,
         "rss_after_mb": rss_after,
+        "stages": stage_summary(outcome.stages),
+        "cpu_cores": outcome.cpu,
+        "window": outcome.window,
+    }
+
+
+def stage_summary(stages: dict[str, list[float]]) -> dict[str, object]:
+    """p50/p99 of each part of the admitted calls, and the mean of each part over the slowest 1% of calls."""
+    total = stages.get("total", [])
+    if not total:
+        return {}
+    slowest = sorted(range(len(total)), key=total.__getitem__)[-max(1, len(total) // 100) :]
+    return {
+        "matched": len(total),
+        **{f"{name}_p50_ms": quantile(values, 0.5) for name, values in stages.items()},
+        **{f"{name}_p99_ms": quantile(values, 0.99) for name, values in stages.items()},
+        "slowest_1pct_mean_ms": {
+            name: 1000 * statistics.fmean(values[n] for n in slowest) for name, values in stages.items()
+        },
     }
 
 
@@ -319,7 +454,7 @@ def pair(server: Server, queries: list[str], label: str, number: int, args: argp
     if args.arrivals == "wrk":
         rate = capacity_rate * (args.factor - 1)
         flood = start_flood(server.url, queries[0], rate, args.capacity * (args.factor - 1), args.seconds, args.work)
-        outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=capacity_rate)
+        outcome = phase(server, queries, 0, args.seconds, seed, probe=True, rate=capacity_rate, flood=flood)
         name, clients = f"{label}, {capacity_rate:.0f} + wrk {rate:.0f} calls/s, round {number + 1}", 0
     elif args.arrivals == "open":
         rate = args.factor * capacity_rate
@@ -409,15 +544,16 @@ def profile_flood(args: argparse.Namespace) -> None:
 
 def markdown(result: dict[str, object]) -> str:
     head = (
-        "| phase | admitted calls/s | admitted p50 / p99 ms (server-side) | rejected/s | rejection p99 / max ms "
-        "| generator lag p99 ms | probe: rejection p99 / max ms | statuses | RSS MB |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| phase | admitted calls/s | admitted p50 / p99 ms (server-side) | p99 ms: before the gate / queued / "
+        "search | rejected/s | rejection p99 / max ms | generator lag p99 ms | probe: rejection p99 / max ms "
+        "| statuses | RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     out = []
     for server in result["servers"]:  # type: ignore[attr-defined]
         lines = [
             f"| {r['phase']} | {r['admitted_per_s']:.0f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} "
-            f"({r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f}) | {r['rejected_per_s']:.0f} "
+            f"({r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f}) | {parts(r['stages'])} | {r['rejected_per_s']:.0f} "
             f"| {r['rejection_p99_ms']:.1f} / {r['rejection_max_ms']:.1f} | {r['generator_lag_p99_ms']:.1f} "
             f"| {r['probe_rejection_p99_ms']:.1f} / {r['probe_rejection_max_ms']:.1f} "
             f"| {', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))} "
@@ -432,6 +568,12 @@ def markdown(result: dict[str, object]) -> str:
             f"healthy afterwards: {server['healthy_afterwards']}\n"
         )
     return "\n".join(out)
+
+
+def parts(stages: dict) -> str:
+    if not stages:
+        return ""
+    return " / ".join(f"{stages[f'{name}_p99_ms']:.1f}" for name in ("before_gate", "queued", "tool"))
 
 
 def settings(text: str) -> list[tuple[str, str]]:

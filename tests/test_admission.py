@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docserver.access.buckets import TokenBuckets
-from docserver.access.gate import admission_gate
+from docserver.access.gate import QUEUED_SCOPE_KEY, admission_gate
 from docserver.access.rejection import SERVER_BUSY, rejection_body
-from docserver.access.slots import Slots
+from docserver.access.slots import QUEUE_CLOSED_SECONDS, Slots
 from docserver.config import Settings, load_settings
 from docserver.config.admission import AdmissionSettings
 from docserver.ingest.pipeline import ingest
@@ -89,6 +89,73 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_no_slot_is_lost() -> None
     slots.release()
     assert (slots.in_flight, slots.queued) == (0, 0)
     assert await slots.acquire() is True
+
+
+async def refused_at_once(slots: Slots) -> bool:
+    """True when `acquire` answers False without queueing: done after one turn of the event loop."""
+    attempt = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    return attempt.done() and attempt.result() is False and slots.queued == 0
+
+
+async def test_an_overflowing_waiting_room_closes_for_a_second_then_opens_again() -> None:
+    clock = FakeClock()
+    slots = Slots(limit=1, queue_size=1, timeout=5, clock=clock)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    assert await slots.acquire() is False  # the room is full: sustained overload, not a burst
+    slots.release()
+    assert await waiter is True  # who was waiting is still served
+
+    assert not slots.queue_open
+    assert await refused_at_once(slots)  # the room is empty but closed: no admitted request waits
+    clock.now += QUEUE_CLOSED_SECONDS
+    assert slots.queue_open
+    queued = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    assert slots.queued == 1  # open again: a burst is absorbed as before
+    slots.release()
+    assert await queued is True
+
+
+async def test_a_queued_request_that_times_out_closes_the_waiting_room() -> None:
+    clock = FakeClock()
+    slots = Slots(limit=1, queue_size=2, timeout=0.01, clock=clock)
+    await slots.acquire()
+    assert slots.queue_open
+    assert await slots.acquire() is False  # waited 10 ms for a slot that did not come
+    assert not slots.queue_open
+    assert await refused_at_once(slots)
+    clock.now += QUEUE_CLOSED_SECONDS
+    assert slots.queue_open
+
+
+async def test_an_admitted_request_carries_its_wait_for_a_slot_in_its_scope() -> None:
+    waits: list[float] = []
+    hold = asyncio.Event()
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        waits.append(scope[QUEUED_SCOPE_KEY])
+        if len(waits) == 1:
+            await hold.wait()
+
+    gate = admission_gate(endpoint, AdmissionSettings(max_inflight=1, max_queued=1, queue_timeout=5))
+
+    async def nothing() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def ignore(message: Message) -> None: ...
+
+    first = asyncio.create_task(gate(http_scope("POST", "/mcp", []), nothing, ignore))
+    await wait_until(lambda: len(waits) == 1)
+    second = asyncio.create_task(gate(http_scope("POST", "/mcp", []), nothing, ignore))
+    await wait_until(lambda: gate.slots.queued == 1)  # type: ignore[attr-defined]
+    hold.set()
+    await asyncio.gather(first, second)
+
+    assert waits[0] < 0.001  # a free slot: no wait
+    assert waits[1] > waits[0]  # waited in the queue until the first request ended
 
 
 # --- token buckets --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import disable_created_metrics
 from starlette.types import ASGIApp
 
+from docserver.access.shedding import shedding_protocol
 from docserver.app import create_admin_app, create_app, new_metrics
 from docserver.config import Settings
 from docserver.empty_store import log_store_at_start
@@ -88,6 +89,7 @@ def _config(
         app,
         host=host,
         port=port,
+        http=shedding_protocol(app) or "auto",
         log_config=None,
         access_log=False,
         server_header=False,

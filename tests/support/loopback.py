@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -43,8 +44,9 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serve_over_http(app: ASGIApp, sock: socket.socket) -> AsyncIterator[str]:
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+async def serve_over_http(app: ASGIApp, sock: socket.socket, *, http: Any = "auto") -> AsyncIterator[str]:
+    """`http`: uvicorn's HTTP protocol (its name, or a class such as docserver's shedding protocol)."""
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", http=http))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     listening = asyncio.create_task(server.listening.wait())
     await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)

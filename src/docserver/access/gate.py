@@ -15,6 +15,7 @@ is configured.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,9 @@ from docserver.config.admission import AdmissionSettings
 from docserver.config.auth import MCP_PATH
 from docserver.observability.instruments import AdmissionInstruments
 
+QUEUED_SCOPE_KEY = "docserver.queued"
+"""Seconds an admitted /mcp request waited for its in-flight slot, in the ASGI scope (the access line's
+`queued_ms`): time the caller waited that the request's `duration_ms`, which starts after the gate, leaves out."""
 OVERLOAD_RETRY_AFTER = 1
 """Seconds a shed client is asked to wait: in-flight work ends within about that."""
 _EVENT_STREAM = b"text/event-stream"
@@ -95,11 +99,13 @@ class AdmissionGate:
         if self.slots is None:
             await self.app(scope, receive, _with_headers(send, headers) if headers else send)
             return
+        arrived = time.perf_counter()
         if not await self.slots.acquire():
             if self.instruments is not None:
                 self.instruments.rejected_overload.inc()
             await send_rejection(send, "overload", OVERLOAD_RETRY_AFTER, headers)
             return
+        scope[QUEUED_SCOPE_KEY] = time.perf_counter() - arrived
         await self._admitted(scope, receive, send, headers, self.slots)
 
     async def _admitted(
@@ -120,6 +126,14 @@ class AdmissionGate:
         finally:
             if held:
                 slots.release()
+
+    def refuses_at_once(self) -> bool:
+        """True (and counted as shed) when the slots would now refuse a POST /mcp without queueing it."""
+        if self.slots is None or not self.slots.refuses_at_once():
+            return False
+        if self.instruments is not None:
+            self.instruments.rejected_overload.inc()
+        return True
 
     def _rate_headers(self, verdict: Verdict) -> list[tuple[bytes, bytes]]:
         assert self.policy_header is not None

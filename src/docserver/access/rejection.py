@@ -43,7 +43,7 @@ async def send_rejection(
     if headers or current_correlation_id() is not None:
         start, body = _answer(reason, retry_after, headers or [])
     else:
-        start, body = _prebuilt(reason, retry_after)
+        start, body = prebuilt(reason, retry_after)
     await send({"type": "http.response.start", "status": _STATUS[reason], "headers": start})
     await send({"type": "http.response.body", "body": body})
 
@@ -63,5 +63,6 @@ def _answer(reason: str, retry_after: int, headers: Headers) -> tuple[Headers, b
 
 
 @lru_cache(maxsize=64)
-def _prebuilt(reason: str, retry_after: int) -> tuple[Headers, bytes]:
+def prebuilt(reason: str, retry_after: int) -> tuple[Headers, bytes]:
+    """The answer's headers and body without a correlation id or extra headers, built once."""
     return _answer(reason, retry_after, [])

@@ -13,7 +13,8 @@ class AdmissionSettings(Group):
     503 with `Retry-After`. Unset: no limit."""
     max_queued: int | None = env("DOCSERVER_MAX_QUEUED", None, ge=0)
     """MCP requests that may wait for a free slot when `DOCSERVER_MAX_INFLIGHT` are in flight
-    (default: as many as `DOCSERVER_MAX_INFLIGHT`; 0: no queue)."""
+    (default: as many as `DOCSERVER_MAX_INFLIGHT`; 0: no queue). The queue is for bursts: once it
+    overflows or a wait times out (sustained overload) it takes no one for 1 s."""
     queue_timeout: PositiveFloat = env("DOCSERVER_QUEUE_TIMEOUT", 0.005, le=60)
     """Seconds a queued MCP request waits for a slot before it gets 503. The default, 5 ms, keeps
     every refusal fast and adds at most that to an admitted request; a longer wait smooths bursts

@@ -16,6 +16,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docserver.access.bearer import PRINCIPAL_SCOPE_KEY
+from docserver.access.gate import QUEUED_SCOPE_KEY
 from docserver.observability.context import bind_correlation_id, reset_correlation_id
 from docserver.observability.correlation import CORRELATION_HEADER, accept_correlation_id, new_correlation_id
 from docserver.observability.eventline import EventLine
@@ -163,12 +164,14 @@ class _Request:
             self.stream = self.trace.open_stream()
 
     def access_fields(self, elapsed: float) -> dict[str, Any]:
+        queued = self.scope.get(QUEUED_SCOPE_KEY)  # set by the in-flight slots (DOCSERVER_MAX_INFLIGHT)
         return {
             "method": self.method,
             "route": self.route,
             "path": self.path[:256],
             "status_code": self.status,
             "duration_ms": elapsed * 1000,
+            "queued_ms": queued * 1000 if queued is not None else None,
             "principal": self.scope.get(PRINCIPAL_SCOPE_KEY),  # set by authentication; None is left out
         }
 
