@@ -1,6 +1,7 @@
 """Observability overhead in instructions: steadier than CPU time on a shared machine.
 
-    python bench/instructions.py [--calls 100 400] [--configs off ...] [--searches] [--out bench/results/instructions.json]
+    python bench/instructions.py [--calls 100 400] [--configs off ...] [--searches]
+                                 [--out bench/results/instructions.json]
 
 Each configuration runs an in-process search_docs loop (the real app through
 ASGI, cache on, the test corpus) under `valgrind --tool=callgrind`, twice:

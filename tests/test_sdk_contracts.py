@@ -1,7 +1,8 @@
 """The SDK internals docserver relies on still exist: a minor SDK release that renames one fails here.
 
-Each adapter module (mcp/sdk.py, observability/otel_sdk.py) lists the private
-names it uses; the package metadata pins the versions they were written against.
+Each adapter module (mcp/sdk.py, observability/otel_sdk.py, access/shedding.py)
+lists the private names it uses; the package metadata pins the versions they
+were written against.
 """
 
 from __future__ import annotations
@@ -91,3 +92,25 @@ def test_the_otlp_exporter_still_has_its_client_and_sends_our_encoding() -> None
         [received] = receiver.wait_for(lambda spans: spans)
         exporter.shutdown()
     assert (received.name, received.attributes) == ("GET /healthz", {"http.route": "/healthz"})
+
+
+def test_uvicorns_httptools_protocol_still_has_every_name_the_shedding_protocol_uses() -> None:
+    import asyncio
+
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    from docserver.access import shedding
+
+    loop = asyncio.new_event_loop()
+    try:
+        config = uvicorn.Config(lambda scope, receive, send: None, http="httptools", log_config=None)
+        config.load()
+        protocol = HttpToolsProtocol(config, ServerState(), config.loaded_app, loop)
+        missing = [name for name in shedding.PROTOCOL_NAMES if not hasattr(protocol, name)]
+    finally:
+        loop.close()
+    assert missing == [], f"HttpToolsProtocol lost {missing}"
+    assert "self.url" in inspect.getsource(HttpToolsProtocol.on_url)
+    assert STATUS_LINE[503].startswith(b"HTTP/1.1 503")

@@ -33,6 +33,24 @@ from docserver.access.gate import OVERLOAD_RETRY_AFTER, AdmissionGate
 from docserver.access.rejection import prebuilt
 from docserver.config.auth import MCP_PATH
 
+# uvicorn offers no public hook before a request's ASGI cycle: this subclasses its httptools
+# protocol, written against uvicorn 0.54 (pinned in pyproject.toml). The names it reads or
+# overrides are listed here and checked by tests/test_sdk_contracts.py.
+PROTOCOL_NAMES = (
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "on_url",  # sets `url`, read once the head is complete
+    "parser",
+    "expect_100_continue",
+    "cycle",
+    "flow",
+    "server_state",
+    "transport",
+    "loop",
+)
+
 _MCP_PATH = MCP_PATH.encode()
 _OVERLOAD = 503
 SHED_BUDGET_PER_SECOND = 10_000
