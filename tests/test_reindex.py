@@ -301,7 +301,7 @@ async def test_postgres_the_new_column_takes_the_old_ones_name_and_index(
         backend.execute(
             tmp_path,
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'chunks'::regclass AND attnum > 0 AND NOT attisdropped",
+            "WHERE attrelid = 'embeddings'::regclass AND attnum > 0 AND NOT attisdropped",
             (),
         )
     )
