@@ -60,7 +60,7 @@ from docserver.ingest.pipeline import embedding_text
 from docserver.search import Fusion, SearchService
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
-from docserver.store.postgres_schema import VECTOR_INDEX, vector_index_sql
+from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
 from replicated_docs import Copy, Page, copies, pages
 from support.postgres_server import PostgresServer
 
@@ -96,7 +96,7 @@ def load(url: str, chosen: list[Copy], vectors: dict[tuple[str, str, int], Any])
     loaded = 0
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
-        for index in (VECTOR_INDEX, "chunks_tsv", "chunks_by_source", "chunks_by_document"):
+        for index in (VECTOR_INDEX, "chunks_tsv", "chunks_by_source", "chunks_by_document", "chunks_by_embedding"):
             conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index)))
         with conn.transaction():
             for copy in chosen:
@@ -112,16 +112,28 @@ def load(url: str, chosen: list[Copy], vectors: dict[tuple[str, str, int], Any])
                             (copy.name, page.path, page.title, page.content_hash, page.content, "2026-12-01Z")
                         )
             ids = {(source, path): id_ for id_, source, path in conn.execute("SELECT id, source, path FROM documents")}
-            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding"
+            # Each distinct text's vector once, as the store keeps it (embedding_key), then the chunks pointing to it.
+            keys: dict[bytes, Any] = {}
+            for copy in chosen:
+                for page in copy.pages:
+                    for ordinal, chunk in enumerate(page.chunks):
+                        key = embedding_key(page.title, chunk.heading, chunk.text)
+                        keys.setdefault(key, vectors[(copy.set_name, page.path, ordinal)])
+            with conn.cursor().copy("COPY embeddings (key, embedding) FROM STDIN (FORMAT BINARY)") as out:
+                out.set_types(["bytea", "vector"])
+                for key, vector in keys.items():
+                    out.write_row((key, vector if np.any(vector) else None))
+            embedding_ids = {bytes(key): id_ for key, id_ in conn.execute("SELECT key, id FROM embeddings")}
+            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding_id"
             with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as out:
-                out.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "text", "vector"])
+                out.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "text", "int8"])
                 for copy in chosen:
                     for page in copy.pages:
                         document = ids[(copy.name, page.path)]
                         for ordinal, chunk in enumerate(page.chunks):
-                            vector = vectors[(copy.set_name, page.path, ordinal)]
+                            embedding = embedding_ids[embedding_key(page.title, chunk.heading, chunk.text)]
                             row = (document, copy.name, ordinal, page.title, chunk.heading, chunk.text)
-                            out.write_row((*row, chunk.start_line, chunk.end_line, chunk.anchor, vector))
+                            out.write_row((*row, chunk.start_line, chunk.end_line, chunk.anchor, embedding))
                             loaded += 1
     return loaded, time.perf_counter() - started
 
@@ -131,10 +143,12 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
     steps = {
         "gin": sql.SQL("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)"),
         "btree": sql.SQL(
-            "CREATE INDEX chunks_by_source ON chunks (source); CREATE INDEX chunks_by_document ON chunks (document_id)"
+            "CREATE INDEX chunks_by_source ON chunks (source); "
+            "CREATE INDEX chunks_by_document ON chunks (document_id); "
+            "CREATE INDEX chunks_by_embedding ON chunks (embedding_id, source)"
         ),
         "hnsw": vector_index_sql(options),
-        "analyze": sql.SQL("VACUUM ANALYZE chunks"),
+        "analyze": sql.SQL("VACUUM ANALYZE chunks, embeddings"),
     }
     seconds = {}
     with psycopg.connect(url, autocommit=True) as conn:
@@ -151,7 +165,7 @@ def relation_sizes(url: str) -> dict[str, float]:
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT pg_database_size(current_database()), pg_relation_size(%s), pg_relation_size('chunks_tsv'), "
-            "pg_total_relation_size('chunks'), (SELECT count(DISTINCT embedding) FROM chunks)",
+            "pg_total_relation_size('chunks'), (SELECT count(*) FROM embeddings)",
             (VECTOR_INDEX,),
         ).fetchone()
     assert row is not None
@@ -200,10 +214,11 @@ async def timed(calls: int, work: Callable[[int], Awaitable[object]]) -> dict[st
 
 async def exact_distances(store: PostgresStore, vector: Any, source: SourceFilter) -> list[float]:
     """The 10 nearest distances by a full scan (no index), under the same filter."""
-    condition = sql.SQL("") if source is None else sql.SQL("AND source = ANY(%s)")
+    condition = sql.SQL("") if source is None else sql.SQL("WHERE c.source = ANY(%s)")
     params: tuple[Any, ...] = (vector,) if source is None else (vector, list(source))
     query = sql.SQL(
-        "SELECT embedding <=> %s AS d FROM chunks WHERE embedding IS NOT NULL {} ORDER BY d LIMIT 10"
+        "WITH d AS MATERIALIZED (SELECT id, embedding <=> %s AS d FROM embeddings WHERE embedding IS NOT NULL) "
+        "SELECT d.d FROM d JOIN chunks c ON c.embedding_id = d.id {} ORDER BY d.d LIMIT 10"
     ).format(condition)
     async with store._ready_pool().connection() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_indexscan = off")

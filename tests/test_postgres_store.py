@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
-from docserver.store import postgres_schema
+from docserver.store import postgres_schema, postgres_sql
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
 from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
@@ -225,8 +225,8 @@ async def test_a_database_of_the_previous_schema_keeps_every_vector_stored_once(
                 (source, f"{heading or 'empty'}.md", title),
             ).fetchall()
             conn.execute(
-                "INSERT INTO chunks (document_id, source, ordinal, title, heading, text, start_line, end_line, embedding) "
-                "VALUES (%s, %s, 0, %s, %s, %s, 1, 1, %s)",
+                "INSERT INTO chunks (document_id, source, ordinal, title, heading, text, start_line, end_line, "
+                "embedding) VALUES (%s, %s, 0, %s, %s, %s, 1, 1, %s)",
                 (document_id, source, title, heading, text, vector),
             )
     store = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=2))
@@ -402,3 +402,25 @@ async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_words_most_chunks_hold_match_nothing_alone_on_a_large_store(
+    server: PostgresServer, database: str, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "manual" is in every chunk (the title), "tables" in three, "handbook" in none.
+    documents = [document(f"p{n}.md", f"manual page {n}") for n in range(97)]
+    documents += [document(f"t{n}.md", f"tables {n}") for n in range(3)] + [document("z.md", "zebra crossing")]
+    documents = [
+        DocumentInput(d.path, "Manual", d.content_hash, d.content, d.chunks, d.vectors) for d in documents
+    ]  # the title puts "manual" in every chunk
+    await put(store, "docs", *documents)
+    server.execute(database, "ANALYZE chunks")
+    monkeypatch.setattr(postgres_sql, "COMMON_AT_MATCHES", 50)  # a large store, scaled down: 50 of 101 chunks
+
+    found = await store.search_text("manual tables", source=None, limit=20)
+    assert len(found) == 3  # the chunks holding "tables"; "manual" alone does not make a match
+    assert await store.search_text("manual", source=None, limit=20)  # every word of the query: still searched
+    assert await store.search_text("manual handbook", source=None, limit=20) == []  # only a common word matched
+
+    monkeypatch.setattr(postgres_sql, "COMMON_AT_MATCHES", 1_000)  # a small store: nothing is left out
+    assert len(await store.search_text("manual tables", source=None, limit=20)) == 20

@@ -20,6 +20,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from functools import partial
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import psycopg
@@ -62,7 +63,9 @@ class PostgresStore(StoreCore):
     sql = postgres_sql
     reindex_sql = postgres_reindex
     sources_sql = postgres_sources
-    collections = {**collections_for(text="chunks", vectors="embeddings"), "collect_embeddings": "embeddings"}
+    collections = MappingProxyType(
+        {**collections_for(text="chunks", vectors="embeddings"), "collect_embeddings": "embeddings"}
+    )
 
     def __init__(
         self,

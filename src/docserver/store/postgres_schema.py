@@ -86,7 +86,7 @@ async def vector_adapters(conn: Connection) -> AdaptersMap:
 def vector_index_sql(
     options: PostgresOptions, *, name: str = VECTOR_INDEX, column: str = "embedding", concurrently: bool = False
 ) -> sql.Composed:
-    """The HNSW index over the distinct vectors (`embeddings`, cosine distance), built with the configured parameters."""
+    """The HNSW index over the distinct vectors (`embeddings`, cosine), built with the configured parameters."""
     return sql.SQL(
         "CREATE INDEX {concurrently}{name} ON embeddings USING hnsw ({column} vector_cosine_ops) "
         "WITH (m = {m}, ef_construction = {ef})"

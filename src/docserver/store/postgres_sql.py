@@ -279,15 +279,45 @@ ingested) that scan read 80,000 rows to find 200 (1 s at 100,000 chunks).
 """
 
 
+COMMON_AT_MATCHES = 50_000
+"""A query word held by more chunks than this is left out of what the some-words tier matches.
+
+At 1,000,000 chunks a long question ORs words that hundreds of thousands of
+chunks hold ("value", "function"), and the GIN index builds a bitmap of every
+match before anything is ranked: 150-250 ms. Full-text engines leave such
+words out of the match and let them count in the rank only (Lucene's common
+terms). The counts come from the column's statistics (`pg_stats`, kept by
+ANALYZE), so a store smaller than this never leaves a word out. The
+every-word tier keeps every word: GIN intersects the lists from the rarest.
+"""
+
+COMMON_TERMS = """
+    SELECT t.term
+    FROM unnest(%s::text[]) AS t (term)
+    CROSS JOIN LATERAL unnest(to_tsvector('docserver', t.term)) AS v
+    LEFT JOIN LATERAL (
+        SELECT s.most_common_elem_freqs[array_position(s.most_common_elems::text::text[], v.lexeme)]
+               * c.reltuples AS matches
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'tsv'
+        WHERE c.oid = 'chunks'::regclass
+    ) f ON true
+    GROUP BY t.term
+    HAVING min(coalesce(f.matches, 0)) > %s
+"""
+"""The query words every lexeme of which more than COMMON_AT_MATCHES chunks hold, by the column's statistics."""
+
+
 def search_text_sql(*, filtered: bool | sql.SQL, limit: int, every: bool = True) -> sql.Composed:
     """One tier of the full-text query: GIN index on `tsv`, ranked by ts_rank_cd.
 
     Both rank by the any-word query. The `every` tier (parameters: any word,
     every word[, source]) holds the chunks with every query word; the other
-    (parameters: any word, any word, every word[, source]) those with some but
-    not all. The first tier comes first in the results
-    (as on SQLite; docs/search.md), and the second is read only when the
-    first leaves places. `filtered`: True for one source's filter, or the
+    (parameters: any word, some word, every word[, source]) those with some but
+    not all, where "some" leaves out the words most chunks hold (COMMON_AT_MATCHES).
+    The first tier comes first in the results (as on SQLite; docs/search.md),
+    and the second is read only when the first leaves places. `filtered`: True for one source's filter, or the
     source condition itself.
     """
     return sql.SQL(
@@ -356,9 +386,13 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
         rows = await cursor.fetchall()
         ranked = [RankedId(chunk_id, text_score(True, float(rank))) for chunk_id, rank in rows]
         if len(ranked) < limit and len(terms) > 1:
+            common = {row[0] for row in await fetch_all(conn, COMMON_TERMS, (terms, COMMON_AT_MATCHES))}
+            rare = [f'"{term}"' for term in terms if term not in common]
+            if not rare:
+                return ranked  # only words most chunks hold: the vector retriever fills the page
             cursor = await conn.execute(
                 search_text_sql(filtered=condition, limit=limit - len(ranked), every=False),
-                (any_word, any_word, every_word, *params),
+                (any_word, " or ".join(rare), every_word, *params),
             )
             rows = await cursor.fetchall()
             ranked += [RankedId(chunk_id, text_score(False, float(rank))) for chunk_id, rank in rows]
