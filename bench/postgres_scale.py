@@ -41,8 +41,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from docserver.embed.hashing import HashEmbedder
-from docserver.evaluation.runner import load_question_set
+from docserver.evaluation.runner import DEPTH, Question, load_question_set
 from docserver.ingest.pipeline import embedding_text
-from docserver.search import Fusion, SearchService
+from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, Fusion, SearchService
+from docserver.store import postgres_sql
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
@@ -243,6 +246,33 @@ async def returned(store: PostgresStore, vectors: list[Any], source: SourceFilte
     return sum(counts) / len(counts)
 
 
+async def answers(service: SearchService, questions: list[Question], source: SourceFilter) -> dict[str, float]:
+    """hit@3 and MRR (first DEPTH files) of the questions, as `docserver eval` scores them, with `hash`'s fusion
+    (full text, vectors filling a short page). The copies share their paths, so any copy's page counts."""
+    ranks: dict[str, list[int | None]] = {"easy": [], "paraphrase": []}
+    for question in questions:
+        hits = await service.ranked(question.query, source=source, limit=MAX_LIMIT, fusion=FUSION_BY_PROVIDER["hash"])
+        files = list(dict.fromkeys(hit.path for hit in hits))[:DEPTH]
+        rank = next((n for n, path in enumerate(files, start=1) if path in question.answers), None)
+        ranks[question.kind].append(rank)
+    scores: dict[str, float] = {}
+    for kind, found in ranks.items():
+        scores[f"{kind}_hit3"] = sum(1 for rank in found if rank is not None and rank <= 3) / len(found)
+        scores[f"{kind}_mrr"] = sum(1 / rank for rank in found if rank is not None) / len(found)
+    return scores
+
+
+@contextmanager
+def unpruned() -> Iterator[None]:
+    """Full text as before the common-word pruning: no word is held by more chunks than this."""
+    saved = postgres_sql.COMMON_AT_MATCHES
+    postgres_sql.COMMON_AT_MATCHES = 2**62
+    try:
+        yield
+    finally:
+        postgres_sql.COMMON_AT_MATCHES = saved
+
+
 async def filters(store: PostgresStore) -> dict[str, tuple[SourceFilter, dict[str, str | None]]]:
     """Each filter measured: what the store is asked, and the search_docs arguments that ask it."""
     service = SearchService(store, HashEmbedder(), cache_size=0)
@@ -255,9 +285,10 @@ async def filters(store: PostgresStore) -> dict[str, tuple[SourceFilter, dict[st
     }
 
 
-async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls: int) -> dict[str, Any]:
+async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls: int, compare: bool) -> dict[str, Any]:
     embedder = HashEmbedder()
-    questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
+    asked = [q for name in ("python", "postgresql") for q in load_question_set(name).questions]
+    questions = [q.query for q in asked]
     queries = [questions[n % len(questions)] for n in range(calls + 50)]
     vectors = list(await embedder.embed(queries))
     recall_vectors = vectors[: len(questions) : 2]  # every other question: 48 exact scans per filter
@@ -303,19 +334,36 @@ async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls:
             search = await timed(calls, lambda n, a=arguments: service.search(queries[n], limit=5, **a))
             at_chosen |= {f"text_{name}_{key}": value for key, value in text.items()}
             at_chosen |= {f"search_{name}_{key}": value for key, value in search.items()}
+            if compare:
+                with unpruned():
+                    text = await timed(
+                        calls, lambda n, s=source: store.search_text(queries[n], source=s, limit=CANDIDATES)
+                    )
+                at_chosen |= {f"unpruned_text_{name}_{key}": value for key, value in text.items()}
+            print(json.dumps({k: round(v, 2) for k, v in at_chosen.items() if name in k}), flush=True)
+        newest = chosen_filters["newest"][0]
+        at_chosen |= {f"answers_{key}": value for key, value in (await answers(service, asked, newest)).items()}
+        if compare:
+            with unpruned():
+                unpruned_answers = await answers(service, asked, newest)
+            at_chosen |= {f"unpruned_answers_{key}": value for key, value in unpruned_answers.items()}
     finally:
         await store.close()
     return {"curve": curve, "chosen": at_chosen}
 
 
 def measure(
-    server: PostgresServer, size: int, args: argparse.Namespace, sets: dict[str, list[Page]], vectors: Any
+    server: PostgresServer,
+    size: int,
+    args: argparse.Namespace,
+    sets: dict[str, list[Page]],
+    vectors: Callable[[], dict[tuple[str, str, int], Any]],
 ) -> dict[str, Any]:
     name = f"bench_{size}_m{args.m}_ef{args.ef_construction}"
     options = PostgresOptions(min_size=1, max_size=2, hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
     row = built(server, name)
     if row is None:
-        row = build(server, name, size, options, sets, vectors)
+        row = build(server, name, size, options, sets, vectors())
     else:
         print(f"{size}: reusing {name}, built earlier", flush=True)
     if args.build_only:
@@ -323,7 +371,7 @@ def measure(
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     renice(server.folder, -15)
     try:
-        row |= asyncio.run(sweep(server.url(name), args.ef_search, options, args.calls))
+        row |= asyncio.run(sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned))
     finally:
         renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
     if not args.keep:
@@ -385,18 +433,25 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the databases, to measure them again without a build")
     parser.add_argument("--build-only", action="store_true", help="load and index (implies --keep), measure later")
+    parser.add_argument(
+        "--compare-unpruned",
+        action="store_true",
+        help="also measure full text (latency, answers) without leaving out common words, as before",
+    )
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
-    started = time.perf_counter()
     sets = {name: pages(name) for name in ("python", "postgresql")}
-    vectors = unique_vectors(sets, HashEmbedder())
-    print(
-        f"corpus: {sum(len(p.chunks) for s in sets.values() for p in s)} distinct chunks, "
-        f"embedded in {time.perf_counter() - started:.0f} s",
-        flush=True,
-    )
+
+    @cache
+    def vectors() -> dict[tuple[str, str, int], Any]:
+        """Embedded when a database is built, not when a kept one is measured again."""
+        started = time.perf_counter()
+        embedded = unique_vectors(sets, HashEmbedder())
+        print(f"corpus: {len(embedded)} distinct chunks, embedded in {time.perf_counter() - started:.0f} s", flush=True)
+        return embedded
+
     folder = args.data or Path(tempfile.mkdtemp(prefix="docserver-bench-pg-")) / "data"
     server = PostgresServer(folder)
     with psycopg.connect(server.url(), autocommit=True) as conn:
