@@ -88,7 +88,8 @@ async def reindex_scan(conn: Connection, after: int, limit: int) -> ReindexBatch
     rows = await fetch_all(
         conn,
         """
-        SELECT e.id, c.source, c.title, c.heading, CASE WHEN e.reindexed THEN NULL ELSE c.text END, e.reindexed
+        SELECT e.id, c.source, c.title, c.heading, CASE WHEN e.reindexed THEN NULL ELSE c.text END, e.reindexed,
+               (SELECT count(*) FROM chunks WHERE embedding_id = e.id)
         FROM embeddings e
         LEFT JOIN LATERAL (SELECT source, title, heading, text FROM chunks WHERE embedding_id = e.id LIMIT 1) c ON true
         WHERE e.id > %s ORDER BY e.id LIMIT %s
@@ -100,10 +101,11 @@ async def reindex_scan(conn: Connection, after: int, limit: int) -> ReindexBatch
     # chunk points to any more (to be collected) is not embedded.
     pending = [
         PendingChunk(embedding_id, source, title, heading, text, "")
-        for embedding_id, source, title, heading, text, done in rows
+        for embedding_id, source, title, heading, text, done, _ in rows
         if not done and source is not None
     ]
-    return ReindexBatch.of(pending, [row[0] for row in rows], limit)
+    # Progress is counted in chunks (what `docserver reindex` announces), not in distinct texts.
+    return ReindexBatch.of(pending, [row[0] for row in rows], limit, chunks=sum(row[6] for row in rows))
 
 
 async def put_reindexed(conn: Connection, chunks: list[PendingChunk], vectors: Vectors) -> None:
