@@ -64,7 +64,7 @@ from docserver.store import postgres_sql
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
-from replicated_docs import Copy, Page, copies, pages
+from replicated_docs import PRODUCTS, SETS, Copy, Page, copies, pages, product_copies
 from support.postgres_server import PostgresServer
 
 CANDIDATES = 80
@@ -273,19 +273,21 @@ def unpruned() -> Iterator[None]:
         postgres_sql.COMMON_AT_MATCHES = saved
 
 
-async def filters(store: PostgresStore) -> dict[str, tuple[SourceFilter, dict[str, str | None]]]:
+async def filters(store: PostgresStore, one: str) -> dict[str, tuple[SourceFilter, dict[str, str | None]]]:
     """Each filter measured: what the store is asked, and the search_docs arguments that ask it."""
     service = SearchService(store, HashEmbedder(), cache_size=0)
     catalog = await service.catalog(await store.corpus_version())
     return {
         "none": (None, {}),
         "newest": (catalog.searched(None, None), {}),
-        "source": (catalog.searched("python-0", None), {"source": "python-0"}),
+        "source": (catalog.searched(one, None), {"source": one}),
         "version": (catalog.searched(None, "1.0"), {"version": "1.0"}),
     }
 
 
-async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls: int, compare: bool) -> dict[str, Any]:
+async def sweep(
+    url: str, ef_values: list[int], options: PostgresOptions, calls: int, compare: bool, one_source: str
+) -> dict[str, Any]:
     embedder = HashEmbedder()
     asked = [q for name in ("python", "postgresql") for q in load_question_set(name).questions]
     questions = [q.query for q in asked]
@@ -295,7 +297,7 @@ async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls:
     store = PostgresStore(url, options)
     await store.open()
     try:
-        chosen_filters = await filters(store)
+        chosen_filters = await filters(store, one_source)
         exact = {
             name: [await exact_distances(store, vector, source) for vector in recall_vectors]
             for name, (source, _) in chosen_filters.items()
@@ -359,11 +361,12 @@ def measure(
     sets: dict[str, list[Page]],
     vectors: Callable[[], dict[tuple[str, str, int], Any]],
 ) -> dict[str, Any]:
-    name = f"bench_{size}_m{args.m}_ef{args.ef_construction}"
+    name = f"bench_{size}_m{args.m}_ef{args.ef_construction}" + ("" if args.corpus == "replicated" else "_products")
     options = PostgresOptions(min_size=1, max_size=2, hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
     row = built(server, name)
     if row is None:
-        row = build(server, name, size, options, sets, vectors())
+        chosen = list((copies if args.corpus == "replicated" else product_copies)(size, sets))
+        row = build(server, name, chosen, options, vectors()) | {"corpus": args.corpus}
     else:
         print(f"{size}: reusing {name}, built earlier", flush=True)
     if args.build_only:
@@ -371,7 +374,10 @@ def measure(
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     renice(server.folder, -15)
     try:
-        row |= asyncio.run(sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned))
+        one_source = "python-0" if args.corpus == "replicated" else "python"
+        row |= asyncio.run(
+            sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
+        )
     finally:
         renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
     if not args.keep:
@@ -390,9 +396,8 @@ def built(server: PostgresServer, name: str) -> dict[str, Any] | None:
 def build(
     server: PostgresServer,
     name: str,
-    size: int,
+    chosen: list[Copy],
     options: PostgresOptions,
-    sets: dict[str, list[Page]],
     vectors: Any,
 ) -> dict[str, Any]:
     url = server.create_database(name)
@@ -405,7 +410,7 @@ def build(
         await store.close()
 
     asyncio.run(migrate_and_bind())
-    chosen = list(copies(size, sets))
+    size = sum(len(page.chunks) for copy in chosen for page in copy.pages)
     chunks, load_seconds = load(url, chosen, vectors)
     print(f"{size}: loaded {chunks} chunks in {load_seconds:.0f} s", flush=True)
     seconds = build_indexes(url, options)
@@ -428,6 +433,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--ef-search", type=int, nargs="+", default=[20, 40, 60, 80, 100, 150, 200, 300])
+    parser.add_argument(
+        "--corpus",
+        choices=["replicated", "products"],
+        default="replicated",
+        help="replicated: Python's and PostgreSQL's docs as 18 products of 5 versions (45 copies of each vector at "
+        "1,000,000); products: 10 distinct products' docs (replicated_docs.PRODUCTS) of 5 versions each",
+    )
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=64)
     parser.add_argument("--calls", type=int, default=300)
@@ -442,7 +454,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
-    sets = {name: pages(name) for name in ("python", "postgresql")}
+    sets = {name: pages(name) for name in (SETS if args.corpus == "replicated" else PRODUCTS)}
 
     @cache
     def vectors() -> dict[tuple[str, str, int], Any]:

@@ -51,7 +51,7 @@ class PostgresOptions:
     statement_timeout_ms: int = 30_000
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 200
+    hnsw_ef_search: int = 400
 
 
 # -- setting up a database ------------------------------------------------------------

@@ -279,7 +279,7 @@ ingested) that scan read 80,000 rows to find 200 (1 s at 100,000 chunks).
 """
 
 
-COMMON_AT_MATCHES = 50_000
+COMMON_AT_MATCHES = 10_000
 """A query word held by more chunks than this is left out of what the some-words tier matches.
 
 At 1,000,000 chunks a long question ORs words that hundreds of thousands of
