@@ -64,7 +64,7 @@ from docserver.store import postgres_sql
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
-from replicated_docs import PRODUCTS, SETS, Copy, Page, copies, pages, product_copies
+from replicated_docs import PRODUCTS, SETS, VERSIONS, Copy, Page, copies, pages, product_copies
 from support.postgres_server import PostgresServer
 
 CANDIDATES = 80
@@ -454,7 +454,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
-    sets = {name: pages(name) for name in (SETS if args.corpus == "replicated" else PRODUCTS)}
+    sets = {name: pages(name) for name in SETS}
+    if args.corpus == "products":  # the products in order, parsed until their versions hold the largest size
+        for name in list(PRODUCTS)[len(SETS) :]:
+            if sum(len(page.chunks) for found in sets.values() for page in found) * VERSIONS >= max(args.sizes):
+                break
+            sets[name] = pages(name)
 
     @cache
     def vectors() -> dict[tuple[str, str, int], Any]:
