@@ -366,9 +366,10 @@ def measure(
     row = built(server, name)
     if row is None:
         chosen = list((copies if args.corpus == "replicated" else product_copies)(size, sets))
-        row = build(server, name, chosen, options, vectors()) | {"corpus": args.corpus}
+        row = build(server, name, chosen, options, vectors())
     else:
         print(f"{size}: reusing {name}, built earlier", flush=True)
+    row["corpus"] = args.corpus
     if args.build_only:
         return row
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
