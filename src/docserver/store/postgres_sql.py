@@ -292,17 +292,18 @@ every-word tier keeps every word: GIN intersects the lists from the rarest.
 """
 
 COMMON_TERMS = """
-    SELECT t.term
-    FROM unnest(%s::text[]) AS t (term)
-    CROSS JOIN LATERAL unnest(to_tsvector('docserver', t.term)) AS v
-    LEFT JOIN LATERAL (
-        SELECT s.most_common_elem_freqs[array_position(s.most_common_elems::text::text[], v.lexeme)]
-               * c.reltuples AS matches
+    WITH common AS MATERIALIZED (
+        SELECT u.lexeme, u.freq * c.reltuples AS matches
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'tsv'
+        CROSS JOIN LATERAL unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u (lexeme, freq)
         WHERE c.oid = 'chunks'::regclass
-    ) f ON true
+    )
+    SELECT t.term
+    FROM unnest(%s::text[]) AS t (term)
+    CROSS JOIN LATERAL unnest(to_tsvector('docserver', t.term)) AS v
+    LEFT JOIN common f ON f.lexeme = v.lexeme
     GROUP BY t.term
     HAVING min(coalesce(f.matches, 0)) > %s
 """
