@@ -93,9 +93,12 @@ def scale_plot(results: Path, out: Path) -> None:
 def hnsw_plot(results: Path, out: Path) -> None:
     """Recall@10 against vector-search p95 for each hnsw.ef_search, per corpus size and filter."""
     rows = [row for row in json.loads((results / "postgres_scale.json").read_text())["rows"] if "curve" in row]
+    products = results / "postgres_scale_products.json"
+    if products.exists():  # distinct products (bench/replicated_docs.py PRODUCTS), 5 versions each
+        rows += json.loads(products.read_text())["rows"]
     filters = {"none": "no filter", "newest": "newest versions", "source": "one source", "version": "one version"}
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    for row, style in zip(rows, ("--", "-", ":"), strict=False):
+    for row, style in zip(rows, ("--", "-", "-."), strict=False):
         for (name, label), color in zip(filters.items(), ("#4c78a8", "#f58518", "#54a24b", "#b279a2"), strict=True):
             curve = row["curve"]
             ax.plot(
@@ -105,18 +108,33 @@ def hnsw_plot(results: Path, out: Path) -> None:
                 marker="o",
                 markersize=3,
                 color=color,
-                label=f"{row['chunks']:,} chunks, {label}",
+                label=f"{row['chunks']:,} chunks{', products' if row.get('corpus') == 'products' else ''}, {label}",
             )
-            for point in curve if row is rows[-1] and name == "newest" else []:
+            for point in curve if row is rows[1] and name == "newest" else []:
                 ax.annotate(
                     str(point["ef_search"]), (point[f"vector_{name}_p95_ms"], point[f"recall_{name}"]), fontsize=6
+                )
+    before = results / "postgres_scale_vectors_on_chunks.json"
+    if before.exists():  # the same 1,000,000 chunks with a vector in every chunk's row (45 copies of each)
+        for row in json.loads(before.read_text())["rows"]:
+            if row["chunks"] < 1_000_000:
+                continue
+            for name, marker in (("none", "x"), ("source", "+")):
+                ax.plot(
+                    [point[f"vector_{name}_p95_ms"] for point in row["curve"]],
+                    [point[f"recall_{name}"] for point in row["curve"]],
+                    ":",
+                    marker=marker,
+                    markersize=4,
+                    color="grey",
+                    label=f"before: vectors on every chunk, {row['chunks']:,}, {filters[name]}",
                 )
     ax.axhline(0.95, color="#d62728", linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("vector search p95 (ms, 80 candidates)")
     ax.set_ylabel("recall@10 against an exact scan")
-    ax.set_title("pgvector HNSW: recall against speed, one point per hnsw.ef_search")
-    ax.legend(fontsize=6)
+    ax.set_title("pgvector HNSW over the distinct vectors: recall against speed, a point per ef_search", fontsize=9)
+    ax.legend(fontsize=5, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(out / "hnsw_recall.png")
 

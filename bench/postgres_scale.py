@@ -41,8 +41,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,14 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from docserver.embed.hashing import HashEmbedder
-from docserver.evaluation.runner import load_question_set
+from docserver.evaluation.runner import DEPTH, Question, load_question_set
 from docserver.ingest.pipeline import embedding_text
-from docserver.search import Fusion, SearchService
+from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, Fusion, SearchService
+from docserver.store import postgres_sql
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
-from docserver.store.postgres_schema import VECTOR_INDEX, vector_index_sql
-from replicated_docs import Copy, Page, copies, pages
+from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
+from replicated_docs import PRODUCTS, SETS, VERSIONS, Copy, Page, copies, pages, product_copies
 from support.postgres_server import PostgresServer
 
 CANDIDATES = 80
@@ -96,7 +99,7 @@ def load(url: str, chosen: list[Copy], vectors: dict[tuple[str, str, int], Any])
     loaded = 0
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
-        for index in (VECTOR_INDEX, "chunks_tsv", "chunks_by_source", "chunks_by_document"):
+        for index in (VECTOR_INDEX, "chunks_tsv", "chunks_by_source", "chunks_by_document", "chunks_by_embedding"):
             conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index)))
         with conn.transaction():
             for copy in chosen:
@@ -112,16 +115,28 @@ def load(url: str, chosen: list[Copy], vectors: dict[tuple[str, str, int], Any])
                             (copy.name, page.path, page.title, page.content_hash, page.content, "2026-12-01Z")
                         )
             ids = {(source, path): id_ for id_, source, path in conn.execute("SELECT id, source, path FROM documents")}
-            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding"
+            # Each distinct text's vector once, as the store keeps it (embedding_key), then the chunks pointing to it.
+            keys: dict[bytes, Any] = {}
+            for copy in chosen:
+                for page in copy.pages:
+                    for ordinal, chunk in enumerate(page.chunks):
+                        key = embedding_key(page.title, chunk.heading, chunk.text)
+                        keys.setdefault(key, vectors[(copy.set_name, page.path, ordinal)])
+            with conn.cursor().copy("COPY embeddings (key, embedding) FROM STDIN (FORMAT BINARY)") as out:
+                out.set_types(["bytea", "vector"])
+                for key, vector in keys.items():
+                    out.write_row((key, vector if np.any(vector) else None))
+            embedding_ids = {bytes(key): id_ for key, id_ in conn.execute("SELECT key, id FROM embeddings")}
+            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding_id"
             with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as out:
-                out.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "text", "vector"])
+                out.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "text", "int8"])
                 for copy in chosen:
                     for page in copy.pages:
                         document = ids[(copy.name, page.path)]
                         for ordinal, chunk in enumerate(page.chunks):
-                            vector = vectors[(copy.set_name, page.path, ordinal)]
+                            embedding = embedding_ids[embedding_key(page.title, chunk.heading, chunk.text)]
                             row = (document, copy.name, ordinal, page.title, chunk.heading, chunk.text)
-                            out.write_row((*row, chunk.start_line, chunk.end_line, chunk.anchor, vector))
+                            out.write_row((*row, chunk.start_line, chunk.end_line, chunk.anchor, embedding))
                             loaded += 1
     return loaded, time.perf_counter() - started
 
@@ -131,10 +146,12 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
     steps = {
         "gin": sql.SQL("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)"),
         "btree": sql.SQL(
-            "CREATE INDEX chunks_by_source ON chunks (source); CREATE INDEX chunks_by_document ON chunks (document_id)"
+            "CREATE INDEX chunks_by_source ON chunks (source); "
+            "CREATE INDEX chunks_by_document ON chunks (document_id); "
+            "CREATE INDEX chunks_by_embedding ON chunks (embedding_id, source)"
         ),
         "hnsw": vector_index_sql(options),
-        "analyze": sql.SQL("VACUUM ANALYZE chunks"),
+        "analyze": sql.SQL("VACUUM ANALYZE chunks, embeddings"),
     }
     seconds = {}
     with psycopg.connect(url, autocommit=True) as conn:
@@ -151,7 +168,7 @@ def relation_sizes(url: str) -> dict[str, float]:
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT pg_database_size(current_database()), pg_relation_size(%s), pg_relation_size('chunks_tsv'), "
-            "pg_total_relation_size('chunks'), (SELECT count(DISTINCT embedding) FROM chunks)",
+            "pg_total_relation_size('chunks'), (SELECT count(*) FROM embeddings)",
             (VECTOR_INDEX,),
         ).fetchone()
     assert row is not None
@@ -200,10 +217,11 @@ async def timed(calls: int, work: Callable[[int], Awaitable[object]]) -> dict[st
 
 async def exact_distances(store: PostgresStore, vector: Any, source: SourceFilter) -> list[float]:
     """The 10 nearest distances by a full scan (no index), under the same filter."""
-    condition = sql.SQL("") if source is None else sql.SQL("AND source = ANY(%s)")
+    condition = sql.SQL("") if source is None else sql.SQL("WHERE c.source = ANY(%s)")
     params: tuple[Any, ...] = (vector,) if source is None else (vector, list(source))
     query = sql.SQL(
-        "SELECT embedding <=> %s AS d FROM chunks WHERE embedding IS NOT NULL {} ORDER BY d LIMIT 10"
+        "WITH d AS MATERIALIZED (SELECT id, embedding <=> %s AS d FROM embeddings WHERE embedding IS NOT NULL) "
+        "SELECT d.d FROM d JOIN chunks c ON c.embedding_id = d.id {} ORDER BY d.d LIMIT 10"
     ).format(condition)
     async with store._ready_pool().connection() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_indexscan = off")
@@ -228,28 +246,58 @@ async def returned(store: PostgresStore, vectors: list[Any], source: SourceFilte
     return sum(counts) / len(counts)
 
 
-async def filters(store: PostgresStore) -> dict[str, tuple[SourceFilter, dict[str, str | None]]]:
+async def answers(service: SearchService, questions: list[Question], source: SourceFilter) -> dict[str, float]:
+    """hit@3 and MRR (first DEPTH files) of the questions, as `docserver eval` scores them, with `hash`'s fusion
+    (full text, vectors filling a short page). The copies share their paths, so any copy's page counts."""
+    ranks: dict[str, list[int | None]] = {"easy": [], "paraphrase": []}
+    for question in questions:
+        hits = await service.ranked(question.query, source=source, limit=MAX_LIMIT, fusion=FUSION_BY_PROVIDER["hash"])
+        files = list(dict.fromkeys(hit.path for hit in hits))[:DEPTH]
+        rank = next((n for n, path in enumerate(files, start=1) if path in question.answers), None)
+        ranks[question.kind].append(rank)
+    scores: dict[str, float] = {}
+    for kind, found in ranks.items():
+        scores[f"{kind}_hit3"] = sum(1 for rank in found if rank is not None and rank <= 3) / len(found)
+        scores[f"{kind}_mrr"] = sum(1 / rank for rank in found if rank is not None) / len(found)
+    return scores
+
+
+@contextmanager
+def unpruned() -> Iterator[None]:
+    """Full text as before the common-word pruning: no word is held by more chunks than this."""
+    saved = postgres_sql.COMMON_AT_MATCHES
+    postgres_sql.COMMON_AT_MATCHES = 2**62
+    try:
+        yield
+    finally:
+        postgres_sql.COMMON_AT_MATCHES = saved
+
+
+async def filters(store: PostgresStore, one: str) -> dict[str, tuple[SourceFilter, dict[str, str | None]]]:
     """Each filter measured: what the store is asked, and the search_docs arguments that ask it."""
     service = SearchService(store, HashEmbedder(), cache_size=0)
     catalog = await service.catalog(await store.corpus_version())
     return {
         "none": (None, {}),
         "newest": (catalog.searched(None, None), {}),
-        "source": (catalog.searched("python-0", None), {"source": "python-0"}),
+        "source": (catalog.searched(one, None), {"source": one}),
         "version": (catalog.searched(None, "1.0"), {"version": "1.0"}),
     }
 
 
-async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls: int) -> dict[str, Any]:
+async def sweep(
+    url: str, ef_values: list[int], options: PostgresOptions, calls: int, compare: bool, one_source: str
+) -> dict[str, Any]:
     embedder = HashEmbedder()
-    questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
+    asked = [q for name in ("python", "postgresql") for q in load_question_set(name).questions]
+    questions = [q.query for q in asked]
     queries = [questions[n % len(questions)] for n in range(calls + 50)]
     vectors = list(await embedder.embed(queries))
     recall_vectors = vectors[: len(questions) : 2]  # every other question: 48 exact scans per filter
     store = PostgresStore(url, options)
     await store.open()
     try:
-        chosen_filters = await filters(store)
+        chosen_filters = await filters(store, one_source)
         exact = {
             name: [await exact_distances(store, vector, source) for vector in recall_vectors]
             for name, (source, _) in chosen_filters.items()
@@ -288,27 +336,49 @@ async def sweep(url: str, ef_values: list[int], options: PostgresOptions, calls:
             search = await timed(calls, lambda n, a=arguments: service.search(queries[n], limit=5, **a))
             at_chosen |= {f"text_{name}_{key}": value for key, value in text.items()}
             at_chosen |= {f"search_{name}_{key}": value for key, value in search.items()}
+            if compare:
+                with unpruned():
+                    text = await timed(
+                        calls, lambda n, s=source: store.search_text(queries[n], source=s, limit=CANDIDATES)
+                    )
+                at_chosen |= {f"unpruned_text_{name}_{key}": value for key, value in text.items()}
+            print(json.dumps({k: round(v, 2) for k, v in at_chosen.items() if name in k}), flush=True)
+        newest = chosen_filters["newest"][0]
+        at_chosen |= {f"answers_{key}": value for key, value in (await answers(service, asked, newest)).items()}
+        if compare:
+            with unpruned():
+                unpruned_answers = await answers(service, asked, newest)
+            at_chosen |= {f"unpruned_answers_{key}": value for key, value in unpruned_answers.items()}
     finally:
         await store.close()
     return {"curve": curve, "chosen": at_chosen}
 
 
 def measure(
-    server: PostgresServer, size: int, args: argparse.Namespace, sets: dict[str, list[Page]], vectors: Any
+    server: PostgresServer,
+    size: int,
+    args: argparse.Namespace,
+    sets: dict[str, list[Page]],
+    vectors: Callable[[], dict[tuple[str, str, int], Any]],
 ) -> dict[str, Any]:
-    name = f"bench_{size}_m{args.m}_ef{args.ef_construction}"
+    name = f"bench_{size}_m{args.m}_ef{args.ef_construction}" + ("" if args.corpus == "replicated" else "_products")
     options = PostgresOptions(min_size=1, max_size=2, hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
     row = built(server, name)
     if row is None:
-        row = build(server, name, size, options, sets, vectors)
+        chosen = list((copies if args.corpus == "replicated" else product_copies)(size, sets))
+        row = build(server, name, chosen, options, vectors())
     else:
         print(f"{size}: reusing {name}, built earlier", flush=True)
+    row["corpus"] = args.corpus
     if args.build_only:
         return row
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     renice(server.folder, -15)
     try:
-        row |= asyncio.run(sweep(server.url(name), args.ef_search, options, args.calls))
+        one_source = "python-0" if args.corpus == "replicated" else "python"
+        row |= asyncio.run(
+            sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
+        )
     finally:
         renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
     if not args.keep:
@@ -327,9 +397,8 @@ def built(server: PostgresServer, name: str) -> dict[str, Any] | None:
 def build(
     server: PostgresServer,
     name: str,
-    size: int,
+    chosen: list[Copy],
     options: PostgresOptions,
-    sets: dict[str, list[Page]],
     vectors: Any,
 ) -> dict[str, Any]:
     url = server.create_database(name)
@@ -342,7 +411,7 @@ def build(
         await store.close()
 
     asyncio.run(migrate_and_bind())
-    chosen = list(copies(size, sets))
+    size = sum(len(page.chunks) for copy in chosen for page in copy.pages)
     chunks, load_seconds = load(url, chosen, vectors)
     print(f"{size}: loaded {chunks} chunks in {load_seconds:.0f} s", flush=True)
     seconds = build_indexes(url, options)
@@ -365,23 +434,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--ef-search", type=int, nargs="+", default=[20, 40, 60, 80, 100, 150, 200, 300])
+    parser.add_argument(
+        "--corpus",
+        choices=["replicated", "products"],
+        default="replicated",
+        help="replicated: Python's and PostgreSQL's docs as 18 products of 5 versions (45 copies of each vector at "
+        "1,000,000); products: 10 distinct products' docs (replicated_docs.PRODUCTS) of 5 versions each",
+    )
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=64)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the databases, to measure them again without a build")
     parser.add_argument("--build-only", action="store_true", help="load and index (implies --keep), measure later")
+    parser.add_argument(
+        "--compare-unpruned",
+        action="store_true",
+        help="also measure full text (latency, answers) without leaving out common words, as before",
+    )
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
-    started = time.perf_counter()
-    sets = {name: pages(name) for name in ("python", "postgresql")}
-    vectors = unique_vectors(sets, HashEmbedder())
-    print(
-        f"corpus: {sum(len(p.chunks) for s in sets.values() for p in s)} distinct chunks, "
-        f"embedded in {time.perf_counter() - started:.0f} s",
-        flush=True,
-    )
+    sets = {name: pages(name) for name in SETS}
+    if args.corpus == "products":  # the products in order, parsed until their versions hold the largest size
+        for name in list(PRODUCTS)[len(SETS) :]:
+            if sum(len(page.chunks) for found in sets.values() for page in found) * VERSIONS >= max(args.sizes):
+                break
+            sets[name] = pages(name)
+
+    @cache
+    def vectors() -> dict[tuple[str, str, int], Any]:
+        """Embedded when a database is built, not when a kept one is measured again."""
+        started = time.perf_counter()
+        embedded = unique_vectors(sets, HashEmbedder())
+        print(f"corpus: {len(embedded)} distinct chunks, embedded in {time.perf_counter() - started:.0f} s", flush=True)
+        return embedded
+
     folder = args.data or Path(tempfile.mkdtemp(prefix="docserver-bench-pg-")) / "data"
     server = PostgresServer(folder)
     with psycopg.connect(server.url(), autocommit=True) as conn:

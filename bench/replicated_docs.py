@@ -26,8 +26,21 @@ SETS = {
     "postgresql": Path("/usr/share/doc/postgresql-doc-15/html"),
 }
 """Each set's folder (Debian packages python3.11-doc and postgresql-doc-15)."""
-SKIPPED = ("_sources/", "_static/", "_downloads/", "_images/")
-"""Sphinx's copies of the sources and its assets: not documentation pages."""
+PRODUCTS = {
+    **SETS,
+    "django": Path("/usr/share/doc/python-django-doc/html"),
+    "sqlalchemy": Path("/usr/share/doc/python-sqlalchemy-doc/html"),
+    "nodejs": Path("/usr/share/doc/nodejs/api"),
+    "git": Path("/usr/share/doc/git-doc"),
+    "flask": Path("/usr/share/doc/python-flask-doc/html"),
+    "erlang": Path("/usr/share/doc/erlang-doc"),
+    "scipy": Path("/usr/share/doc/python-scipy-doc/html"),
+    "pandas": Path("/usr/share/doc/python-pandas-doc/html"),
+}
+"""Distinct products for `product_copies` (Debian packages python-django-doc, python-sqlalchemy-doc,
+nodejs-doc, git-doc, python-flask-doc, erlang-doc, python-scipy-doc, python-pandas-doc as well)."""
+SKIPPED = ("_sources/", "_static/", "_downloads/", "_images/", "_modules/")
+"""Sphinx's copies of the sources, its highlighted module sources and its assets: not documentation pages."""
 VERSIONS = 5
 """Versions of each product side by side."""
 
@@ -58,8 +71,8 @@ class Copy:
 def pages(set_name: str) -> list[Page]:
     """The pages of one set, chunked as `docserver ingest` chunks them, in path order."""
     found = []
-    for item in sorted(discover(SETS[set_name]).files, key=lambda item: item.path):
-        if item.path.startswith(SKIPPED):
+    for item in sorted(discover(PRODUCTS[set_name]).files, key=lambda item: item.path):
+        if item.path.startswith(SKIPPED) or "/_sources/" in item.path or "/_modules/" in item.path:
             continue
         text = read_text(item.abspath)
         title, chunks = chunk_document(text, item.abspath.suffix.lower())
@@ -85,3 +98,21 @@ def copies(size: int, sets: dict[str, list[Page]]) -> Iterator[Copy]:
             if taken:
                 yield Copy(f"{set_name}-{product}", f"{version + 1}.0", set_name, taken)
         replica += 1
+
+
+def product_copies(size: int, sets: dict[str, list[Page]]) -> Iterator[Copy]:
+    """Each set a product of its own, at VERSIONS versions side by side with the same text, in order,
+    holding `size` chunks in all: distinct products, so far fewer copies of each vector than `copies`."""
+    left = size
+    for set_name, set_pages in sets.items():
+        for version in range(VERSIONS):
+            taken = []
+            for page in set_pages:
+                if left <= 0:
+                    break
+                taken.append(page)
+                left -= len(page.chunks)
+            if taken:
+                yield Copy(set_name, f"{version + 1}.0", set_name, taken)
+    if left > 0:
+        raise ValueError(f"the products hold {size - left} chunks in {VERSIONS} versions, fewer than {size}")

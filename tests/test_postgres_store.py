@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
-from docserver.store import postgres_schema
+from docserver.store import postgres_schema, postgres_sql
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
 from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
@@ -156,9 +156,13 @@ async def test_replicas_opening_at_once_migrate_exactly_once(server: PostgresSer
         await asyncio.gather(*(store.close() for store in stores))
 
 
+MOVES_DATA = {"0004_distinct_embeddings.sql"}
+"""Migrations that move data and drop where it was; each has a test that every value arrives."""
+
+
 def test_migrations_never_drop_or_delete_data() -> None:
     destructive = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA)|TRUNCATE|DELETE\s+FROM|ALTER\s+COLUMN)\b", re.IGNORECASE)
-    files = sorted(MIGRATIONS.glob("*.sql"))
+    files = sorted(path for path in MIGRATIONS.glob("*.sql") if path.name not in MOVES_DATA)
     assert files
     for path in files:
         code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
@@ -177,9 +181,97 @@ async def test_binding_gives_the_vector_column_its_dimension_and_an_hnsw_cosine_
     [(column_type,)] = server.execute(
         database,
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'",
+        "WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'",
     )
     assert column_type == "vector(4)"
+
+
+async def test_a_database_of_the_previous_schema_keeps_every_vector_stored_once(
+    server: PostgresServer, database: str
+) -> None:
+    # A database as version 3 left it: vectors on `chunks`, two versions of one page with the
+    # same text (so the same vector), a chunk without words (no vector), the HNSW index on `chunks`.
+    with psycopg.connect(server.url(database), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz DEFAULT now())"
+        )
+        for version, code in migrations("postgresql"):
+            if version <= 3:
+                conn.execute(code)  # type: ignore[arg-type]
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        conn.execute(
+            "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector(4), ALTER COLUMN embedding SET STORAGE PLAIN"
+        )
+        conn.execute(
+            "CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = 12, ef_construction = 40)"
+        )
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('embedder', 'test'), ('embedding_model', 'pg-v1'), "
+            "('embedding_dimension', '4')"
+        )
+        chunks = [
+            ("docs@1", "Install", "Setup", "pip install docs", "[1,0,0,0]"),
+            ("docs@2", "Install", "Setup", "pip install docs", "[1,0,0,0]"),
+            ("docs@2", "Install", "Upgrade", "pip install -U docs", "[0.6,0.8,0,0]"),
+            ("docs@2", "Install", "", "", None),
+        ]
+        for source, title, heading, text, vector in chunks:
+            conn.execute("INSERT INTO sources (name, updated_at) VALUES (%s, now()) ON CONFLICT DO NOTHING", (source,))
+            [(document_id,)] = conn.execute(
+                "INSERT INTO documents (source, path, title, content_hash, content, ingested_at) "
+                "VALUES (%s, %s, %s, 'h', '', now()) RETURNING id",
+                (source, f"{heading or 'empty'}.md", title),
+            ).fetchall()
+            conn.execute(
+                "INSERT INTO chunks (document_id, source, ordinal, title, heading, text, start_line, end_line, "
+                "embedding) VALUES (%s, %s, 0, %s, %s, %s, 1, 1, %s)",
+                (document_id, source, title, heading, text, vector),
+            )
+    store = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=2))
+    await store.open()
+    try:
+        await store.bind_embedder(INFO)  # the same embedder: nothing to do
+        moved = server.execute(
+            database,
+            "SELECT c.source, c.heading, e.embedding::text, e.key FROM chunks c "
+            "JOIN embeddings e ON e.id = c.embedding_id ORDER BY c.id",
+        )
+        assert [row[:3] for row in moved] == [
+            ("docs@1", "Setup", "[1,0,0,0]"),
+            ("docs@2", "Setup", "[1,0,0,0]"),
+            ("docs@2", "Upgrade", "[0.6,0.8,0,0]"),
+            ("docs@2", "", None),
+        ]
+        assert server.execute(database, "SELECT count(*) FROM embeddings") == [(3,)]  # the copies share one row
+        # The key SQL computed is the store's: the same text ingested now finds the stored vector.
+        assert bytes(moved[0][3]) == postgres_schema.embedding_key("Install", "Setup", "pip install docs")
+        [(definition,)] = server.execute(
+            database, "SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["chunks_embedding_hnsw"]
+        )
+        assert "ON public.embeddings USING hnsw (embedding vector_cosine_ops)" in definition
+        assert "m='12'" in definition
+        ranked = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source=None, limit=5)
+        assert len(ranked) == 3
+        assert ranked[0].score == pytest.approx(1.0) and ranked[1].score == pytest.approx(1.0)
+    finally:
+        await store.close()
+
+
+async def test_a_text_stored_before_is_not_stored_again_and_goes_when_its_last_chunk_goes(
+    server: PostgresServer, database: str, store: PostgresStore
+) -> None:
+    await put(store, "docs@1", document("a.md", "the same section in both versions"))
+    await put(store, "docs@2", document("a.md", "the same section in both versions"))
+    assert server.execute(database, "SELECT count(*) FROM embeddings") == [(1,)]
+    async with store.update_source("docs@1") as writer:
+        await writer.delete_documents(["a.md"])
+    assert server.execute(database, "SELECT count(*) FROM embeddings") == [(1,)]  # docs@2 still points to it
+    async with store.update_source("docs@2") as writer:
+        await writer.delete_documents(["a.md"])
+    assert server.execute(database, "SELECT count(*) FROM embeddings") == [(0,)]
+    assert server.execute(database, "SELECT count(*) FROM embedding_orphans") == [(0,)]
 
 
 # -- what several replicas share --------------------------------------------------------------------
@@ -310,3 +402,25 @@ async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_words_most_chunks_hold_match_nothing_alone_on_a_large_store(
+    server: PostgresServer, database: str, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "manual" is in every chunk (the title), "tables" in three, "handbook" in none.
+    documents = [document(f"p{n}.md", f"manual page {n}") for n in range(97)]
+    documents += [document(f"t{n}.md", f"tables {n}") for n in range(3)] + [document("z.md", "zebra crossing")]
+    documents = [
+        DocumentInput(d.path, "Manual", d.content_hash, d.content, d.chunks, d.vectors) for d in documents
+    ]  # the title puts "manual" in every chunk
+    await put(store, "docs", *documents)
+    server.execute(database, "ANALYZE chunks")
+    monkeypatch.setattr(postgres_sql, "COMMON_AT_MATCHES", 50)  # a large store, scaled down: 50 of 101 chunks
+
+    found = await store.search_text("manual tables", source=None, limit=20)
+    assert len(found) == 3  # the chunks holding "tables"; "manual" alone does not make a match
+    assert await store.search_text("manual", source=None, limit=20)  # every word of the query: still searched
+    assert await store.search_text("manual handbook", source=None, limit=20) == []  # only a common word matched
+
+    monkeypatch.setattr(postgres_sql, "COMMON_AT_MATCHES", 1_000)  # a small store: nothing is left out
+    assert len(await store.search_text("manual tables", source=None, limit=20)) == 20

@@ -301,7 +301,7 @@ async def test_postgres_the_new_column_takes_the_old_ones_name_and_index(
         backend.execute(
             tmp_path,
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'chunks'::regclass AND attnum > 0 AND NOT attisdropped",
+            "WHERE attrelid = 'embeddings'::regclass AND attnum > 0 AND NOT attisdropped",
             (),
         )
     )
@@ -488,3 +488,19 @@ def test_summary_line_of_an_unchanged_index() -> None:
         "the index already uses hash/hash-ngram-v2-512 (512 dimensions); nothing to do "
         "(--force re-embeds every chunk anyway)"
     )
+
+
+@pytest.mark.parametrize("backend", [POSTGRESQL], ids=["postgresql"], indirect=True)
+async def test_postgres_a_text_two_versions_share_is_embedded_once_and_progress_counts_chunks(
+    indexed: Indexed,
+) -> None:
+    await ingest(indexed.store, old_embedder(), [CORPUS], "docs@2")  # a second version, every page the same
+    seen: list[tuple[int, int]] = []
+    summary = await reindex(
+        indexed.store, new_embedder(), scan_batch=SCAN_BATCH, progress=lambda done, total: seen.append((done, total))
+    )
+    assert summary.chunks == indexed.chunks  # each distinct text once, not once per version
+    assert seen[-1] == (2 * indexed.chunks, 2 * indexed.chunks)
+    [vector] = await new_embedder().embed(["install"])
+    for version in ("docs", "docs@2"):  # both versions' chunks found through the shared vectors
+        assert len(await indexed.store.search_vector(vector, source=version, limit=3)) == 3

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from docserver.store.base import EmbedderInfo
 from docserver.store.postgres import PostgresStore
-from docserver.store.postgres_schema import VECTOR_INDEX, PostgresOptions, vector_index_sql
+from docserver.store.postgres_schema import VECTOR_INDEX, PostgresOptions, embedding_key, vector_index_sql
 
 with warnings.catch_warnings():
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -126,7 +126,7 @@ def bulk_load(
 
     Texts come from `synthetic_texts(chunks, seed)`; vectors are `vectors` (one
     row per text) or random. As a bulk load should: the HNSW index is dropped,
-    rows arrive by binary COPY, and the index is built again afterwards with
+    rows arrive by binary COPY (each chunk's vector a row of `embeddings`), and the index is built again afterwards with
     the store's own definition (`vector_index_sql`). Documents hold 100 chunks each.
     """
     vocabulary, texts = synthetic_texts(chunks, seed)
@@ -146,9 +146,15 @@ def bulk_load(
                 for n in range(documents):
                     copy.write_row((names[n % sources], f"doc-{n}.md", f"Document {n}", f"h{n}", "", "2026-01-01Z"))
             ids = [row[0] for row in conn.execute("SELECT id FROM documents ORDER BY id")]
-            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, embedding"
+            with conn.cursor().copy("COPY embeddings (key, embedding) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["bytea", "vector"])
+                for n in range(chunks):
+                    title, heading = f"Document {n // per_document}", f"Section {n % per_document}"
+                    copy.write_row((embedding_key(title, heading, texts[n]), vectors[n]))
+            embedding_ids = [row[0] for row in conn.execute("SELECT id FROM embeddings ORDER BY id")]
+            columns = "document_id, source, ordinal, title, heading, text, start_line, end_line, embedding_id"
             with conn.cursor().copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "vector"])
+                copy.set_types(["int8", "text", "int4", "text", "text", "text", "int4", "int4", "int8"])
                 for n in range(chunks):
                     document = n // per_document
                     ordinal = n % per_document
@@ -162,7 +168,7 @@ def bulk_load(
                             texts[n],
                             1,
                             1,
-                            vectors[n],
+                            embedding_ids[n],
                         )
                     )
         conn.execute("SET maintenance_work_mem = '512MB'")

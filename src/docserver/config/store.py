@@ -34,7 +34,7 @@ class StoreSettings(Group):
     """PostgreSQL: HNSW graph links per node, applied when the vector index is built."""
     hnsw_ef_construction: int = env("DOCSERVER_HNSW_EF_CONSTRUCTION", 64, ge=4, le=1000)
     """PostgreSQL: HNSW candidate list size while building, applied when the vector index is built."""
-    hnsw_ef_search: int = env("DOCSERVER_HNSW_EF_SEARCH", 200, ge=1, le=1000)
+    hnsw_ef_search: int = env("DOCSERVER_HNSW_EF_SEARCH", 400, ge=1, le=1000)
     """PostgreSQL: HNSW candidate list size per search; higher finds more true neighbours, slower (docs/search.md)."""
 
     @model_validator(mode="after")

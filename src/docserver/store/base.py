@@ -220,14 +220,18 @@ class ReindexBatch:
     pending: list[PendingChunk]
     """The chunks of this step that have no vector from the new embedder yet."""
     scanned: int
-    """Chunks looked at in this step."""
+    """Chunks looked at in this step (on PostgreSQL, the chunks of the distinct texts it looked at)."""
     last_id: int | None
     """Continue the scan after this id; None once the scan has reached the end."""
 
     @classmethod
-    def of(cls, pending: list[PendingChunk], scanned_ids: Sequence[int], limit: int) -> ReindexBatch:
-        """The batch for a scan step that read `scanned_ids` (in order), asking for at most `limit`."""
-        return cls(pending, len(scanned_ids), scanned_ids[-1] if len(scanned_ids) == limit else None)
+    def of(
+        cls, pending: list[PendingChunk], scanned_ids: Sequence[int], limit: int, chunks: int | None = None
+    ) -> ReindexBatch:
+        """The batch for a scan step that read `scanned_ids` (in order), asking for at most `limit`;
+        `chunks`: how many chunks those rows stand for, when not one each."""
+        scanned = len(scanned_ids) if chunks is None else chunks
+        return cls(pending, scanned, scanned_ids[-1] if len(scanned_ids) == limit else None)
 
 
 @dataclass(slots=True)

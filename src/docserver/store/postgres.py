@@ -20,6 +20,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from functools import partial
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import psycopg
@@ -30,9 +31,10 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from docserver.config import redact_url, url_password
 from docserver.errors import StoreBusyError, StoreError
 from docserver.observability.instruments import StoreInstruments
+from docserver.observability.logging import get_logger
 from docserver.observability.redaction import MIN_SECRET_LENGTH
 from docserver.store import postgres_reindex, postgres_sources, postgres_sql
-from docserver.store.base import EmbedderInfo, StoreUnavailableError
+from docserver.store.base import EmbedderInfo, SourceWriter, StoreUnavailableError
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_postgres_migrations
 from docserver.store.observe import collections_for
@@ -46,6 +48,7 @@ T = TypeVar("T")
 # psycopg_pool logs every borrowed connection at INFO; its warnings (a failed
 # connection attempt, a broken connection discarded) are the useful part.
 logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+log = get_logger("docserver.store")
 
 
 class PoolExhaustedError(StoreError):
@@ -60,7 +63,9 @@ class PostgresStore(StoreCore):
     sql = postgres_sql
     reindex_sql = postgres_reindex
     sources_sql = postgres_sources
-    collections = collections_for(text="chunks", vectors="chunks")  # both live on `chunks` here
+    collections = MappingProxyType(
+        {**collections_for(text="chunks", vectors="embeddings"), "collect_embeddings": "embeddings"}
+    )
 
     def __init__(
         self,
@@ -273,6 +278,20 @@ class PostgresStore(StoreCore):
         # The vector index is built here, with the configured HNSW parameters.
         await self._write("bind_embedder", postgres_sql.bind_embedder, info, self.options)
         self._embedder = info
+
+    @asynccontextmanager
+    async def update_source(self, source: str) -> AsyncIterator[SourceWriter]:
+        """The shared flow, then the vectors only the replaced or removed chunks pointed to are removed.
+
+        After the commit, in a transaction of its own: the removal waits for no ingest in flight
+        (see `collect_embeddings`), and leaves what it cannot remove yet to the next update.
+        """
+        async with super().update_source(source) as writer:
+            yield writer
+        try:
+            await self._write("collect_embeddings", postgres_sql.collect_embeddings)
+        except StoreError as exc:  # the update itself is committed; the rows stay noted for the next one
+            log.warning("collect_embeddings_failed", error=str(exc))
 
     @asynccontextmanager
     async def refresh_lock(self, source: str) -> AsyncIterator[bool]:

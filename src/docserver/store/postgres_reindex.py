@@ -1,7 +1,10 @@
 """PostgreSQL's reindex statements: a side column (`embedding_next`, with its own HNSW index), swapped in at the switch.
 
-Searches keep using `embedding` while the side column fills; the switch is
-catalog changes only, in one short transaction.
+The vectors are in `embeddings`, one row per distinct embedded text, so a
+reindex embeds each text once: the "chunks" it scans and hands back
+(PendingChunk.chunk_id) are `embeddings` rows, each with the text of one of
+its chunks. Searches keep using `embedding` while the side column fills; the
+switch is catalog changes only, in one short transaction.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ async def _staged_target(conn: Connection) -> str | None:
     rows = await fetch_all(
         conn,
         "SELECT value FROM meta WHERE key = 'reindex_target' AND EXISTS (SELECT 1 FROM pg_attribute "
-        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding_next' AND NOT attisdropped)",
+        "WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding_next' AND NOT attisdropped)",
     )
     return str(rows[0][0]) if rows else None
 
@@ -58,10 +61,12 @@ async def prepare_reindex(conn: Connection, info: EmbedderInfo) -> None:
         current = await read_embedder(conn)
         # Both vectors of a row must fit in its page unless TOASTed (see bind_embedder on why in-row is best).
         in_row = (current.dimension if current and current.dimension <= MAX_PLAIN_DIMENSION else 0) + info.dimension
-        await conn.execute("ALTER TABLE chunks DROP COLUMN IF EXISTS embedding_next, DROP COLUMN IF EXISTS reindexed")
+        await conn.execute(
+            "ALTER TABLE embeddings DROP COLUMN IF EXISTS embedding_next, DROP COLUMN IF EXISTS reindexed"
+        )
         await conn.execute(
             sql.SQL(
-                "ALTER TABLE chunks ADD COLUMN embedding_next vector({}), "
+                "ALTER TABLE embeddings ADD COLUMN embedding_next vector({}), "
                 "ADD COLUMN reindexed boolean NOT NULL DEFAULT false"
             ).format(sql.Literal(info.dimension))
         )
@@ -75,7 +80,7 @@ async def prepare_reindex(conn: Connection, info: EmbedderInfo) -> None:
 
 async def _set_storage(conn: Connection, column: str, plain: bool) -> None:
     await conn.execute(
-        sql.SQL("ALTER TABLE chunks ALTER COLUMN {} SET STORAGE {}").format(sql.Identifier(column), storage(plain))
+        sql.SQL("ALTER TABLE embeddings ALTER COLUMN {} SET STORAGE {}").format(sql.Identifier(column), storage(plain))
     )
 
 
@@ -83,19 +88,24 @@ async def reindex_scan(conn: Connection, after: int, limit: int) -> ReindexBatch
     rows = await fetch_all(
         conn,
         """
-        SELECT id, source, title, heading, CASE WHEN reindexed THEN NULL ELSE text END, reindexed
-        FROM chunks WHERE id > %s ORDER BY id LIMIT %s
+        SELECT e.id, c.source, c.title, c.heading, CASE WHEN e.reindexed THEN NULL ELSE c.text END, e.reindexed,
+               (SELECT count(*) FROM chunks WHERE embedding_id = e.id)
+        FROM embeddings e
+        LEFT JOIN LATERAL (SELECT source, title, heading, text FROM chunks WHERE embedding_id = e.id LIMIT 1) c ON true
+        WHERE e.id > %s ORDER BY e.id LIMIT %s
         """,
         (after, limit),
     )
-    # Chunk rows are never rewritten (an update deletes and inserts, with new
-    # identity ids), so a chunk marked done stays done: no fingerprint needed.
+    # `embeddings` rows are never rewritten for another text (a new text gets a
+    # new row), so a row marked done stays done: no fingerprint needed. A row no
+    # chunk points to any more (to be collected) is not embedded.
     pending = [
-        PendingChunk(chunk_id, source, title, heading, text, "")
-        for chunk_id, source, title, heading, text, done in rows
-        if not done
+        PendingChunk(embedding_id, source, title, heading, text, "")
+        for embedding_id, source, title, heading, text, done, _ in rows
+        if not done and source is not None
     ]
-    return ReindexBatch.of(pending, [row[0] for row in rows], limit)
+    # Progress is counted in chunks (what `docserver reindex` announces), not in distinct texts.
+    return ReindexBatch.of(pending, [row[0] for row in rows], limit, chunks=sum(row[6] for row in rows))
 
 
 async def put_reindexed(conn: Connection, chunks: list[PendingChunk], vectors: Vectors) -> None:
@@ -105,8 +115,8 @@ async def put_reindexed(conn: Connection, chunks: list[PendingChunk], vectors: V
     # SKIP LOCKED: a chunk that an ingest in flight is deleting is left pending, not waited for.
     async with conn.transaction(), conn.cursor() as cursor:
         await cursor.executemany(
-            "UPDATE chunks SET embedding_next = %s, reindexed = true "
-            "WHERE id = (SELECT id FROM chunks WHERE id = %s FOR UPDATE SKIP LOCKED)",
+            "UPDATE embeddings SET embedding_next = %s, reindexed = true "
+            "WHERE id = (SELECT id FROM embeddings WHERE id = %s FOR UPDATE SKIP LOCKED)",
             rows,
         )
 
@@ -116,7 +126,7 @@ async def build_next_index(conn: Connection, options: PostgresOptions) -> None:
     column = await fetch_all(
         conn,
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding_next' AND NOT attisdropped",
+        "WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding_next' AND NOT attisdropped",
     )
     if not column or not _indexable(column[0][0]):
         return  # no reindex in progress, or vectors too wide for HNSW (searched exactly, as when bound)
@@ -150,13 +160,17 @@ async def switch_reindex(conn: Connection, info: EmbedderInfo, version: int) -> 
             )
         if await corpus_version(conn) != version:
             return False  # an ingest committed since the last scan began
-        missing = await fetch_all(conn, "SELECT EXISTS (SELECT 1 FROM chunks WHERE NOT reindexed)")
+        missing = await fetch_all(
+            conn,
+            "SELECT EXISTS (SELECT 1 FROM embeddings e WHERE NOT e.reindexed "
+            "AND EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id))",
+        )
         if missing[0][0]:
             return False
         # Catalog changes only, but they need the table to themselves: searches wait for them.
         await _lock_timeout(conn, SWITCH_LOCK_MS)
-        await conn.execute("ALTER TABLE chunks DROP COLUMN embedding, DROP COLUMN reindexed")
-        await conn.execute("ALTER TABLE chunks RENAME COLUMN embedding_next TO embedding")
+        await conn.execute("ALTER TABLE embeddings DROP COLUMN embedding, DROP COLUMN reindexed")
+        await conn.execute("ALTER TABLE embeddings RENAME COLUMN embedding_next TO embedding")
         await conn.execute(
             sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(
                 sql.Identifier(NEXT_INDEX), sql.Identifier(VECTOR_INDEX)

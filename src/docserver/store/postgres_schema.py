@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,9 @@ TEXT_WEIGHTS = "{0.2, 0.2, 0.6, 1.0}"
 """ts_rank_cd weights for D (text), C (unused), B (title), A (heading)."""
 BIND_LOCK = 0x646F_6373_6572_7662
 """pg_advisory_xact_lock key held while an embedder is bound, so replicas starting together bind once."""
+EMBEDDINGS_LOCK = 0x646F_6373_6572_7645
+"""Held shared by every ingest's transaction, and exclusively (tried, never waited for) by the collection of
+`embeddings` rows no chunk points to: an ingest may point new chunks at a row it found, so none may be in flight."""
 
 PGVECTOR_MISSING = (
     "the PostgreSQL server has no pgvector extension, which docserver needs for vector search; install it "
@@ -47,7 +51,7 @@ class PostgresOptions:
     statement_timeout_ms: int = 30_000
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 200
+    hnsw_ef_search: int = 400
 
 
 # -- setting up a database ------------------------------------------------------------
@@ -82,9 +86,9 @@ async def vector_adapters(conn: Connection) -> AdaptersMap:
 def vector_index_sql(
     options: PostgresOptions, *, name: str = VECTOR_INDEX, column: str = "embedding", concurrently: bool = False
 ) -> sql.Composed:
-    """The HNSW index over the chunk vectors (cosine distance), built with the configured parameters."""
+    """The HNSW index over the distinct vectors (`embeddings`, cosine), built with the configured parameters."""
     return sql.SQL(
-        "CREATE INDEX {concurrently}{name} ON chunks USING hnsw ({column} vector_cosine_ops) "
+        "CREATE INDEX {concurrently}{name} ON embeddings USING hnsw ({column} vector_cosine_ops) "
         "WITH (m = {m}, ef_construction = {ef})"
     ).format(
         concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""),
@@ -93,6 +97,17 @@ def vector_index_sql(
         m=sql.Literal(int(options.hnsw_m)),
         ef=sql.Literal(int(options.hnsw_ef_construction)),
     )
+
+
+def embedding_key(title: str, heading: str, text: str) -> bytes:
+    """What identifies a chunk's vector in `embeddings`: a SHA-256 of the parts its embedded text is made of.
+
+    Chunks with the same title, heading and text are embedded from the same
+    text, so they share one vector (versions side by side repeat most sections).
+    The lengths keep the parts apart. Migration 0004 computes the same key in SQL.
+    """
+    parts = f"{len(title)}:{title}{len(heading)}:{heading}{text}"
+    return hashlib.sha256(parts.encode()).digest()
 
 
 def storage(plain: bool) -> sql.SQL:

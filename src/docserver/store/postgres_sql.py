@@ -1,7 +1,9 @@
 """PostgreSQL's statements (the `Statements` of StoreCore), each a coroutine on a pooled connection.
 
 Full text is a tsvector column with a GIN index, ranked by ts_rank_cd;
-vectors are a pgvector column on `chunks` with an HNSW index (cosine).
+vectors are a pgvector column on `embeddings`, one row per distinct embedded
+text, with an HNSW index (cosine); each chunk points to its text's row
+(`chunks.embedding_id`, migration 0004).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from docserver.store.base import (
 )
 from docserver.store.postgres_schema import (
     BIND_LOCK,
+    EMBEDDINGS_LOCK,
     MAX_INDEXED_DIMENSION,
     MAX_PLAIN_DIMENSION,
     TEXT_WEIGHTS,
@@ -34,6 +37,7 @@ from docserver.store.postgres_schema import (
     Connection,
     PostgresOptions,
     bump_corpus_version,
+    embedding_key,
     fetch_all,
     record_embedder,
     storage,
@@ -72,7 +76,7 @@ async def bind_embedder(conn: Connection, info: EmbedderInfo, options: PostgresO
         # TOAST or decompressing on every row then makes that scan slow too.
         await conn.execute(
             sql.SQL(
-                "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({}), ALTER COLUMN embedding SET STORAGE {}"
+                "ALTER TABLE embeddings ALTER COLUMN embedding TYPE vector({}), ALTER COLUMN embedding SET STORAGE {}"
             ).format(sql.Literal(info.dimension), storage(info.dimension <= MAX_PLAIN_DIMENSION))
         )
         if info.dimension <= MAX_INDEXED_DIMENSION:
@@ -118,6 +122,8 @@ async def document_hashes(conn: Connection, source: str) -> list[tuple[Any, ...]
 async def begin(conn: Connection, source: str, expected: EmbedderInfo | None) -> None:
     # Two ingests of one source (from two replicas or CLIs) take turns; other sources go on in parallel.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('docserver.source:' || %s, 0))", (source,))
+    # Shared with other ingests: no collection of unreferenced vectors while this one may point to them.
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (EMBEDDINGS_LOCK,))
     # FOR SHARE, held to the end of the ingest: a reindex's switch (FOR UPDATE on the same
     # row) waits for ingests in flight, and an ingest that starts after it sees the new embedder.
     current = await read_embedder(conn, for_share=True)
@@ -148,6 +154,9 @@ async def put_document(conn: Connection, source: str, document: DocumentInput) -
         """,
         (source, document.path, document.title, document.content_hash, document.content),
     )
+    vectors = np.asarray(document.vectors, dtype=np.float32)
+    keys = [embedding_key(document.title, chunk.heading, chunk.text) for chunk in document.chunks]
+    embedding_ids = await _embedding_ids(conn, keys, vectors)
     rows = [
         (
             inserted[0][0],
@@ -159,20 +168,78 @@ async def put_document(conn: Connection, source: str, document: DocumentInput) -
             chunk.start_line,
             chunk.end_line,
             chunk.anchor,
-            vector_or_null(vector),
+            embedding_ids[key],
         )
-        for chunk, vector in zip(document.chunks, np.asarray(document.vectors, dtype=np.float32), strict=True)
+        for chunk, key in zip(document.chunks, keys, strict=True)
     ]
     if rows:
         async with conn.cursor() as cur:
             await cur.executemany(
                 """
                 INSERT INTO chunks
-                    (document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding)
+                    (document_id, source, ordinal, title, heading, text, start_line, end_line, anchor, embedding_id)
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 """,
                 rows,
             )
+
+
+async def _embedding_ids(conn: Connection, keys: list[bytes], vectors: Vectors) -> dict[bytes, int]:
+    """The `embeddings` row of each key: the stored one where the text was embedded before, else a new row.
+
+    A vector already stored is not sent again. Nothing is locked or waited
+    for: two ingests in flight that bring the same new text each add a row.
+    """
+    if not keys:
+        return {}
+    found: dict[bytes, int] = {
+        bytes(key): int(id_)
+        for key, id_ in await fetch_all(
+            conn,
+            "SELECT DISTINCT ON (key) key, id FROM embeddings WHERE key = ANY(%s) ORDER BY key, id",
+            (list(set(keys)),),
+        )
+    }
+    new: dict[bytes, Vectors] = {}
+    for key, vector in zip(keys, vectors, strict=True):
+        if key not in found:
+            new.setdefault(key, vector)
+    if new:
+        values = sql.SQL(", ").join(sql.SQL("(%s, %s)") for _ in new)
+        cursor = await conn.execute(
+            sql.SQL("INSERT INTO embeddings (key, embedding) VALUES {} RETURNING key, id").format(values),
+            [value for key, vector in new.items() for value in (key, vector_or_null(vector))],
+        )
+        found |= {bytes(key): int(id_) for key, id_ in await cursor.fetchall()}
+    return found
+
+
+async def collect_embeddings(conn: Connection) -> int:
+    """Remove the `embeddings` rows that deleted chunks pointed to and no chunk points to now; how many.
+
+    Only when no ingest is in flight (one may have pointed a chunk to such a row
+    and not committed yet): otherwise the rows stay noted for the next time.
+    Until then they are never found, since a vector search reads its vectors'
+    chunks.
+    """
+    async with conn.transaction():
+        locked = await fetch_all(conn, "SELECT pg_try_advisory_xact_lock(%s)", (EMBEDDINGS_LOCK,))
+        if not locked[0][0]:
+            return 0
+        rows = await fetch_all(
+            conn,
+            """
+            WITH noted AS (DELETE FROM embedding_orphans RETURNING embedding_id),
+            gone AS (
+                DELETE FROM embeddings e
+                WHERE e.id IN (SELECT embedding_id FROM noted)
+                  AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id)
+                RETURNING 1
+            )
+            SELECT count(*) FROM gone
+            """,
+        )
+    return int(rows[0][0])
 
 
 async def delete_documents(conn: Connection, source: str, paths: list[str]) -> None:
@@ -212,15 +279,46 @@ ingested) that scan read 80,000 rows to find 200 (1 s at 100,000 chunks).
 """
 
 
+COMMON_AT_MATCHES = 10_000
+"""A query word held by more chunks than this is left out of what the some-words tier matches.
+
+At 1,000,000 chunks a long question ORs words that hundreds of thousands of
+chunks hold ("value", "function"), and the GIN index builds a bitmap of every
+match before anything is ranked: 150-250 ms. Full-text engines leave such
+words out of the match and let them count in the rank only (Lucene's common
+terms). The counts come from the column's statistics (`pg_stats`, kept by
+ANALYZE), so a store smaller than this never leaves a word out. The
+every-word tier keeps every word: GIN intersects the lists from the rarest.
+"""
+
+COMMON_TERMS = """
+    WITH common AS MATERIALIZED (
+        SELECT u.lexeme, u.freq * c.reltuples AS matches
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'tsv'
+        CROSS JOIN LATERAL unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u (lexeme, freq)
+        WHERE c.oid = 'chunks'::regclass
+    )
+    SELECT t.term
+    FROM unnest(%s::text[]) AS t (term)
+    CROSS JOIN LATERAL unnest(to_tsvector('docserver', t.term)) AS v
+    LEFT JOIN common f ON f.lexeme = v.lexeme
+    GROUP BY t.term
+    HAVING min(coalesce(f.matches, 0)) > %s
+"""
+"""The query words every lexeme of which more than COMMON_AT_MATCHES chunks hold, by the column's statistics."""
+
+
 def search_text_sql(*, filtered: bool | sql.SQL, limit: int, every: bool = True) -> sql.Composed:
     """One tier of the full-text query: GIN index on `tsv`, ranked by ts_rank_cd.
 
     Both rank by the any-word query. The `every` tier (parameters: any word,
     every word[, source]) holds the chunks with every query word; the other
-    (parameters: any word, any word, every word[, source]) those with some but
-    not all. The first tier comes first in the results
-    (as on SQLite; docs/search.md), and the second is read only when the
-    first leaves places. `filtered`: True for one source's filter, or the
+    (parameters: any word, some word, every word[, source]) those with some but
+    not all, where "some" leaves out the words most chunks hold (COMMON_AT_MATCHES).
+    The first tier comes first in the results (as on SQLite; docs/search.md),
+    and the second is read only when the first leaves places. `filtered`: True for one source's filter, or the
     source condition itself.
     """
     return sql.SQL(
@@ -250,20 +348,31 @@ def _filter(column: str, filtered: bool | sql.SQL) -> sql.SQL:
 
 
 def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
-    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source].
+    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source, source].
 
+    The index holds each distinct vector once (`embeddings`); a vector is a
+    candidate when one of its chunks passes the filter (checked in
+    `chunks_by_embedding`, index only), and the iterative scan reads on until it
+    has `limit` of them. Then each vector's chunks under the filter, nearest first.
     The limit is a literal, not a parameter: with a parameter, a generic plan
     cannot know the limit is small and may pick a sequential scan.
     """
     return sql.SQL(
         """
-        SELECT id, embedding <=> %s AS distance
-        FROM chunks
-        WHERE embedding IS NOT NULL {filter}
-        ORDER BY distance
+        WITH nearest AS MATERIALIZED (
+            SELECT e.id, e.embedding <=> %s AS distance
+            FROM embeddings e
+            WHERE e.embedding IS NOT NULL
+              AND EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id {filter})
+            ORDER BY distance
+            LIMIT {limit}
+        )
+        SELECT c.id, n.distance
+        FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
+        ORDER BY n.distance
         LIMIT {limit}
         """
-    ).format(filter=_filter("source", filtered), limit=sql.Literal(int(limit)))
+    ).format(filter=_filter("c.source", filtered), limit=sql.Literal(int(limit)))
 
 
 async def search_text(conn: Connection, terms: list[str], source: SourceFilter, limit: int) -> list[RankedId]:
@@ -278,9 +387,13 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
         rows = await cursor.fetchall()
         ranked = [RankedId(chunk_id, text_score(True, float(rank))) for chunk_id, rank in rows]
         if len(ranked) < limit and len(terms) > 1:
+            common = {row[0] for row in await fetch_all(conn, COMMON_TERMS, (terms, COMMON_AT_MATCHES))}
+            rare = [f'"{term}"' for term in terms if term not in common]
+            if not rare:
+                return ranked  # only words most chunks hold: the vector retriever fills the page
             cursor = await conn.execute(
                 search_text_sql(filtered=condition, limit=limit - len(ranked), every=False),
-                (any_word, any_word, every_word, *params),
+                (any_word, " or ".join(rare), every_word, *params),
             )
             rows = await cursor.fetchall()
             ranked += [RankedId(chunk_id, text_score(False, float(rank))) for chunk_id, rank in rows]
@@ -288,10 +401,11 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
 
 
 async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
-    condition, params = _source_condition("source", source)
-    cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params))
+    condition, params = _source_condition("c.source", source)
+    cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
     ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in await cursor.fetchall()]
-    # relaxed_order iterative scans may return neighbours slightly out of order.
+    # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
+    # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
     return sorted(ranked, key=lambda item: -item.score)
 
 

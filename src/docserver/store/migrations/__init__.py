@@ -3,7 +3,9 @@
 A migration file is `NNNN_name.sql`; the number is its version. Applied
 versions are recorded in `schema_migrations`, so upgrades never redo or skip
 one, and a database newer than this code is refused rather than damaged.
-Migrations only add: none drops a table or a column that holds data.
+Migrations only add, except where data moves: none drops a table or a column
+whose data is not kept elsewhere (PostgreSQL's 0004 moves the vectors from
+`chunks` to `embeddings`, then drops the old column).
 
 On PostgreSQL several replicas may start at once: the whole check-and-apply
 runs under one session-level advisory lock, so exactly one of them migrates
