@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +84,8 @@ def main() -> None:
         sqlite_sql.put_document(db, "bench", document)
     sqlite_sql.commit(db, "bench")
     total = time.perf_counter() - started
+    raw.close()
+    shutil.rmtree(work)  # a database of gigabytes at a million chunks
     chunks = sum(len(document.chunks) for document in documents)
     result = {
         "chunks": chunks,
