@@ -62,6 +62,14 @@ def scale_plot(results: Path, out: Path) -> None:
             r | {"backend": f"sqlite real docs, {'vector search' if r['search'] == 'vector' else 'default'}"}
             for r in json.loads(real_docs.read_text())
         ]
+    million = results / "search_scale_million.json"
+    if million.exists():
+        # The synthetic corpus ingested at 100,000 and 1,000,000 chunks (the vector rows: the current probe share).
+        rows += [
+            r | {"backend": f"sqlite synthetic, {'vector search' if r['search'] == 'vector' else 'default'}"}
+            for r in json.loads(million.read_text())
+            if "before" not in r.get("note", "")
+        ]
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     series = [(b, c) for b in sorted({row["backend"] for row in rows}) for c in ("off", "on")]
     series = [(b, c) for b, c in series if any(r["backend"] == b and r["cache"] == c for r in rows)]

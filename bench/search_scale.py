@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--cache", nargs="+", choices=["off", "on"], default=["off", "on"])
     parser.add_argument("--append", action="store_true", help="add the rows to OUT's")
     parser.add_argument("--database", type=Path, help="measure this database (from bench/replicate.py) as it is")
+    parser.add_argument("--corpus", default="real-docs", help="names the --database's corpus in the results")
+    parser.add_argument("--note", default="", help="kept in each row, e.g. the code measured")
     parser.add_argument("--keep", type=Path, help="folder to build in and keep (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/search_scale.json"))
     args = parser.parse_args()
@@ -148,7 +150,7 @@ def main() -> None:
         if args.database is not None:
             database, queries = args.database, heading_queries(args.database)
             chunks = int(sqlite3.connect(database).execute("SELECT count(*) FROM chunks").fetchone()[0])
-            ingested = {"chunks": chunks, "built_by": "bench/replicate.py"}
+            ingested = {"chunks": chunks, "built_by": "bench/replicate.py" if args.corpus == "real-docs" else "ingest"}
         elif replicas is not None:
             ingested = replicas.grow(size)
             database, queries = replicas.database, replicas.queries
@@ -158,9 +160,10 @@ def main() -> None:
         measured = {**ingested, "index_seconds": index_seconds, "database_mb": database_mb(database)}
         for cache in args.cache:
             latency = search_latency(database, queries, work, "0" if cache == "off" else "4096", args.calls, extra)
-            corpus = "real-docs" if replicas or args.database else "synthetic"
+            corpus = args.corpus if args.database else "real-docs" if replicas else "synthetic"
             search = "vector" if args.vector_search else "default"
             row = {"backend": "sqlite", "corpus": corpus, "search": search, "size": size, "cache": cache}
+            row |= {"note": args.note} if args.note else {}
             rows.append(row | measured | latency)
             print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

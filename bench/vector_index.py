@@ -111,12 +111,14 @@ def measure(path: Path, asked: np.ndarray, real: int, limit: int, shares: list[f
         exact, spent = timed(sqlite_sql._exact_search, db, table, vector.tobytes(), None, limit)
         exact_ms.append(spent)
         truths.append({chunk_id for chunk_id, _ in exact})
+    generation = vector_index.searched(db, table)
+    assert generation is not None, "the lists were not built"
     rows = []
     for share in shares:
         vector_index.PROBE_SHARE = share
         index_ms, recalls = [], []
         for vector, truth in zip(asked, truths, strict=True):
-            approximate, spent = timed(vector_index.search, db, table, vector.tobytes(), None, limit)
+            approximate, spent = timed(vector_index.search, db, table, generation, vector.tobytes(), None, limit)
             index_ms.append(spent)
             recalls.append(len(truth & {chunk_id for chunk_id, _ in approximate}) / max(len(truth), 1))
         rows.append(
