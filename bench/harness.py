@@ -183,11 +183,12 @@ def build_database(folder: Path, chunks: int) -> tuple[Path, list[str]]:
         run_cli("ingest", str(docs), "--source", "bench", env=docserver_env(database))
         # The ingest leaves the approximate vector index to the next process that opens the
         # file: built here, or every server measured would train it while being measured.
-        asyncio.run(_finish_vector_index(database))
+        asyncio.run(finish_vector_index(database))
     return database, queries
 
 
-async def _finish_vector_index(database: Path) -> None:
+async def finish_vector_index(database: Path) -> None:
+    """Open the store and wait for its vector index steps to finish (as `serve` runs them in the background)."""
     from docserver.store.sqlite import SqliteStore
 
     store = SqliteStore(database)

@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from docserver.store import sqlite_driver, sqlite_sql, sqlite_tables
 from docserver.store import sqlite_vector_index as vector_index
-from docserver.store.sqlite import SqliteStore
+from harness import finish_vector_index
 
 VECTOR_BATCH = 2000
 
@@ -77,16 +78,6 @@ def copy_once(db: object, copy: int, documents: int, chunks: int, sources: list[
     db.execute("COMMIT")  # type: ignore[attr-defined]
 
 
-async def finish_index(path: Path) -> None:
-    """Open the store and wait for its vector index steps to finish (as `serve` runs them in the background)."""
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        await store.vector_index_built()
-    finally:
-        await store.close()
-
-
 def train_for(db: object, size: int) -> None:
     """Train the lists for the final size once and file what is there, so each copy is filed once, as it is written.
 
@@ -111,7 +102,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, required=True)
     parser.add_argument("--resume", action="store_true", help="keep OUT and its copies so far")
     args = parser.parse_args()
-    asyncio.run(finish_index(args.template))  # the template's own vectors copied and filed first
+    asyncio.run(finish_vector_index(args.template))  # the template's own vectors copied and filed first
     if not args.resume:
         shutil.copyfile(args.template, args.out)
     template = sqlite_driver.connect(args.template)
@@ -134,7 +125,7 @@ def main() -> None:
         )
     db.close()
     started = time.perf_counter()
-    asyncio.run(finish_index(args.out))
+    asyncio.run(finish_vector_index(args.out))
     print(f"index finished in {time.perf_counter() - started:.0f} s", flush=True)
 
 

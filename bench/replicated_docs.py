@@ -89,15 +89,21 @@ def copies(size: int, sets: dict[str, list[Page]]) -> Iterator[Copy]:
     while left > 0:
         product, version = divmod(replica, VERSIONS)
         for set_name, set_pages in sets.items():
-            taken = []
-            for page in set_pages:
-                if left <= 0:
-                    break
-                taken.append(page)
-                left -= len(page.chunks)
+            taken, left = _take(set_pages, left)
             if taken:
                 yield Copy(f"{set_name}-{product}", f"{version + 1}.0", set_name, taken)
         replica += 1
+
+
+def _take(pages: list[Page], left: int) -> tuple[list[Page], int]:
+    """The pages, in order, until `left` chunks are taken; and how many are still to take."""
+    taken = []
+    for page in pages:
+        if left <= 0:
+            break
+        taken.append(page)
+        left -= len(page.chunks)
+    return taken, left
 
 
 def product_copies(size: int, sets: dict[str, list[Page]]) -> Iterator[Copy]:
@@ -106,12 +112,7 @@ def product_copies(size: int, sets: dict[str, list[Page]]) -> Iterator[Copy]:
     left = size
     for set_name, set_pages in sets.items():
         for version in range(VERSIONS):
-            taken = []
-            for page in set_pages:
-                if left <= 0:
-                    break
-                taken.append(page)
-                left -= len(page.chunks)
+            taken, left = _take(set_pages, left)
             if taken:
                 yield Copy(set_name, f"{version + 1}.0", set_name, taken)
     if left > 0:
