@@ -70,3 +70,33 @@ def test_search_reads_the_newest_version_or_the_one_named_and_falls_back_when_it
 
     assert run_cli("remove", "guide", "--version", "2.0", env=env).returncode == 0
     assert sources_of() == {"guide@1.0"}
+
+
+def test_an_ingest_leaves_the_vector_index_built(tmp_path: Path) -> None:
+    """Crossing the approximate index's threshold, the ingest trains it before it exits, so no server has to."""
+    import sqlite3
+
+    from docserver.store.sqlite_vector_index import MIN_INDEXED_CHUNKS, SEARCHED, Generation
+
+    docs = tmp_path / "many"
+    docs.mkdir()
+    sections = 50
+    for page in range(MIN_INDEXED_CHUNKS // sections + 1):
+        text = "".join(
+            f"## Setting {page}-{section}\n\nOption {page} {section} limits worker {section} to {page * section}.\n\n"
+            for section in range(sections)
+        )
+        (docs / f"page-{page}.md").write_text(f"# Page {page}\n\n{text}")
+    env = docserver_env(tmp_path / "cli.db", {"XDG_DATA_HOME": str(tmp_path / "data")})
+
+    ingested = run_cli("ingest", str(docs), "--source", "many", env=env, timeout=600)
+
+    assert ingested.returncode == 0, ingested.stderr
+    db = sqlite3.connect(tmp_path / "cli.db")
+    try:
+        [(chunks,)] = db.execute("SELECT count(*) FROM chunks").fetchall()
+        generation = Generation.read(db, SEARCHED, "chunk_vectors")  # the generation searches read
+    finally:
+        db.close()
+    assert chunks >= MIN_INDEXED_CHUNKS
+    assert generation is not None and generation.lists > 0 and generation.trained_on >= MIN_INDEXED_CHUNKS

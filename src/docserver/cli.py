@@ -27,6 +27,7 @@ from docserver.paths import SAMPLE_SOURCE, bundled_docs_path
 from docserver.runtime import open_runtime, open_unbound
 from docserver.search import MAX_LIMIT
 from docserver.sources.commands import add_ingest_options, ingest_requests, open_sources, source_lines
+from docserver.store.base import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,12 +210,27 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 for path, reason in outcome.summary.skipped_files:
                     _say(f"skipped {path}: {reason}", sys.stderr)
             _say(outcome.line())
+        await _finish_vector_index(runtime.store)
     return 0
+
+
+async def _finish_vector_index(store: Store) -> None:
+    """Wait for the index work the writes started (SQLite's approximate vector index; docs/search.md).
+
+    Left undone, the next process to open the database would do it, and a
+    server would spend its first minutes training the index beside its searches.
+    """
+    built = asyncio.ensure_future(store.vector_index_built())
+    done, _ = await asyncio.wait({built}, timeout=1.0)
+    if not done:
+        _say("building the vector index...", sys.stderr)
+    await built
 
 
 async def _refresh(settings: Settings, args: argparse.Namespace) -> int:
     async with _tracing(settings), open_runtime(settings) as runtime:
         outcomes = await open_sources(settings, runtime).refresh(args.names)
+        await _finish_vector_index(runtime.store)
     if not outcomes:
         _say("no refreshable sources; ingest some documentation with: docserver ingest ORIGIN")
     for outcome in outcomes:

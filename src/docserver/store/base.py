@@ -290,6 +290,10 @@ class Store(Protocol):
     async def corpus_version(self) -> int:
         """A number that grows with every committed source update (cache keys use it)."""
 
+    async def vector_index_built(self) -> None:
+        """Return once the index work a write started in the background is done (SQLite's approximate
+        vector index); at once where the index is kept up to date by the writes themselves."""
+
     @property
     def write_generation(self) -> int:
         """A counter that moves after every write through this store object."""

@@ -266,6 +266,9 @@ class PostgresStore(StoreCore):
 
     # -- where PostgreSQL differs from the shared flow --------------------------------
 
+    async def vector_index_built(self) -> None:
+        """The HNSW index is kept up to date by the writes themselves: nothing runs after them."""
+
     async def ping(self) -> None:
         """A trivial query, waiting at most a second; a pool busy with other work still counts as reachable."""
         try:
