@@ -1,11 +1,11 @@
 """Ingest speed on real documentation: `docserver ingest` of Python's HTML docs, and where its time goes.
 
     python bench/real_docs_ingest.py --label after [--rounds 3] [--trees before=/tmp/before/src after=src] \
-        [--embedder hash] [--sample 0] [--out bench/results/real_docs_ingest.json]
+        [--docs DIR] [--embedder hash] [--sample 0] [--stages] [--out bench/results/real_docs_ingest.json]
 
-Each round runs `docserver ingest` on Python's HTML docs (Debian's
-python3.11-doc, the 498 pages the default excludes keep) into a fresh SQLite
-database, once per source tree of `--trees` (label=path to a `src` folder; the
+Each round runs `docserver ingest` on `--docs`, by default Python's HTML docs
+(Debian's python3.11-doc, the 498 pages the default excludes keep), into a
+fresh SQLite database, once per source tree of `--trees` (label=path to a `src` folder; the
 trees take turns within a round, so a change in the machine's load falls on
 each). A row has the chunks, the ingest's own seconds (the summary line's,
 from the first file read to the commit, the interpreter's start-up left out),
@@ -19,8 +19,11 @@ manual (`--embedder local`: the ONNX model, DOCSERVER_INGEST_TORCH_THREADS from
 `--threads`).
 
 `--stages` adds, per tree, the CPU time of each stage in one process, without
-the CLI: reading, HTML parsing, chunking (the rest of chunk_document), the
-`hash` embedder on every chunk. The store's writes are the rest of the ingest.
+the CLI: reading, parsing (HTML, Markdown...), chunking (the rest of
+chunk_document), the `hash` embedder on every chunk. The store's writes are
+most of the rest of the ingest.
+
+A `--trees` copy of an older commit: `git archive COMMIT src | tar -x -C /tmp/before`.
 """
 
 from __future__ import annotations
@@ -123,7 +126,6 @@ def ingest_once(docs: Path, src: Path, work: Path, extra: dict[str, str]) -> dic
         "chunks_per_s": round(chunks / seconds, 1),
         "process_seconds": round(wall, 2),
         "process_cpu_seconds": round(cpu, 2),
-        "peak_rss_mb": round(after.ru_maxrss / 1024),
         "machine_load_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -149,7 +151,7 @@ def commit(src: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="the run's name in the results file")
-    parser.add_argument("--python-docs", type=Path, default=PYTHON_DOCS)
+    parser.add_argument("--docs", type=Path, default=PYTHON_DOCS, help="the folder to ingest")
     parser.add_argument("--trees", nargs="+", default=[f"current={ROOT / 'src'}"], help="label=path of a src folder")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--embedder", choices=["hash", "local"], default="hash")
@@ -169,13 +171,14 @@ def main() -> None:
         }
     with tempfile.TemporaryDirectory(prefix="docserver-real-ingest-") as folder:
         work = Path(folder)
-        docs = args.python_docs
+        docs = args.docs
         if args.sample:
             docs = sample_pages(docs, args.sample, work / "sample", sys.executable, next(iter(trees.values())))
         measured: dict[str, object] = {
             "label": args.label,
             "embedder": args.embedder,
-            "corpus": f"python3.11-doc{f' (about {args.sample} chunks)' if args.sample else ''}",
+            "docs": str(args.docs),
+            "sample": args.sample or None,
             "cpus": len(os.sched_getaffinity(0)),
             "trees": {label: commit(src) for label, src in trees.items()},
             "rows": [],
