@@ -23,7 +23,8 @@ the CLI: reading, parsing (HTML, Markdown...), chunking (the rest of
 chunk_document), the `hash` embedder on every chunk. The store's writes are
 most of the rest of the ingest.
 
-A `--trees` copy of an older commit: `git archive COMMIT src | tar -x -C /tmp/before`.
+A `--trees` copy of an older commit, outside git, names the commit after `@`:
+`git archive 61864b0 src | tar -x -C /tmp/before`, then `--trees before=/tmp/before/src@61864b0`.
 """
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="the run's name in the results file")
     parser.add_argument("--docs", type=Path, default=PYTHON_DOCS, help="the folder to ingest")
-    parser.add_argument("--trees", nargs="+", default=[f"current={ROOT / 'src'}"], help="label=path of a src folder")
+    parser.add_argument(
+        "--trees", nargs="+", default=[f"current={ROOT / 'src'}"], help="label=path of a src folder[@commit it holds]"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--embedder", choices=["hash", "local"], default="hash")
     parser.add_argument("--threads", type=int, default=2, help="DOCSERVER_INGEST_TORCH_THREADS for --embedder local")
@@ -161,7 +164,9 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true", help="also time each stage in one process (hash)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/real_docs_ingest.json")
     args = parser.parse_args()
-    trees = {label: Path(path).resolve() for label, path in (tree.split("=", 1) for tree in args.trees)}
+    named = [tree.split("=", 1) for tree in args.trees]
+    trees = {label: Path(path.split("@")[0]).resolve() for label, path in named}
+    commits = {label: path.split("@")[1] if "@" in path else commit(trees[label]) for label, path in named}
     extra = {"DOCSERVER_EMBEDDER": args.embedder}
     if args.embedder == "local":
         extra |= {
@@ -180,7 +185,7 @@ def main() -> None:
             "docs": str(args.docs),
             "sample": args.sample or None,
             "cpus": len(os.sched_getaffinity(0)),
-            "trees": {label: commit(src) for label, src in trees.items()},
+            "trees": commits,
             "rows": [],
         }
         if args.embedder == "local":
