@@ -49,7 +49,9 @@ pickle.dump(results, open(sys.argv[2], "wb"))
 
 
 def pages(roots: list[Path], every_rust: int) -> list[str]:
-    found = sorted({str(p) for root in roots if root.is_dir() for p in root.rglob("*") if p.suffix in (".html", ".htm")})
+    found = sorted(
+        {str(p) for root in roots if root.is_dir() for p in root.rglob("*") if p.suffix in (".html", ".htm")}
+    )
     if every_rust and RUST.is_dir():
         found += sorted(str(p) for p in RUST.rglob("*.html"))[::every_rust]
     return [name for name in found if Path(name).is_file()]

@@ -81,9 +81,7 @@ def sample_pages(source: Path, chunks: int, folder: Path, python: str, src: Path
         "keep = FileFilter(); files = [i for i in discover(Path(sys.argv[1])).files if keep.allows(i.path)]; "
         "print(json.dumps([[i.path, len(chunk_document(read_text(i.abspath), i.abspath.suffix)[1])] for i in files]))"
     )
-    done = subprocess.run(
-        [python, "-c", count, str(source)], env=_env(src), capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([python, "-c", count, str(source)], env=_env(src), capture_output=True, text=True, check=True)
     counts: list[tuple[str, int]] = json.loads(done.stdout)
     step = max(1, round(sum(n for _, n in counts) / chunks))
     for path, _ in counts[::step]:
@@ -140,9 +138,7 @@ def stages(docs: Path, src: Path) -> dict[str, float]:
 
 
 def commit(src: Path) -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return "unknown"
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "."], cwd=src, check=False).returncode

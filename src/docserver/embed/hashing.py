@@ -79,7 +79,9 @@ class HashEmbedder(Embedder):
         """The word's bucket, then its character 4-grams' (of `<word>`), with their signed weights."""
         padded = f"<{word}>"
         features = [(word, _WORD_WEIGHT)]
-        features += [(padded[start : start + _NGRAM], _NGRAM_WEIGHT) for start in range(max(1, len(padded) - _NGRAM + 1))]
+        features += [
+            (padded[start : start + _NGRAM], _NGRAM_WEIGHT) for start in range(max(1, len(padded) - _NGRAM + 1))
+        ]
         slots = [(*feature_slot(feature, self.dimension), weight) for feature, weight in features]
         return tuple(index for index, _, _ in slots), tuple(sign * weight for _, sign, weight in slots)
 

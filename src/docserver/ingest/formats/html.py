@@ -46,23 +46,26 @@ _RAW_TEXT = {"script": re.compile(r"</\s*script\s*>", re.I), "style": re.compile
 
 # The markup _read_fast reads. Each alternative accepts only what html.parser reads
 # the same way, so what it accepts it reads as html.parser does:
-# - a start tag: a name of letters, digits and `-`; attributes separated by ASCII
-#   whitespace, each a name with an optional value (quoted, or unquoted without
-#   whitespace, quotes, `=`, `<`, `>` or a backtick); `>` or `/>` at the end;
+# - a start tag: its name as html.parser's `tagfind_tolerant` reads it; attributes
+#   after ASCII whitespace, each a name (no whitespace, quotes, `<`, `>`, `/`, `=`)
+#   with an optional value (quoted, or unquoted without whitespace, quotes, `=`,
+#   `<`, `>` or a backtick); `>` or `/>` at the end;
 # - an end tag, exactly as html.parser's `endtagfind` writes it;
 # - a comment up to the first `--` `>` (html.parser's `commentclose`);
 # - a doctype, and a processing instruction, up to the first `>`.
-_ATTRIBUTE = r"""[ \t\n\r\f]+([^\s"'<>/=]+)(?:[ \t\n\r\f]*=[ \t\n\r\f]*("[^"]*"|'[^']*'|[^\s"'=<>`]+))?"""
+_SPACE = r"[ \t\n\r\f]"
+_NAME = r"""[^\s"'<>/=]+"""
+_VALUE = r"""(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+)"""
 _MARKUP = re.compile(
-    r"<(?P<start>[a-zA-Z][^\t\n\r\f />\x00]*)(?P<attributes>(?:%s)*)[ \t\n\r\f]*(?P<closed>/?)>"
-    % re.sub(r"\((?!\?)", "(?:", _ATTRIBUTE)
-    + r"|</\s*(?P<end>[a-zA-Z][-.a-zA-Z0-9:_]*)\s*>"
+    rf"<(?P<start>[a-zA-Z][^\t\n\r\f />\x00]*)(?P<attributes>(?:{_SPACE}+{_NAME}(?:{_SPACE}*={_SPACE}*{_VALUE})?)*)"
+    rf"{_SPACE}*(?P<closed>/?)>"
+    r"|</\s*(?P<end>[a-zA-Z][-.a-zA-Z0-9:_]*)\s*>"
     r"|<!--.*?--\s*>"
     r"|<![dD][oO][cC][tT][yY][pP][eE][^>]*>"
     r"|<\?[^>]*>",
     re.S,
 )
-_ATTRIBUTES = re.compile(_ATTRIBUTE)
+_ATTRIBUTES = re.compile(rf"{_SPACE}+({_NAME})(?:{_SPACE}*={_SPACE}*({_VALUE}))?")
 # Where a start tag's attributes may hold an `id` or a `name` (or only seem to, inside a value).
 _NAMING = re.compile(r"\s(?:id|name)\s*=", re.I)
 # A `<` html.parser would read as the start of markup: outside the rules above, so the page is left to it.
