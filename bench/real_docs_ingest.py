@@ -70,7 +70,8 @@ inputs = [
 ]
 started = clock(); asyncio.run(HashEmbedder().embed(inputs)); embedding = clock() - started
 print(json.dumps({"files": len(files), "chunks": len(inputs), "read_cpu_s": round(read, 2),
-    "parse_cpu_s": round(parsing, 2), "chunk_document_cpu_s": round(chunking, 2), "hash_embed_cpu_s": round(embedding, 2)}))
+    "parse_cpu_s": round(parsing, 2), "chunk_document_cpu_s": round(chunking, 2),
+    "hash_embed_cpu_s": round(embedding, 2)}))
 """
 
 
