@@ -101,6 +101,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py --chunks 10000 --rounds 3 --calls 1500 --cache-size 4096 \
 		--out bench/results/overhead_cache_hits.json
 	$(BIN)/python bench/search_scale.py --sizes 1000 10000 100000 --calls 100
+	$(BIN)/python bench/real_docs_ingest.py --label current --rounds 2 --stages  # Python's HTML docs, hash
 	$(BIN)/python bench/postgres_scale.py --sizes 100000  # the 1,000,000 row: --sizes 1000000, about 40 minutes more
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/server_instructions.py
