@@ -86,8 +86,8 @@ class SheddingProtocol(HttpToolsProtocol):
     gate: AdmissionGate
     budget: ShedBudget
     _shedding = False
-    _answer: tuple[object, bytes] = (None, b"")
-    """The last 503 written, with the `default_headers` (the Date) it was built with."""
+    built_answer: tuple[object, bytes] = (None, b"")
+    """The 503 last built, with the `default_headers` (the Date) it was built from; shared by every connection."""
 
     def on_headers_complete(self) -> None:
         self._shedding = (
@@ -110,7 +110,7 @@ class SheddingProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._shedding = False
-        self.transport.write(self._overload_answer())
+        self.transport.write(self._refusal())
         if not self.parser.should_keep_alive():
             self.transport.close()
         self.on_response_complete()  # counts it, arms the keep-alive timeout or starts a pipelined request
@@ -122,14 +122,14 @@ class SheddingProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.flow.resume_reading()
 
-    def _overload_answer(self) -> bytes:
+    def _refusal(self) -> bytes:
         defaults = self.server_state.default_headers
-        built_with, answer = SheddingProtocol._answer
+        built_with, answer = SheddingProtocol.built_answer
         if built_with is not defaults:  # uvicorn replaces the list when the Date changes
             headers, body = prebuilt("overload", OVERLOAD_RETRY_AFTER)
             lines = b"".join(name + b": " + value + b"\r\n" for name, value in [*defaults, *headers])
             answer = STATUS_LINE[_OVERLOAD] + lines + b"\r\n" + body
-            SheddingProtocol._answer = (defaults, answer)
+            SheddingProtocol.built_answer = (defaults, answer)
         return answer
 
 
