@@ -240,3 +240,11 @@ def write_instruction_table(rows: list[dict[str, float | str]], out: Path, what:
     for row in rows:
         cost = float(row["instructions_per_call"]) / 1e6
         print(f"| {row['configuration']} | {cost:.3f} M | {float(row['overhead_pct']):+.1f}% |")
+
+
+def save_labelled(out: Path, label: str, measured: dict[str, object]) -> None:
+    """Keep one run under its label in a results file that holds several (other labels kept)."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results[label] = measured
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")

@@ -36,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 
 from docserver.embed.local import LocalEmbedder
@@ -44,6 +45,7 @@ from docserver.ingest.chunk import chunk_document
 from docserver.ingest.discover import discover, read_text
 from docserver.ingest.pipeline import embedding_text
 from docserver.store.base import ChunkInput
+from harness import save_labelled
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
@@ -175,10 +177,7 @@ def main() -> None:
         row = child([str(part) for part in run])
         measured["rows"].append(row)  # type: ignore[attr-defined]
         print(json.dumps(row), flush=True)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.label] = measured
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    save_labelled(args.out, args.label, measured)
 
 
 if __name__ == "__main__":

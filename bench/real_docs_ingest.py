@@ -42,6 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import save_labelled
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 
@@ -196,10 +199,7 @@ def main() -> None:
         if args.stages:
             measured["stages"] = {label: stages(docs, src) for label, src in trees.items()}
             print(json.dumps(measured["stages"]), flush=True)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.label] = measured
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    save_labelled(args.out, args.label, measured)
 
 
 if __name__ == "__main__":
