@@ -36,9 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import replicate
 from corpus import export_markdown, heading_queries, write_corpus
-from harness import docserver_env, drive, fresh_copy, run_cli, serve
+from harness import docserver_env, drive, finish_vector_index, fresh_copy, run_cli, serve
 
 QUIET = {"LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"}
 BOTH_RETRIEVERS = Path(__file__).parent / "both_retrievers"
@@ -86,7 +85,7 @@ class Replicas:
 def finish_index(database: Path) -> float:
     """Let the store bring its vector index up to date (as `serve` would in the background); seconds taken."""
     started = time.perf_counter()
-    asyncio.run(replicate.finish_index(database))
+    asyncio.run(finish_vector_index(database))
     return time.perf_counter() - started
 
 
