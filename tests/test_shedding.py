@@ -17,8 +17,8 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
-from docserver.access.gate import admission_gate
-from docserver.access.shedding import ShedBudget, shedding_protocol
+from docserver.access.gate import AdmissionGate, admission_gate
+from docserver.access.shedding import ShedBudget, SheddingProtocol, shedding_protocol
 from docserver.config.admission import AdmissionSettings
 from docserver.observability.metrics import Metrics
 from support.inprocess import new_metrics
@@ -50,6 +50,15 @@ class HeldEndpoint:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
+def one_slot_shedding() -> tuple[HeldEndpoint, Metrics, AdmissionGate, type[SheddingProtocol]]:
+    """An endpoint behind a gate of one slot and no queue, and the protocol class that sheds for it."""
+    endpoint, metrics = HeldEndpoint(), new_metrics()
+    gate = admission_gate(endpoint, AdmissionSettings(max_inflight=1, max_queued=0), metrics.for_admission())
+    protocol = shedding_protocol(gate)
+    assert protocol is not None
+    return endpoint, metrics, gate, protocol
+
+
 def shed_count(metrics: Metrics) -> float:
     value = metrics.registry.get_sample_value("docserver_requests_rejected_total", {"reason": "overload"})
     assert value is not None
@@ -57,10 +66,7 @@ def shed_count(metrics: Metrics) -> float:
 
 
 async def test_beyond_the_slots_a_client_reads_the_503_and_keeps_its_connection() -> None:
-    endpoint, metrics = HeldEndpoint(), new_metrics()
-    gate = admission_gate(endpoint, AdmissionSettings(max_inflight=1, max_queued=0), metrics.for_admission())
-    protocol = shedding_protocol(gate)
-    assert protocol is not None
+    endpoint, metrics, gate, protocol = one_slot_shedding()
     sock = loopback_socket()
     async with serve_over_http(gate, sock, http=protocol) as url, httpx.AsyncClient(base_url=url) as client:
         holder = asyncio.create_task(client.post("/mcp", content=CALL))
@@ -110,10 +116,7 @@ def post(path: bytes = b"/mcp") -> bytes:
 
 
 async def test_a_shed_request_is_answered_in_one_write_and_starts_no_asgi_task() -> None:
-    endpoint, metrics = HeldEndpoint(), new_metrics()
-    gate = admission_gate(endpoint, AdmissionSettings(max_inflight=1, max_queued=0), metrics.for_admission())
-    protocol_class = shedding_protocol(gate)
-    assert protocol_class is not None
+    endpoint, metrics, gate, protocol_class = one_slot_shedding()
     state = ServerState()
     state.default_headers = [(b"date", b"Sat, 05 Dec 2026 17:00:00 GMT")]
     config = uvicorn.Config(gate, http=protocol_class, lifespan="off", log_config=None)
