@@ -302,6 +302,7 @@ async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
             summary = await reindex(store, embedder, force=args.force, progress=bar)
         finally:
             bar.close()
+        await _finish_vector_index(store)
     _say(summary.line())
     return 0
 
