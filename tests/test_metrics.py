@@ -503,6 +503,7 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
 
 async def test_pool_gauges_at_rest_show_five_idle_threads(server: Server) -> None:
     server.runtime()
+    await server.store.vector_index_built()  # at rest: the index step an opened store starts has ended
     await server.store.list_sources()
     assert pool(server) == (0.0, 5.0, 0.0)  # 4 reader threads + 1 writer, none busy
 
