@@ -96,8 +96,15 @@ def recorded_spans() -> list[ReadableSpan]:
     )
     mcp.record_exception(RuntimeError("boom"))
     mcp.set_status(StatusCode.ERROR, "boom")
+    child = recorder.start(
+        "search_text chunks_fts", mcp.get_span_context(), {"db.system.name": "sqlite"}, kind=SpanKind.CLIENT
+    )
+    child.set_status(StatusCode.OK)
+    child.end()
     mcp.end()
     http.end()
+    recorder.start("ingest docs", None, {}, kind=SpanKind.INTERNAL).end()  # a root: no parent, no trace state
+    recorder.start("", None, {"docserver.empty": ""}).end()
     return keep.finished
 
 
@@ -110,6 +117,14 @@ def test_the_encoding_decodes_to_the_sdk_exporters_message(spans) -> None:
     again = ExportTraceServiceRequest.FromString(encode_request(finished))  # from the kept attribute fields
 
     assert first == again == encode_spans(finished)
+
+
+def test_recorded_and_sdk_spans_of_one_resource_and_scope_share_a_group() -> None:
+    mixed = [*recorded_spans(), *sdk_spans(), *recorded_spans()]
+
+    ours = ExportTraceServiceRequest.FromString(encode_request(mixed))
+
+    assert ours == encode_spans(mixed)
 
 
 def test_each_scope_is_one_group_and_each_resource_one_entry() -> None:

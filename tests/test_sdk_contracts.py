@@ -114,3 +114,37 @@ def test_uvicorns_httptools_protocol_still_has_every_name_the_shedding_protocol_
     assert missing == [], f"HttpToolsProtocol lost {missing}"
     assert "self.url" in inspect.getsource(HttpToolsProtocol.on_url)
     assert STATUS_LINE[503].startswith(b"HTTP/1.1 503")
+
+
+def test_readable_span_still_takes_its_fields_in_the_order_finished_spans_pass_them() -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    parameters = list(inspect.signature(ReadableSpan.__init__).parameters)
+
+    assert parameters == [
+        "self",
+        "name",
+        "context",
+        "parent",
+        "resource",
+        "attributes",
+        "events",
+        "links",
+        "kind",
+        "instrumentation_info",
+        "status",
+        "start_time",
+        "end_time",
+        "instrumentation_scope",
+    ]
+
+
+def test_a_repeated_search_is_served_through_the_sdks_public_middleware_contract() -> None:
+    """mcp/answers.py relies on these: a middleware may return the wire dict itself, and the
+    protocol's own request validator is public."""
+    from mcp.server.context import ServerRequestContext
+    from mcp_types.methods import validate_client_request
+
+    fields = set(inspect.signature(ServerRequestContext).parameters)
+    assert {"method", "params", "protocol_version", "request"} <= fields
+    assert list(inspect.signature(validate_client_request).parameters)[:3] == ["method", "version", "params"]

@@ -109,8 +109,8 @@ class SearchHit(ChunkPlace):
 class SearchPage:
     """One search's results, as the result cache keeps them.
 
-    `rendered` is free for the reader (the MCP tool) to keep its serialised
-    form in, so a page served again from the cache is serialised once.
+    `rendered` is free for the reader to keep its serialised forms in, so a
+    page served again from the cache is serialised once (mcp/answers.py).
     """
 
     hits: list[SearchHit]
@@ -264,6 +264,32 @@ class SearchService:
         if self._result_counts is not None:
             self._result_counts.observe(len(page.hits))
         return page
+
+    async def cached_page(
+        self,
+        query: str,
+        *,
+        source: str | None = None,
+        version: str | None = None,
+        limit: int = 5,
+        within: frozenset[str] | None = None,
+    ) -> SearchPage | None:
+        """The page the in-process result cache holds for this search now; None when it holds none.
+
+        Nothing is searched and the lookup is not counted: a caller that serves
+        the page (in a form it kept on it) counts it with `served_from_cache`;
+        otherwise it calls `search_page`, which looks again and counts once.
+        """
+        corpus = await self.corpus_version.current()
+        if corpus != self._checked_version:
+            return None  # search_page checks the store's embedder first
+        return self.result_cache.lookup((corpus, query.strip(), source, version, limit, within))
+
+    def served_from_cache(self, page: SearchPage) -> None:
+        """Count a page from `cached_page` served: a result-cache hit, and its result count."""
+        self.result_cache.record(hit=True)
+        if self._result_counts is not None:
+            self._result_counts.observe(len(page.hits))
 
     async def _check_embedder(self, version: int) -> None:
         stored = await self.store.embedder_info()

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from docserver import __version__
 from docserver.config import Settings
+from docserver.mcp.answers import RepeatedSearches
 from docserver.mcp.arguments import ArgumentCheck
 from docserver.mcp.event_store import MemoryEventStore
 from docserver.mcp.http_adapter import McpHttpAdapter
@@ -59,6 +60,7 @@ def build_mcp(
     drop_sdk_spans(mcp)
     mcp.middleware.append(refuse_batch_era)
     mcp.middleware.append(ArgumentCheck(mcp))  # plain words for arguments that do not fit the schema
+    mcp.middleware.append(RepeatedSearches(service))  # innermost: a repeated search skips the SDK's model work
     if observe:
         observer = McpObserver(
             instruments,

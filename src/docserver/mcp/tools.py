@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from docserver.access.visible import allowed_sources, visible_document, visible_search, visible_sources
 from docserver.empty_store import EMPTY_STORE_HINT, store_is_empty
 from docserver.errors import DocumentNotFoundError, EmbeddingError, SearchInputError, StoreError
+from docserver.mcp.answers import served
 from docserver.mcp.listing import SourceList, source_list
 from docserver.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchHit, SearchPage, SearchService
 
@@ -70,13 +71,9 @@ def _hit(hit: SearchHit) -> Hit:
 
 
 def _rendered(page: SearchPage, query: str, source: str | None) -> CallToolResult:
-    """The tool result for a page, built once per cached page (the query and source it echoes are part of it)."""
-    rendered = page.rendered
-    if rendered is None or rendered[0] != (query, source):
-        results = SearchResults(query=query, source=source, results=[_hit(hit) for hit in page.hits])
-        rendered = page.rendered = ((query, source), _structured_result(results.model_dump(mode="json")))
-    result: CallToolResult = rendered[1]
-    return result
+    """The tool result for a page (the query and source it echoes are part of it)."""
+    results = SearchResults(query=query, source=source, results=[_hit(hit) for hit in page.hits])
+    return _structured_result(results.model_dump(mode="json"))
 
 
 def _empty_store_result(query: str, source: str | None) -> CallToolResult:
@@ -160,6 +157,7 @@ def register_tools(mcp: MCPServer, service: SearchService) -> None:
             raise ToolError(str(exc)) from None
         except (EmbeddingError, StoreError) as exc:
             raise _unavailable(exc) from None
+        served(page)  # its wire form is kept for the same call again (mcp/answers.py)
         return _rendered(page, query, source)
 
     @mcp.tool(annotations=_READ_ONLY, title="List documentation sources")

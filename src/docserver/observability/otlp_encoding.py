@@ -24,6 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from docserver.observability.protowire import varint
+from docserver.observability.recorded_span import FinishedSpan
 
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -173,6 +174,49 @@ def encode_span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+_names: dict[str, bytes] = {}
+_MAX_CACHED_NAMES = 1024
+
+
+def _name(name: str) -> bytes:
+    """A span's name field; names are few (a route, a method and tool, an operation and table)."""
+    encoded = _names.get(name)
+    if encoded is None:
+        if len(_names) >= _MAX_CACHED_NAMES:
+            _names.clear()
+        encoded = _names[name] = _text(b"\x2a", name) if name else b""
+    return encoded
+
+
+def encode_finished(finished: FinishedSpan) -> bytes:
+    """trace.v1.Span of a recorded span, read from its plain fields: what `encode_span` writes for it.
+
+    A recorded span drops nothing (no attribute, event or link limits apply),
+    and only a span with a parent has a trace state (its parent's).
+    """
+    span = finished.recorded
+    context = span.context
+    parent = span.parent
+    parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")]
+    if parent is not None:  # a root has no trace state to carry
+        state = context.trace_state
+        if state:
+            parts.append(_text(b"\x1a", ",".join(f"{key}={value}" for key, value in state.items())))
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    parts.append(_name(span.name))
+    parts.append(_KIND[span.kind])
+    parts.append(_TIMES.pack(0x39, span.start, 0x41, finished.end_ns))
+    parts += _attributes(b"\x4a", span.attributes)
+    if span.events:
+        parts += [_field(b"\x5a", _event(event)) for event in span.events]
+    if span.links:
+        parts += [_field(b"\x6a", _link(link)) for link in span.links]
+    status = span.status
+    parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET else _field(b"\x7a", _status(status)))
+    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
+    return b"".join(parts)
+
+
 def _resource(resource: Resource) -> bytes:
     return b"".join(_attributes(b"\x0a", resource.attributes))
 
@@ -200,19 +244,32 @@ def _scope_key(scope: InstrumentationScope | None) -> tuple[str, str | None, str
     return None if scope is None else (scope.name, scope.version, scope.schema_url)
 
 
+def _group(resources: dict[int, tuple[Resource, dict[Any, _Group]]], span: ReadableSpan) -> _Group:
+    """The group of `span`'s resource and scope, made when it is the first."""
+    resource = span.resource
+    _, groups = resources.setdefault(id(resource), (resource, {}))
+    scope = span.instrumentation_scope
+    key = _scope_key(scope)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = _Group(resource, scope)
+    return group
+
+
 def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
     """collector.trace.v1.ExportTraceServiceRequest: spans grouped by resource, then by scope."""
     # Grouped by the resource object (one per provider) and the scope's identity: hashing a
     # Resource serialises its attributes to JSON, which would cost more than the span.
     resources: dict[int, tuple[Resource, dict[Any, _Group]]] = {}
+    recorded: dict[tuple[Any, ...], _Group] = {}
     for span in spans:
-        resource = span.resource
-        _, groups = resources.setdefault(id(resource), (resource, {}))
-        scope = span.instrumentation_scope
-        key = _scope_key(scope)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group(resource, scope)
+        if type(span) is FinishedSpan:
+            group = recorded.get(span.group)
+            if group is None:
+                group = recorded[span.group] = _group(resources, span)
+            group.spans.append(_field(b"\x12", encode_finished(span)))
+            continue
+        group = _group(resources, span)
         group.spans.append(_field(b"\x12", encode_span(span)))
     out = []
     for resource, groups in resources.values():

@@ -41,6 +41,8 @@ class SpanRecorder:
         self._resource = resource
         self._scope = scope
         self._processors: tuple[SpanProcessor, ...] = ()
+        self.group = (id(resource), scope.name, scope.version, scope.schema_url)
+        """What every span of this recorder shares in an OTLP request: its resource and scope."""
 
     def add_processor(self, processor: SpanProcessor) -> None:
         self._processors = (*self._processors, processor)
@@ -66,21 +68,51 @@ class SpanRecorder:
         for processor in self._processors:
             processor.on_end(span)
 
-    def readable(self, span: RecordedSpan, end: int) -> ReadableSpan:
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=self._resource,
-            attributes=span.attributes,
-            events=span.events,
-            links=span.links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start,
-            end_time=end,
-            instrumentation_scope=self._scope,
+    def readable(self, span: RecordedSpan, end: int) -> FinishedSpan:
+        return FinishedSpan(span, end, self._resource, self._scope, self.group)
+
+
+class FinishedSpan(ReadableSpan):
+    """An ended recorded span as the SDK hands spans over, with the recorded span itself beside it.
+
+    Span processors and exporters read it as any `ReadableSpan`; docserver's
+    OTLP encoder (otlp_encoding.py) reads `recorded`'s plain fields instead of
+    the SDK's properties (each a Python call; the dropped counts three
+    abstract-class checks), and groups it by `group` without looking at its
+    resource and scope.
+    """
+
+    __slots__ = ("end_ns", "group", "recorded")
+
+    def __init__(
+        self,
+        recorded: RecordedSpan,
+        end: int,
+        resource: Resource,
+        scope: InstrumentationScope,
+        group: tuple[Any, ...],
+    ) -> None:
+        # Positionally, in ReadableSpan's order (name, context, parent, resource, attributes,
+        # events, links, kind, instrumentation_info, status, start_time, end_time, scope):
+        # keywords cost twice as much here. tests/test_sdk_contracts.py checks the order.
+        super().__init__(
+            recorded.name,
+            recorded.context,
+            recorded.parent,
+            resource,
+            recorded.attributes,
+            recorded.events,
+            recorded.links,
+            recorded.kind,
+            None,
+            recorded.status,
+            recorded.start,
+            end,
+            scope,
         )
+        self.recorded = recorded
+        self.end_ns = end
+        self.group = group
 
 
 class RecordedSpan(Span):
