@@ -19,7 +19,12 @@ first). The candidates:
 - `prf-rrf kK mM lL`: the same terms, the second pass ("original OR expansion
   terms", BM25) fused with the first by reciprocal rank, weights 1 : L;
 - `page W`: each chunk's rank fused with its whole page's BM25 rank, weight W
-  (bench/answers.py's page fusion, measured again under this rule).
+  (bench/answers.py's page fusion, measured again under this rule);
+- round 2 (`--round 2`), after round 1's verdict: `prf kK mM lL gN`, the `prf`
+  candidates expanding only a query that fewer than N chunks match with every
+  word (N 1: none; N 5), the usual guard of selective expansion (feedback
+  drifts a query that already matches well). Designed after round 1's test
+  halves showed an easy question lost, so its test halves are a second look.
 
 Each ranking is fused with the embedder's vectors as the server fuses them
 and scored as `docserver eval` scores (answers.fused_ids, answers.row_of).
@@ -75,6 +80,7 @@ class Candidate:
     chunks: int = 0
     terms: int = 0
     weight: float = 0.0
+    gate: int = 0  # expand only when fewer chunks than this hold every query word (0: always)
 
     @property
     def name(self) -> str:
@@ -82,11 +88,15 @@ class Candidate:
             return "base"
         if self.kind == "page":
             return f"page {self.weight:g}"
-        return f"{self.kind} k{self.chunks} m{self.terms} l{self.weight:g}"
+        gate = f" g{self.gate}" if self.gate else ""
+        return f"{self.kind} k{self.chunks} m{self.terms} l{self.weight:g}{gate}"
 
 
-def candidates() -> list[Candidate]:
-    prf = [Candidate("prf", *row) for row in itertools.product((3, 5, 10), (5, 10, 20), (0.25, 0.5, 1.0))]
+def candidates(round_: int = 1) -> list[Candidate]:
+    grid = list(itertools.product((3, 5, 10), (5, 10, 20), (0.25, 0.5, 1.0)))
+    if round_ == 2:
+        return [Candidate("base"), *(Candidate("prf", *row, gate=gate) for gate in (1, 5) for row in grid)]
+    prf = [Candidate("prf", *row) for row in grid]
     rrf = [Candidate("prf-rrf", *row) for row in itertools.product((3, 5, 10), (5, 10, 20), (0.5, 1.0))]
     pages = [Candidate("page", weight=w) for w in (0.5, 1.0, 2.0)]
     return [Candidate("base"), *prf, *rrf, *pages]
@@ -162,6 +172,8 @@ def ranked(db: Any, feedback: Feedback, candidate: Candidate, terms: list[str]) 
         return first
     if candidate.kind == "page":
         return page_fused(db, Ranking("chunks_fts", 3.0, 5.0, True, False, candidate.weight), terms, first)
+    if candidate.gate and len(terms) > 1 and len(bm25(db, quoted_or(terms, "AND"), candidate.gate)) >= candidate.gate:
+        return first
     extra = feedback.terms([item.chunk_id for item in first[: candidate.chunks]], terms, candidate.terms)
     if not extra:
         return first
@@ -216,8 +228,12 @@ async def query_vectors(name: str, provider: str, path: Path) -> dict[str, list[
 
 def measure_set(name: str, provider: str, grid: list[Candidate], keep: Path) -> list[dict[str, Any]]:
     path = keep / f"{name}-{provider}.db"
-    if not path.exists():
-        asyncio.run(ingest(name, provider, path))
+    if not path.exists():  # ingested under another name first: a stopped ingest is not reused
+        partial = path.with_suffix(".partial")
+        for stale in keep.glob(f"{partial.name}*"):
+            stale.unlink()
+        asyncio.run(ingest(name, provider, partial))
+        partial.rename(path)
     vectors = asyncio.run(query_vectors(name, provider, path))
     questions = load_question_set(name).questions
     fusion = FUSION_BY_PROVIDER[provider]
@@ -307,11 +323,14 @@ def main() -> None:
     parser.add_argument("--label", default="hash")
     parser.add_argument("--keep", type=Path, default=Path("build/bench-expansion"), help="ingested databases, reused")
     parser.add_argument("--only", nargs="+", help="only these candidates (by name), and the baseline")
+    parser.add_argument(
+        "--round", type=int, default=1, choices=(1, 2), help="1: the first grid; 2: selective expansion"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/answers_expansion.json"))
     args = parser.parse_args()
     configure_logging(level="WARNING", log_format="console", service_name="bench", environment="bench")
     args.keep.mkdir(parents=True, exist_ok=True)
-    grid = [c for c in candidates() if not args.only or c.kind == "base" or c.name in args.only]
+    grid = [c for c in candidates(args.round) if not args.only or c.kind == "base" or c.name in args.only]
     rows = [
         row for provider in args.embedders for name in args.sets for row in measure_set(name, provider, grid, args.keep)
     ]
