@@ -172,7 +172,7 @@ def ranked(db: Any, feedback: Feedback, candidate: Candidate, terms: list[str]) 
         return first
     if candidate.kind == "page":
         return page_fused(db, Ranking("chunks_fts", 3.0, 5.0, True, False, candidate.weight), terms, first)
-    if candidate.gate and len(terms) > 1 and len(bm25(db, quoted_or(terms, "AND"), candidate.gate)) >= candidate.gate:
+    if candidate.gate and len(bm25(db, quoted_or(terms, "AND"), candidate.gate)) >= candidate.gate:
         return first
     extra = feedback.terms([item.chunk_id for item in first[: candidate.chunks]], terms, candidate.terms)
     if not extra:
