@@ -60,7 +60,7 @@ from typing import Any
 from answers import CANDIDATES, Ranking, build_leaf_table, dumped, file_rank, fused_ids, page_fused, row_of, text_ranked
 from docserver.config import load_settings
 from docserver.embed.factory import open_embedder
-from docserver.evaluation.runner import KINDS, ingest_corpus, load_question_set
+from docserver.evaluation.runner import KINDS, Scores, ingest_corpus, load_question_set
 from docserver.observability.logging import configure_logging
 from docserver.search import FUSION_BY_PROVIDER, fuse
 from docserver.store import sqlite_driver
@@ -253,6 +253,8 @@ def measure_set(name: str, provider: str, grid: list[Candidate], keep: Path) -> 
             ranks[q.id] = file_rank(fused_ids(text, vectors[q.id], fusion), paths, q.answers)
         row = row_of(name, provider, BASE, questions, ranks)
         row["ranking"] = candidate.name
+        every = Scores.of(list(ranks.values()))  # rule 2's check for `local`: every question of the set
+        row["every_question"] = {"hit@3": round(every.hit3, 4), "mrr": round(every.mrr, 4)}
         rows.append(row)
     db.close()
     return rows
@@ -316,6 +318,39 @@ def verdict(rows: list[dict[str, Any]], provider: str, chosen: str) -> dict[str,
     }
 
 
+def query_cost(path: Path, names: list[str], rounds: int) -> dict[str, Any]:
+    """Each candidate's full-text ranking against the baseline's, interleaved, over every question of every set."""
+    db = sqlite_driver.connect(path)
+    feedback = Feedback(db)
+    import answers
+
+    answers.DOCUMENT_OF.clear()
+    answers.DOCUMENT_OF.update(db.execute("SELECT id, document_id FROM chunks").fetchall())
+    grid = [c for c in candidates(1) + candidates(2) if c.name in ("base", *names)]
+    grid = list({c.name: c for c in grid}.values())
+    queries = [
+        query_terms(q.query) for name in ("builtin", "python", "postgresql") for q in load_question_set(name).questions
+    ]
+    spent: dict[str, list[float]] = {c.name: [] for c in grid}
+    for _ in range(rounds):
+        for terms in queries:
+            for candidate in grid:
+                feedback.df.clear()  # a server has no cache of document frequencies
+                started = time.perf_counter()
+                ranked(db, feedback, candidate, terms)
+                spent[candidate.name].append(time.perf_counter() - started)
+    chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    db.close()
+    cost = {
+        name: {
+            "p50_ms": round(1000 * sorted(v)[len(v) // 2], 3),
+            "p95_ms": round(1000 * sorted(v)[int(len(v) * 0.95)], 3),
+        }
+        for name, v in spent.items()
+    }
+    return {"chunks": chunks, "queries": len(queries), "rounds": rounds, **cost}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["builtin", "python", "postgresql"])
@@ -327,7 +362,15 @@ def main() -> None:
         "--round", type=int, default=1, choices=(1, 2), help="1: the first grid; 2: selective expansion"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/answers_expansion.json"))
+    parser.add_argument("--query-cost", type=Path, help="time --only's rankings against the baseline on this database")
     args = parser.parse_args()
+    if args.query_cost:
+        cost = query_cost(args.query_cost, args.only or [], rounds=5)
+        merged = json.loads(args.out.read_text()) if args.out.exists() else {}
+        merged["query_cost"] = cost
+        args.out.write_text(dumped(merged))
+        print(json.dumps(cost, indent=1))
+        return
     configure_logging(level="WARNING", log_format="console", service_name="bench", environment="bench")
     args.keep.mkdir(parents=True, exist_ok=True)
     grid = [c for c in candidates(args.round) if not args.only or c.kind == "base" or c.name in args.only]
