@@ -339,9 +339,20 @@ def query_cost(path: Path, names: list[str], rounds: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 ranked(db, feedback, candidate, terms)
                 spent[candidate.name].append(time.perf_counter() - started)
+    chosen, looked_up = [], []  # choosing the words alone: the top 5 chunks' stems and their idf
+    for terms in queries:
+        first = text_ranked(db, BASE, terms)[:5]
+        if first:
+            feedback.df.clear()
+            started = time.perf_counter()
+            feedback.terms([item.chunk_id for item in first], terms, 5)
+            chosen.append(time.perf_counter() - started)
+            looked_up.append(len(feedback.df))
+    spent["choosing 5 stems from 5 chunks"] = chosen
     chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     db.close()
-    cost = {
+    cost: dict[str, Any] = {"stems looked up per question, mean": round(sum(looked_up) / len(looked_up), 1)}
+    cost |= {
         name: {
             "p50_ms": round(1000 * sorted(v)[len(v) // 2], 3),
             "p95_ms": round(1000 * sorted(v)[int(len(v) * 0.95)], 3),
