@@ -20,6 +20,11 @@ first). The candidates:
   terms", BM25) fused with the first by reciprocal rank, weights 1 : L;
 - `page W`: each chunk's rank fused with its whole page's BM25 rank, weight W
   (bench/answers.py's page fusion, measured again under this rule);
+- round 3 (`--round 3`, tune halves only, kept without their test halves):
+  `rm3 kK mM lL g1`, the words chosen without any document frequency (the
+  stems two top chunks or more hold, by summed tf / length; BM25's idf in the
+  second pass discounts the common ones, as Anserini's RM3 does), the cheap
+  form a store could afford;
 - round 2 (`--round 2`), after round 1's verdict: `prf kK mM lL gN`, the `prf`
   candidates expanding only a query that fewer than N chunks match with every
   word (N 1: none; N 5), the usual guard of selective expansion (feedback
@@ -94,12 +99,22 @@ class Candidate:
 
 def candidates(round_: int = 1) -> list[Candidate]:
     grid = list(itertools.product((3, 5, 10), (5, 10, 20), (0.25, 0.5, 1.0)))
+    if round_ == 3:
+        rm3 = itertools.product((5, 10), (5, 10, 20), (0.25, 0.5))
+        return [Candidate("base"), *(Candidate("rm3", *row, gate=1) for row in rm3)]
     if round_ == 2:
         return [Candidate("base"), *(Candidate("prf", *row, gate=gate) for gate in (1, 5) for row in grid)]
     prf = [Candidate("prf", *row) for row in grid]
     rrf = [Candidate("prf-rrf", *row) for row in itertools.product((3, 5, 10), (5, 10, 20), (0.5, 1.0))]
     pages = [Candidate("page", weight=w) for w in (0.5, 1.0, 2.0)]
     return [Candidate("base"), *prf, *rrf, *pages]
+
+
+def tune_only(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without what the test half says: round 3 came after the test halves were read twice."""
+    return {key: value for key, value in row.items() if key not in ("all", "misses", "every_question")} | {
+        "halves": {"tune": row["halves"]["tune"]}
+    }
 
 
 class Feedback:
@@ -127,7 +142,8 @@ class Feedback:
             self.df[term] = row[0] if row else 0
         return self.df[term]
 
-    def terms(self, chunk_ids: list[int], query: list[str], count: int) -> list[str]:
+    def terms(self, chunk_ids: list[int], query: list[str], count: int, idf: bool = True) -> list[str]:
+        """The `count` best stems; without `idf`, by summed tf / length among the stems two chunks or more hold."""
         own = self.stems(query)
         self.db.execute("DELETE FROM temp.feedback")
         marks = ",".join("?" * len(chunk_ids))
@@ -141,10 +157,15 @@ class Feedback:
         for _, doc, n in counts:
             lengths[doc] = lengths.get(doc, 0) + n
         weights: dict[str, float] = {}
+        holders: dict[str, int] = {}
         for term, doc, n in counts:
             if term in own or term in self.stopped or not WORD.fullmatch(term):
                 continue
             weights[term] = weights.get(term, 0.0) + n / lengths[doc]
+            holders[term] = holders.get(term, 0) + 1
+        if not idf:  # BM25's own idf in the second pass discounts the common ones (RM3 as Anserini runs it)
+            shared = [(weight, term) for term, weight in weights.items() if holders[term] > 1]
+            return [term for _, term in sorted(shared, reverse=True)[:count]]
         scored = []
         for term, weight in weights.items():
             df = self.frequency(term)
@@ -174,7 +195,8 @@ def ranked(db: Any, feedback: Feedback, candidate: Candidate, terms: list[str]) 
         return page_fused(db, Ranking("chunks_fts", 3.0, 5.0, True, False, candidate.weight), terms, first)
     if candidate.gate and len(bm25(db, quoted_or(terms, "AND"), candidate.gate)) >= candidate.gate:
         return first
-    extra = feedback.terms([item.chunk_id for item in first[: candidate.chunks]], terms, candidate.terms)
+    top = [item.chunk_id for item in first[: candidate.chunks]]
+    extra = feedback.terms(top, terms, candidate.terms, idf=candidate.kind != "rm3")
     if not extra:
         return first
     if candidate.kind == "prf-rrf":
@@ -326,7 +348,7 @@ def query_cost(path: Path, names: list[str], rounds: int) -> dict[str, Any]:
 
     answers.DOCUMENT_OF.clear()
     answers.DOCUMENT_OF.update(db.execute("SELECT id, document_id FROM chunks").fetchall())
-    grid = [c for c in candidates(1) + candidates(2) if c.name in ("base", *names)]
+    grid = [c for c in candidates(1) + candidates(2) + candidates(3) if c.name in ("base", *names)]
     grid = list({c.name: c for c in grid}.values())
     queries = [
         query_terms(q.query) for name in ("builtin", "python", "postgresql") for q in load_question_set(name).questions
@@ -370,7 +392,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=Path("build/bench-expansion"), help="ingested databases, reused")
     parser.add_argument("--only", nargs="+", help="only these candidates (by name), and the baseline")
     parser.add_argument(
-        "--round", type=int, default=1, choices=(1, 2), help="1: the first grid; 2: selective expansion"
+        "--round", type=int, default=1, choices=(1, 2, 3), help="1: the first grid; 2: selective; 3: no idf, tune only"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/answers_expansion.json"))
     parser.add_argument("--query-cost", type=Path, help="time --only's rankings against the baseline on this database")
@@ -388,11 +410,13 @@ def main() -> None:
     rows = [
         row for provider in args.embedders for name in args.sets for row in measure_set(name, provider, grid, args.keep)
     ]
+    if args.round == 3:
+        rows = [tune_only(row) for row in rows]
     result: dict[str, Any] = {"candidates": len(grid), "chosen": {}, "verdict": {}, "rows": rows}
     for provider in args.embedders:
         chosen = choose(rows, provider)
         result["chosen"][provider] = chosen
-        if chosen is not None and len(args.sets) == 3:
+        if chosen is not None and len(args.sets) == 3 and args.round != 3:
             result["verdict"][provider] = verdict(rows, provider, chosen)
     merged = json.loads(args.out.read_text()) if args.out.exists() else {}
     merged[args.label] = result
