@@ -10,7 +10,7 @@ counted once per call.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -63,11 +63,12 @@ async def test_a_repeated_call_gets_the_same_answer_without_the_tool_running_aga
     assert renders == [QUERY]  # built once, then served as it was
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_the_official_client_reads_a_served_answer_as_the_first(
-    settings: Settings, runtime: Runtime, corpus: Path, renders: list[str]
+    settings: Settings, runtime: Runtime, corpus: Path, renders: list[str], mode: Literal["auto", "legacy"]
 ) -> None:
     await ingest(runtime.store, runtime.embedder, [corpus], "corpus")
-    async with serve_in_process(settings, runtime, None) as app, mcp_client(app) as client:
+    async with serve_in_process(settings, runtime, None) as app, mcp_client(app, mode=mode) as client:
         first = await client.call_tool("search_docs", {"query": QUERY, "limit": 3})
         again = await client.call_tool("search_docs", {"query": QUERY, "limit": 3})
 

@@ -59,9 +59,10 @@ class RepeatedSearches:
 
     def __init__(self, service: SearchService) -> None:
         self.service = service
+        self.enabled = service.result_cache.maxsize > 0  # DOCSERVER_CACHE_SIZE=0: no page is kept to answer from
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
-        call = _search_call(ctx.params) if ctx.method == "tools/call" else None
+        call = _search_call(ctx.params) if self.enabled and ctx.method == "tools/call" else None
         if call is None:
             return await call_next(ctx)
         query, source, version, limit = call
