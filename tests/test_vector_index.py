@@ -318,3 +318,5 @@ def test_a_round_keeps_unit_centroids_and_a_list_no_batch_reaches() -> None:
     assert np.allclose(np.linalg.norm(refined, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(refined[3], centroids[3]) and not sums[3].any()
     assert all(float(refined[i] @ centroids[i]) > 0.99 for i in range(3))
+    empty = np.zeros((0, 1), dtype=np.float32)  # what a sample of freed ids reads
+    assert vector_index._refine(refined, sums, empty)[0] is refined

@@ -58,7 +58,8 @@ batch's sums added to the earlier batches' weighted by TRAIN_DECAY: 17 samples s
 
 One sample of 32 vectors a list is too few where topics outnumber lists: on the synthetic
 million of bench/vector_index.py (5,000 topics, 1,000 lists) recall@10 at 2% of the lists
-was 0.67 with one sample, 0.9x with the rounds (docs/search.md).
+was 0.61 with one sample, 0.93 with 8 rounds and 0.98 with 16 (docs/search.md). A bigger
+sample would do as well but hold its whole size in the server that trains.
 """
 PROBE_SHARE, MIN_PROBES = 0.02, 8
 """A search reads this share of the lists (at least MIN_PROBES): recall@10 against size in docs/search.md.
@@ -355,12 +356,10 @@ def train(db: Connection, table: str, size: int) -> bool:
     if len(sample) < MIN_LISTS:  # ids freed by deletes: too few vectors left to train on
         return False
     centroids = _kmeans(sample, lists)
-    del sample
+    del sample  # one sample held at a time
     sums = np.zeros_like(centroids)
     for _ in range(TRAIN_ROUNDS):
-        batch = _sample(db, table, _size(db, table), lists)
-        if len(batch) >= MIN_LISTS:
-            centroids, sums = _refine(centroids, sums, batch)
+        centroids, sums = _refine(centroids, sums, _sample(db, table, _size(db, table), lists))
     number = searched.number + 1 if searched else 1
     generation = Generation(table, number, len(centroids), size, secrets.token_hex(8))
     db.execute(  # leftovers of an earlier generation of this number
@@ -421,8 +420,11 @@ def _kmeans(sample: np.ndarray, lists: int) -> np.ndarray:
 def _refine(centroids: np.ndarray, sums: np.ndarray, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two k-means passes over a fresh batch, its sums added to the decayed sums of the batches before.
 
-    Returns the new centroids and the sums to carry. A list no batch has reached keeps its centroid.
+    Returns the new centroids and the sums to carry. A list no batch has reached keeps its centroid;
+    an empty batch (every id read freed by deletes) changes nothing.
     """
+    if len(batch) == 0:
+        return centroids, sums
     added = np.zeros_like(centroids)
     for _ in range(2):
         added = _cluster_sums(batch, centroids)
