@@ -375,31 +375,45 @@ def train(db: Connection, table: str, size: int) -> bool:
 
 
 def _sample(db: Connection, table: str, size: int, lists: int) -> np.ndarray:
-    """Up to lists × TRAIN_SAMPLE_PER_LIST stored vectors, read by random chunk id (never the whole table)."""
+    """Up to lists × TRAIN_SAMPLE_PER_LIST stored vectors, read by random chunk id (never the whole table), unit length.
+
+    Filled into one array and normalised in place: the sample's own size is all it holds.
+    """
     wanted = min(MAX_TRAIN_SAMPLE, lists * TRAIN_SAMPLE_PER_LIST)
     rng = np.random.default_rng()
     ids = np.unique(rng.integers(1, size + 1, wanted)).tolist()
-    rows = []
+    sample: np.ndarray | None = None
+    count = 0
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         sql = f"SELECT embedding FROM {full_table(table)} WHERE chunk_id IN ({','.join('?' * len(part))})"
-        rows += [np.frombuffer(row[0], dtype=np.float32) for row in db.execute(sql, part)]
-    if not rows:
+        for (blob,) in db.execute(sql, part):
+            if sample is None:
+                sample = np.empty((len(ids), len(blob) // 4), dtype=np.float32)
+            sample[count] = np.frombuffer(blob, dtype=np.float32)
+            count += 1
+    if sample is None:
         return np.zeros((0, 1), dtype=np.float32)
-    sample = np.stack(rows)
+    sample = sample[:count]
     norms = np.linalg.norm(sample, axis=1)
-    return sample[norms > 0] / norms[norms > 0, None]  # type: ignore[no-any-return]
+    if not norms.all():
+        sample, norms = sample[norms > 0], norms[norms > 0]
+    sample /= norms[:, None]
+    return sample
 
 
 def _cluster_sums(sample: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """The sum of the sample's vectors nearest each centroid (largest dot product); zero where none is."""
-    nearest = np.concatenate(
-        [np.argmax(sample[i : i + 4096] @ centroids.T, axis=1) for i in range(0, len(sample), 4096)]
-    )
-    order = np.argsort(nearest, kind="stable")
-    filled, starts = np.unique(nearest[order], return_index=True)
+    """The sum of the sample's vectors nearest each centroid (largest dot product); zero where none is.
+
+    A block of rows at a time, so nothing the sample's size is copied.
+    """
     sums = np.zeros_like(centroids)
-    sums[filled] = np.add.reduceat(sample[order], starts, axis=0)
+    for i in range(0, len(sample), 4096):
+        block = sample[i : i + 4096]
+        nearest = np.argmax(block @ centroids.T, axis=1)
+        order = np.argsort(nearest, kind="stable")
+        filled, starts = np.unique(nearest[order], return_index=True)
+        sums[filled] += np.add.reduceat(block[order], starts, axis=0)
     return sums
 
 
