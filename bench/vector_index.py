@@ -2,6 +2,12 @@
 
     python bench/vector_index.py [--sizes 10000 100000] [--real vectors.npy queries.npy]
         [--probe-shares 0.02 0.04 0.08] [--train-rounds 8] [--label local] [--append]
+    python bench/vector_index.py --training DATABASE [--train-rounds 0 16] --out OUT.json
+
+With `--training`, no vectors are written: one training of DATABASE's lists
+(e.g. one bench/replicate.py grew) per --train-rounds value is timed and its
+peak Python memory traced (numpy's arrays included), in a transaction rolled
+back, so the database is left as it was.
 
 Vectors are written straight through the store's statements (no embedding):
 clustered random unit vectors (a few thousand topics, each a direction with
@@ -160,6 +166,29 @@ def measure(path: Path, asked: np.ndarray, real: int, limit: int, shares: list[f
     return rows
 
 
+def training(database: Path, rounds: list[int]) -> list[dict[str, float]]:
+    """Seconds and traced peak MB of one training of `database`'s lists per rounds value (rolled back)."""
+    import tracemalloc
+
+    db = sqlite_driver.connect(database)
+    table = sqlite_sql.vector_table(db)
+    size = vector_index._size(db, table)
+    rows = []
+    for count in rounds:
+        vector_index.TRAIN_ROUNDS = count
+        db.execute("BEGIN IMMEDIATE")
+        tracemalloc.start()
+        _, spent = timed(vector_index.train, db, table, size)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        db.execute("ROLLBACK")
+        rows.append({"database": database.name, "vectors": size, "train_rounds": count, "train_seconds": spent / 1000})
+        rows[-1] |= {"traced_peak_mb": peak, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        print(json.dumps(rows[-1]), flush=True)
+    db.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -167,10 +196,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--real", type=Path, nargs=2, metavar=("VECTORS", "QUERIES"))
     parser.add_argument("--probe-shares", type=float, nargs="+", default=[vector_index.PROBE_SHARE])
+    parser.add_argument("--training", type=Path, metavar="DATABASE", help="time one training of DATABASE's lists")
     parser.add_argument(
         "--train-rounds",
         type=int,
-        default=vector_index.TRAIN_ROUNDS,
+        nargs="+",
+        default=[vector_index.TRAIN_ROUNDS],
         help="fresh samples that refine the centroids after k-means (0: one sample, the training before)",
     )
     parser.add_argument("--append", action="store_true", help="add the rows to OUT's")
@@ -182,7 +213,10 @@ def main() -> None:
     if args.real:
         real, real_queries = (np.load(p).astype(np.float32) for p in args.real)
         args.dimension = real.shape[1]
-    vector_index.TRAIN_ROUNDS = args.train_rounds
+    if args.training:
+        args.out.write_text(json.dumps(training(args.training, args.train_rounds), indent=2))
+        return
+    vector_index.TRAIN_ROUNDS = args.train_rounds[0]
     work = Path(tempfile.mkdtemp(prefix="docserver-vector-index-", dir=args.work))
     rows = []
     for size in args.sizes:
@@ -190,7 +224,7 @@ def main() -> None:
         written, indexed = build(path, size, args.dimension, real, seed=size)
         asked = queries(size, args.dimension, real_queries, args.queries, seed=size + 1)
         row = {"size": size, "dimension": args.dimension, "candidates": vector_index.candidates_for(10)}
-        row |= {"train_rounds": args.train_rounds}
+        row |= {"train_rounds": args.train_rounds[0]}
         row |= {"write_seconds": written, "index_seconds": indexed, "database_mb": path.stat().st_size / 2**20}
         row |= lists(path)
         real_count = 0 if real_queries is None else args.queries - args.queries // 2
