@@ -1,6 +1,7 @@
 """Grow a SQLite database to a size by copying its own sources under new names, at the SQL level.
 
     python bench/replicate.py TEMPLATE.db OUT.db --chunks 1000000
+    python bench/replicate.py TEMPLATE.db OUT.db --chunks 1000000 --resume --retrain
 
 Ingesting real docs through the CLI is bound by the hash embedder (a few
 hundred chunks per second on this machine, loaded), too slow to reach a
@@ -8,7 +9,9 @@ million chunks often; the chunks, their full-text rows and their vectors are
 copied instead, each copy a new source (`NAME-r002`, ...), through the
 store's own statement for vectors, so the approximate index files them as
 an ingest would. The store then finishes its index (trained for the final
-size) when it opens. Identical copies: recall is measured elsewhere
+size) when it opens. `--retrain` trains a new generation of lists for OUT
+as it stands and files every vector in it (to measure a change to the
+training on a database already grown). Identical copies: recall is measured elsewhere
 (bench/vector_index.py), latency and size here.
 """
 
@@ -78,7 +81,7 @@ def copy_once(db: object, copy: int, documents: int, chunks: int, sources: list[
     db.execute("COMMIT")  # type: ignore[attr-defined]
 
 
-def train_for(db: object, size: int) -> None:
+def train_for(db: object, size: int, again: bool = False) -> None:
     """Train the lists for the final size once and file what is there, so each copy is filed once, as it is written.
 
     The store itself trains √n lists at 10,000 chunks and again at each
@@ -87,7 +90,7 @@ def train_for(db: object, size: int) -> None:
     """
     table = sqlite_sql.vector_table(db)
     generation = vector_index.Generation.read(db, vector_index.SEARCHED, table)
-    if generation is not None and generation.trained_on >= size:
+    if generation is not None and generation.trained_on >= size and not again:
         return
     with sqlite_tables.immediate(db):
         vector_index.train(db, table, size)
@@ -101,6 +104,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--chunks", type=int, required=True)
     parser.add_argument("--resume", action="store_true", help="keep OUT and its copies so far")
+    parser.add_argument("--retrain", action="store_true", help="train OUT's lists anew even if trained for the size")
     args = parser.parse_args()
     asyncio.run(finish_vector_index(args.template))  # the template's own vectors copied and filed first
     if not args.resume:
@@ -112,7 +116,7 @@ def main() -> None:
     template.close()
     db = sqlite_driver.connect(args.out)
     started = time.perf_counter()
-    train_for(db, args.chunks)
+    train_for(db, args.chunks, again=args.retrain)
     print(f"lists trained for {args.chunks} chunks in {time.perf_counter() - started:.0f} s", flush=True)
     copy = int(db.execute("SELECT max(id) FROM chunks").fetchone()[0]) // chunks
     while int(db.execute("SELECT max(id) FROM chunks").fetchone()[0]) < args.chunks:

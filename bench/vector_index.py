@@ -1,7 +1,13 @@
 """SQLite vector search, exact against the approximate index: recall@10, latency, memory, size.
 
     python bench/vector_index.py [--sizes 10000 100000] [--real vectors.npy queries.npy]
-        [--probe-shares 0.02 0.04 0.08] [--label local] [--append]
+        [--probe-shares 0.02 0.04 0.08] [--train-rounds 8] [--label local] [--append]
+    python bench/vector_index.py --training DATABASE [--train-rounds 0 16] --out OUT.json
+
+With `--training`, no vectors are written: one training of DATABASE's lists
+(e.g. one bench/replicate.py grew) per --train-rounds value is timed and its
+peak Python memory traced (numpy's arrays included), in a transaction rolled
+back, so the database is left as it was.
 
 Vectors are written straight through the store's statements (no embedding):
 clustered random unit vectors (a few thousand topics, each a direction with
@@ -11,6 +17,14 @@ train the lists and file every vector. Each query is searched both ways in
 the same database, the lists once per probe share (the share of the lists a
 search reads); recall@10 is the share of the exact top 10 the lists return,
 for all queries and for the real ones alone.
+
+Recall is counted two ways. `recall_at_10`: the ids of the exact top 10
+(ties at the 10th distance broken by the scan's order). `recall_at_10_ties`:
+as ANN-benchmarks counts it, a returned item is a hit when its distance is
+within the exact 10th neighbour's plus EPSILON, so an item tied with the 10th
+counts whichever of the tied ones the lists return. `ties_at_10`: how many
+of the exact top 20 lie within the 10th distance (+1e-6, and +EPSILON);
+10 means no ties, 20 that 20 or more tie.
 """
 
 from __future__ import annotations
@@ -33,6 +47,8 @@ from docserver.store.base import EmbedderInfo
 from docserver.store.migrations import apply_sqlite_migrations
 
 BATCH = 10_000
+EPSILON = 1e-3
+"""ANN-benchmarks' default: a returned neighbour within the exact 10th distance plus this counts."""
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -106,21 +122,26 @@ def measure(path: Path, asked: np.ndarray, real: int, limit: int, shares: list[f
     """One row per probe share: recall@10 against the exact scan (all queries, and the last `real` alone), latency."""
     db = sqlite_driver.connect(path)
     table = sqlite_sql.vector_table(db)
-    exact_ms, truths = [], []
+    exact_ms, truths, tenths, ties, near = [], [], [], [], []
     for vector in asked:
-        exact, spent = timed(sqlite_sql._exact_search, db, table, vector.tobytes(), None, limit)
+        exact, spent = timed(sqlite_sql._exact_search, db, table, vector.tobytes(), None, 2 * limit)
         exact_ms.append(spent)
-        truths.append({chunk_id for chunk_id, _ in exact})
+        truths.append({chunk_id for chunk_id, _ in exact[:limit]})
+        tenth = exact[limit - 1][1] if len(exact) >= limit else float("inf")
+        tenths.append(tenth)
+        ties.append(sum(distance <= tenth + 1e-6 for _, distance in exact))
+        near.append(sum(distance <= tenth + EPSILON for _, distance in exact))
     generation = vector_index.searched(db, table)
     assert generation is not None, "the lists were not built"
     rows = []
     for share in shares:
         vector_index.PROBE_SHARE = share
-        index_ms, recalls = [], []
-        for vector, truth in zip(asked, truths, strict=True):
+        index_ms, recalls, tie_recalls = [], [], []
+        for vector, truth, tenth in zip(asked, truths, tenths, strict=True):
             approximate, spent = timed(vector_index.search, db, table, generation, vector.tobytes(), None, limit)
             index_ms.append(spent)
             recalls.append(len(truth & {chunk_id for chunk_id, _ in approximate}) / max(len(truth), 1))
+            tie_recalls.append(sum(distance <= tenth + EPSILON for _, distance in approximate) / max(len(truth), 1))
         rows.append(
             {
                 "probe_share": share,
@@ -128,6 +149,12 @@ def measure(path: Path, asked: np.ndarray, real: int, limit: int, shares: list[f
                 "recall_min": float(np.min(recalls)),
                 "recall_real": float(np.mean(recalls[len(recalls) - real :])) if real else float("nan"),
                 "recall_synthetic": float(np.mean(recalls[: len(recalls) - real])),
+                "recall_at_10_ties": float(np.mean(tie_recalls)),
+                "recall_ties_synthetic": float(np.mean(tie_recalls[: len(tie_recalls) - real])),
+                "ties_at_10_mean": float(np.mean(ties)),
+                "ties_at_10_max": int(np.max(ties)),
+                "within_epsilon_of_10th_mean": float(np.mean(near)),
+                "within_epsilon_of_10th_max": int(np.max(near)),
                 "exact_p50_ms": float(np.percentile(exact_ms, 50)),
                 "exact_p95_ms": float(np.percentile(exact_ms, 95)),
                 "index_p50_ms": float(np.percentile(index_ms, 50)),
@@ -139,6 +166,29 @@ def measure(path: Path, asked: np.ndarray, real: int, limit: int, shares: list[f
     return rows
 
 
+def training(database: Path, rounds: list[int]) -> list[dict[str, float]]:
+    """Seconds and traced peak MB of one training of `database`'s lists per rounds value (rolled back)."""
+    import tracemalloc
+
+    db = sqlite_driver.connect(database)
+    table = sqlite_sql.vector_table(db)
+    size = vector_index._size(db, table)
+    rows = []
+    for count in rounds:
+        vector_index.TRAIN_ROUNDS = count
+        db.execute("BEGIN IMMEDIATE")
+        tracemalloc.start()
+        _, spent = timed(vector_index.train, db, table, size)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        db.execute("ROLLBACK")
+        rows.append({"database": database.name, "vectors": size, "train_rounds": count, "train_seconds": spent / 1000})
+        rows[-1] |= {"traced_peak_mb": peak, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        print(json.dumps(rows[-1]), flush=True)
+    db.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -146,21 +196,35 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--real", type=Path, nargs=2, metavar=("VECTORS", "QUERIES"))
     parser.add_argument("--probe-shares", type=float, nargs="+", default=[vector_index.PROBE_SHARE])
+    parser.add_argument("--training", type=Path, metavar="DATABASE", help="time one training of DATABASE's lists")
+    parser.add_argument(
+        "--train-rounds",
+        type=int,
+        nargs="+",
+        default=[vector_index.TRAIN_ROUNDS],
+        help="fresh samples that refine the centroids after k-means (0: one sample, the training before)",
+    )
     parser.add_argument("--append", action="store_true", help="add the rows to OUT's")
     parser.add_argument("--label", default="synthetic", help="names the corpus in the results (e.g. local, hash)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/vector_index.json"))
+    parser.add_argument("--work", type=Path, help="folder for the databases (default: the system's temporary one)")
     args = parser.parse_args()
     real = real_queries = None
     if args.real:
         real, real_queries = (np.load(p).astype(np.float32) for p in args.real)
         args.dimension = real.shape[1]
-    work = Path(tempfile.mkdtemp(prefix="docserver-vector-index-"))
+    if args.training:
+        args.out.write_text(json.dumps(training(args.training, args.train_rounds), indent=2))
+        return
+    vector_index.TRAIN_ROUNDS = args.train_rounds[0]
+    work = Path(tempfile.mkdtemp(prefix="docserver-vector-index-", dir=args.work))
     rows = []
     for size in args.sizes:
         path = work / f"vectors-{size}.db"
         written, indexed = build(path, size, args.dimension, real, seed=size)
         asked = queries(size, args.dimension, real_queries, args.queries, seed=size + 1)
         row = {"size": size, "dimension": args.dimension, "candidates": vector_index.candidates_for(10)}
+        row |= {"train_rounds": args.train_rounds[0]}
         row |= {"write_seconds": written, "index_seconds": indexed, "database_mb": path.stat().st_size / 2**20}
         row |= lists(path)
         real_count = 0 if real_queries is None else args.queries - args.queries // 2

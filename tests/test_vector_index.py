@@ -263,3 +263,60 @@ async def test_a_sparse_query_is_searched_exactly(store: SqliteStore) -> None:
     assert not vector_index.dense(query) and vector_index.dense(_vectors(3, 1)[0])
     ranked = await store.search_vector(query, source=None, limit=10)
     assert [item.chunk_id for item in ranked] == _exact_top(store.path, query, 10)
+
+
+MANY_TOPICS, MANY_DOCUMENTS, WIDE = 100, 400, 128
+"""4,000 chunks near 100 topics in 128 dimensions: 63 lists, fewer than the topics, as at a million chunks."""
+
+
+async def _recall_many_topics(path: Path, rounds: int, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Recall@10 in a store whose topics outnumber its lists, trained on samples of 2 vectors a list."""
+    monkeypatch.setattr(vector_index, "TRAIN_SAMPLE_PER_LIST", 2)
+    monkeypatch.setattr(vector_index, "TRAIN_ROUNDS", rounds)
+    centres = _unit(np.random.default_rng(5).standard_normal((MANY_TOPICS, WIDE)))
+    rng = np.random.default_rng(6)
+
+    def near_topics(count: int, noise: float) -> np.ndarray:
+        return _unit(centres[rng.integers(0, MANY_TOPICS, count)] + noise * rng.standard_normal((count, WIDE)))
+
+    store = SqliteStore(path)
+    await store.open()
+    await store.bind_embedder(EmbedderInfo("test", "wide", WIDE))
+    try:
+        async with store.update_source("docs") as writer:
+            for number in range(MANY_DOCUMENTS):
+                chunks = [ChunkInput(i, f"h{i}", f"text {number} {i}", i, i) for i in range(CHUNKS_PER_DOCUMENT)]
+                vectors = near_topics(CHUNKS_PER_DOCUMENT, 0.06)
+                await writer.put_document(
+                    DocumentInput(f"doc{number}.md", f"Doc {number}", f"h{number}", "c", chunks, vectors)
+                )
+        await store.vector_index_built()
+        found = 0
+        queries = near_topics(60, 0.072)
+        for query in queries:
+            ranked = await store.search_vector(query, source=None, limit=10)
+            found += len({item.chunk_id for item in ranked} & set(_exact_top(path, query, 10)))
+        return found / (len(queries) * 10)
+    finally:
+        await store.close()
+
+
+async def test_fresh_samples_train_the_lists_where_topics_outnumber_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One small sample leaves most topics unseen and their vectors scattered over lists; the rounds find them."""
+    rounds = vector_index.TRAIN_ROUNDS
+    one_sample = await _recall_many_topics(tmp_path / "one.db", 0, monkeypatch)
+    with_rounds = await _recall_many_topics(tmp_path / "rounds.db", rounds, monkeypatch)
+    assert with_rounds >= 0.95 and with_rounds > one_sample
+
+
+def test_a_round_keeps_unit_centroids_and_a_list_no_batch_reaches() -> None:
+    centroids = _unit(np.random.default_rng(2).standard_normal((4, DIMENSION)))
+    batch = _unit(centroids[:3].repeat(5, axis=0) + 0.01)  # near the first three centroids only
+    refined, sums = vector_index._refine(centroids, np.zeros_like(centroids), batch)
+    assert np.allclose(np.linalg.norm(refined, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(refined[3], centroids[3]) and not sums[3].any()
+    assert all(float(refined[i] @ centroids[i]) > 0.99 for i in range(3))
+    empty = np.zeros((0, 1), dtype=np.float32)  # what a sample of freed ids reads
+    assert vector_index._refine(refined, sums, empty)[0] is refined
