@@ -278,8 +278,8 @@ def exact_at_most(chunks: int) -> Iterator[None]:
 async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dict[str, Any]]:
     """What a filtered vector search costs, exact and through HNSW, against the chunks the filter holds.
 
-    The filters: the newest version of each source alone, then the first 2, 3, ... of them
-    together, smallest first. For each: chunks, distinct vectors, p50 / p95 ms of the
+    The filters: the newest version of each source alone, smallest first, then the
+    smallest 2, 3 and 4 of them together. For each: chunks, distinct vectors, p50 / p95 ms of the
     exact search (80 candidates, the capped count included), of the HNSW search, and
     of the count alone; and recall@10 of each against a full scan.
     """
@@ -298,7 +298,8 @@ async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dic
                 "SELECT source, count(*) FROM chunks WHERE source = ANY(%s) GROUP BY source ORDER BY 2", (list(newest),)
             )
             sizes = await cursor.fetchall()
-        chosen = [tuple(name for name, _ in sizes[:n]) for n in range(1, len(sizes) + 1)]
+        names = [name for name, _ in sizes]
+        chosen = [(name,) for name in names] + [tuple(names[:n]) for n in range(2, min(4, len(names)) + 1)]
         condition = sql.SQL("AND c.source = ANY(%s)")
         points = []
         for sources in chosen:
@@ -449,11 +450,12 @@ def measure(
         threshold = STORE_EXACT_AT_MOST if args.exact_at_most is None else args.exact_at_most
         row["exact_at_most"] = threshold
         with exact_at_most(threshold):
-            if args.exact_cost:
+            if args.exact_cost or args.exact_cost_only:
                 row["exact_cost"] = asyncio.run(exact_cost(server.url(name), options, args.calls))
-            row |= asyncio.run(
-                sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
-            )
+            if not args.exact_cost_only:
+                row |= asyncio.run(
+                    sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
+                )
     finally:
         renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
     if not args.keep:
@@ -538,6 +540,7 @@ def main() -> None:
         help="first time exact and HNSW searches against the chunks a filter holds (newest versions, "
         "one source, then more together)",
     )
+    parser.add_argument("--exact-cost-only", action="store_true", help="--exact-cost, and no sweep")
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()

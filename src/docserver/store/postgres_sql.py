@@ -375,7 +375,7 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
     ).format(filter=_filter("c.source", filtered), limit=sql.Literal(int(limit)))
 
 
-EXACT_AT_MOST = 20_000
+EXACT_AT_MOST = 15_000
 """A filter that holds at most this many chunks is searched exactly, without the HNSW index.
 
 The HNSW graph links the vectors of every source. A filter holding a small
@@ -394,6 +394,16 @@ def filtered_chunks_sql(condition: sql.SQL) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM (SELECT FROM chunks c WHERE true {filter} LIMIT {cap}) AS under").format(
         filter=condition, cap=sql.Literal(EXACT_AT_MOST + 1)
     )
+
+
+EXACT_PLAN = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexonlyscan', 'off', true)"
+"""Run first in the exact search's transaction: the filter's chunks come from `chunks_by_source`.
+
+A cached generic plan cannot know how many chunks the filter holds, guesses a
+quarter of the table, and reads the ids from all of `chunks_by_embedding`
+(whose first column is the vector, not the source): 35 ms against 21 ms for
+13,000 chunks of 300,000, and more for several sources.
+"""
 
 
 def search_exact_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
@@ -454,13 +464,19 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
 async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
     """The HNSW index's nearest chunks; exact instead when the filter holds at most EXACT_AT_MOST chunks."""
     condition, params = _source_condition("c.source", source)
-    statement = search_vector_sql
+    arguments = (vector, *params, *params)
+    rows: list[tuple[Any, ...]] | None = None
     if source is not None:
         counted = await (await conn.execute(filtered_chunks_sql(condition), params)).fetchone()
         if counted is not None and counted[0] <= EXACT_AT_MOST:
-            statement = search_exact_sql
-    cursor = await conn.execute(statement(filtered=condition, limit=limit), (vector, *params, *params))
-    ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in await cursor.fetchall()]
+            async with conn.transaction():
+                await conn.execute(EXACT_PLAN)
+                cursor = await conn.execute(search_exact_sql(filtered=condition, limit=limit), arguments)
+                rows = await cursor.fetchall()
+    if rows is None:
+        cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), arguments)
+        rows = await cursor.fetchall()
+    ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in rows]
     # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
     # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
     return sorted(ranked, key=lambda item: -item.score)
