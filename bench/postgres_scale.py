@@ -60,7 +60,7 @@ from docserver.embed.hashing import HashEmbedder
 from docserver.evaluation.runner import DEPTH, Question, load_question_set
 from docserver.ingest.pipeline import embedding_text
 from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, Fusion, SearchService
-from docserver.store import postgres_sql
+from docserver.store import postgres_exact, postgres_sql
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
@@ -75,7 +75,7 @@ SERVER_SETTINGS = {"shared_buffers": "6GB", "max_parallel_maintenance_workers": 
 BUILD_MEMORY = "6GB"
 """maintenance_work_mem for the index builds: the HNSW graph of 1,000,000 chunks is built in memory."""
 TIE = 1e-6
-STORE_EXACT_AT_MOST = postgres_sql.EXACT_AT_MOST
+STORE_EXACT_AT_MOST = postgres_exact.EXACT_AT_MOST
 """The store's own threshold for exact search, whatever --exact-at-most sets for a run."""
 
 
@@ -267,12 +267,12 @@ async def answers(service: SearchService, questions: list[Question], source: Sou
 @contextmanager
 def exact_at_most(chunks: int) -> Iterator[None]:
     """The store's threshold for exact search set to `chunks` (-1: never exact, every search through HNSW)."""
-    saved = postgres_sql.EXACT_AT_MOST
-    postgres_sql.EXACT_AT_MOST = chunks
+    saved = postgres_exact.EXACT_AT_MOST
+    postgres_exact.EXACT_AT_MOST = chunks
     try:
         yield
     finally:
-        postgres_sql.EXACT_AT_MOST = saved
+        postgres_exact.EXACT_AT_MOST = saved
 
 
 async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dict[str, Any]]:
@@ -321,7 +321,7 @@ async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dic
 
             async def count(_: int, s: tuple[str, ...] = sources) -> None:
                 async with store._ready_pool().connection() as conn:
-                    await conn.execute(postgres_sql.filtered_chunks_sql(condition), (list(s),))
+                    await conn.execute(postgres_exact.filtered_chunks_sql(condition), (list(s),))
 
             with exact_at_most(STORE_EXACT_AT_MOST):  # the count as the store runs it, capped at its threshold
                 latency = await timed(calls, count)

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from docserver.store import postgres_sql
+from docserver.store import postgres_exact
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX
 from docserver.store.postgres_sql import search_vector_sql
@@ -104,7 +104,7 @@ async def test_the_store_finds_every_candidate_asked_for_beyond_ef_search(url: s
 async def test_the_store_finds_every_candidate_of_one_source_through_the_index(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres_sql, "EXACT_AT_MOST", CHUNKS // SOURCES - 1)  # a source larger than searched exactly
+    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", CHUNKS // SOURCES - 1)  # a source larger than searched exactly
     ranked = await store_search(url, "source-3")
     assert len(ranked) == CANDIDATES
     rows, plan = scan(url, "source-3", iterative=True)  # what the store ran, and how
@@ -140,7 +140,7 @@ def exact_nearest(url: str, sources: list[str], vectors: np.ndarray) -> list[lis
 async def test_a_filter_of_few_chunks_finds_its_exact_nearest(url: str, source: str | list[str]) -> None:
     # 2,000 (or 4,000) chunks of 20,000: at most EXACT_AT_MOST, so the store reads them all and
     # orders them by distance. Through the index (ef_search 40) some of the nearest were missed.
-    assert CHUNKS // SOURCES * 2 <= postgres_sql.EXACT_AT_MOST
+    assert CHUNKS // SOURCES * 2 <= postgres_exact.EXACT_AT_MOST
     sources = [source] if isinstance(source, str) else source
     queries = np.random.default_rng(5).standard_normal((30, DIMENSION)).astype(np.float32)
     expected = exact_nearest(url, sources, queries)
@@ -159,12 +159,12 @@ async def test_the_count_that_chooses_the_exact_search_stops_past_the_threshold(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The count costs at most EXACT_AT_MOST + 1 index entries, however many chunks the filter holds.
-    monkeypatch.setattr(postgres_sql, "EXACT_AT_MOST", 500)
+    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", 500)
     condition = psycopg.sql.SQL("AND c.source = ANY(%s)")
     with psycopg.connect(url) as conn:
-        counted = conn.execute(postgres_sql.filtered_chunks_sql(condition), ([f"source-{n}" for n in range(5)],))
+        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), ([f"source-{n}" for n in range(5)],))
         assert counted.fetchone() == (501,)
-        counted = conn.execute(postgres_sql.filtered_chunks_sql(condition), (["source-3", "absent"],))
+        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["source-3", "absent"],))
         assert counted.fetchone() == (501,)
-        counted = conn.execute(postgres_sql.filtered_chunks_sql(condition), (["absent"],))
+        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["absent"],))
         assert counted.fetchone() == (0,)

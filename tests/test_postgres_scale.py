@@ -15,8 +15,9 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from docserver.store.postgres import PostgresOptions, PostgresStore
+from docserver.store.postgres_exact import EXACT_PLAN, search_exact_sql
 from docserver.store.postgres_schema import VECTOR_INDEX
-from docserver.store.postgres_sql import EXACT_PLAN, TEXT_PLAN, search_exact_sql, search_text_sql, search_vector_sql
+from docserver.store.postgres_sql import TEXT_PLAN, search_text_sql, search_vector_sql
 from support.postgres_server import loaded_database
 
 pytestmark = pytest.mark.slow
@@ -97,7 +98,7 @@ def test_the_exact_search_reads_only_the_filters_vectors(large: tuple[str, list[
     # A small filter's search (EXACT_AT_MOST) compares its own vectors, fetched by id: neither the
     # HNSW index (which would order every source's vectors) nor a scan of all 100,000 vectors.
     vector = np.random.default_rng(7).standard_normal(DIMENSION).astype(np.float32)
-    query = search_exact_sql(filtered=True, limit=CANDIDATES)
+    query = search_exact_sql(psycopg.sql.SQL("AND c.source = %s"), CANDIDATES)
     plan = explain(large[0], query, (vector, "source-1", "source-1"), generic=generic, prelude=EXACT_PLAN)
     assert VECTOR_INDEX not in plan, plan
     assert "Seq Scan on embeddings" not in plan, plan
