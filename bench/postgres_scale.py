@@ -265,14 +265,17 @@ async def answers(service: SearchService, questions: list[Question], source: Sou
 
 
 @contextmanager
-def exact_at_most(chunks: int) -> Iterator[None]:
-    """The store's threshold for exact search set to `chunks` (-1: never exact, every search through HNSW)."""
-    saved = postgres_exact.EXACT_AT_MOST
+def exact_at_most(chunks: int, share: float | None = None) -> Iterator[None]:
+    """The store's thresholds for exact search set to `chunks` (-1: never exact, every search through HNSW)
+    and, if given, `share` (EXACT_BELOW_SHARE)."""
+    saved = postgres_exact.EXACT_AT_MOST, postgres_exact.EXACT_BELOW_SHARE
     postgres_exact.EXACT_AT_MOST = chunks
+    if share is not None:
+        postgres_exact.EXACT_BELOW_SHARE = share
     try:
         yield
     finally:
-        postgres_exact.EXACT_AT_MOST = saved
+        postgres_exact.EXACT_AT_MOST, postgres_exact.EXACT_BELOW_SHARE = saved
 
 
 async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dict[str, Any]]:
@@ -311,8 +314,8 @@ async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dic
             assert row is not None
             point: dict[str, Any] = {"sources": list(sources), "chunks": row[0], "distinct_vectors": row[1]}
             truth = [await exact_distances(store, vector, sources) for vector in recall_vectors]
-            for name, threshold in (("exact", 2**62), ("index", -1)):
-                with exact_at_most(threshold):
+            for name, threshold, share in (("exact", 2**62, float("inf")), ("index", -1, None)):
+                with exact_at_most(threshold, share):
                     latency = await timed(
                         calls, lambda n, s=sources: store.search_vector(vectors[n], source=s, limit=CANDIDATES)
                     )
@@ -449,6 +452,7 @@ def measure(
         one_source = "python-0" if args.corpus == "replicated" else "python"
         threshold = STORE_EXACT_AT_MOST if args.exact_at_most is None else args.exact_at_most
         row["exact_at_most"] = threshold
+        row["exact_below_share"] = postgres_exact.EXACT_BELOW_SHARE
         with exact_at_most(threshold):
             if args.exact_cost or args.exact_cost_only:
                 row["exact_cost"] = asyncio.run(exact_cost(server.url(name), options, args.calls))

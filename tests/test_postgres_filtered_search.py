@@ -101,10 +101,15 @@ async def test_the_store_finds_every_candidate_asked_for_beyond_ef_search(url: s
     assert len(ranked) == CANDIDATES
 
 
+@pytest.mark.parametrize(
+    ("threshold", "value"),
+    [("EXACT_AT_MOST", CHUNKS // SOURCES - 1), ("EXACT_BELOW_SHARE", 1 / SOURCES)],
+    ids=["more-chunks-than-searched-exactly", "a-large-share-of-the-vectors"],
+)
 async def test_the_store_finds_every_candidate_of_one_source_through_the_index(
-    url: str, monkeypatch: pytest.MonkeyPatch
+    url: str, monkeypatch: pytest.MonkeyPatch, threshold: str, value: float
 ) -> None:
-    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", CHUNKS // SOURCES - 1)  # a source larger than searched exactly
+    monkeypatch.setattr(postgres_exact, threshold, value)  # a source of 2,000 chunks, a tenth of the vectors
     ranked = await store_search(url, "source-3")
     assert len(ranked) == CANDIDATES
     rows, plan = scan(url, "source-3", iterative=True)  # what the store ran, and how
@@ -163,8 +168,8 @@ async def test_the_count_that_chooses_the_exact_search_stops_past_the_threshold(
     condition = psycopg.sql.SQL("AND c.source = ANY(%s)")
     with psycopg.connect(url) as conn:
         counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), ([f"source-{n}" for n in range(5)],))
-        assert counted.fetchone() == (501,)
+        assert counted.fetchone() == (501, CHUNKS)  # and the vectors, by the statistics
         counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["source-3", "absent"],))
-        assert counted.fetchone() == (501,)
+        assert counted.fetchone() == (501, CHUNKS)
         counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["absent"],))
-        assert counted.fetchone() == (0,)
+        assert counted.fetchone() == (0, CHUNKS)
