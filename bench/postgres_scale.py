@@ -60,7 +60,7 @@ from docserver.embed.hashing import HashEmbedder
 from docserver.evaluation.runner import DEPTH, Question, load_question_set
 from docserver.ingest.pipeline import embedding_text
 from docserver.search import FUSION_BY_PROVIDER, MAX_LIMIT, Fusion, SearchService
-from docserver.store import postgres_sql
+from docserver.store import postgres_exact, postgres_sql
 from docserver.store.base import ChunkInput, SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX, embedding_key, vector_index_sql
@@ -75,6 +75,8 @@ SERVER_SETTINGS = {"shared_buffers": "6GB", "max_parallel_maintenance_workers": 
 BUILD_MEMORY = "6GB"
 """maintenance_work_mem for the index builds: the HNSW graph of 1,000,000 chunks is built in memory."""
 TIE = 1e-6
+STORE_EXACT_AT_MOST = postgres_exact.EXACT_AT_MOST
+"""The store's own threshold for exact search, whatever --exact-at-most sets for a run."""
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -263,6 +265,78 @@ async def answers(service: SearchService, questions: list[Question], source: Sou
 
 
 @contextmanager
+def exact_at_most(chunks: int, share: float | None = None) -> Iterator[None]:
+    """The store's thresholds for exact search set to `chunks` (-1: never exact, every search through HNSW)
+    and, if given, `share` (EXACT_BELOW_SHARE)."""
+    saved = postgres_exact.EXACT_AT_MOST, postgres_exact.EXACT_BELOW_SHARE
+    postgres_exact.EXACT_AT_MOST = chunks
+    if share is not None:
+        postgres_exact.EXACT_BELOW_SHARE = share
+    try:
+        yield
+    finally:
+        postgres_exact.EXACT_AT_MOST, postgres_exact.EXACT_BELOW_SHARE = saved
+
+
+async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dict[str, Any]]:
+    """What a filtered vector search costs, exact and through HNSW, against the chunks the filter holds.
+
+    The filters: the newest version of each source alone, smallest first, then the
+    smallest 2, 3 and 4 of them together. For each: chunks, distinct vectors, p50 / p95 ms of the
+    exact search (80 candidates, the capped count included), of the HNSW search, and
+    of the count alone; and recall@10 of each against a full scan.
+    """
+    embedder = HashEmbedder()
+    questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
+    vectors = list(await embedder.embed([questions[n % len(questions)] for n in range(calls + 50)]))
+    recall_vectors = vectors[: len(questions) : 2]
+    store = PostgresStore(url, options)
+    await store.open()
+    try:
+        catalog = await SearchService(store, embedder, cache_size=0).catalog(await store.corpus_version())
+        newest = catalog.searched(None, None)
+        assert isinstance(newest, tuple), newest
+        async with store._ready_pool().connection() as conn:
+            cursor = await conn.execute(
+                "SELECT source, count(*) FROM chunks WHERE source = ANY(%s) GROUP BY source ORDER BY 2", (list(newest),)
+            )
+            sizes = await cursor.fetchall()
+        names = [name for name, _ in sizes]
+        chosen = [(name,) for name in names] + [tuple(names[:n]) for n in range(2, min(4, len(names)) + 1)]
+        condition = sql.SQL("AND c.source = ANY(%s)")
+        points = []
+        for sources in chosen:
+            async with store._ready_pool().connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT count(*), count(DISTINCT embedding_id) FROM chunks WHERE source = ANY(%s)", (list(sources),)
+                )
+                row = await cursor.fetchone()
+            assert row is not None
+            point: dict[str, Any] = {"sources": list(sources), "chunks": row[0], "distinct_vectors": row[1]}
+            truth = [await exact_distances(store, vector, sources) for vector in recall_vectors]
+            for name, threshold, share in (("exact", 2**62, float("inf")), ("index", -1, None)):
+                with exact_at_most(threshold, share):
+                    latency = await timed(
+                        calls, lambda n, s=sources: store.search_vector(vectors[n], source=s, limit=CANDIDATES)
+                    )
+                    point[f"{name}_p50_ms"], point[f"{name}_p95_ms"] = latency["p50_ms"], latency["p95_ms"]
+                    point[f"{name}_recall"] = await recall_at_10(store, recall_vectors, sources, truth)
+
+            async def count(_: int, s: tuple[str, ...] = sources) -> None:
+                async with store._ready_pool().connection() as conn:
+                    await conn.execute(postgres_exact.filtered_chunks_sql(condition), (list(s),))
+
+            with exact_at_most(STORE_EXACT_AT_MOST):  # the count as the store runs it, capped at its threshold
+                latency = await timed(calls, count)
+            point["count_p50_ms"], point["count_p95_ms"] = latency["p50_ms"], latency["p95_ms"]
+            points.append(point)
+            print(json.dumps({k: v if isinstance(v, list) else round(v, 3) for k, v in point.items()}), flush=True)
+    finally:
+        await store.close()
+    return points
+
+
+@contextmanager
 def unpruned() -> Iterator[None]:
     """Full text as before the common-word pruning: no word is held by more chunks than this."""
     saved = postgres_sql.COMMON_AT_MATCHES
@@ -376,9 +450,16 @@ def measure(
     renice(server.folder, -15)
     try:
         one_source = "python-0" if args.corpus == "replicated" else "python"
-        row |= asyncio.run(
-            sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
-        )
+        threshold = STORE_EXACT_AT_MOST if args.exact_at_most is None else args.exact_at_most
+        row["exact_at_most"] = threshold
+        row["exact_below_share"] = postgres_exact.EXACT_BELOW_SHARE
+        with exact_at_most(threshold):
+            if args.exact_cost or args.exact_cost_only:
+                row["exact_cost"] = asyncio.run(exact_cost(server.url(name), options, args.calls))
+            if not args.exact_cost_only:
+                row |= asyncio.run(
+                    sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
+                )
     finally:
         renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
     if not args.keep:
@@ -451,6 +532,19 @@ def main() -> None:
         action="store_true",
         help="also measure full text (latency, answers) without leaving out common words, as before",
     )
+    parser.add_argument(
+        "--exact-at-most",
+        type=int,
+        help="search a filter exactly when it holds at most this many chunks (default: the store's "
+        "EXACT_AT_MOST; -1: never, every search through HNSW, as before)",
+    )
+    parser.add_argument(
+        "--exact-cost",
+        action="store_true",
+        help="first time exact and HNSW searches against the chunks a filter holds (newest versions, "
+        "one source, then more together)",
+    )
+    parser.add_argument("--exact-cost-only", action="store_true", help="--exact-cost, and no sweep")
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()

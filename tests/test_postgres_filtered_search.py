@@ -5,6 +5,10 @@ a search of one source among ten then finds about a tenth of what it asked
 for. pgvector 0.8's iterative scan reads on until it has enough; the store
 turns it on for every connection. Both are shown on the exact SQL the store
 sends, through the HNSW index (the plan says so).
+
+A filter holding few chunks (EXACT_AT_MOST or fewer) is searched exactly
+instead: the iterative scan walks the whole graph through other sources'
+vectors and may still miss some of the filter's nearest.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
+from docserver.store import postgres_exact
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX
 from docserver.store.postgres_sql import search_vector_sql
@@ -96,7 +101,15 @@ async def test_the_store_finds_every_candidate_asked_for_beyond_ef_search(url: s
     assert len(ranked) == CANDIDATES
 
 
-async def test_the_store_finds_every_candidate_of_one_source_through_the_index(url: str) -> None:
+@pytest.mark.parametrize(
+    ("threshold", "value"),
+    [("EXACT_AT_MOST", CHUNKS // SOURCES - 1), ("EXACT_BELOW_SHARE", 1 / SOURCES)],
+    ids=["more-chunks-than-searched-exactly", "a-large-share-of-the-vectors"],
+)
+async def test_the_store_finds_every_candidate_of_one_source_through_the_index(
+    url: str, monkeypatch: pytest.MonkeyPatch, threshold: str, value: float
+) -> None:
+    monkeypatch.setattr(postgres_exact, threshold, value)  # a source of 2,000 chunks, a tenth of the vectors
     ranked = await store_search(url, "source-3")
     assert len(ranked) == CANDIDATES
     rows, plan = scan(url, "source-3", iterative=True)  # what the store ran, and how
@@ -108,3 +121,55 @@ async def test_the_store_finds_every_candidate_of_one_source_through_the_index(u
         ).fetchall()
     assert sources == [("source-3",)]
     assert [item.score for item in ranked] == sorted((item.score for item in ranked), reverse=True)
+
+
+def exact_nearest(url: str, sources: list[str], vectors: np.ndarray) -> list[list[tuple[float, int]]]:  # type: ignore[type-arg]
+    """Each query's 10 nearest chunks of `sources`, (cosine distance, chunk id), computed here from all the vectors."""
+    with psycopg.connect(url) as conn:
+        register_vector(conn)
+        rows = conn.execute(
+            "SELECT c.id, e.embedding FROM chunks c JOIN embeddings e ON e.id = c.embedding_id "
+            "WHERE c.source = ANY(%s)",
+            (sources,),
+        ).fetchall()
+    ids = np.array([row[0] for row in rows])
+    stored = np.stack([row[1].to_numpy() for row in rows]).astype(np.float64)
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    queries = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    distances = 1.0 - queries @ stored.T
+    nearest = np.argsort(distances, axis=1)[:, :10]
+    return [[(float(d[n]), int(ids[n])) for n in row] for d, row in zip(distances, nearest, strict=True)]
+
+
+@pytest.mark.parametrize("source", ["source-3", ["source-3", "source-7"]])
+async def test_a_filter_of_few_chunks_finds_its_exact_nearest(url: str, source: str | list[str]) -> None:
+    # 2,000 (or 4,000) chunks of 20,000: at most EXACT_AT_MOST, so the store reads them all and
+    # orders them by distance. Through the index (ef_search 40) some of the nearest were missed.
+    assert CHUNKS // SOURCES * 2 <= postgres_exact.EXACT_AT_MOST
+    sources = [source] if isinstance(source, str) else source
+    queries = np.random.default_rng(5).standard_normal((30, DIMENSION)).astype(np.float32)
+    expected = exact_nearest(url, sources, queries)
+    store = PostgresStore(url, OPTIONS)
+    await store.open()
+    try:
+        for query, truth in zip(queries, expected, strict=True):
+            ranked = await store.search_vector(query, source=source, limit=10)
+            assert [item.chunk_id for item in ranked] == [chunk_id for _, chunk_id in truth]
+            assert [1.0 - item.score for item in ranked] == pytest.approx([d for d, _ in truth], abs=1e-5)
+    finally:
+        await store.close()
+
+
+async def test_the_count_that_chooses_the_exact_search_stops_past_the_threshold(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The count costs at most EXACT_AT_MOST + 1 index entries, however many chunks the filter holds.
+    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", 500)
+    condition = psycopg.sql.SQL("AND c.source = ANY(%s)")
+    with psycopg.connect(url) as conn:
+        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), ([f"source-{n}" for n in range(5)],))
+        assert counted.fetchone() == (501, CHUNKS)  # and the vectors, by the statistics
+        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["source-3", "absent"],))
+        assert counted.fetchone() == (501, CHUNKS)
+        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["absent"],))
+        assert counted.fetchone() == (0, CHUNKS)

@@ -27,6 +27,7 @@ from docserver.store.base import (
     Vectors,
     embedder_mismatch,
 )
+from docserver.store.postgres_exact import search_exactly
 from docserver.store.postgres_schema import (
     BIND_LOCK,
     EMBEDDINGS_LOCK,
@@ -401,9 +402,13 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
 
 
 async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
+    """The HNSW index's nearest chunks; exact instead when the filter holds few chunks (postgres_exact)."""
     condition, params = _source_condition("c.source", source)
-    cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
-    ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in await cursor.fetchall()]
+    rows = None if source is None else await search_exactly(conn, vector, condition, params, limit)
+    if rows is None:
+        cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
+        rows = await cursor.fetchall()
+    ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in rows]
     # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
     # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
     return sorted(ranked, key=lambda item: -item.score)
