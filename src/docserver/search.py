@@ -245,7 +245,7 @@ class SearchService:
         corpus = await self.corpus_version.current()
         if corpus != self._checked_version:
             await self._check_embedder(corpus)
-        key = (corpus, query, source, version, limit, within)
+        key = _result_key(corpus, query, source, version, limit, within)
 
         def shared_key() -> str:
             readable = sorted(within) if within is not None else None
@@ -261,8 +261,7 @@ class SearchService:
                 self.corpus_version.expire()
                 raise
             await put_tiered(self.result_cache, self.shared_cache, key, shared_key, page, _encode_page)
-        if self._result_counts is not None:
-            self._result_counts.observe(len(page.hits))
+        self._count_results(page)
         return page
 
     async def cached_page(
@@ -283,11 +282,14 @@ class SearchService:
         corpus = await self.corpus_version.current()
         if corpus != self._checked_version:
             return None  # search_page checks the store's embedder first
-        return self.result_cache.lookup((corpus, query.strip(), source, version, limit, within))
+        return self.result_cache.lookup(_result_key(corpus, query.strip(), source, version, limit, within))
 
     def served_from_cache(self, page: SearchPage) -> None:
         """Count a page from `cached_page` served: a result-cache hit, and its result count."""
         self.result_cache.record(hit=True)
+        self._count_results(page)
+
+    def _count_results(self, page: SearchPage) -> None:
         if self._result_counts is not None:
             self._result_counts.observe(len(page.hits))
 
@@ -376,6 +378,13 @@ def _digest(value: object) -> str:
 
 def _encode_vector(vector: Vectors) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _result_key(
+    corpus: int, query: str, source: str | None, version: str | None, limit: int, within: frozenset[str] | None
+) -> ResultKey:
+    """The result cache's key: search_page stores under it, cached_page looks it up."""
+    return (corpus, query, source, version, limit, within)
 
 
 def _encode_page(page: SearchPage) -> bytes:

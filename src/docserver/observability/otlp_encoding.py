@@ -144,31 +144,78 @@ def encode_span(span: ReadableSpan) -> bytes:
     """trace.v1.Span, without its outer tag."""
     context = span.context
     assert context is not None, "a finished span has a context"
+    dropped = (span.dropped_attributes, span.dropped_events, span.dropped_links)
+    return _span(
+        context,
+        span.parent,
+        span.name,
+        span.kind,
+        (span.start_time or 0, span.end_time or 0),
+        span.attributes,
+        span.events,
+        span.links,
+        span.status,
+        dropped,
+    )
+
+
+_NOTHING_DROPPED = (0, 0, 0)
+
+
+def encode_finished(finished: FinishedSpan) -> bytes:
+    """trace.v1.Span of a recorded span, read from its plain fields rather than the SDK's properties.
+
+    A recorded span drops nothing: no attribute, event or link limits apply.
+    """
+    span = finished.recorded
+    times = (span.start, finished.end_time or 0)
+    return _span(
+        span.context,
+        span.parent,
+        span.name,
+        span.kind,
+        times,
+        span.attributes,
+        span.events,
+        span.links,
+        span.status,
+        _NOTHING_DROPPED,
+    )
+
+
+def _span(
+    context: SpanContext,
+    parent: SpanContext | None,
+    name: str,
+    kind: SpanKind,
+    times: tuple[int, int],
+    attributes: Mapping[str, Any] | None,
+    events: Sequence[Any],
+    links: Sequence[Any],
+    status: Any,
+    dropped: tuple[int, int, int],
+) -> bytes:
+    """trace.v1.Span from its fields, without its outer tag; `dropped`: attributes, events and links."""
     parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")]
     state = context.trace_state
     if state:
         parts.append(_text(b"\x1a", ",".join(f"{key}={value}" for key, value in state.items())))
-    parent = span.parent
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    if span.name:
-        parts.append(_text(b"\x2a", span.name))
-    parts.append(_KIND[span.kind])
-    parts.append(_TIMES.pack(0x39, span.start_time or 0, 0x41, span.end_time or 0))
-    parts += _attributes(b"\x4a", span.attributes)
-    if span.dropped_attributes:
-        parts.append(b"\x50" + varint(span.dropped_attributes))
-    events = span.events
+    parts.append(_name(name))
+    parts.append(_KIND[kind])
+    parts.append(_TIMES.pack(0x39, times[0], 0x41, times[1]))
+    parts += _attributes(b"\x4a", attributes)
+    if dropped[0]:
+        parts.append(b"\x50" + varint(dropped[0]))
     if events:
         parts += [_field(b"\x5a", _event(event)) for event in events]
-    if span.dropped_events:
-        parts.append(b"\x60" + varint(span.dropped_events))
-    links = span.links
+    if dropped[1]:
+        parts.append(b"\x60" + varint(dropped[1]))
     if links:
         parts += [_field(b"\x6a", _link(link)) for link in links]
-    if span.dropped_links:
-        parts.append(b"\x70" + varint(span.dropped_links))
-    status = span.status
+    if dropped[2]:
+        parts.append(b"\x70" + varint(dropped[2]))
     parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET else _field(b"\x7a", _status(status)))
     parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
     return b"".join(parts)
@@ -179,42 +226,13 @@ _MAX_CACHED_NAMES = 1024
 
 
 def _name(name: str) -> bytes:
-    """A span's name field; names are few (a route, a method and tool, an operation and table)."""
+    """A span's name field (none for an empty name); names are few (routes, methods and tools, operations)."""
     encoded = _names.get(name)
     if encoded is None:
         if len(_names) >= _MAX_CACHED_NAMES:
             _names.clear()
         encoded = _names[name] = _text(b"\x2a", name) if name else b""
     return encoded
-
-
-def encode_finished(finished: FinishedSpan) -> bytes:
-    """trace.v1.Span of a recorded span, read from its plain fields: what `encode_span` writes for it.
-
-    A recorded span drops nothing (no attribute, event or link limits apply),
-    and only a span with a parent has a trace state (its parent's).
-    """
-    span = finished.recorded
-    context = span.context
-    parent = span.parent
-    parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")]
-    if parent is not None:  # a root has no trace state to carry
-        state = context.trace_state
-        if state:
-            parts.append(_text(b"\x1a", ",".join(f"{key}={value}" for key, value in state.items())))
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_name(span.name))
-    parts.append(_KIND[span.kind])
-    parts.append(_TIMES.pack(0x39, span.start, 0x41, finished.end_ns))
-    parts += _attributes(b"\x4a", span.attributes)
-    if span.events:
-        parts += [_field(b"\x5a", _event(event)) for event in span.events]
-    if span.links:
-        parts += [_field(b"\x6a", _link(link)) for link in span.links]
-    status = span.status
-    parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET else _field(b"\x7a", _status(status)))
-    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
-    return b"".join(parts)
 
 
 def _resource(resource: Resource) -> bytes:

@@ -82,7 +82,7 @@ class FinishedSpan(ReadableSpan):
     resource and scope.
     """
 
-    __slots__ = ("end_ns", "group", "recorded")
+    __slots__ = ("group", "recorded")
 
     def __init__(
         self,
@@ -94,7 +94,7 @@ class FinishedSpan(ReadableSpan):
     ) -> None:
         # Positionally, in ReadableSpan's order (name, context, parent, resource, attributes,
         # events, links, kind, instrumentation_info, status, start_time, end_time, scope):
-        # keywords cost twice as much here. tests/test_sdk_contracts.py checks the order.
+        # by keyword the call costs more. tests/test_sdk_contracts.py checks the order.
         super().__init__(
             recorded.name,
             recorded.context,
@@ -111,7 +111,6 @@ class FinishedSpan(ReadableSpan):
             scope,
         )
         self.recorded = recorded
-        self.end_ns = end
         self.group = group
 
 
