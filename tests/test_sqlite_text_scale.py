@@ -109,3 +109,20 @@ async def test_a_large_store_returns_a_short_every_word_tier_as_it_is(
     short = await store.search_text("replica threshold", source=None, limit=10)
     assert set(_texts(store, [item.chunk_id for item in short])) == {"replica lag alert threshold"}
     assert len(short) == 6
+
+
+@pytest.mark.parametrize("large", [False, True])
+async def test_a_word_no_chunk_holds_is_left_out_of_the_tiers(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    if large:
+        monkeypatch.setattr(sqlite_sql, "RELAX_FROM_CHUNKS", 10)
+    without = await store.search_text("replica lag alert", source=None, limit=10)
+    with_typo = await store.search_text("replica lag alret alert", source=None, limit=10)
+    assert [item.chunk_id for item in with_typo] == [item.chunk_id for item in without]
+    assert _texts(store, [item.chunk_id for item in with_typo])[:6] == ["replica lag alert threshold"] * 6
+    assert all(item.score >= 1.0 for item in with_typo[:6])  # still the every-word tier's scores
+
+
+async def test_a_query_of_words_no_chunk_holds_matches_nothing(store: SqliteStore) -> None:
+    assert await store.search_text("alret thresold", source=None, limit=5) == []

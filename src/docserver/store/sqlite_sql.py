@@ -189,6 +189,12 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     every_word = _ranked(db, "1", [], _fts_query(terms, "AND"), source, limit)
     if len(every_word) >= limit:
         return every_word
+    if not every_word and len(held := _held(db, terms)) < len(terms):
+        # A word no chunk holds (a typo, another product's name) can neither
+        # match nor rank: the tiers are those of the words the store holds.
+        # Kept, it empties the every-word tier, and a query of common words
+        # then had every chunk holding any of them scored.
+        return search_text(db, held, source, limit) if held else []
     params: list[Any] = [_fts_query(terms, "AND")]
     if _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
         # A large store ranks the best tier that has any match, and stops:
@@ -206,6 +212,12 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
 RELAX_FROM_CHUNKS = 100_000
 """From this many chunks, search_text returns the first tier with a match: every word, all words but one, any word."""
 MAX_RELAXED_TERMS = 8
+
+
+def _held(db: Connection, terms: list[str]) -> list[str]:
+    """The terms some chunk holds: each looked up alone, its first match only."""
+    exists = "SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT 1"
+    return [term for term in terms if db.execute(exists, (_fts_query([term]),)).fetchone() is not None]
 
 
 def _largest_chunk_id(db: Connection) -> int:
