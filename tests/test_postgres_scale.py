@@ -97,13 +97,15 @@ def test_vector_search_is_answered_from_the_hnsw_index(
 def test_the_exact_search_reads_only_the_filters_vectors(large: tuple[str, list[str]], generic: bool) -> None:
     # A small filter's search (EXACT_AT_MOST) compares its own vectors, fetched by id: neither the
     # HNSW index (which would order every source's vectors) nor a scan of all 100,000 vectors.
+    # The filter's vector ids come from the index on (source, embedding_id) (index only once VACUUM has
+    # marked the table's pages all-visible, as on the benchmark's database; this one is only ANALYZEd).
     vector = np.random.default_rng(7).standard_normal(DIMENSION).astype(np.float32)
     query = search_exact_sql(psycopg.sql.SQL("AND c.source = %s"), CANDIDATES)
-    plan = explain(large[0], query, (vector, "source-1", "source-1"), generic=generic, prelude=EXACT_PLAN)
+    plan = explain(large[0], query, ("source-1", vector, "source-1"), generic=generic, prelude=EXACT_PLAN)
     assert VECTOR_INDEX not in plan, plan
-    assert "Seq Scan on embeddings" not in plan, plan
+    assert "Seq Scan" not in plan, plan
     assert "embeddings_pkey on embeddings" in plan, plan
-    assert "chunks_by_source" in plan.split("CTE nearest")[0], plan  # the ids of the filter's chunks
+    assert "chunks_by_source_embedding" in plan.split("CTE nearest")[0], plan
 
 
 def test_wide_vectors_are_searched_through_the_index_too(wide: tuple[str, list[str]]) -> None:

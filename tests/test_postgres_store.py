@@ -259,6 +259,32 @@ async def test_a_database_of_the_previous_schema_keeps_every_vector_stored_once(
         await store.close()
 
 
+async def test_a_database_of_schema_4_gets_the_index_the_exact_search_reads_its_ids_from(
+    server: PostgresServer, database: str, store: PostgresStore
+) -> None:
+    # Chunks of two sources in a database taken back to version 4 (0005 undone: the index on
+    # `source` alone), then opened again: migration 0005 puts `embedding_id` into the source
+    # index, keeps every chunk, and a filtered search (exact: few chunks) answers from it.
+    await put(store, "docs@1", document("a.md", "alpha"), document("b.md", "beta"))
+    await put(store, "docs@2", document("a.md", "alpha"))
+    await store.close()
+    server.execute(database, "DELETE FROM schema_migrations WHERE version = 5")
+    server.execute(database, "DROP INDEX chunks_by_source_embedding")
+    server.execute(database, "CREATE INDEX chunks_by_source ON chunks (source)")
+    before = server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id")
+
+    await store.open()
+    assert server.execute(database, "SELECT max(version) FROM schema_migrations") == [(5,)]
+    indexes = dict(server.execute(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
+    assert "chunks_by_source" not in indexes  # the new index answers whatever it answered
+    assert indexes["chunks_by_source_embedding"].endswith("USING btree (source, embedding_id)")
+    assert server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id") == before
+    one = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source="docs@1", limit=5)
+    assert len(one) == 2 and one[0].score == pytest.approx(1.0)
+    both = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source=["docs@1", "docs@2"], limit=5)
+    assert len(both) == 3
+
+
 async def test_a_text_stored_before_is_not_stored_again_and_goes_when_its_last_chunk_goes(
     server: PostgresServer, database: str, store: PostgresStore
 ) -> None:

@@ -44,53 +44,74 @@ alone decides.
 """
 
 
-def filtered_chunks_sql(condition: sql.SQL) -> sql.Composed:
-    """How many chunks pass the filter, counted up to EXACT_AT_MOST + 1 (index only, on `chunks_by_source`);
-    and how many vectors `embeddings` holds, by its statistics."""
-    return sql.SQL(
-        "SELECT (SELECT count(*) FROM (SELECT FROM chunks c WHERE true {filter} LIMIT {cap}) AS under), "
-        "(SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass)"
-    ).format(filter=condition, cap=sql.Literal(EXACT_AT_MOST + 1))
+EXACT_PLAN = "SELECT set_config('enable_seqscan', 'off', true)"
+"""Run first in the exact search's transaction: the filter's vector ids come from an index, never a table scan.
 
-
-EXACT_PLAN = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexonlyscan', 'off', true)"
-"""Run first in the exact search's transaction: the filter's chunks come from `chunks_by_source`.
-
-A cached generic plan cannot know how many chunks the filter holds, guesses a
-quarter of the table, and reads the ids from all of `chunks_by_embedding`
-(whose first column is the vector, not the source): 35 ms against 21 ms for
-13,000 chunks of 300,000, and more for several sources.
+A table scan that stops after EXACT_AT_MOST + 1 matches looks cheap wherever the
+planner takes the filter for a large share of the chunks (a cached generic plan
+cannot know which source it reads, and guesses the average): for a source of
+1 % of the table it would read the whole table before it stops.
 """
 
 
 def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
-    """The nearest neighbours by an ordered scan of the filter's own vectors. Parameters: vector, source, source.
+    """The exact nearest neighbours, if the filter is small enough, in one statement. Parameters: source, vector,
+    source.
 
-    The vectors the filter's chunks point to, each compared once, the nearest
-    `limit` kept; then their chunks under the filter, as in `search_vector_sql`.
-    The ids go in as an array, so `embeddings` is read through its primary key,
-    in id order, only where the filter points (joined, the planner hashed a
-    scan of the whole table: 85 ms against 21 ms for 13,000 chunks of 300,000).
-    The CTE is materialized so the planner cannot order by distance through the
-    HNSW index, which is what this avoids.
+    Rows (exact, chunk id, distance). The filter's vector ids come first, from
+    `chunks_by_source_embedding` (index only; migration 0005), at most
+    EXACT_AT_MOST + 1 of them, as one array: that read both decides whether the
+    filter is small enough and gives the vectors to compare, so nothing is counted
+    apart. When the filter holds more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE
+    of the distinct vectors or more (`pg_class.reltuples`), the one row is
+    (false, NULL, NULL) and no vector is read: the caller searches through the HNSW
+    index. Otherwise (true, chunk, distance) for the nearest `limit` chunks, nearest
+    first, or one (true, NULL, NULL) when the filter holds no vector.
+
+    The vectors are read by id (`embeddings_pkey`, the ids as an array), only where
+    the filter points (joined instead, the planner hashed a scan of the whole table:
+    85 ms against 21 ms for 13,000 chunks of 300,000). Their distances are ordered
+    outside a subquery (OFFSET 0 keeps it apart), so the planner cannot order them
+    through the HNSW index, which is what this avoids; nothing else is materialized
+    but the array and the `limit` nearest.
     """
     return sql.SQL(
         """
-        WITH scanned AS MATERIALIZED (
-            SELECT e.id, e.embedding <=> %s AS distance
-            FROM embeddings e
-            WHERE e.embedding IS NOT NULL
-              AND e.id = ANY(ARRAY(SELECT c.embedding_id FROM chunks c WHERE true {filter}))
+        WITH picked AS MATERIALIZED (
+            SELECT ARRAY(SELECT c.embedding_id FROM chunks c WHERE true {filter} LIMIT {cap}) AS ids,
+                   (SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass) AS vectors
+        ),
+        decision AS MATERIALIZED (
+            SELECT cardinality(ids) <= {at_most} AND (vectors < 0 OR cardinality(ids) < vectors * {share}) AS exact, ids
+            FROM picked
         ),
         nearest AS MATERIALIZED (
-            SELECT id, distance FROM scanned ORDER BY distance, id LIMIT {limit}
+            SELECT id, distance FROM (
+                SELECT e.id, e.embedding <=> %s AS distance
+                FROM embeddings e
+                WHERE (SELECT exact FROM decision)
+                  AND e.embedding IS NOT NULL
+                  AND e.id = ANY((SELECT ids FROM decision)::bigint[])
+                OFFSET 0
+            ) scanned
+            ORDER BY distance, id
+            LIMIT {limit}
         )
-        SELECT c.id, n.distance
-        FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
-        ORDER BY n.distance, c.id
+        SELECT d.exact, found.id, found.distance
+        FROM decision d
+        LEFT JOIN (
+            SELECT c.id, n.distance FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
+        ) found ON true
+        ORDER BY found.distance, found.id
         LIMIT {limit}
         """
-    ).format(filter=condition, limit=sql.Literal(int(limit)))
+    ).format(
+        filter=condition,
+        cap=sql.Literal(EXACT_AT_MOST + 1),
+        at_most=sql.Literal(EXACT_AT_MOST),
+        share=sql.Literal(float(EXACT_BELOW_SHARE)),
+        limit=sql.Literal(int(limit)),
+    )
 
 
 async def search_exactly(
@@ -99,13 +120,11 @@ async def search_exactly(
     """(chunk id, distance) of the exact nearest chunks under the filter, nearest first; None when it holds
     more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the vectors or more (the caller searches
     through the HNSW index)."""
-    counted = await (await conn.execute(filtered_chunks_sql(condition), params)).fetchone()
-    if counted is None:
-        return None
-    chunks, vectors = int(counted[0]), float(counted[1])
-    if chunks > EXACT_AT_MOST or (vectors >= 0 and chunks >= vectors * EXACT_BELOW_SHARE):
-        return None
     async with conn.transaction():
         await conn.execute(EXACT_PLAN)
-        cursor = await conn.execute(search_exact_sql(condition, limit), (vector, *params, *params))
-        return await cursor.fetchall()
+        # Never prepared: planned each time for the sources it reads (a generic plan guesses their share).
+        cursor = await conn.execute(search_exact_sql(condition, limit), (*params, vector, *params), prepare=False)
+        rows = await cursor.fetchall()
+    if not rows or not rows[0][0]:
+        return None
+    return [(chunk_id, distance) for _, chunk_id, distance in rows if chunk_id is not None]
