@@ -164,9 +164,8 @@ def run_exact(url: str, sources: list[str]) -> tuple[list[Any], str]:
     """The store's exact statement for `sources`, as the store runs it: (rows, EXPLAIN ANALYZE of it)."""
     query = postgres_exact.search_exact_sql(psycopg.sql.SQL("AND c.source = ANY(%s)"), CANDIDATES)
     params = (sources, query_vector(), sources)
-    with psycopg.connect(url) as conn:  # one transaction: EXACT_PLAN holds for both
+    with psycopg.connect(url) as conn:
         register_vector(conn)
-        conn.execute(postgres_exact.EXACT_PLAN)
         rows = conn.execute(query, params).fetchall()
         plan = conn.execute(psycopg.sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + query, params).fetchall()
     return rows, "\n".join(row[0] for row in plan)

@@ -44,29 +44,23 @@ alone decides.
 """
 
 
-EXACT_PLAN = "SELECT set_config('enable_seqscan', 'off', true)"
-"""Run first in the exact search's transaction: the filter's vector ids come from an index, never a table scan.
-
-A table scan that stops after EXACT_AT_MOST + 1 matches looks cheap wherever the
-planner takes the filter for a large share of the chunks (a cached generic plan
-cannot know which source it reads, and guesses the average): for a source of
-1 % of the table it would read the whole table before it stops.
-"""
-
-
 def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
     """The exact nearest neighbours, if the filter is small enough, in one statement. Parameters: source, vector,
     source.
 
-    Rows (exact, chunk id, distance). The filter's vector ids come first, from
-    `chunks_by_source_embedding` (index only; migration 0005), at most
-    EXACT_AT_MOST + 1 of them, as one array: that read both decides whether the
-    filter is small enough and gives the vectors to compare, so nothing is counted
-    apart. When the filter holds more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE
-    of the distinct vectors or more (`pg_class.reltuples`), the one row is
-    (false, NULL, NULL) and no vector is read: the caller searches through the HNSW
-    index. Otherwise (true, chunk, distance) for the nearest `limit` chunks, nearest
-    first, or one (true, NULL, NULL) when the filter holds no vector.
+    Rows (exact, chunk id, distance). The filter's vector ids come first, in the order
+    of `chunks_by_source_embedding` (source, vector id; migration 0005), read from that
+    index alone, at most EXACT_AT_MOST + 1 of them, as one array: that read both
+    decides whether the filter is small enough and gives the vectors to compare, so
+    nothing is counted apart. The order is the index's, so the read stops at the cap;
+    a table scan could not stop before it had sorted every match, so the planner never
+    reads the ids that way (a scan that stops after so many matches would read the
+    whole table first when the filter's chunks sit at its end, the newest ingested).
+    When the filter holds more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the
+    distinct vectors or more (`pg_class.reltuples`), the one row is (false, NULL, NULL)
+    and no vector is read: the caller searches through the HNSW index. Otherwise
+    (true, chunk, distance) for the nearest `limit` chunks, nearest first, or one
+    (true, NULL, NULL) when the filter holds no vector.
 
     The vectors are read by id (`embeddings_pkey`, the ids as an array), only where
     the filter points (joined instead, the planner hashed a scan of the whole table:
@@ -78,7 +72,11 @@ def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
     return sql.SQL(
         """
         WITH picked AS MATERIALIZED (
-            SELECT ARRAY(SELECT c.embedding_id FROM chunks c WHERE true {filter} LIMIT {cap}) AS ids,
+            SELECT ARRAY(
+                       SELECT c.embedding_id FROM chunks c WHERE true {filter}
+                       ORDER BY c.source, c.embedding_id
+                       LIMIT {cap}
+                   ) AS ids,
                    (SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass) AS vectors
         ),
         decision AS MATERIALIZED (
@@ -120,11 +118,11 @@ async def search_exactly(
     """(chunk id, distance) of the exact nearest chunks under the filter, nearest first; None when it holds
     more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the vectors or more (the caller searches
     through the HNSW index)."""
-    async with conn.transaction():
-        await conn.execute(EXACT_PLAN)
-        # Never prepared: planned each time for the sources it reads (a generic plan guesses their share).
-        cursor = await conn.execute(search_exact_sql(condition, limit), (*params, vector, *params), prepare=False)
-        rows = await cursor.fetchall()
+    # Never prepared: planned each time for the sources it reads. A cached generic plan guesses their
+    # share of the table, and for a large one reads the ids from all of `chunks_by_embedding` (in id
+    # order too), which for a small source means the whole index.
+    cursor = await conn.execute(search_exact_sql(condition, limit), (*params, vector, *params), prepare=False)
+    rows = await cursor.fetchall()
     if not rows or not rows[0][0]:
         return None
     return [(chunk_id, distance) for _, chunk_id, distance in rows if chunk_id is not None]
