@@ -150,7 +150,7 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
     steps = {
         "gin": sql.SQL("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)"),
         "btree": sql.SQL(
-            "CREATE INDEX chunks_by_source_embedding ON chunks (source, embedding_id); "
+            "CREATE INDEX chunks_by_source_embedding ON chunks (source) INCLUDE (embedding_id); "
             "CREATE INDEX chunks_by_document ON chunks (document_id); "
             "CREATE INDEX chunks_by_embedding ON chunks (embedding_id, source)"
         ),

@@ -162,7 +162,7 @@ async def test_a_filter_of_few_chunks_finds_its_exact_nearest(url: str, source: 
 
 def run_exact(url: str, sources: list[str]) -> tuple[list[Any], str]:
     """The store's exact statement for `sources`, as the store runs it: (rows, EXPLAIN ANALYZE of it)."""
-    query = postgres_exact.search_exact_sql(psycopg.sql.SQL("AND c.source = ANY(%s)"), CANDIDATES)
+    query = postgres_exact.search_exact_sql(CANDIDATES)
     params = (sources, query_vector(), sources)
     with psycopg.connect(url) as conn:
         register_vector(conn)

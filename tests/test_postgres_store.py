@@ -277,7 +277,7 @@ async def test_a_database_of_schema_4_gets_the_index_the_exact_search_reads_its_
     assert server.execute(database, "SELECT max(version) FROM schema_migrations") == [(5,)]
     indexes = dict(server.execute(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
     assert "chunks_by_source" not in indexes  # the new index answers whatever it answered
-    assert indexes["chunks_by_source_embedding"].endswith("USING btree (source, embedding_id)")
+    assert indexes["chunks_by_source_embedding"].endswith("USING btree (source) INCLUDE (embedding_id)")
     assert server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id") == before
     one = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source="docs@1", limit=5)
     assert len(one) == 2 and one[0].score == pytest.approx(1.0)

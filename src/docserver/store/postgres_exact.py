@@ -9,6 +9,7 @@ EXACT_AT_MOST chunks, and fewer than EXACT_BELOW_SHARE of the vectors, is search
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
@@ -44,18 +45,20 @@ alone decides.
 """
 
 
-def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
-    """The exact nearest neighbours, if the filter is small enough, in one statement. Parameters: source, vector,
-    source.
+def search_exact_sql(limit: int) -> sql.Composed:
+    """The exact nearest neighbours, if the filter is small enough, in one statement. Parameters: the filter's
+    sources (a list, one source too), vector, the sources again.
 
     Rows (exact, chunk id, distance). The filter's vector ids come first, in the order
-    of `chunks_by_source_embedding` (source, vector id; migration 0005), read from that
-    index alone, at most EXACT_AT_MOST + 1 of them, as one array: that read both
-    decides whether the filter is small enough and gives the vectors to compare, so
-    nothing is counted apart. The order is the index's, so the read stops at the cap;
-    a table scan could not stop before it had sorted every match, so the planner never
-    reads the ids that way (a scan that stops after so many matches would read the
-    whole table first when the filter's chunks sit at its end, the newest ingested).
+    of `chunks_by_source_embedding` (by source, carrying the vector id; migration 0005),
+    read from that index alone, at most EXACT_AT_MOST + 1 of them, as one array: that
+    read both decides whether the filter is small enough and gives the vectors to
+    compare, so nothing is counted apart. The order is the index's, so the read stops
+    at the cap; a table scan could not stop before it had sorted every match, so the
+    planner does not read them that way (a scan that stops after so many matches reads
+    the whole table first when the filter's chunks sit at its end, the newest
+    ingested). One source goes as a list too: `source = 'x'` would make the order
+    trivial, and the planner free to scan the table for a large source.
     When the filter holds more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the
     distinct vectors or more (`pg_class.reltuples`), the one row is (false, NULL, NULL)
     and no vector is read: the caller searches through the HNSW index. Otherwise
@@ -73,8 +76,8 @@ def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
         """
         WITH picked AS MATERIALIZED (
             SELECT ARRAY(
-                       SELECT c.embedding_id FROM chunks c WHERE true {filter}
-                       ORDER BY c.source, c.embedding_id
+                       SELECT c.embedding_id FROM chunks c WHERE c.source = ANY(%s)
+                       ORDER BY c.source
                        LIMIT {cap}
                    ) AS ids,
                    (SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass) AS vectors
@@ -98,13 +101,12 @@ def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
         SELECT d.exact, found.id, found.distance
         FROM decision d
         LEFT JOIN (
-            SELECT c.id, n.distance FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
+            SELECT c.id, n.distance FROM nearest n JOIN chunks c ON c.embedding_id = n.id AND c.source = ANY(%s)
         ) found ON true
         ORDER BY found.distance, found.id
         LIMIT {limit}
         """
     ).format(
-        filter=condition,
         cap=sql.Literal(EXACT_AT_MOST + 1),
         at_most=sql.Literal(EXACT_AT_MOST),
         share=sql.Literal(float(EXACT_BELOW_SHARE)),
@@ -113,15 +115,15 @@ def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
 
 
 async def search_exactly(
-    conn: Connection, vector: Vectors, condition: sql.SQL, params: tuple[Any, ...], limit: int
+    conn: Connection, vector: Vectors, sources: Sequence[str], limit: int
 ) -> list[tuple[Any, ...]] | None:
-    """(chunk id, distance) of the exact nearest chunks under the filter, nearest first; None when it holds
+    """(chunk id, distance) of the exact nearest chunks of `sources`, nearest first; None when they hold
     more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the vectors or more (the caller searches
     through the HNSW index)."""
-    # Never prepared: planned each time for the sources it reads. A cached generic plan guesses their
-    # share of the table, and for a large one reads the ids from all of `chunks_by_embedding` (in id
-    # order too), which for a small source means the whole index.
-    cursor = await conn.execute(search_exact_sql(condition, limit), (*params, vector, *params), prepare=False)
+    # Never prepared: planned each time for the sources it reads. A cached generic plan guesses how many
+    # chunks they hold; guessing few, it would fetch and sort all of a large filter's rows.
+    names = list(sources)
+    cursor = await conn.execute(search_exact_sql(limit), (names, vector, names), prepare=False)
     rows = await cursor.fetchall()
     if not rows or not rows[0][0]:
         return None

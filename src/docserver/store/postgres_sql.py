@@ -404,7 +404,10 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
 async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
     """The HNSW index's nearest chunks; exact instead when the filter holds few chunks (postgres_exact)."""
     condition, params = _source_condition("c.source", source)
-    rows = None if source is None else await search_exactly(conn, vector, condition, params, limit)
+    if source is None:
+        rows = None
+    else:
+        rows = await search_exactly(conn, vector, [source] if isinstance(source, str) else source, limit)
     if rows is None:
         cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
         rows = await cursor.fetchall()
