@@ -161,14 +161,17 @@ async def test_a_filter_of_few_chunks_finds_its_exact_nearest(url: str, source: 
 
 
 def run_exact(url: str, sources: list[str]) -> tuple[list[Any], str]:
-    """The store's exact statement for `sources`, as the store runs it: (rows, EXPLAIN ANALYZE of it)."""
+    """The store's exact statement for `sources`, as the store runs it: (rows without the corpus version,
+    EXPLAIN ANALYZE of it)."""
     query = postgres_exact.search_exact_sql(CANDIDATES)
     params = (sources, query_vector(), sources)
     with psycopg.connect(url) as conn:
         register_vector(conn)
         rows = conn.execute(query, params).fetchall()
         plan = conn.execute(psycopg.sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + query, params).fetchall()
-    return rows, "\n".join(row[0] for row in plan)
+        [(version,)] = conn.execute("SELECT value FROM meta WHERE key = 'corpus_version'").fetchall()
+    assert {row[1] for row in rows} == {version}
+    return [(row[0], *row[2:]) for row in rows], "\n".join(row[0] for row in plan)
 
 
 async def test_past_the_threshold_the_exact_statement_stops_reading_ids_and_reads_no_vector(

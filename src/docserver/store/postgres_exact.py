@@ -49,7 +49,7 @@ def search_exact_sql(limit: int) -> sql.Composed:
     """The exact nearest neighbours, if the filter is small enough, in one statement. Parameters: the filter's
     sources (a list, one source too), vector, the sources again.
 
-    Rows (exact, chunk id, distance). The filter's vector ids come first, in the order
+    Rows (exact, corpus version, chunk id, distance). The filter's vector ids come first, in the order
     of `chunks_by_source_embedding` (by source, carrying the vector id; migration 0005),
     read from that index alone, at most EXACT_AT_MOST + 1 of them, as one array: that
     read both decides whether the filter is small enough and gives the vectors to
@@ -63,7 +63,8 @@ def search_exact_sql(limit: int) -> sql.Composed:
     distinct vectors or more (`pg_class.reltuples`), the one row is (false, NULL, NULL)
     and no vector is read: the caller searches through the HNSW index. Otherwise
     (true, chunk, distance) for the nearest `limit` chunks, nearest first, or one
-    (true, NULL, NULL) when the filter holds no vector.
+    (true, NULL, NULL) when the filter holds no vector. Each row carries the corpus
+    version the statement saw (`Declined`).
 
     The vectors are read by id (`embeddings_pkey`, the ids as an array), only where
     the filter points (joined instead, the planner hashed a scan of the whole table:
@@ -80,10 +81,12 @@ def search_exact_sql(limit: int) -> sql.Composed:
                        ORDER BY c.source
                        LIMIT {cap}
                    ) AS ids,
-                   (SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass) AS vectors
+                   (SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass) AS vectors,
+                   (SELECT value FROM meta WHERE key = 'corpus_version') AS version
         ),
         decision AS MATERIALIZED (
-            SELECT cardinality(ids) <= {at_most} AND (vectors < 0 OR cardinality(ids) < vectors * {share}) AS exact, ids
+            SELECT cardinality(ids) <= {at_most} AND (vectors < 0 OR cardinality(ids) < vectors * {share}) AS exact,
+                   ids, version
             FROM picked
         ),
         nearest AS MATERIALIZED (
@@ -98,7 +101,7 @@ def search_exact_sql(limit: int) -> sql.Composed:
             ORDER BY distance, id
             LIMIT {limit}
         )
-        SELECT d.exact, found.id, found.distance
+        SELECT d.exact, d.version, found.id, found.distance
         FROM decision d
         LEFT JOIN (
             SELECT c.id, n.distance FROM nearest n JOIN chunks c ON c.embedding_id = n.id AND c.source = ANY(%s)
@@ -116,15 +119,49 @@ def search_exact_sql(limit: int) -> sql.Composed:
 
 async def search_exactly(
     conn: Connection, vector: Vectors, sources: Sequence[str], limit: int
-) -> list[tuple[Any, ...]] | None:
-    """(chunk id, distance) of the exact nearest chunks of `sources`, nearest first; None when they hold
+) -> tuple[list[tuple[Any, ...]] | None, str]:
+    """(chunk id, distance) of the exact nearest chunks of `sources`, nearest first, or None when they hold
     more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the vectors or more (the caller searches
-    through the HNSW index)."""
+    through the HNSW index); and the corpus version that holds for."""
     # Never prepared: planned each time for the sources it reads. A cached generic plan guesses how many
     # chunks they hold; guessing few, it would fetch and sort all of a large filter's rows.
     names = list(sources)
     cursor = await conn.execute(search_exact_sql(limit), (names, vector, names), prepare=False)
     rows = await cursor.fetchall()
-    if not rows or not rows[0][0]:
-        return None
-    return [(chunk_id, distance) for _, chunk_id, distance in rows if chunk_id is not None]
+    exact, version = rows[0][0], rows[0][1]
+    if not exact:
+        return None, version
+    return [(chunk_id, distance) for _, _, chunk_id, distance in rows if chunk_id is not None], version
+
+
+class Declined:
+    """The filters found past the thresholds, each with the corpus version it was found at (one store's).
+
+    A filter of more chunks than EXACT_AT_MOST (the newest versions of every source)
+    would otherwise pay for reading EXACT_AT_MOST + 1 vector ids before every search
+    through the HNSW index. A filter's chunks change only with a commit, and every
+    commit moves the corpus version (the store's change signal, whichever process or
+    replica wrote): so while the version stays, the decision stands. The HNSW
+    statement reads the version in its own snapshot; when it is not the one noted,
+    the filter is decided again (`postgres_sql.search_vector`). The share of the
+    vectors (`pg_class.reltuples`) may drift without a commit; a decision stands
+    until the next one all the same.
+    """
+
+    MAX_FILTERS = 1024
+    """Noted at most; past it all are forgotten (a process reads few distinct filters: one per source and version)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, ...], str] = {}
+
+    def version(self, sources: Sequence[str]) -> str | None:
+        """The corpus version at which `sources` were found past the thresholds; None when not noted."""
+        return self._versions.get(tuple(sources))
+
+    def note(self, sources: Sequence[str], version: str) -> None:
+        if len(self._versions) >= self.MAX_FILTERS:
+            self._versions.clear()
+        self._versions[tuple(sources)] = version
+
+    def forget(self, sources: Sequence[str]) -> None:
+        self._versions.pop(tuple(sources), None)
