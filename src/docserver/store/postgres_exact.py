@@ -4,7 +4,8 @@ The HNSW graph links the vectors of every source, so a filter holding a small
 part of them makes pgvector's iterative scan walk through the others' vectors:
 slow, and it may still miss some of the filter's nearest. A filter of at most
 EXACT_AT_MOST chunks, and fewer than EXACT_BELOW_SHARE of the vectors, is searched by reading its own vectors instead
-(docs/search.md, "PostgreSQL at scale"; bench/postgres_scale.py --exact-cost).
+(docs/search.md, "PostgreSQL at scale"; bench/postgres_scale.py --exact-cost). One statement decides and
+searches; a filter it declines is remembered until the corpus version moves (`Declined`).
 """
 
 from __future__ import annotations
