@@ -160,16 +160,44 @@ async def test_a_filter_of_few_chunks_finds_its_exact_nearest(url: str, source: 
         await store.close()
 
 
-async def test_the_count_that_chooses_the_exact_search_stops_past_the_threshold(
+def run_exact(url: str, sources: list[str]) -> tuple[list[Any], str]:
+    """The store's exact statement for `sources`, as the store runs it: (rows without the corpus version,
+    EXPLAIN ANALYZE of it)."""
+    query = postgres_exact.search_exact_sql(CANDIDATES)
+    params = (sources, query_vector(), sources)
+    with psycopg.connect(url) as conn:
+        register_vector(conn)
+        rows = conn.execute(query, params).fetchall()
+        plan = conn.execute(psycopg.sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + query, params).fetchall()
+        [(version,)] = conn.execute("SELECT value FROM meta WHERE key = 'corpus_version'").fetchall()
+    assert {row[1] for row in rows} == {version}
+    return [(row[0], *row[2:]) for row in rows], "\n".join(row[0] for row in plan)
+
+
+async def test_past_the_threshold_the_exact_statement_stops_reading_ids_and_reads_no_vector(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The count costs at most EXACT_AT_MOST + 1 index entries, however many chunks the filter holds.
+    # The decision costs at most EXACT_AT_MOST + 1 index entries, however many chunks the filter holds,
+    # and past it no vector is compared: the one row says "not exact", and the store asks HNSW.
     monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", 500)
-    condition = psycopg.sql.SQL("AND c.source = ANY(%s)")
-    with psycopg.connect(url) as conn:
-        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), ([f"source-{n}" for n in range(5)],))
-        assert counted.fetchone() == (501, CHUNKS)  # and the vectors, by the statistics
-        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["source-3", "absent"],))
-        assert counted.fetchone() == (501, CHUNKS)
-        counted = conn.execute(postgres_exact.filtered_chunks_sql(condition), (["absent"],))
-        assert counted.fetchone() == (0, CHUNKS)
+    for sources in ([f"source-{n}" for n in range(5)], ["source-3", "absent"]):
+        rows, plan = run_exact(url, sources)
+        assert rows == [(False, None, None)]
+        assert "rows=501" in plan.split("CTE nearest")[0], plan  # the ids read (from an index: half the table)
+        vectors = plan.split("CTE nearest")[1]
+        assert "Index Scan using embeddings_pkey on embeddings e (never executed)" in vectors, plan
+    rows, _ = run_exact(url, ["absent"])
+    assert rows == [(True, None, None)]  # an empty filter is small: searched exactly, nothing found
+    assert await store_search(url, "absent") == []
+
+
+async def test_a_filter_of_a_large_share_of_the_vectors_is_not_searched_exactly(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2,000 chunks of 20,000: under EXACT_AT_MOST, but not under a share of a tenth (`reltuples`).
+    monkeypatch.setattr(postgres_exact, "EXACT_BELOW_SHARE", 1 / SOURCES)
+    rows, _ = run_exact(url, ["source-3"])
+    assert rows == [(False, None, None)]
+    monkeypatch.setattr(postgres_exact, "EXACT_BELOW_SHARE", 1 / SOURCES + 0.01)
+    rows, _ = run_exact(url, ["source-3"])
+    assert len(rows) == CANDIDATES and all(exact for exact, _, _ in rows)

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
-from docserver.store import postgres_schema, postgres_sql
+from docserver.store import postgres_exact, postgres_schema, postgres_sql
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
 from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
@@ -257,6 +257,68 @@ async def test_a_database_of_the_previous_schema_keeps_every_vector_stored_once(
         assert ranked[0].score == pytest.approx(1.0) and ranked[1].score == pytest.approx(1.0)
     finally:
         await store.close()
+
+
+async def test_a_database_of_schema_4_gets_the_index_the_exact_search_reads_its_ids_from(
+    server: PostgresServer, database: str, store: PostgresStore
+) -> None:
+    # Chunks of two sources in a database taken back to version 4 (0005 undone: the index on
+    # `source` alone), then opened again: migration 0005 puts `embedding_id` into the source
+    # index, keeps every chunk, and a filtered search (exact: few chunks) answers from it.
+    await put(store, "docs@1", document("a.md", "alpha"), document("b.md", "beta"))
+    await put(store, "docs@2", document("a.md", "alpha"))
+    await store.close()
+    server.execute(database, "DELETE FROM schema_migrations WHERE version = 5")
+    server.execute(database, "DROP INDEX chunks_by_source_embedding")
+    server.execute(database, "CREATE INDEX chunks_by_source ON chunks (source)")
+    before = server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id")
+
+    await store.open()
+    assert server.execute(database, "SELECT max(version) FROM schema_migrations") == [(5,)]
+    indexes = dict(server.execute(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
+    assert "chunks_by_source" not in indexes  # the new index answers whatever it answered
+    assert indexes["chunks_by_source_embedding"].endswith("USING btree (source) INCLUDE (embedding_id)")
+    assert server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id") == before
+    one = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source="docs@1", limit=5)
+    assert len(one) == 2 and one[0].score == pytest.approx(1.0)
+    both = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source=["docs@1", "docs@2"], limit=5)
+    assert len(both) == 3
+
+
+async def test_a_filter_past_the_exact_threshold_is_decided_again_once_another_replica_commits(
+    server: PostgresServer, database: str, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past EXACT_AT_MOST the decision is noted with the corpus version and the next searches go to
+    # the HNSW index alone; a commit through another store (a replica) moves the version, so the
+    # filter is counted again, and searched exactly once it is small enough.
+    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", 1)
+    decided: list[list[str]] = []
+    search_exactly = postgres_sql.search_exactly
+
+    async def counted(conn: object, vector: object, sources: list[str], limit: int) -> object:
+        decided.append(list(sources))
+        return await search_exactly(conn, vector, sources, limit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(postgres_sql, "search_exactly", counted)
+    await put(store, "docs@1", document("a.md", "alpha"), document("b.md", "beta"))
+    query = np.array([1, 0, 0, 0], dtype=np.float32)
+    for _ in range(3):
+        assert len(await store.search_vector(query, source="docs@1", limit=5)) == 2
+    assert decided == [["docs@1"]]  # decided once: two chunks, past the threshold of one
+    assert store.declined.version(["docs@1"]) == str(await store.corpus_version())
+
+    replica = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=1))
+    await replica.open()
+    try:
+        async with replica.update_source("docs@1") as writer:
+            await writer.delete_documents(["b.md"])
+    finally:
+        await replica.close()
+    assert len(await store.search_vector(query, source="docs@1", limit=5)) == 1
+    assert decided == [["docs@1"], ["docs@1"]]  # the version moved: decided again, and exact now
+    assert store.declined.version(["docs@1"]) is None
+    assert len(await store.search_vector(query, source="docs@1", limit=5)) == 1
+    assert decided == [["docs@1"]] * 3  # a filter searched exactly is decided on every search
 
 
 async def test_a_text_stored_before_is_not_stored_again_and_goes_when_its_last_chunk_goes(

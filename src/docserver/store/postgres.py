@@ -23,6 +23,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import numpy as np
 import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg.conninfo import conninfo_to_dict
@@ -33,8 +34,8 @@ from docserver.errors import StoreBusyError, StoreError
 from docserver.observability.instruments import StoreInstruments
 from docserver.observability.logging import get_logger
 from docserver.observability.redaction import MIN_SECRET_LENGTH
-from docserver.store import postgres_reindex, postgres_sources, postgres_sql
-from docserver.store.base import EmbedderInfo, SourceWriter, StoreUnavailableError
+from docserver.store import postgres_exact, postgres_reindex, postgres_sources, postgres_sql
+from docserver.store.base import EmbedderInfo, RankedId, SourceFilter, SourceWriter, StoreUnavailableError, Vectors
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_postgres_migrations
 from docserver.store.observe import collections_for
@@ -81,6 +82,8 @@ class PostgresStore(StoreCore):
         """The URL without its password: the only form that goes into messages."""
         self._password = url_password(url)
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self.declined = postgres_exact.Declined()
+        """Filters past the exact search's thresholds, at the corpus version each was found at."""
         # Ingests and reindex steps of different sources go on in parallel: locks in the database order them.
         super().__init__(instruments=instruments, slow_seconds=slow_seconds, serialized=nullcontext())
 
@@ -268,6 +271,16 @@ class PostgresStore(StoreCore):
 
     async def vector_index_built(self) -> None:
         """The HNSW index is kept up to date by the writes themselves: nothing runs after them."""
+
+    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
+        """As the shared flow, with this store's note of the filters past the exact search's thresholds."""
+        array = np.asarray(vector, dtype=np.float32)
+        if not np.any(array) or source == ():
+            return []
+        ranked: list[RankedId] = await self._read(
+            "search_vector", postgres_sql.search_vector, array, source, limit, self.declined
+        )
+        return ranked
 
     async def ping(self) -> None:
         """A trivial query, waiting at most a second; a pool busy with other work still counts as reachable."""

@@ -4,11 +4,13 @@ The HNSW graph links the vectors of every source, so a filter holding a small
 part of them makes pgvector's iterative scan walk through the others' vectors:
 slow, and it may still miss some of the filter's nearest. A filter of at most
 EXACT_AT_MOST chunks, and fewer than EXACT_BELOW_SHARE of the vectors, is searched by reading its own vectors instead
-(docs/search.md, "PostgreSQL at scale"; bench/postgres_scale.py --exact-cost).
+(docs/search.md, "PostgreSQL at scale"; bench/postgres_scale.py --exact-cost). One statement decides and
+searches; a filter it declines is remembered until the corpus version moves (`Declined`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
@@ -44,68 +46,123 @@ alone decides.
 """
 
 
-def filtered_chunks_sql(condition: sql.SQL) -> sql.Composed:
-    """How many chunks pass the filter, counted up to EXACT_AT_MOST + 1 (index only, on `chunks_by_source`);
-    and how many vectors `embeddings` holds, by its statistics."""
-    return sql.SQL(
-        "SELECT (SELECT count(*) FROM (SELECT FROM chunks c WHERE true {filter} LIMIT {cap}) AS under), "
-        "(SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass)"
-    ).format(filter=condition, cap=sql.Literal(EXACT_AT_MOST + 1))
+def search_exact_sql(limit: int) -> sql.Composed:
+    """The exact nearest neighbours, if the filter is small enough, in one statement. Parameters: the filter's
+    sources (a list, one source too), vector, the sources again.
 
+    Rows (exact, corpus version, chunk id, distance). The filter's vector ids come first, in the order
+    of `chunks_by_source_embedding` (by source, carrying the vector id; migration 0005),
+    read from that index alone, at most EXACT_AT_MOST + 1 of them, as one array: that
+    read both decides whether the filter is small enough and gives the vectors to
+    compare, so nothing is counted apart. The order is the index's, so the read stops
+    at the cap; a table scan could not stop before it had sorted every match, so the
+    planner does not read them that way (a scan that stops after so many matches reads
+    the whole table first when the filter's chunks sit at its end, the newest
+    ingested). One source goes as a list too: `source = 'x'` would make the order
+    trivial, and the planner free to scan the table for a large source.
+    When the filter holds more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the
+    distinct vectors or more (`pg_class.reltuples`), the one row is (false, NULL, NULL)
+    and no vector is read: the caller searches through the HNSW index. Otherwise
+    (true, chunk, distance) for the nearest `limit` chunks, nearest first, or one
+    (true, NULL, NULL) when the filter holds no vector. Each row carries the corpus
+    version the statement saw (`Declined`).
 
-EXACT_PLAN = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexonlyscan', 'off', true)"
-"""Run first in the exact search's transaction: the filter's chunks come from `chunks_by_source`.
-
-A cached generic plan cannot know how many chunks the filter holds, guesses a
-quarter of the table, and reads the ids from all of `chunks_by_embedding`
-(whose first column is the vector, not the source): 35 ms against 21 ms for
-13,000 chunks of 300,000, and more for several sources.
-"""
-
-
-def search_exact_sql(condition: sql.SQL, limit: int) -> sql.Composed:
-    """The nearest neighbours by an ordered scan of the filter's own vectors. Parameters: vector, source, source.
-
-    The vectors the filter's chunks point to, each compared once, the nearest
-    `limit` kept; then their chunks under the filter, as in `search_vector_sql`.
-    The ids go in as an array, so `embeddings` is read through its primary key,
-    in id order, only where the filter points (joined, the planner hashed a
-    scan of the whole table: 85 ms against 21 ms for 13,000 chunks of 300,000).
-    The CTE is materialized so the planner cannot order by distance through the
-    HNSW index, which is what this avoids.
+    The vectors are read by id (`embeddings_pkey`, the ids as an array), only where
+    the filter points (joined instead, the planner hashed a scan of the whole table:
+    85 ms against 21 ms for 13,000 chunks of 300,000). Their distances are ordered
+    outside a subquery (OFFSET 0 keeps it apart), so the planner cannot order them
+    through the HNSW index, which is what this avoids; nothing else is materialized
+    but the array and the `limit` nearest.
     """
     return sql.SQL(
         """
-        WITH scanned AS MATERIALIZED (
-            SELECT e.id, e.embedding <=> %s AS distance
-            FROM embeddings e
-            WHERE e.embedding IS NOT NULL
-              AND e.id = ANY(ARRAY(SELECT c.embedding_id FROM chunks c WHERE true {filter}))
+        WITH picked AS MATERIALIZED (
+            SELECT ARRAY(
+                       SELECT c.embedding_id FROM chunks c WHERE c.source = ANY(%s)
+                       ORDER BY c.source
+                       LIMIT {cap}
+                   ) AS ids,
+                   (SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass) AS vectors,
+                   (SELECT value FROM meta WHERE key = 'corpus_version') AS version
+        ),
+        decision AS MATERIALIZED (
+            SELECT cardinality(ids) <= {at_most} AND (vectors < 0 OR cardinality(ids) < vectors * {share}) AS exact,
+                   ids, version
+            FROM picked
         ),
         nearest AS MATERIALIZED (
-            SELECT id, distance FROM scanned ORDER BY distance, id LIMIT {limit}
+            SELECT id, distance FROM (
+                SELECT e.id, e.embedding <=> %s AS distance
+                FROM embeddings e
+                WHERE (SELECT exact FROM decision)
+                  AND e.embedding IS NOT NULL
+                  AND e.id = ANY((SELECT ids FROM decision)::bigint[])
+                OFFSET 0
+            ) scanned
+            ORDER BY distance, id
+            LIMIT {limit}
         )
-        SELECT c.id, n.distance
-        FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
-        ORDER BY n.distance, c.id
+        SELECT d.exact, d.version, found.id, found.distance
+        FROM decision d
+        LEFT JOIN (
+            SELECT c.id, n.distance FROM nearest n JOIN chunks c ON c.embedding_id = n.id AND c.source = ANY(%s)
+        ) found ON true
+        ORDER BY found.distance, found.id
         LIMIT {limit}
         """
-    ).format(filter=condition, limit=sql.Literal(int(limit)))
+    ).format(
+        cap=sql.Literal(EXACT_AT_MOST + 1),
+        at_most=sql.Literal(EXACT_AT_MOST),
+        share=sql.Literal(float(EXACT_BELOW_SHARE)),
+        limit=sql.Literal(int(limit)),
+    )
 
 
 async def search_exactly(
-    conn: Connection, vector: Vectors, condition: sql.SQL, params: tuple[Any, ...], limit: int
-) -> list[tuple[Any, ...]] | None:
-    """(chunk id, distance) of the exact nearest chunks under the filter, nearest first; None when it holds
+    conn: Connection, vector: Vectors, sources: Sequence[str], limit: int
+) -> tuple[list[tuple[Any, ...]] | None, str]:
+    """(chunk id, distance) of the exact nearest chunks of `sources`, nearest first, or None when they hold
     more than EXACT_AT_MOST chunks, or EXACT_BELOW_SHARE of the vectors or more (the caller searches
-    through the HNSW index)."""
-    counted = await (await conn.execute(filtered_chunks_sql(condition), params)).fetchone()
-    if counted is None:
-        return None
-    chunks, vectors = int(counted[0]), float(counted[1])
-    if chunks > EXACT_AT_MOST or (vectors >= 0 and chunks >= vectors * EXACT_BELOW_SHARE):
-        return None
-    async with conn.transaction():
-        await conn.execute(EXACT_PLAN)
-        cursor = await conn.execute(search_exact_sql(condition, limit), (vector, *params, *params))
-        return await cursor.fetchall()
+    through the HNSW index); and the corpus version that holds for."""
+    # Never prepared: planned each time for the sources it reads. A cached generic plan guesses how many
+    # chunks they hold; guessing few, it would fetch and sort all of a large filter's rows.
+    names = list(sources)
+    cursor = await conn.execute(search_exact_sql(limit), (names, vector, names), prepare=False)
+    rows = await cursor.fetchall()
+    exact, version = rows[0][0], rows[0][1]
+    if not exact:
+        return None, version
+    return [(chunk_id, distance) for _, _, chunk_id, distance in rows if chunk_id is not None], version
+
+
+class Declined:
+    """The filters found past the thresholds, each with the corpus version it was found at (one store's).
+
+    A filter of more chunks than EXACT_AT_MOST (the newest versions of every source)
+    would otherwise pay for reading EXACT_AT_MOST + 1 vector ids before every search
+    through the HNSW index. A filter's chunks change only with a commit, and every
+    commit moves the corpus version (the store's change signal, whichever process or
+    replica wrote): so while the version stays, the decision stands. The HNSW
+    statement reads the version in its own snapshot; when it is not the one noted,
+    the filter is decided again (`postgres_sql.search_vector`). The share of the
+    vectors (`pg_class.reltuples`) may drift without a commit; a decision stands
+    until the next one all the same.
+    """
+
+    MAX_FILTERS = 1024
+    """Noted at most; past it all are forgotten (a process reads few distinct filters: one per source and version)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, ...], str] = {}
+
+    def version(self, sources: Sequence[str]) -> str | None:
+        """The corpus version at which `sources` were found past the thresholds; None when not noted."""
+        return self._versions.get(tuple(sources))
+
+    def note(self, sources: Sequence[str], version: str) -> None:
+        if len(self._versions) >= self.MAX_FILTERS:
+            self._versions.clear()
+        self._versions[tuple(sources)] = version
+
+    def forget(self, sources: Sequence[str]) -> None:
+        self._versions.pop(tuple(sources), None)

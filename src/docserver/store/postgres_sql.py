@@ -27,7 +27,7 @@ from docserver.store.base import (
     Vectors,
     embedder_mismatch,
 )
-from docserver.store.postgres_exact import search_exactly
+from docserver.store.postgres_exact import Declined, search_exactly
 from docserver.store.postgres_schema import (
     BIND_LOCK,
     EMBEDDINGS_LOCK,
@@ -354,7 +354,8 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
     The index holds each distinct vector once (`embeddings`); a vector is a
     candidate when one of its chunks passes the filter (checked in
     `chunks_by_embedding`, index only), and the iterative scan reads on until it
-    has `limit` of them. Then each vector's chunks under the filter, nearest first.
+    has `limit` of them. Then each vector's chunks under the filter, nearest first,
+    each row with the corpus version the statement saw (postgres_exact.Declined).
     The limit is a literal, not a parameter: with a parameter, a generic plan
     cannot know the limit is small and may pick a sequential scan.
     """
@@ -368,7 +369,7 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
             ORDER BY distance
             LIMIT {limit}
         )
-        SELECT c.id, n.distance
+        SELECT c.id, n.distance, (SELECT value FROM meta WHERE key = 'corpus_version')
         FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
         ORDER BY n.distance
         LIMIT {limit}
@@ -401,17 +402,43 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
     return ranked
 
 
-async def search_vector(conn: Connection, vector: Vectors, source: SourceFilter, limit: int) -> list[RankedId]:
-    """The HNSW index's nearest chunks; exact instead when the filter holds few chunks (postgres_exact)."""
+async def search_vector(
+    conn: Connection, vector: Vectors, source: SourceFilter, limit: int, declined: Declined | None = None
+) -> list[RankedId]:
+    """The HNSW index's nearest chunks; exact instead when the filter holds few chunks (postgres_exact).
+
+    A filter `declined` notes as past the thresholds at the corpus version the HNSW
+    statement sees goes to the index alone; at another version it is decided again.
+    """
     condition, params = _source_condition("c.source", source)
-    rows = None if source is None else await search_exactly(conn, vector, condition, params, limit)
+    rows: list[tuple[Any, ...]] | None = None
+    if source is not None:
+        names = [source] if isinstance(source, str) else list(source)
+        noted = declined.version(names) if declined is not None else None
+        if noted is not None:
+            indexed = await _nearest_indexed(conn, vector, condition, params, limit)
+            if indexed and indexed[0][2] == noted:
+                rows = indexed  # nothing committed since: still past the thresholds
+            elif declined is not None:
+                declined.forget(names)
+        if rows is None:
+            rows, version = await search_exactly(conn, vector, names, limit)
+            if rows is None and declined is not None:
+                declined.note(names, version)
     if rows is None:
-        cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
-        rows = await cursor.fetchall()
-    ranked = [RankedId(chunk_id, 1.0 - float(distance)) for chunk_id, distance in rows]
+        rows = await _nearest_indexed(conn, vector, condition, params, limit)
+    ranked = [RankedId(row[0], 1.0 - float(row[1])) for row in rows]
     # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
     # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
     return sorted(ranked, key=lambda item: -item.score)
+
+
+async def _nearest_indexed(
+    conn: Connection, vector: Vectors, condition: sql.SQL, params: tuple[Any, ...], limit: int
+) -> list[tuple[Any, ...]]:
+    """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`)."""
+    cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
+    return await cursor.fetchall()
 
 
 async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
