@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -28,6 +27,7 @@ from docserver.observability.context import bind_correlation_id
 from docserver.observability.http_trace import ServerSpans
 from docserver.observability.logging import configure_logging, get_logger
 from docserver.observability.metrics import MCP_METHODS, Metrics
+from docserver.observability.sampling import SamplingRule, ratio
 from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing
 
 
@@ -129,12 +129,12 @@ class _Discard(SpanExporter):
 
 def span_costs(n: int) -> dict[str, float]:
     """One request's tracing as the middleware starts it: decision, server span, one child."""
-    setup = configure_tracing(TracingConfig("bench", "bench", "none", "http/protobuf", ALWAYS_ON), None)
+    setup = configure_tracing(TracingConfig("bench", "bench", "none", "http/protobuf", ratio(1.0)), None)
     processor = BatchSpanProcessor(_Discard())
     setup.add_processor(processor)
 
-    def request(sampler: Sampler) -> Callable[[], None]:
-        traced = Tracing(setup.provider, sampler)
+    def request(sampling: SamplingRule) -> Callable[[], None]:
+        traced = Tracing(setup.provider, sampling)
         traced.recorder.add_processor(processor)
         spans = ServerSpans(traced)
 
@@ -147,8 +147,8 @@ def span_costs(n: int) -> dict[str, float]:
         return run
 
     return {
-        "unsampled request (trace context record + one child check)": best_us(request(ALWAYS_OFF), n),
-        "sampled request (server span + one child span)": best_us(request(ALWAYS_ON), n // 4),
+        "unsampled request (trace context record + one child check)": best_us(request(ratio(0.0)), n),
+        "sampled request (server span + one child span)": best_us(request(ratio(1.0)), n // 4),
     }
 
 

@@ -12,6 +12,18 @@ the counts is one call's cost, start-up and shutdown excluded. Unlike
 bench/instructions.py, the client's own work is not in the count.
 Trace export goes over OTLP/HTTP to a sink in this process, on the exporter's
 default schedule (every 5 s).
+
+Two settings of the server's environment take noise out that is neither the
+calls' nor telemetry's:
+- OPENBLAS_NUM_THREADS=1: numpy's OpenBLAS otherwise starts a worker thread that
+  spins after start-up for a wall-clock time (its timeout is in CPU cycles): under
+  valgrind a random 6 to 20 M instructions a run, so ±90 k a call at 150 calls. A
+  cache hit does no BLAS work, so one thread changes nothing else.
+- PYTHONHASHSEED (--hash-seed, 0 by default): each process otherwise hashes strings
+  with a random seed, so the same dict lookups meet different collisions in the
+  small and the large run, and the lookups of one call cost 5 k in one process and
+  50 k in the next (callgrind's `unicodekeys_lookup_unicode`). With one seed for
+  every run, the two runs of a configuration differ only by the calls.
 """
 
 from __future__ import annotations
@@ -101,6 +113,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/server_instructions.json"))
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--threads", action="store_true", help="also each server thread's instructions per call")
+    parser.add_argument("--hash-seed", type=int, default=0, help="PYTHONHASHSEED of every server run")
     args = parser.parse_args()
     corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-server-callgrind-"))
@@ -117,7 +130,10 @@ def main() -> None:
                 # still sees a few exports, each carrying about a hundred calls' spans, as a busy
                 # server's would. A short delay would charge every call a whole HTTP export.
                 settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
-            env = docserver_env(database, settings)
+            env = docserver_env(database, settings) | {
+                "OPENBLAS_NUM_THREADS": "1",
+                "PYTHONHASHSEED": str(args.hash_seed),
+            }
             small, large = ([], []) if args.threads else (None, None)
             totals = (
                 serve_and_count(env, args.calls[0], work, small),

@@ -2,7 +2,8 @@
 
 A `search_docs` call is served in process with metrics, INFO logs and tracing
 on. What it pays is counted: spans handed to export, log lines written, label
-lookups made. An unsampled request must start no span at all, a sampled one
+lookups made. An unsampled request must start no span at all, attach no context and
+apply the sampling rule once, a sampled one
 records its designed spans and starts none through the SDK, every request
 writes exactly its two lines (the access line and the tool-call line), and a
 warm request resolves no label child.
@@ -11,13 +12,15 @@ warm request resolves no label child.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from prometheus_client import CollectorRegistry
 
 from docserver.app import new_metrics
@@ -28,6 +31,7 @@ from docserver.embed.hashing import HashEmbedder
 from docserver.ingest.pipeline import ingest
 from docserver.observability import tracing
 from docserver.observability.instruments import LabelCache
+from docserver.observability.sampling import SamplingRule, ratio
 from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
 from docserver.store.sqlite import SqliteStore
@@ -63,7 +67,7 @@ def log_stream() -> Iterator[io.BytesIO]:
 def _tracing_at(rate: float) -> tuple[Tracing, _CountingProcessor]:
     provider = TracerProvider(sampler=ALWAYS_ON)
     counter = _CountingProcessor()
-    tracing = Tracing(provider, ParentBased(TraceIdRatioBased(rate)))
+    tracing = Tracing(provider, ratio(rate))
     tracing.add_processor(counter)
     return tracing, counter
 
@@ -106,12 +110,40 @@ async def _serve_searches(settings: Settings, tmp_path: Path, corpus: Path, trac
         await store.close()
 
 
-async def test_an_unsampled_request_starts_no_span(settings: Settings, tmp_path: Path, corpus: Path) -> None:
+@pytest.fixture
+def tracing_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Sampling decisions taken, and OpenTelemetry contexts attached by any docserver module."""
+    counts = {"decisions": 0, "attached": 0}
+    decide, attach = SamplingRule.decide, otel_context.attach
+
+    def counting_decide(self: SamplingRule, *args: Any) -> bool:
+        counts["decisions"] += 1
+        return decide(self, *args)
+
+    def counting_attach(context: Any) -> Any:
+        counts["attached"] += 1
+        return attach(context)
+
+    monkeypatch.setattr(SamplingRule, "decide", counting_decide)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("docserver.") and getattr(module, "attach", None) is attach:
+            monkeypatch.setattr(module, "attach", counting_attach)
+    return counts
+
+
+async def test_an_unsampled_request_starts_no_span(
+    settings: Settings, tmp_path: Path, corpus: Path, tracing_work: dict[str, int]
+) -> None:
     tracing_, counter = _tracing_at(0.0)
 
     await _serve_searches(settings, tmp_path, corpus, tracing_, CALLS)
 
+    # Nothing is built for a trace nobody keeps: no span (recorded or the SDK's), no
+    # context attached, and the sampling rule applied once per request, by the middleware.
     assert counter.finished == 0
+    assert counter.sdk_started == 0
+    assert tracing_work["attached"] == 0
+    assert tracing_work["decisions"] == CALLS
 
 
 async def test_a_sampled_request_starts_its_designed_spans(settings: Settings, tmp_path: Path, corpus: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -37,6 +37,7 @@ from docserver.observability.http_trace import RequestSpan, ServerSpans
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
 from docserver.observability.otel_sdk import CountingBatchProcessor
+from docserver.observability.sampling import ratio
 from docserver.observability.tracing import current_exemplar, traceparent
 from docserver.observability.tracing_setup import Tracing, _CountingExporter, sampler_named
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
@@ -207,7 +208,7 @@ def finished() -> InMemorySpanExporter:
 def tracing_at(rate: float, exporter: InMemorySpanExporter) -> Tracing:
     """A Tracing on a private provider (the global one is left alone), set up like configure_tracing's."""
     provider = TracerProvider(sampler=ALWAYS_ON)
-    tracing = Tracing(provider, ParentBased(TraceIdRatioBased(rate)))
+    tracing = Tracing(provider, ratio(rate))
     tracing.add_processor(SimpleSpanProcessor(exporter))
     return tracing
 
@@ -468,7 +469,7 @@ def test_shutdown_is_bounded_when_the_exporter_hangs(metrics: Metrics) -> None:
     provider = TracerProvider()
     provider.add_span_processor(CountingBatchProcessor(exporter, metrics.trace_spans_dropped.labels("queue_full")))
     provider.get_tracer("test").start_span("queued").end()
-    tracing = Tracing(provider, ALWAYS_ON)
+    tracing = Tracing(provider, sampler_named("always_on", None))
 
     started = time.monotonic()
     try:
@@ -496,7 +497,7 @@ def test_shutdown_is_bounded_when_the_exporter_hangs(metrics: Metrics) -> None:
     ],
 )
 def test_standard_sampler_names(name: str, argument: str | None, description: str) -> None:
-    assert sampler_named(name, argument).get_description().startswith(description)
+    assert sampler_named(name, argument).sampler().get_description().startswith(description)
 
 
 @pytest.mark.parametrize(
@@ -522,19 +523,19 @@ import json
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
 from docserver.observability import tracing as t
 from docserver.observability.http_trace import ServerSpans
 from docserver.observability.metrics import Metrics
 from docserver.observability.recorded_span import CurrentSpan
+from docserver.observability.sampling import ratio
 from docserver.observability.tracing_setup import TracingConfig, configure_tracing
 
 RATE, N = 0.25, 4000
 metrics = Metrics(CollectorRegistry(), process_collectors=False)
 tracing = configure_tracing(
     TracingConfig(service_name="svc-under-test", environment="staging", exporter="none",
-                  protocol="http/protobuf", sampler=ParentBased(TraceIdRatioBased(RATE))),
+                  protocol="http/protobuf", sampling=ratio(RATE)),
     metrics.trace_spans_dropped,
 )
 memory = InMemorySpanExporter()

@@ -36,6 +36,7 @@ from docserver.embed.hashing import HashEmbedder
 from docserver.errors import DocserverError
 from docserver.observability import tracing
 from docserver.observability.metrics import Metrics
+from docserver.observability.sampling import ratio
 from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
 from docserver.search import SearchService
@@ -459,7 +460,7 @@ def test_the_command_says_an_unreachable_host_in_one_line(tmp_path: Path) -> Non
 
 async def test_each_fetch_is_a_span_under_the_refresh(sources: Sources) -> None:
     exporter = InMemorySpanExporter()
-    traced = Tracing(TracerProvider(sampler=ALWAYS_ON), ALWAYS_ON)
+    traced = Tracing(TracerProvider(sampler=ALWAYS_ON), ratio(1.0))
     traced.add_processor(SimpleSpanProcessor(exporter))
     site = small_site()
     site.faults["usage.html"] = 503

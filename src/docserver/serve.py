@@ -10,7 +10,6 @@ from types import FrameType
 from typing import Literal
 
 import uvicorn
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import disable_created_metrics
 from starlette.types import ASGIApp
 
@@ -23,6 +22,7 @@ from docserver.mcp.server import build_mcp
 from docserver.observability.freshness import FreshnessCollector, store_records
 from docserver.observability.logging import active_log_writer, get_logger
 from docserver.observability.metrics import LogDropCollector, Metrics
+from docserver.observability.sampling import ratio
 from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing, sampler_named
 from docserver.runtime import Runtime, open_runtime
 from docserver.sources.commands import open_sources
@@ -196,14 +196,14 @@ def start_tracing(settings: Settings, metrics: Metrics | None) -> Tracing | None
 
 def tracing_config(settings: Settings) -> TracingConfig:
     if settings.telemetry.traces_sampler:
-        sampler = sampler_named(settings.telemetry.traces_sampler, settings.telemetry.traces_sampler_arg)
+        sampling = sampler_named(settings.telemetry.traces_sampler, settings.telemetry.traces_sampler_arg)
     else:
-        sampler = ParentBased(TraceIdRatioBased(settings.telemetry.trace_sample_rate))
+        sampling = ratio(settings.telemetry.trace_sample_rate)
     return TracingConfig(
         service_name=settings.telemetry.service_name,
         environment=settings.telemetry.environment,
         exporter=settings.telemetry.traces_exporter or "otlp",
         protocol=settings.telemetry.otlp_protocol,
-        sampler=sampler,
+        sampling=sampling,
         endpoint=settings.telemetry.otlp_endpoint,
     )

@@ -82,7 +82,7 @@ class ServerSpans:
         state = parse_tracestate(tracestate) if tracestate else None
         parent = parse_traceparent(traceparent, state) if traceparent else None
         trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
-        if not self._tracing.decide(parent, trace_id, name):
+        if not self._tracing.decide(parent, trace_id):
             context = TraceContext(trace_id, random.getrandbits(64) or 1, False, state)
             # Baggage still travels on to outbound calls; it is rare, so only then is a context attached.
             token = attach(_BAGGAGE.extract({"baggage": ",".join(baggage)})) if baggage else None

@@ -2,11 +2,11 @@
 
 Tracing starts only when a collector is named (OTEL_EXPORTER_OTLP_ENDPOINT or
 OTEL_TRACES_EXPORTER); the settings decide that at the edge. The configured
-sampler (`OTEL_TRACE_SAMPLE_RATE`, or a standard `OTEL_TRACES_SAMPLER`) is run
-once per request, by the HTTP middleware, through `Tracing.decide`. The
-provider itself samples everything it is asked for (ALWAYS_ON): spans are
-only ever started under a request that was decided sampled, so the sampler
-never runs twice and an unsampled request never reaches the SDK.
+sampling rule (`OTEL_TRACE_SAMPLE_RATE`, or a standard `OTEL_TRACES_SAMPLER`;
+sampling.py) is applied once per request, by the HTTP middleware, through
+`Tracing.decide`. The provider itself samples everything it is asked for
+(ALWAYS_ON): spans are only ever started under a request that was decided
+sampled, so nothing decides twice and an unsampled request never reaches the SDK.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
+from opentelemetry.trace import SpanContext
 
 from docserver import __version__
 from docserver.errors import ConfigError
@@ -34,9 +33,9 @@ from docserver.observability import tracing
 from docserver.observability.logging import get_logger
 from docserver.observability.otel_sdk import CountingBatchProcessor
 from docserver.observability.recorded_span import SpanRecorder
+from docserver.observability.sampling import SamplingRule
 
 log = get_logger("docserver.tracing")
-_EMPTY = Context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +46,7 @@ class TracingConfig:
     environment: str
     exporter: str  # otlp | console | none
     protocol: str  # http/protobuf | grpc
-    sampler: Sampler
+    sampling: SamplingRule
     endpoint: str | None = None
 
 
@@ -86,9 +85,11 @@ class _CountingExporter(SpanExporter):
 class Tracing:
     """The configured provider, plus the per-request decision the middleware takes."""
 
-    def __init__(self, provider: TracerProvider, sampler: Sampler, exporter: _CountingExporter | None = None) -> None:
+    def __init__(
+        self, provider: TracerProvider, sampling: SamplingRule, exporter: _CountingExporter | None = None
+    ) -> None:
         self.provider = provider
-        self.sampler = sampler
+        self.sampling = sampling
         self._exporter = exporter
         self.recorder = SpanRecorder(provider.resource, InstrumentationScope("docserver", __version__))
         """Records every docserver span (recorded_span.py); the provider stays the global one for other libraries."""
@@ -102,14 +103,11 @@ class Tracing:
         self.provider.add_span_processor(processor)
         self.recorder.add_processor(processor)
 
-    def decide(self, parent: SpanContext | None, trace_id: int | None = None, name: str = "request") -> bool:
-        """Run the configured sampler, once, for work with this parent (None: a new trace)."""
-        # An explicit empty context for a new trace: None would make the sampler look at the current one.
-        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else _EMPTY
+    def decide(self, parent: SpanContext | None, trace_id: int | None = None) -> bool:
+        """Apply the sampling rule, once, to work with this parent (None: a new trace)."""
         if trace_id is None:
             trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
-        decision = self.sampler.should_sample(context, trace_id, name, SpanKind.SERVER).decision
-        return decision is Decision.RECORD_AND_SAMPLE
+        return self.sampling.decide(parent, trace_id)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Export what is queued, within `timeout` seconds (called once, at exit).
@@ -130,17 +128,17 @@ class Tracing:
             log.warning("trace_shutdown_timed_out", timeout_s=timeout, action="queued spans were dropped")
 
 
-_SAMPLERS: dict[str, Callable[[float], Sampler]] = {
-    "always_on": lambda rate: ALWAYS_ON,
-    "always_off": lambda rate: ALWAYS_OFF,
-    "traceidratio": lambda rate: TraceIdRatioBased(rate),
-    "parentbased_always_on": lambda rate: ParentBased(ALWAYS_ON),
-    "parentbased_always_off": lambda rate: ParentBased(ALWAYS_OFF),
-    "parentbased_traceidratio": lambda rate: ParentBased(TraceIdRatioBased(rate)),
+_SAMPLERS: dict[str, Callable[[float], SamplingRule]] = {
+    "always_on": lambda rate: SamplingRule(1.0, parent_based=False, named="always_on"),
+    "always_off": lambda rate: SamplingRule(0.0, parent_based=False, named="always_off"),
+    "traceidratio": lambda rate: SamplingRule(rate, parent_based=False),
+    "parentbased_always_on": lambda rate: SamplingRule(1.0, named="always_on"),
+    "parentbased_always_off": lambda rate: SamplingRule(0.0, named="always_off"),
+    "parentbased_traceidratio": lambda rate: SamplingRule(rate),
 }
 
 
-def sampler_named(name: str, argument: str | None) -> Sampler:
+def sampler_named(name: str, argument: str | None) -> SamplingRule:
     """The standard OTEL_TRACES_SAMPLER values; ConfigError for anything else.
 
     The SDK reads the same variables itself, but falls back to its default on
@@ -175,7 +173,7 @@ def configure_tracing(config: TracingConfig, dropped: Any | None = None) -> Trac
     counting = None
     if exporter is not None:
         counting = _CountingExporter(exporter, dropped.labels("export_failed") if dropped is not None else None)
-    result = Tracing(provider, config.sampler, counting)
+    result = Tracing(provider, config.sampling, counting)
     if counting is not None:
         result.add_processor(
             CountingBatchProcessor(counting, dropped.labels("queue_full") if dropped is not None else None)
