@@ -414,8 +414,7 @@ async def search_vector(
 
     A filter `declined` notes as past the thresholds at the corpus version the HNSW
     statement sees goes to the index alone; at another version it is decided again.
-    A filtered search through the index keeps `filtered_ef_search` candidates
-    (`hnsw.ef_search` for that statement alone) when given; one without a filter, the connection's.
+    A filtered search through the index keeps `filtered_ef_search` candidates when given (that statement alone).
     """
     condition, params = _source_condition("c.source", source)
     rows: list[tuple[Any, ...]] | None = None
@@ -451,14 +450,12 @@ async def _nearest_indexed(
 ) -> list[tuple[Any, ...]]:
     """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`); with `ef_search`,
     that many candidates for this statement alone (set locally in its own transaction), else the connection's."""
-    query = search_vector_sql(filtered=condition, limit=limit)
+    query, values = search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params)
     if ef_search is None:
-        cursor = await conn.execute(query, (vector, *params, *params))
-        return await cursor.fetchall()
+        return await (await conn.execute(query, values)).fetchall()
     async with conn.transaction():
         await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(int(ef_search)),))
-        cursor = await conn.execute(query, (vector, *params, *params))
-        return await cursor.fetchall()
+        return await (await conn.execute(query, values)).fetchall()
 
 
 async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
