@@ -280,23 +280,31 @@ def exact_at_most(chunks: int, share: float | None = None) -> Iterator[None]:
         postgres_exact.EXACT_AT_MOST, postgres_exact.EXACT_BELOW_SHARE = saved
 
 
-async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dict[str, Any]]:
+async def exact_cost(
+    url: str, options: PostgresOptions, calls: int, together: int = 4, search: bool = False
+) -> list[dict[str, Any]]:
     """What a filtered vector search costs, exact and through HNSW, against the chunks the filter holds.
 
     The filters: the newest version of each source alone, smallest first, then the
-    smallest 2, 3 and 4 of them together. For each: chunks, distinct vectors, p50 / p95 ms of the
+    smallest 2, 3 ... `together` of them together. For each: chunks, distinct vectors, p50 / p95 ms of the
     exact search (80 candidates, whatever the thresholds), of the HNSW search, and of
-    the store's own choice between them (its thresholds: for a filter past them, the
-    capped read of its ids, then HNSW); and recall@10 of each against a full scan.
+    the store's own choice between them (the thresholds in effect, --exact-at-most and
+    --exact-below-share or the store's: for a filter past them, the capped read of its
+    ids, then HNSW); and recall@10 of each against a full scan. With `search`, also p50 / p95 ms
+    of SearchService.search (limit 5, both retrievers fused, caches off) by a caller whose
+    share is the filter's sources (`within`), with the store's choice.
     """
+    thresholds = postgres_exact.EXACT_AT_MOST, postgres_exact.EXACT_BELOW_SHARE
     embedder = HashEmbedder()
     questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
-    vectors = list(await embedder.embed([questions[n % len(questions)] for n in range(calls + 50)]))
+    queries = [questions[n % len(questions)] for n in range(calls + 50)]
+    vectors = list(await embedder.embed(queries))
     recall_vectors = vectors[: len(questions) : 2]
     store = PostgresStore(url, options)
     await store.open()
     try:
-        catalog = await SearchService(store, embedder, cache_size=0).catalog(await store.corpus_version())
+        service = SearchService(store, embedder, cache_size=0, fusion=Fusion(1.0, 1.0))
+        catalog = await service.catalog(await store.corpus_version())
         newest = catalog.searched(None, None)
         assert isinstance(newest, tuple), newest
         async with store._ready_pool().connection() as conn:
@@ -305,7 +313,7 @@ async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dic
             )
             sizes = await cursor.fetchall()
         names = [name for name, _ in sizes]
-        chosen = [(name,) for name in names] + [tuple(names[:n]) for n in range(2, min(4, len(names)) + 1)]
+        chosen = [(name,) for name in names] + [tuple(names[:n]) for n in range(2, min(together, len(names)) + 1)]
         points = []
         for sources in chosen:
             async with store._ready_pool().connection() as conn:
@@ -317,6 +325,7 @@ async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dic
             point: dict[str, Any] = {"sources": list(sources), "chunks": row[0], "distinct_vectors": row[1]}
             truth = [await exact_distances(store, vector, sources) for vector in recall_vectors]
             for name, threshold, share in (("exact", 2**62, float("inf")), ("index", -1, None)):
+                store.declined = postgres_exact.Declined()  # each way decides afresh (the index's way notes declines)
                 with exact_at_most(threshold, share):
                     latency = await timed(
                         calls, lambda n, s=sources: store.search_vector(vectors[n], source=s, limit=CANDIDATES)
@@ -324,11 +333,21 @@ async def exact_cost(url: str, options: PostgresOptions, calls: int) -> list[dic
                     point[f"{name}_p50_ms"], point[f"{name}_p95_ms"] = latency["p50_ms"], latency["p95_ms"]
                     point[f"{name}_recall"] = await recall_at_10(store, recall_vectors, sources, truth)
 
-            with exact_at_most(STORE_EXACT_AT_MOST):  # what the store itself does: exact, or HNSW past its thresholds
+            store.declined = postgres_exact.Declined()
+            with exact_at_most(*thresholds):  # what the store itself does: exact, or HNSW past its thresholds
                 latency = await timed(
                     calls, lambda n, s=sources: store.search_vector(vectors[n], source=s, limit=CANDIDATES)
                 )
+                point["store_recall"] = await recall_at_10(store, recall_vectors, sources, truth)
             point["store_p50_ms"], point["store_p95_ms"] = latency["p50_ms"], latency["p95_ms"]
+            if search:  # a caller whose share is these sources (`within`) searching without `source`
+                store.declined = postgres_exact.Declined()
+                with exact_at_most(*thresholds):
+                    latency = await timed(
+                        calls,
+                        lambda n, s=frozenset(sources): service.search(queries[n], limit=5, within=s),
+                    )
+                point["search_p50_ms"], point["search_p95_ms"] = latency["p50_ms"], latency["p95_ms"]
             points.append(point)
             print(json.dumps({k: v if isinstance(v, list) else round(v, 3) for k, v in point.items()}), flush=True)
     finally:
@@ -437,6 +456,8 @@ def measure(
 ) -> dict[str, Any]:
     name = f"bench_{size}_m{args.m}_ef{args.ef_construction}" + ("" if args.corpus == "replicated" else "_products")
     options = PostgresOptions(min_size=1, max_size=2, hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
+    if args.filtered_ef_search is not None:
+        options = replace(options, hnsw_filtered_ef_search=args.filtered_ef_search)
     row = built(server, name)
     if row is None:
         chosen = list((copies if args.corpus == "replicated" else product_copies)(size, sets))
@@ -451,11 +472,22 @@ def measure(
     try:
         one_source = "python-0" if args.corpus == "replicated" else "python"
         threshold = STORE_EXACT_AT_MOST if args.exact_at_most is None else args.exact_at_most
+        share = postgres_exact.EXACT_BELOW_SHARE if args.exact_below_share is None else args.exact_below_share
         row["exact_at_most"] = threshold
-        row["exact_below_share"] = postgres_exact.EXACT_BELOW_SHARE
-        with exact_at_most(threshold):
+        row["exact_below_share"] = share
+        row["filtered_ef_search"] = options.hnsw_filtered_ef_search
+        with exact_at_most(threshold, share):
             if args.exact_cost or args.exact_cost_only:
-                row["exact_cost"] = asyncio.run(exact_cost(server.url(name), options, args.calls))
+                row["exact_cost"] = asyncio.run(
+                    exact_cost(
+                        server.url(name),
+                        # every search here is filtered: through HNSW, at the store's filtered ef_search
+                        replace(options, hnsw_ef_search=args.ef_search[0]),
+                        args.calls,
+                        args.exact_cost_together,
+                        args.exact_cost_search,
+                    )
+                )
             if not args.exact_cost_only:
                 row |= asyncio.run(
                     sweep(server.url(name), args.ef_search, options, args.calls, args.compare_unpruned, one_source)
@@ -542,9 +574,31 @@ def main() -> None:
         "--exact-cost",
         action="store_true",
         help="first time exact and HNSW searches against the chunks a filter holds (newest versions, "
-        "one source, then more together)",
+        "one source, then more together), the HNSW ones at the filtered ef_search",
     )
     parser.add_argument("--exact-cost-only", action="store_true", help="--exact-cost, and no sweep")
+    parser.add_argument(
+        "--exact-cost-together",
+        type=int,
+        default=4,
+        help="--exact-cost also measures the smallest 2, 3 ... this many sources together (default 4)",
+    )
+    parser.add_argument(
+        "--filtered-ef-search",
+        type=int,
+        help="hnsw.ef_search of a filtered search through HNSW (default: the store's; --ef-search sets the others')",
+    )
+    parser.add_argument(
+        "--exact-cost-search",
+        action="store_true",
+        help="--exact-cost also times the whole search of each filter (a caller whose share is its sources)",
+    )
+    parser.add_argument(
+        "--exact-below-share",
+        type=float,
+        help="search a filter exactly only when it holds fewer chunks than this share of the distinct vectors "
+        "(default: the store's EXACT_BELOW_SHARE)",
+    )
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()

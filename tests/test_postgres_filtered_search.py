@@ -14,6 +14,7 @@ vectors and may still miss some of the filter's nearest.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,14 @@ DIMENSION = 16
 EF_SEARCH = 40
 CANDIDATES = 80
 """What a search of 20 results asks the vector index for: more than EF_SEARCH."""
-OPTIONS = PostgresOptions(min_size=1, max_size=2, hnsw_m=8, hnsw_ef_construction=16, hnsw_ef_search=EF_SEARCH)
+OPTIONS = PostgresOptions(
+    min_size=1,
+    max_size=2,
+    hnsw_m=8,
+    hnsw_ef_construction=16,
+    hnsw_ef_search=EF_SEARCH,
+    hnsw_filtered_ef_search=EF_SEARCH,
+)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +166,31 @@ async def test_a_filter_of_few_chunks_finds_its_exact_nearest(url: str, source: 
             assert [1.0 - item.score for item in ranked] == pytest.approx([d for d, _ in truth], abs=1e-5)
     finally:
         await store.close()
+
+
+async def test_a_filtered_search_through_the_index_keeps_the_filtered_ef_search_for_that_statement_alone(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the thresholds (here: every filter) a filtered search keeps hnsw_filtered_ef_search candidates:
+    # more of the filter's true nearest than at the connection's ef_search, which the connection keeps.
+    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", -1)
+    queries = np.random.default_rng(7).standard_normal((30, DIMENSION)).astype(np.float32)
+    expected = [{chunk_id for _, chunk_id in truth} for truth in exact_nearest(url, ["source-3"], queries)]
+    found: dict[int, int] = {}
+    for ef in (EF_SEARCH, 400):
+        store = PostgresStore(url, replace(OPTIONS, max_size=1, hnsw_filtered_ef_search=ef))
+        await store.open()
+        try:
+            found[ef] = 0
+            for query, truth in zip(queries, expected, strict=True):
+                ranked = await store.search_vector(query, source="source-3", limit=10)
+                found[ef] += len({item.chunk_id for item in ranked} & truth)
+            async with store._ready_pool().connection() as conn:  # the one connection the searches used
+                cursor = await conn.execute("SELECT current_setting('hnsw.ef_search')")
+                assert await cursor.fetchone() == (str(EF_SEARCH),)
+        finally:
+            await store.close()
+    assert found[EF_SEARCH] < found[400] <= 10 * len(queries), found
 
 
 def run_exact(url: str, sources: list[str]) -> tuple[list[Any], str]:

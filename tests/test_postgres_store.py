@@ -80,11 +80,16 @@ def test_a_postgresql_url_selects_the_postgres_store(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DOCSERVER_DATABASE_URL", f"postgresql://docserver:{PASSWORD}@db.example.com:5432/docs")
     monkeypatch.setenv("DOCSERVER_DB_POOL_MAX_SIZE", "7")
     monkeypatch.setenv("DOCSERVER_HNSW_EF_SEARCH", "123")
+    monkeypatch.setenv("DOCSERVER_HNSW_FILTERED_EF_SEARCH", "456")
     settings = load_settings()
     store = open_store(settings)
     assert isinstance(store, PostgresStore)
     assert store.backend == settings.store.backend == "postgresql"
-    assert (store.options.max_size, store.options.hnsw_ef_search) == (7, 123)
+    assert (store.options.max_size, store.options.hnsw_ef_search, store.options.hnsw_filtered_ef_search) == (
+        7,
+        123,
+        456,
+    )
     assert PASSWORD not in store.where
     assert PASSWORD in settings.secrets()  # so the log redactor masks it wherever it turns up
 

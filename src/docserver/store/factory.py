@@ -25,6 +25,7 @@ def open_store(settings: Settings, metrics: Metrics | None = None) -> Store:
             hnsw_m=settings.store.hnsw_m,
             hnsw_ef_construction=settings.store.hnsw_ef_construction,
             hnsw_ef_search=settings.store.hnsw_ef_search,
+            hnsw_filtered_ef_search=settings.store.hnsw_filtered_ef_search,
         )
         return PostgresStore(settings.store.url, options, instruments=instruments, slow_seconds=slow_seconds)
     return SqliteStore(settings.store.sqlite_path, instruments=instruments, slow_seconds=slow_seconds)

@@ -278,7 +278,13 @@ class PostgresStore(StoreCore):
         if not np.any(array) or source == ():
             return []
         ranked: list[RankedId] = await self._read(
-            "search_vector", postgres_sql.search_vector, array, source, limit, self.declined
+            "search_vector",
+            postgres_sql.search_vector,
+            array,
+            source,
+            limit,
+            self.declined,
+            self.options.hnsw_filtered_ef_search,
         )
         return ranked
 

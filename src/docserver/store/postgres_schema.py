@@ -52,6 +52,9 @@ class PostgresOptions:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
     hnsw_ef_search: int = 400
+    hnsw_filtered_ef_search: int | None = None
+    """`hnsw.ef_search` of a search under a filter that goes through the HNSW index; None: `hnsw_ef_search`
+    (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
 
 
 # -- setting up a database ------------------------------------------------------------

@@ -403,12 +403,18 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
 
 
 async def search_vector(
-    conn: Connection, vector: Vectors, source: SourceFilter, limit: int, declined: Declined | None = None
+    conn: Connection,
+    vector: Vectors,
+    source: SourceFilter,
+    limit: int,
+    declined: Declined | None = None,
+    filtered_ef_search: int | None = None,
 ) -> list[RankedId]:
     """The HNSW index's nearest chunks; exact instead when the filter holds few chunks (postgres_exact).
 
     A filter `declined` notes as past the thresholds at the corpus version the HNSW
     statement sees goes to the index alone; at another version it is decided again.
+    A filtered search through the index keeps `filtered_ef_search` candidates when given (that statement alone).
     """
     condition, params = _source_condition("c.source", source)
     rows: list[tuple[Any, ...]] | None = None
@@ -416,7 +422,7 @@ async def search_vector(
         names = [source] if isinstance(source, str) else list(source)
         noted = declined.version(names) if declined is not None else None
         if noted is not None:
-            indexed = await _nearest_indexed(conn, vector, condition, params, limit)
+            indexed = await _nearest_indexed(conn, vector, condition, params, limit, filtered_ef_search)
             if indexed and indexed[0][2] == noted:
                 rows = indexed  # nothing committed since: still past the thresholds
             elif declined is not None:
@@ -426,7 +432,8 @@ async def search_vector(
             if rows is None and declined is not None:
                 declined.note(names, version)
     if rows is None:
-        rows = await _nearest_indexed(conn, vector, condition, params, limit)
+        ef_search = filtered_ef_search if source is not None else None
+        rows = await _nearest_indexed(conn, vector, condition, params, limit, ef_search)
     ranked = [RankedId(row[0], 1.0 - float(row[1])) for row in rows]
     # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
     # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
@@ -434,11 +441,21 @@ async def search_vector(
 
 
 async def _nearest_indexed(
-    conn: Connection, vector: Vectors, condition: sql.SQL, params: tuple[Any, ...], limit: int
+    conn: Connection,
+    vector: Vectors,
+    condition: sql.SQL,
+    params: tuple[Any, ...],
+    limit: int,
+    ef_search: int | None = None,
 ) -> list[tuple[Any, ...]]:
-    """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`)."""
-    cursor = await conn.execute(search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params))
-    return await cursor.fetchall()
+    """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`); with `ef_search`,
+    that many candidates for this statement alone (set locally in its own transaction), else the connection's."""
+    query, values = search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params)
+    if ef_search is None:
+        return await (await conn.execute(query, values)).fetchall()
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(int(ef_search)),))
+        return await (await conn.execute(query, values)).fetchall()
 
 
 async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
