@@ -14,6 +14,10 @@ a sink in another process, so encoding and sending count, receiving does not.
 The calls are result-cache hits after the first few, the cheapest call there
 is; `--searches` turns the cache off, so every call searches the store (and a
 sampled one has the store's spans under its server spans).
+
+Every run has OPENBLAS_NUM_THREADS=1 and PYTHONHASHSEED=0, as in
+bench/server_instructions.py (which says why): otherwise OpenBLAS's spinning
+worker and per-process hash seeds move a call's count by tens of k.
 """
 
 from __future__ import annotations
@@ -117,7 +121,14 @@ def main() -> None:
     try:
         for name in args.configs:
             extra = CONFIGS[name]
-            env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **extra}
+            env = {
+                **base,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+                "OPENBLAS_NUM_THREADS": "1",
+                "PYTHONHASHSEED": "0",
+                **extra,
+            }
             if args.searches:
                 env["DOCSERVER_CACHE_SIZE"] = "0"
             totals = (instructions(env, args.calls[0], corpus, work), instructions(env, args.calls[1], corpus, work))
