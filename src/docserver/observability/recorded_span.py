@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.context import attach, detach
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -219,14 +219,16 @@ class CurrentSpan:
     `start_as_current_span` does, an exception leaving the block is recorded and
     sets the status to error (a `BaseException` such as a cancellation is not)."""
 
-    __slots__ = ("_token", "span")
+    __slots__ = ("_context", "_token", "span")
 
-    def __init__(self, span: RecordedSpan) -> None:
+    def __init__(self, span: RecordedSpan, context: Context | None = None) -> None:
         self.span = span
+        self._context = context
+        """The context the span joins (the current one when None)."""
         self._token: Any = None
 
     def __enter__(self) -> RecordedSpan:
-        self._token = attach(set_span_in_context(self.span))
+        self._token = attach(set_span_in_context(self.span, self._context))
         return self.span
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback_: Any) -> None:
