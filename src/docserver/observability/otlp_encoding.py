@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, StatusCode
 
 from docserver.observability.protowire import varint
 from docserver.observability.recorded_span import FinishedSpan
@@ -146,7 +146,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     assert context is not None, "a finished span has a context"
     dropped = (span.dropped_attributes, span.dropped_events, span.dropped_links)
     return _span(
-        context,
+        b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        context.trace_state,
         span.parent,
         span.name,
         span.kind,
@@ -170,7 +171,8 @@ def encode_finished(finished: FinishedSpan) -> bytes:
     span = finished.recorded
     times = (span.start, finished.end_time or 0)
     return _span(
-        span.context,
+        b"\x0a\x10" + span.trace_id.to_bytes(16, "big") + b"\x12\x08" + span.span_id.to_bytes(8, "big"),
+        span.context.trace_state,
         span.parent,
         span.name,
         span.kind,
@@ -184,7 +186,8 @@ def encode_finished(finished: FinishedSpan) -> bytes:
 
 
 def _span(
-    context: SpanContext,
+    ids: bytes,
+    state: Any,
     parent: SpanContext | None,
     name: str,
     kind: SpanKind,
@@ -195,13 +198,15 @@ def _span(
     status: Any,
     dropped: tuple[int, int, int],
 ) -> bytes:
-    """trace.v1.Span from its fields, without its outer tag; `dropped`: attributes, events and links."""
-    parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")]
-    state = context.trace_state
-    if state:
+    """trace.v1.Span from its fields, without its outer tag; `ids`: its trace and span id fields,
+    `state`: its context's tracestate; `dropped`: attributes, events and links."""
+    parts = [ids]
+    if state is not DEFAULT_TRACE_STATE and state:  # the shared empty one, mostly: no length asked
         parts.append(_text(b"\x1a", ",".join(f"{key}={value}" for key, value in state.items())))
+    remote = False
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        remote = parent.is_remote
     parts.append(_name(name))
     parts.append(_KIND[kind])
     parts.append(_TIMES.pack(0x39, times[0], 0x41, times[1]))
@@ -217,7 +222,7 @@ def _span(
     if dropped[2]:
         parts.append(b"\x70" + varint(dropped[2]))
     parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET else _field(b"\x7a", _status(status)))
-    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
+    parts.append(_REMOTE_FLAGS if remote else _LOCAL_FLAGS)
     return b"".join(parts)
 
 

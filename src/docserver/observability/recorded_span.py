@@ -61,8 +61,9 @@ class SpanRecorder:
         if trace_id is None:
             trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
         state = parent.trace_state if parent is not None else None
-        context = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED, state)
-        return RecordedSpan(name, context, parent, attributes, links, self, kind)
+        span_id = random.getrandbits(64) or 1
+        context = SpanContext(trace_id, span_id, False, _SAMPLED, state)
+        return RecordedSpan(name, context, parent, attributes, links, self, kind, trace_id, span_id)
 
     def finish(self, span: ReadableSpan) -> None:
         for processor in self._processors:
@@ -127,8 +128,10 @@ class RecordedSpan(Span):
         "links",
         "name",
         "parent",
+        "span_id",
         "start",
         "status",
+        "trace_id",
     )
 
     def __init__(
@@ -139,9 +142,14 @@ class RecordedSpan(Span):
         attributes: dict[str, Any],
         links: Sequence[Link],
         recorder: SpanRecorder,
-        kind: SpanKind = SpanKind.SERVER,
+        kind: SpanKind,
+        trace_id: int,
+        span_id: int,
     ) -> None:
         self.start = time.time_ns()
+        # The context's ids as plain ints too: the OTLP encoder reads them without two property calls.
+        self.trace_id = trace_id
+        self.span_id = span_id
         self.name = name
         self.kind = kind
         self.context = context
