@@ -31,7 +31,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, set_span_in_context
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_UNSET = Status(StatusCode.UNSET)
+UNSET_STATUS = Status(StatusCode.UNSET)
+"""A recorded span's status until one is set (the OTLP encoder knows it by identity)."""
 
 
 class SpanRecorder:
@@ -83,7 +84,7 @@ class FinishedSpan(ReadableSpan):
     resource and scope.
     """
 
-    __slots__ = ("group", "recorded")
+    __slots__ = ("end", "group", "recorded")
 
     def __init__(
         self,
@@ -113,6 +114,8 @@ class FinishedSpan(ReadableSpan):
         )
         self.recorded = recorded
         self.group = group
+        self.end = end
+        """`end_time`, read as a plain field."""
 
 
 class RecordedSpan(Span):
@@ -157,7 +160,7 @@ class RecordedSpan(Span):
         self.attributes = attributes
         self.links = tuple(links)
         self.events: tuple[Event, ...] = ()
-        self.status = _UNSET
+        self.status = UNSET_STATUS
         self.ended = False
         self._recorder = recorder
 
