@@ -1,7 +1,7 @@
 """Observability overhead in instructions: steadier than CPU time on a shared machine.
 
     python bench/instructions.py [--calls 100 400] [--configs off ...] [--searches]
-                                 [--out bench/results/instructions.json]
+                                 [--schedule-delay 200] [--out bench/results/instructions.json]
 
 Each configuration runs an in-process search_docs loop (the real app through
 ASGI, cache on, the test corpus) under `valgrind --tool=callgrind`, twice:
@@ -10,10 +10,18 @@ instructions (log writer, SQLite threads, span exporter included); the
 difference of the two totals divided by the difference of the call counts is
 the cost of one call, start-up excluded. Trace export goes over OTLP/HTTP to
 a sink in another process, so encoding and sending count, receiving does not.
+The batch processor exports every 200 ms by default (`--schedule-delay`, ms):
+under valgrind's slowdown that is an HTTP export every call or two, so the
+count charges a sampled call most of one; at 5000 (the SDK's default) one
+export carries many calls' spans, as on a busy server.
 
 The calls are result-cache hits after the first few, the cheapest call there
 is; `--searches` turns the cache off, so every call searches the store (and a
 sampled one has the store's spans under its server spans).
+
+Every run has OPENBLAS_NUM_THREADS=1 and PYTHONHASHSEED=0, as in
+bench/server_instructions.py (which says why): otherwise OpenBLAS's spinning
+worker and per-process hash seeds move a call's count by tens of k.
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/instructions.json"))
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--searches", action="store_true", help="result cache off: every call searches")
+    parser.add_argument("--schedule-delay", type=int, default=200, help="OTEL_BSP_SCHEDULE_DELAY, ms")
     args = parser.parse_args()
     corpus = Path(__file__).resolve().parent.parent / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-callgrind-"))
@@ -117,7 +126,14 @@ def main() -> None:
     try:
         for name in args.configs:
             extra = CONFIGS[name]
-            env = {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_BSP_SCHEDULE_DELAY": "200", **extra}
+            env = {
+                **base,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+                "OTEL_BSP_SCHEDULE_DELAY": str(args.schedule_delay),
+                "OPENBLAS_NUM_THREADS": "1",
+                "PYTHONHASHSEED": "0",
+                **extra,
+            }
             if args.searches:
                 env["DOCSERVER_CACHE_SIZE"] = "0"
             totals = (instructions(env, args.calls[0], corpus, work), instructions(env, args.calls[1], corpus, work))

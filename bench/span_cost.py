@@ -9,7 +9,8 @@ subtracted. Operations: a prometheus_client counter and histogram against
 docserver's lean families, a correlation id, a fast-path log line, an SDK
 span against a recorded server span (each handed to a span processor), a
 child span made current while it runs (a store query's) by the SDK's tracer
-and by docserver's `tracing.span`, and
+and by docserver's `tracing.span`, a histogram's exemplar inside a sampled
+request (less entering and leaving the request, measured alone), and
 the OTLP encoding of one span as the SDK's exporter does it and as docserver's
 exporter does it (otlp_encoding.py), of an SDK span and of a recorded one.
 """
@@ -84,6 +85,17 @@ def recorded_child_span():
     with tracing.span("search_text chunks", SpanKind.CLIENT, STORE):
         pass
 
+# A histogram's exemplar inside a sampled request (under the server span above).
+request = tracing.TraceContext.of(tracing.trace.get_current_span().get_span_context())
+
+def exemplar_in_request():
+    token = tracing.enter_request(request)
+    tracing.current_exemplar()
+    tracing.leave_request(token)
+
+def request_alone():
+    tracing.leave_request(tracing.enter_request(request))
+
 finished = []
 for _ in range(100):
     span = tracer.start_span("POST /mcp", kind=SpanKind.SERVER, attributes=ATTRIBUTES)
@@ -134,6 +146,8 @@ OPERATIONS = {
     "recorded server span (start, attribute, end)": recorded_span,
     "SDK child span, current while it runs (start_as_current_span)": sdk_child_span,
     "recorded child span, current while it runs (tracing.span)": recorded_child_span,
+    "exemplar in a sampled request (with entering and leaving it)": exemplar_in_request,
+    "entering and leaving a request alone": request_alone,
     "OTLP encoding, per span (x100)": encode_100,
     "docserver's OTLP encoding, per span (x100)": lean_encode_100,
     "docserver's OTLP encoding, per recorded span (x100)": lean_encode_recorded_100,
@@ -167,6 +181,8 @@ NAMES = [
     "recorded server span (start, attribute, end)",
     "SDK child span, current while it runs (start_as_current_span)",
     "recorded child span, current while it runs (tracing.span)",
+    "exemplar in a sampled request (with entering and leaving it)",
+    "entering and leaving a request alone",
     "OTLP encoding, per span (x100)",
     "docserver's OTLP encoding, per span (x100)",
     "docserver's OTLP encoding, per recorded span (x100)",

@@ -635,6 +635,35 @@ def test_histogram_exemplars_come_from_the_current_span_when_tracing_is_on() -> 
     assert new_metrics(load_settings(), CollectorRegistry()).exemplar() is None
 
 
+def test_an_exemplar_is_of_the_request_trace_and_of_a_meta_reparented_one_inside_it() -> None:
+    # current_exemplar answers from the request's record, made once: it must follow an MCP
+    # span that `_meta` reparents into another trace, and come back when that span ends.
+    from opentelemetry.context import attach, detach
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import set_span_in_context
+
+    from docserver.mcp.observe import _Current
+    from docserver.observability import tracing as t
+    from docserver.observability.recorded_span import SpanRecorder
+
+    recorder = SpanRecorder(Resource.create({}), InstrumentationScope("test"))
+    http = recorder.start("POST /mcp", None, {})
+    http_trace = {"trace_id": format(http.get_span_context().trace_id, "032x")}
+    request = t.enter_request(t.TraceContext.of(http.get_span_context()))
+    attached = attach(set_span_in_context(http))
+    try:
+        assert current_exemplar() == http_trace
+        meta_parent = parse_traceparent([VALID])
+        with _Current(recorder.start("tools/call search_docs", meta_parent, {}), reparented=True):
+            assert current_exemplar() == {"trace_id": TRACE_ID}
+        assert current_exemplar() == http_trace
+    finally:
+        detach(attached)
+        t.leave_request(request)
+    assert current_exemplar() is None  # no request, no span: the current one is invalid
+
+
 def test_rate_025_samples_a_quarter_of_new_traces(configured: dict[str, Any]) -> None:
     n, sampled = configured["n"], configured["sampled"]
     sigma = (n * 0.25 * 0.75) ** 0.5

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from mcp.server.context import CallNext, ServerRequestContext
@@ -203,21 +203,35 @@ def _server_span(
         # Reparented by `_meta`: the HTTP server span is linked, so both traces lead to each other.
         links=[Link(http, {"docserver.link": "http_server_span"})] if http is not None else (),
     )
-    return _current(span, reparented)
+    return _Current(span, reparented)
 
 
-@contextmanager
-def _current(span: RecordedSpan, reparented: bool) -> Iterator[RecordedSpan]:
-    """The span is the current one for the layers below; one `_meta` reparented is also the request's trace."""
-    token = attach(set_span_in_context(span))
-    request = tracing.enter_request(TraceContext.of(span.get_span_context())) if reparented else None
-    try:
-        yield span
-    finally:
-        span.end()
-        if request is not None:
-            tracing.leave_request(request)
-        detach(token)
+class _Current:
+    """The span is the current one for the layers below; one `_meta` reparented is also the request's trace.
+
+    A class rather than a generator-based context manager: fewer calls per sampled message.
+    """
+
+    __slots__ = ("_reparented", "_request", "_token", "span")
+
+    def __init__(self, span: RecordedSpan, reparented: bool) -> None:
+        self.span = span
+        self._reparented = reparented
+        self._token: Any = None
+        self._request: Any = None
+
+    def __enter__(self) -> RecordedSpan:
+        span = self.span
+        self._token = attach(set_span_in_context(span))
+        if self._reparented:
+            self._request = tracing.enter_request(TraceContext.of(span.get_span_context()))
+        return span
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.span.end()
+        if self._request is not None:
+            tracing.leave_request(self._request)
+        detach(self._token)
 
 
 def _meta_parent(meta: Mapping[str, Any]) -> Any:

@@ -21,10 +21,10 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, StatusCode
 
 from docserver.observability.protowire import varint
-from docserver.observability.recorded_span import FinishedSpan
+from docserver.observability.recorded_span import UNSET_STATUS, FinishedSpan
 
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -35,7 +35,7 @@ _MAX_CACHED_KEYS = 4096
 
 # The fields every span has, written in one piece: the kind (INTERNAL is 0 here, 1 on the
 # wire), start and end times (fixed64), then status and flags, which take few values.
-_KIND = {kind: b"\x30" + varint(kind.value + 1) for kind in SpanKind}
+_KIND = {id(kind): b"\x30" + varint(kind.value + 1) for kind in SpanKind}  # by identity: an Enum hashes in Python
 _TIMES = struct.Struct("<BQBQ")
 _UNSET_STATUS = b"\x7a\x00"
 _LOCAL_FLAGS = b"\x85\x01" + _FIXED32.pack(_HAS_IS_REMOTE)
@@ -87,18 +87,37 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 _pairs: dict[tuple[bytes, str, type, Any], bytes] = {}
-_CACHED_TYPES = frozenset({str, bool, int})  # not float: 0.0 and -0.0 are equal keys, not equal bytes
+_strings: dict[bytes, dict[str, dict[str, bytes]]] = {}
+"""Encoded fields of string values, by tag, key and value."""
+_CACHED_TYPES = frozenset({bool, int})  # not float: 0.0 and -0.0 are equal keys, not equal bytes
 _MAX_CACHED_PAIRS = 8192
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
     """Each attribute as a field: most (method, route, tool, status) recur on every span, so the
-    encoded field of a scalar pair is kept (the type is in the key: True and 1 are equal)."""
+    encoded field of a string, integer or boolean pair is kept (the type is in the key of the
+    last two: True and 1 are equal)."""
     if not attributes:
         return []
+    by_key = _strings.get(tag)
+    if by_key is None:
+        by_key = _strings[tag] = {}
     fields = []
     for key, value in attributes.items():
         kind = type(value)
+        if kind is str:  # most values: two lookups by string, no key tuple to build and hash
+            by_value = by_key.get(key)
+            if by_value is None:
+                if len(by_key) >= _MAX_CACHED_KEYS:
+                    by_key.clear()
+                by_value = by_key[key] = {}
+            encoded = by_value.get(value)
+            if encoded is None:
+                if len(by_value) >= _MAX_CACHED_PAIRS:
+                    by_value.clear()  # bounded: unique values (ids) cycle through it
+                encoded = by_value[value] = _field(tag, _key_value(key, value))
+            fields.append(encoded)
+            continue
         if kind not in _CACHED_TYPES:
             fields.append(_field(tag, _key_value(key, value)))
             continue
@@ -146,7 +165,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     assert context is not None, "a finished span has a context"
     dropped = (span.dropped_attributes, span.dropped_events, span.dropped_links)
     return _span(
-        context,
+        b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        context.trace_state,
         span.parent,
         span.name,
         span.kind,
@@ -168,9 +188,10 @@ def encode_finished(finished: FinishedSpan) -> bytes:
     A recorded span drops nothing: no attribute, event or link limits apply.
     """
     span = finished.recorded
-    times = (span.start, finished.end_time or 0)
+    times = (span.start, finished.end or 0)
     return _span(
-        span.context,
+        b"\x0a\x10" + span.trace_id.to_bytes(16, "big") + b"\x12\x08" + span.span_id.to_bytes(8, "big"),
+        span.context.trace_state,
         span.parent,
         span.name,
         span.kind,
@@ -184,7 +205,8 @@ def encode_finished(finished: FinishedSpan) -> bytes:
 
 
 def _span(
-    context: SpanContext,
+    ids: bytes,
+    state: Any,
     parent: SpanContext | None,
     name: str,
     kind: SpanKind,
@@ -195,15 +217,17 @@ def _span(
     status: Any,
     dropped: tuple[int, int, int],
 ) -> bytes:
-    """trace.v1.Span from its fields, without its outer tag; `dropped`: attributes, events and links."""
-    parts = [b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")]
-    state = context.trace_state
-    if state:
+    """trace.v1.Span from its fields, without its outer tag; `ids`: its trace and span id fields,
+    `state`: its context's tracestate; `dropped`: attributes, events and links."""
+    parts = [ids]
+    if state is not DEFAULT_TRACE_STATE and state:  # the shared empty one, mostly: no length asked
         parts.append(_text(b"\x1a", ",".join(f"{key}={value}" for key, value in state.items())))
+    remote = False
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        remote = parent.is_remote
     parts.append(_name(name))
-    parts.append(_KIND[kind])
+    parts.append(_KIND[id(kind)])
     parts.append(_TIMES.pack(0x39, times[0], 0x41, times[1]))
     parts += _attributes(b"\x4a", attributes)
     if dropped[0]:
@@ -216,8 +240,9 @@ def _span(
         parts += [_field(b"\x6a", _link(link)) for link in links]
     if dropped[2]:
         parts.append(b"\x70" + varint(dropped[2]))
-    parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET else _field(b"\x7a", _status(status)))
-    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
+    unset = status is UNSET_STATUS or status.status_code is StatusCode.UNSET
+    parts.append(_UNSET_STATUS if unset else _field(b"\x7a", _status(status)))
+    parts.append(_REMOTE_FLAGS if remote else _LOCAL_FLAGS)
     return b"".join(parts)
 
 

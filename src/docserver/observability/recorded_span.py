@@ -24,14 +24,15 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.context import attach, detach
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, set_span_in_context
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_UNSET = Status(StatusCode.UNSET)
+UNSET_STATUS = Status(StatusCode.UNSET)
+"""A recorded span's status until one is set (the OTLP encoder knows it by identity)."""
 
 
 class SpanRecorder:
@@ -61,8 +62,9 @@ class SpanRecorder:
         if trace_id is None:
             trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
         state = parent.trace_state if parent is not None else None
-        context = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED, state)
-        return RecordedSpan(name, context, parent, attributes, links, self, kind)
+        span_id = random.getrandbits(64) or 1
+        context = SpanContext(trace_id, span_id, False, _SAMPLED, state)
+        return RecordedSpan(name, context, parent, attributes, links, self, kind, trace_id, span_id)
 
     def finish(self, span: ReadableSpan) -> None:
         for processor in self._processors:
@@ -82,7 +84,7 @@ class FinishedSpan(ReadableSpan):
     resource and scope.
     """
 
-    __slots__ = ("group", "recorded")
+    __slots__ = ("end", "group", "recorded")
 
     def __init__(
         self,
@@ -112,6 +114,8 @@ class FinishedSpan(ReadableSpan):
         )
         self.recorded = recorded
         self.group = group
+        self.end = end
+        """`end_time`, read as a plain field."""
 
 
 class RecordedSpan(Span):
@@ -127,8 +131,10 @@ class RecordedSpan(Span):
         "links",
         "name",
         "parent",
+        "span_id",
         "start",
         "status",
+        "trace_id",
     )
 
     def __init__(
@@ -139,9 +145,14 @@ class RecordedSpan(Span):
         attributes: dict[str, Any],
         links: Sequence[Link],
         recorder: SpanRecorder,
-        kind: SpanKind = SpanKind.SERVER,
+        kind: SpanKind,
+        trace_id: int,
+        span_id: int,
     ) -> None:
         self.start = time.time_ns()
+        # The context's ids as plain ints too: the OTLP encoder reads them without two property calls.
+        self.trace_id = trace_id
+        self.span_id = span_id
         self.name = name
         self.kind = kind
         self.context = context
@@ -149,7 +160,7 @@ class RecordedSpan(Span):
         self.attributes = attributes
         self.links = tuple(links)
         self.events: tuple[Event, ...] = ()
-        self.status = _UNSET
+        self.status = UNSET_STATUS
         self.ended = False
         self._recorder = recorder
 
@@ -219,14 +230,16 @@ class CurrentSpan:
     `start_as_current_span` does, an exception leaving the block is recorded and
     sets the status to error (a `BaseException` such as a cancellation is not)."""
 
-    __slots__ = ("_token", "span")
+    __slots__ = ("_context", "_token", "span")
 
-    def __init__(self, span: RecordedSpan) -> None:
+    def __init__(self, span: RecordedSpan, context: Context | None = None) -> None:
         self.span = span
+        self._context = context
+        """The context the span joins (the current one when None)."""
         self._token: Any = None
 
     def __enter__(self) -> RecordedSpan:
-        self._token = attach(set_span_in_context(self.span))
+        self._token = attach(set_span_in_context(self.span, self._context))
         return self.span
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback_: Any) -> None:

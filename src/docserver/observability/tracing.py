@@ -21,6 +21,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import get_current
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from docserver.observability.recorded_span import CurrentSpan, SpanRecorder
@@ -36,7 +37,7 @@ class TraceContext:
     much as the rest of an unsampled request's tracing).
     """
 
-    __slots__ = ("sampled", "span_hex", "span_id", "trace_hex", "trace_id", "trace_state")
+    __slots__ = ("exemplar", "sampled", "span_hex", "span_id", "trace_hex", "trace_id", "trace_state")
 
     def __init__(self, trace_id: int, span_id: int, sampled: bool, trace_state: TraceState | None = None) -> None:
         self.trace_id = trace_id
@@ -45,6 +46,8 @@ class TraceContext:
         self.trace_state = trace_state
         self.trace_hex = "%032x" % trace_id  # noqa: UP031 (printf-style: about half the instructions of a format spec)
         self.span_hex = "%016x" % span_id  # noqa: UP031
+        self.exemplar = {"trace_id": self.trace_hex} if sampled else None
+        """A sampled request's histogram exemplar, made once: every span of the request is of its trace."""
 
     @classmethod
     def of(cls, context: SpanContext) -> TraceContext:
@@ -123,10 +126,12 @@ def span(
     """A child span of the current one when that one is sampled; a shared no-op otherwise."""
     if _recorder is None or _unsampled_request():
         return _NOOP
-    parent = trace.get_current_span()
+    current = get_current()
+    parent = trace.get_current_span(current)
     if not parent.is_recording():
         return _NOOP
-    return CurrentSpan(_recorder.start(name, parent.get_span_context(), dict(attributes or ()), kind=kind))
+    # The context just read is the one the child joins: it is looked up once, not again on entry.
+    return CurrentSpan(_recorder.start(name, parent.get_span_context(), dict(attributes or ()), kind=kind), current)
 
 
 def root_span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
@@ -158,9 +163,15 @@ def current_trace_ids() -> tuple[str, str] | None:
 
 
 def current_exemplar() -> dict[str, str] | None:
-    """The trace id of the current sampled span, for a histogram exemplar."""
-    if _unsampled_request():
-        return None
+    """The trace id of the current sampled span, for a histogram exemplar.
+
+    Inside a request that is the request's own, made once (`TraceContext.exemplar`;
+    None when unsampled): every span under a request is of the request's trace, and
+    an MCP span reparented by `_meta` enters its trace as the request's.
+    """
+    request = _request.get()
+    if request is not None:
+        return request.exemplar
     context = trace.get_current_span().get_span_context()
     if not context.trace_flags.sampled:
         return None
