@@ -137,3 +137,21 @@ def test_each_scope_is_one_group_and_each_resource_one_entry() -> None:
 
 def test_an_empty_batch_is_an_empty_request() -> None:
     assert encode_request([]) == b""
+
+
+def test_the_encoded_strings_kept_stay_bounded_and_still_decode() -> None:
+    # Unique values (correlation ids, paths) and long ones (stack traces) must not grow the cache
+    # without bound; each span still decodes to the SDK encoder's message.
+    from docserver.observability import otlp_encoding
+
+    keep = Keep()
+    recorder = SpanRecorder(RESOURCE, InstrumentationScope("docserver", "1.2.3"))
+    recorder.add_processor(keep)
+    long_value = "x" * (otlp_encoding._MAX_CACHED_LENGTH + 1)
+    for number in range(otlp_encoding._MAX_CACHED_PAIRS + 50):
+        recorder.start("POST /mcp", None, {"docserver.correlation_id": f"id-{number}", "trace": long_value}).end()
+    got = ExportTraceServiceRequest.FromString(encode_request(keep.finished))
+    assert got == encode_spans(keep.finished)
+    held = sum(len(values) for by_key in otlp_encoding._strings.values() for values in by_key.values())
+    assert held == otlp_encoding._strings_held <= otlp_encoding._MAX_CACHED_PAIRS
+    assert all(long_value not in values for by_key in otlp_encoding._strings.values() for values in by_key.values())

@@ -88,7 +88,10 @@ def _key_value(key: str, value: Any) -> bytes:
 
 _pairs: dict[tuple[bytes, str, type, Any], bytes] = {}
 _strings: dict[bytes, dict[str, dict[str, bytes]]] = {}
-"""Encoded fields of string values, by tag, key and value."""
+"""Encoded fields of string values, by tag, key and value: at most _MAX_CACHED_PAIRS in all, of
+values up to _MAX_CACHED_LENGTH characters (a stack trace or a long path is encoded each time)."""
+_strings_held = 0
+_MAX_CACHED_LENGTH = 256
 _CACHED_TYPES = frozenset({bool, int})  # not float: 0.0 and -0.0 are equal keys, not equal bytes
 _MAX_CACHED_PAIRS = 8192
 
@@ -99,6 +102,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     last two: True and 1 are equal)."""
     if not attributes:
         return []
+    global _strings_held
     by_key = _strings.get(tag)
     if by_key is None:
         by_key = _strings[tag] = {}
@@ -107,15 +111,19 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
         kind = type(value)
         if kind is str:  # most values: two lookups by string, no key tuple to build and hash
             by_value = by_key.get(key)
-            if by_value is None:
-                if len(by_key) >= _MAX_CACHED_KEYS:
-                    by_key.clear()
-                by_value = by_key[key] = {}
-            encoded = by_value.get(value)
+            encoded = None if by_value is None else by_value.get(value)
             if encoded is None:
-                if len(by_value) >= _MAX_CACHED_PAIRS:
-                    by_value.clear()  # bounded: unique values (ids) cycle through it
-                encoded = by_value[value] = _field(tag, _key_value(key, value))
+                encoded = _field(tag, _key_value(key, value))
+                if len(value) <= _MAX_CACHED_LENGTH:
+                    if _strings_held >= _MAX_CACHED_PAIRS:  # bounded: unique values (ids) cycle through it
+                        _strings.clear()
+                        _strings_held = 0
+                        by_key = _strings[tag] = {}
+                        by_value = None
+                    if by_value is None:
+                        by_value = by_key[key] = {}
+                    by_value[value] = encoded
+                    _strings_held += 1
             fields.append(encoded)
             continue
         if kind not in _CACHED_TYPES:
