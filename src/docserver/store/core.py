@@ -131,6 +131,10 @@ class StoreCore(ABC):
     def _transaction(self) -> AbstractAsyncContextManager[Execute]:
         """One write transaction: committed when the block exits cleanly, rolled back otherwise."""
 
+    def _vector_search_options(self) -> tuple[Any, ...]:
+        """What the backend's `search_vector` statement takes after (vector, source, limit): nothing by default."""
+        return ()
+
     async def _after_switch(self) -> None:
         """Tidy up after a reindex switched (still holding `_serialized`)."""
         return None  # nothing to tidy unless the backend keeps leftovers (SQLite's old vector tables)
@@ -196,7 +200,8 @@ class StoreCore(ABC):
         array = np.asarray(vector, dtype=np.float32)
         if not np.any(array) or source == ():
             return []  # a zero vector (a query without words) has no direction to compare; no source, no chunk
-        ranked: list[RankedId] = await self._read("search_vector", self.sql.search_vector, array, source, limit)
+        statement, extra = self.sql.search_vector, self._vector_search_options()
+        ranked: list[RankedId] = await self._read("search_vector", statement, array, source, limit, *extra)
         return ranked
 
     async def get_chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:

@@ -23,7 +23,6 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-import numpy as np
 import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg.conninfo import conninfo_to_dict
@@ -35,7 +34,7 @@ from docserver.observability.instruments import StoreInstruments
 from docserver.observability.logging import get_logger
 from docserver.observability.redaction import MIN_SECRET_LENGTH
 from docserver.store import postgres_exact, postgres_reindex, postgres_sources, postgres_sql
-from docserver.store.base import EmbedderInfo, RankedId, SourceFilter, SourceWriter, StoreUnavailableError, Vectors
+from docserver.store.base import EmbedderInfo, SourceWriter, StoreUnavailableError
 from docserver.store.core import StoreCore
 from docserver.store.migrations import apply_postgres_migrations
 from docserver.store.observe import collections_for
@@ -272,21 +271,9 @@ class PostgresStore(StoreCore):
     async def vector_index_built(self) -> None:
         """The HNSW index is kept up to date by the writes themselves: nothing runs after them."""
 
-    async def search_vector(self, vector: Vectors, *, source: SourceFilter, limit: int) -> list[RankedId]:
-        """As the shared flow, with this store's note of the filters past the exact search's thresholds."""
-        array = np.asarray(vector, dtype=np.float32)
-        if not np.any(array) or source == ():
-            return []
-        ranked: list[RankedId] = await self._read(
-            "search_vector",
-            postgres_sql.search_vector,
-            array,
-            source,
-            limit,
-            self.declined,
-            self.options.hnsw_filtered_ef_search,
-        )
-        return ranked
+    def _vector_search_options(self) -> tuple[Any, ...]:
+        """This store's note of the filters past the exact search's thresholds, and a filtered search's ef_search."""
+        return (self.declined, self.options.hnsw_filtered_ef_search)
 
     async def ping(self) -> None:
         """A trivial query, waiting at most a second; a pool busy with other work still counts as reachable."""
