@@ -7,16 +7,16 @@ id. `SamplingRule.decide` is that function, computed as the SDK's samplers
 compute it (`TraceIdRatioBased`: the trace id's low 64 bits below the rate's
 bound; `ParentBased`: a parent's sampled flag, local or remote, wins), without
 the objects the SDK's `should_sample` builds for a span (a context around the
-parent, a `SamplingResult` with attributes and trace state). The SDK's own
-sampler for the same rule is `SamplingRule.sampler()`; `tests/test_sampling.py`
-checks that the two decide alike.
+parent, a `SamplingResult` with attributes and trace state).
+`tests/test_sampling.py` checks that each standard name's rule decides as the
+SDK's sampler of that name does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import SpanContext
 
 _LOW_64 = TraceIdRatioBased.TRACE_ID_LIMIT
@@ -26,13 +26,11 @@ _LOW_64 = TraceIdRatioBased.TRACE_ID_LIMIT
 class SamplingRule:
     """`rate` of new traces sampled (by trace id); with `parent_based`, a parent's decision is followed.
 
-    `always_on` is rate 1 and `always_off` rate 0, not parent-based; `named` keeps which
-    standard sampler it was configured as, for the SDK sampler it stands for.
+    `always_on` is rate 1 and `always_off` rate 0, not parent-based.
     """
 
     rate: float
     parent_based: bool = True
-    named: str = "traceidratio"
     _bound: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -43,17 +41,6 @@ class SamplingRule:
         if self.parent_based and parent is not None and parent.is_valid:
             return parent.trace_flags.sampled
         return trace_id & _LOW_64 < self._bound
-
-    def sampler(self) -> Sampler:
-        """The SDK's sampler for this rule (its description; the equivalence test)."""
-        root: Sampler
-        if self.named == "always_on":
-            root = ALWAYS_ON
-        elif self.named == "always_off":
-            root = ALWAYS_OFF
-        else:
-            root = TraceIdRatioBased(self.rate)
-        return ParentBased(root) if self.parent_based else root
 
 
 def ratio(rate: float) -> SamplingRule:

@@ -129,11 +129,11 @@ class Tracing:
 
 
 _SAMPLERS: dict[str, Callable[[float], SamplingRule]] = {
-    "always_on": lambda rate: SamplingRule(1.0, parent_based=False, named="always_on"),
-    "always_off": lambda rate: SamplingRule(0.0, parent_based=False, named="always_off"),
+    "always_on": lambda rate: SamplingRule(1.0, parent_based=False),
+    "always_off": lambda rate: SamplingRule(0.0, parent_based=False),
     "traceidratio": lambda rate: SamplingRule(rate, parent_based=False),
-    "parentbased_always_on": lambda rate: SamplingRule(1.0, named="always_on"),
-    "parentbased_always_off": lambda rate: SamplingRule(0.0, named="always_off"),
+    "parentbased_always_on": lambda rate: SamplingRule(1.0),
+    "parentbased_always_off": lambda rate: SamplingRule(0.0),
     "parentbased_traceidratio": lambda rate: SamplingRule(rate),
 }
 
