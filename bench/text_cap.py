@@ -63,22 +63,22 @@ def table_order(db: object, match: str, cap: int) -> list[int]:
     return [row[0] for row in db.execute(sql, (match, cap, PAGE))]  # type: ignore[attr-defined]
 
 
+def in_headings(terms: list[str], match: str) -> str:
+    """The tier's matches with a query word in the chunk's heading, as an FTS5 query."""
+    return f"({match}) AND {{heading}} : ({sqlite_sql._fts_query(terms)})"
+
+
 def heading_first(db: object, terms: list[str], match: str, cap: int) -> list[int]:
-    heading = "{heading} : (" + sqlite_sql._fts_query(terms) + ")"
-    sql = (
-        f"SELECT rowid FROM (SELECT rowid, {WEIGHTS} AS r FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
-        " ORDER BY r LIMIT ?"
-    )
-    return [row[0] for row in db.execute(sql, (f"({match}) AND {heading}", cap, PAGE))]  # type: ignore[attr-defined]
+    """As table order, over the tier's matches with a query word in the heading."""
+    return table_order(db, in_headings(terms, match), cap)
 
 
 def every_heading_match(db: object, terms: list[str], match: str) -> list[int]:
-    heading = "{heading} : (" + sqlite_sql._fts_query(terms) + ")"
     sql = (
         f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND +rowid IN"
         f" (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?) ORDER BY {WEIGHTS} LIMIT ?"
     )
-    return [row[0] for row in db.execute(sql, (match, f"({match}) AND {heading}", PAGE))]  # type: ignore[attr-defined]
+    return [row[0] for row in db.execute(sql, (match, in_headings(terms, match), PAGE))]  # type: ignore[attr-defined]
 
 
 def recall(returned: list[int], scores: dict[int, float], tenth: float) -> float:
