@@ -210,6 +210,10 @@ def fresh_copy(template: Path, folder: Path, name: str) -> Path:
 
 # --- instruction counts (bench/instructions.py, bench/server_instructions.py) -------------------
 
+STEADY_COUNTS = {"OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+"""Every counted process's environment (bench/server_instructions.py says why): without them
+OpenBLAS's spinning worker and per-process hash seeds move a call's count by tens of k."""
+
 
 def callgrind_total(command: list[str], work: Path, env: Mapping[str, str] | None = None) -> int:
     """Every thread's instructions of one command run under `valgrind --tool=callgrind`."""

@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import callgrind_total, per_call, write_instruction_table
+from harness import STEADY_COUNTS, callgrind_total, per_call, write_instruction_table
 
 CONFIGS = {
     "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
@@ -130,8 +130,7 @@ def main() -> None:
                 **base,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
                 "OTEL_BSP_SCHEDULE_DELAY": str(args.schedule_delay),
-                "OPENBLAS_NUM_THREADS": "1",
-                "PYTHONHASHSEED": "0",
+                **STEADY_COUNTS,
                 **extra,
             }
             if args.searches:

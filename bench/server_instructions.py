@@ -40,7 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import per_call, write_instruction_table
+from harness import STEADY_COUNTS, per_call, write_instruction_table
 from support.docserver_process import docserver_env, run_cli
 from support.otlp_receiver import OtlpReceiver
 from support.processes import free_port, wait_until_answers
@@ -130,10 +130,7 @@ def main() -> None:
                 # still sees a few exports, each carrying about a hundred calls' spans, as a busy
                 # server's would. A short delay would charge every call a whole HTTP export.
                 settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
-            env = docserver_env(database, settings) | {
-                "OPENBLAS_NUM_THREADS": "1",
-                "PYTHONHASHSEED": str(args.hash_seed),
-            }
+            env = docserver_env(database, settings) | STEADY_COUNTS | {"PYTHONHASHSEED": str(args.hash_seed)}
             small, large = ([], []) if args.threads else (None, None)
             totals = (
                 serve_and_count(env, args.calls[0], work, small),

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import callgrind_total, per_call
+from harness import STEADY_COUNTS, callgrind_total, per_call
 
 SETUP = r"""
 import sys
@@ -70,8 +70,7 @@ def main() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DOCSERVER_", "LOG_", "OTEL_"))}
     env |= {
         "PYTHONPATH": str(args.src.resolve()),
-        "PYTHONHASHSEED": "0",
-        "OPENBLAS_NUM_THREADS": "1",
+        **STEADY_COUNTS,
         "OTEL_TRACES_EXPORTER": "none",
         "OTEL_TRACE_SAMPLE_RATE": "0",
     }
