@@ -58,7 +58,13 @@ processor = SimpleSpanProcessor(Discard())
 provider.add_span_processor(processor)
 tracer = provider.get_tracer("docserver")
 recorder = SpanRecorder(provider.resource, InstrumentationScope("docserver"))
-recorder.add_processor(processor)
+# Recorded spans go where the server sends them: its export queue (exporting to Discard).
+try:
+    from docserver.observability.span_export import BatchSettings, SpanBatcher
+    recorder.add_sink(SpanBatcher(Discard(), BatchSettings()).add)
+except ImportError:  # a tree before span_export.py (for a before/after comparison)
+    from docserver.observability.otel_sdk import CountingBatchProcessor
+    recorder.add_processor(CountingBatchProcessor(Discard(), None))
 ATTRIBUTES = {"http.request.method": "POST", "http.route": "/mcp", "url.path": "/mcp", "url.scheme": "http",
               "network.protocol.version": "1.1", "docserver.correlation_id": new_correlation_id()}
 
@@ -75,7 +81,11 @@ def recorded_span():
 # A child span as a store query makes one, under a current sampled server span.
 STORE = {"db.system.name": "sqlite", "db.operation.name": "search_text", "db.collection.name": "chunks"}
 tracing.install(lambda parent: True, recorder)
-attach(set_span_in_context(recorder.start("tools/call search_docs", None, {})))
+server = recorder.start("tools/call search_docs", None, {})
+if hasattr(tracing, "enter_span"):
+    tracing.enter_span(server)
+else:  # a tree whose current span lived in OpenTelemetry's context
+    attach(set_span_in_context(server))
 
 def sdk_child_span():
     with tracer.start_as_current_span("search_text chunks", kind=SpanKind.CLIENT, attributes=STORE):
@@ -86,7 +96,7 @@ def recorded_child_span():
         pass
 
 # A histogram's exemplar inside a sampled request (under the server span above).
-request = tracing.TraceContext.of(tracing.trace.get_current_span().get_span_context())
+request = tracing.TraceContext.of(server.get_span_context())
 
 def exemplar_in_request():
     token = tracing.enter_request(request)
@@ -109,7 +119,10 @@ class Keep:
 
 keep = Keep()
 keeping = SpanRecorder(provider.resource, InstrumentationScope("docserver"))
-keeping.add_processor(keep)
+if hasattr(keeping, "add_sink"):
+    keeping.add_sink(keep.on_end)  # the recorded spans as the export queue hands them over
+else:
+    keeping.add_processor(keep)
 for _ in range(100):
     span = keeping.start("POST /mcp", None, dict(ATTRIBUTES))
     span.set_attribute("http.response.status_code", 200)

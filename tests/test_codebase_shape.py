@@ -16,7 +16,6 @@ MAX_MODULE_LINES = 500
 # reads CPython's own frame functions (sys._current_frames, sys._getframe), documented in `sys`.
 ADAPTER_MODULES = {
     "mcp/sdk.py",
-    "observability/otel_sdk.py",
     "observability/otlp_exporter.py",
     "observability/profiling/cpu.py",
     "observability/profiling/stacks.py",

@@ -31,6 +31,7 @@ from docserver.embed.hashing import HashEmbedder
 from docserver.ingest.pipeline import ingest
 from docserver.observability import tracing
 from docserver.observability.instruments import LabelCache
+from docserver.observability.recorded_span import CurrentSpan
 from docserver.observability.sampling import SamplingRule, ratio
 from docserver.observability.tracing_setup import Tracing
 from docserver.runtime import Runtime
@@ -112,9 +113,18 @@ async def _serve_searches(settings: Settings, tmp_path: Path, corpus: Path, trac
 
 @pytest.fixture
 def tracing_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Sampling decisions taken, and OpenTelemetry contexts attached by any docserver module."""
-    counts = {"decisions": 0, "attached": 0}
+    """Sampling decisions taken, spans made current, and OpenTelemetry contexts attached by any docserver module."""
+    counts = {"decisions": 0, "attached": 0, "current": 0}
     decide, attach = SamplingRule.decide, otel_context.attach
+    enter_span, enter_child = tracing.enter_span, CurrentSpan.__enter__
+
+    def counting_enter_span(span: Any) -> Any:
+        counts["current"] += 1
+        return enter_span(span)
+
+    def counting_enter_child(self: CurrentSpan) -> Any:
+        counts["current"] += 1
+        return enter_child(self)
 
     def counting_decide(self: SamplingRule, *args: Any) -> bool:
         counts["decisions"] += 1
@@ -125,6 +135,8 @@ def tracing_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return attach(context)
 
     monkeypatch.setattr(SamplingRule, "decide", counting_decide)
+    monkeypatch.setattr(tracing, "enter_span", counting_enter_span)
+    monkeypatch.setattr(CurrentSpan, "__enter__", counting_enter_child)
     for name, module in list(sys.modules.items()):
         if name.startswith("docserver.") and getattr(module, "attach", None) is attach:
             monkeypatch.setattr(module, "attach", counting_attach)
@@ -138,10 +150,11 @@ async def test_an_unsampled_request_starts_no_span(
 
     await _serve_searches(settings, tmp_path, corpus, tracing_, CALLS)
 
-    # Nothing is built for a trace nobody keeps: no span (recorded or the SDK's), no
-    # context attached, and the sampling rule applied once per request, by the middleware.
+    # Nothing is built for a trace nobody keeps: no span (recorded or the SDK's), none made
+    # current, no context attached, and the sampling rule applied once per request, by the middleware.
     assert counter.finished == 0
     assert counter.sdk_started == 0
+    assert tracing_work["current"] == 0
     assert tracing_work["attached"] == 0
     assert tracing_work["decisions"] == CALLS
 
@@ -158,7 +171,7 @@ async def test_a_sampled_request_starts_its_designed_spans(settings: Settings, t
 
 
 async def test_a_searching_request_records_its_spans_without_the_sdk(
-    settings: Settings, tmp_path: Path, corpus: Path
+    settings: Settings, tmp_path: Path, corpus: Path, tracing_work: dict[str, int]
 ) -> None:
     settings = settings.model_copy(update={"cache": settings.cache.model_copy(update={"size": 0})})
     tracing_, counter = _tracing_at(1.0)
@@ -180,6 +193,9 @@ async def test_a_searching_request_records_its_spans_without_the_sdk(
         ]
     )
     assert counter.sdk_started == 0
+    # Each is the current span while its work runs, in docserver's own context variable.
+    assert tracing_work["current"] == counter.finished
+    assert tracing_work["attached"] == 0
 
 
 async def test_every_request_writes_exactly_two_log_lines(

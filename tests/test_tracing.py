@@ -36,8 +36,8 @@ from docserver.errors import ConfigError
 from docserver.observability.http_trace import RequestSpan, ServerSpans
 from docserver.observability.metrics import Metrics
 from docserver.observability.middleware import ObservabilityMiddleware
-from docserver.observability.otel_sdk import CountingBatchProcessor
 from docserver.observability.sampling import SamplingRule, ratio
+from docserver.observability.span_export import BatchSettings, SpanBatcher
 from docserver.observability.tracing import current_exemplar, traceparent
 from docserver.observability.tracing_setup import Tracing, _CountingExporter, sampler_named
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
@@ -440,36 +440,12 @@ class _BlockingExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def test_a_full_queue_drops_spans_and_counts_them(metrics: Metrics, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
-    exporter = _BlockingExporter()
-    processor = CountingBatchProcessor(exporter, metrics.trace_spans_dropped.labels("queue_full"))
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("test")
-
-    def end_spans(count: int) -> None:
-        for _ in range(count):
-            tracer.start_span("x").end()
-
-    try:
-        end_spans(4)  # a full batch: the worker takes it and blocks in export
-        assert exporter.entered.wait(10)
-        end_spans(4 + 3)  # fills the queue, then three more than it holds
-        assert dropped(metrics, "queue_full") == 3
-    finally:
-        exporter.release.set()
-        provider.shutdown()
-    assert len(exporter.exported) == 8
-
-
 def test_shutdown_is_bounded_when_the_exporter_hangs(metrics: Metrics) -> None:
     exporter = _BlockingExporter()
     provider = TracerProvider()
-    provider.add_span_processor(CountingBatchProcessor(exporter, metrics.trace_spans_dropped.labels("queue_full")))
-    provider.get_tracer("test").start_span("queued").end()
     tracing = Tracing(provider, sampler_named("always_on", None))
+    tracing.add_batcher(SpanBatcher(exporter, BatchSettings(schedule_delay_ms=10)))
+    provider.get_tracer("test").start_span("queued").end()
 
     started = time.monotonic()
     try:
@@ -565,7 +541,7 @@ memory.clear()
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 server = start(f"00-{TRACE}-00f067aa0ba902b7-01", "rojo=1")
-mcp = t.recorder().start("tools/call search_docs", trace.get_current_span().get_span_context(), {})
+mcp = t.recorder().start("tools/call search_docs", t.sampled_span().context, {})
 with CurrentSpan(mcp) as mcp_span:
     child = t.span("cache.get search")
     with child:
@@ -639,10 +615,8 @@ def test_histogram_exemplars_come_from_the_current_span_when_tracing_is_on() -> 
 def test_an_exemplar_is_of_the_request_trace_and_of_a_meta_reparented_one_inside_it() -> None:
     # current_exemplar answers from the request's record, made once: it must follow an MCP
     # span that `_meta` reparents into another trace, and come back when that span ends.
-    from opentelemetry.context import attach, detach
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import set_span_in_context
 
     from docserver.mcp.observe import _Current
     from docserver.observability import tracing as t
@@ -652,7 +626,7 @@ def test_an_exemplar_is_of_the_request_trace_and_of_a_meta_reparented_one_inside
     http = recorder.start("POST /mcp", None, {})
     http_trace = {"trace_id": format(http.get_span_context().trace_id, "032x")}
     request = t.enter_request(t.TraceContext.of(http.get_span_context()))
-    attached = attach(set_span_in_context(http))
+    current = t.enter_span(http)
     try:
         assert current_exemplar() == http_trace
         meta_parent = parse_traceparent([VALID])
@@ -660,7 +634,7 @@ def test_an_exemplar_is_of_the_request_trace_and_of_a_meta_reparented_one_inside
             assert current_exemplar() == {"trace_id": TRACE_ID}
         assert current_exemplar() == http_trace
     finally:
-        detach(attached)
+        t.leave_span(current)
         t.leave_request(request)
     assert current_exemplar() is None  # no request, no span: the current one is invalid
 

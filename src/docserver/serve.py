@@ -23,6 +23,7 @@ from docserver.observability.freshness import FreshnessCollector, store_records
 from docserver.observability.logging import active_log_writer, get_logger
 from docserver.observability.metrics import LogDropCollector, Metrics
 from docserver.observability.sampling import ratio
+from docserver.observability.span_export import BatchSettings
 from docserver.observability.tracing_setup import Tracing, TracingConfig, configure_tracing, sampler_named
 from docserver.runtime import Runtime, open_runtime
 from docserver.sources.commands import open_sources
@@ -206,4 +207,9 @@ def tracing_config(settings: Settings) -> TracingConfig:
         protocol=settings.telemetry.otlp_protocol,
         sampling=sampling,
         endpoint=settings.telemetry.otlp_endpoint,
+        batch=BatchSettings(
+            settings.telemetry.batch_schedule_delay_ms,
+            settings.telemetry.batch_max_queue_size,
+            settings.telemetry.batch_max_export_size,
+        ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import PositiveFloat, SecretStr
+from pydantic import PositiveFloat, PositiveInt, SecretStr
 
 from docserver.config.fields import LOWERCASE, UPPERCASE, Group, env
 
@@ -49,6 +49,12 @@ class TelemetrySettings(Group):
     """OTLP transport: `http/protobuf` (port 4318) or `grpc` (port 4317)."""
     otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     """Collector base URL, e.g. `http://jaeger:4318`; setting it turns tracing on (OTLP)."""
+    batch_schedule_delay_ms: PositiveInt = env("OTEL_BSP_SCHEDULE_DELAY", 5000)
+    """Spans waiting for export leave at least this often (ms)."""
+    batch_max_queue_size: PositiveInt = env("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+    """At most this many finished spans wait for export; more are dropped and counted."""
+    batch_max_export_size: PositiveInt = env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+    """Spans in one export request; a full batch leaves at once."""
 
     @property
     def enabled(self) -> bool:

@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import attach, detach
-from opentelemetry.trace import Link, StatusCode, set_span_in_context
+from opentelemetry.trace import Link, StatusCode
 from pydantic import ValidationError
 
 from docserver.access.bearer import PRINCIPAL_SCOPE_KEY
@@ -222,16 +222,16 @@ class _Current:
 
     def __enter__(self) -> RecordedSpan:
         span = self.span
-        self._token = attach(set_span_in_context(span))
+        self._token = tracing.enter_span(span)
         if self._reparented:
-            self._request = tracing.enter_request(TraceContext.of(span.get_span_context()))
+            self._request = tracing.enter_request(TraceContext.of(span.context))
         return span
 
     def __exit__(self, *exc_info: object) -> None:
         self.span.end()
         if self._request is not None:
             tracing.leave_request(self._request)
-        detach(self._token)
+        tracing.leave_span(self._token)
 
 
 def _meta_parent(meta: Mapping[str, Any]) -> Any:

@@ -1,7 +1,7 @@
 """The trace of one HTTP request: continue the caller's, decide sampling once, answer with `traceparent`.
 
-A sampled request gets a recorded server span, attached as the current context
-for every layer below. An unsampled one gets a `TraceContext` record and
+A sampled request gets a recorded server span, the current span for every
+layer below. An unsampled one gets a `TraceContext` record and
 nothing else (see tracing.py): no span object, no context attach. W3C
 headers are parsed strictly (w3c.py); any invalid value starts a new trace.
 """
@@ -15,9 +15,10 @@ from typing import Any
 
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import attach, detach
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from docserver.observability import tracing
+from docserver.observability.recorded_span import RecordedSpan
 from docserver.observability.tracing import TraceContext
 from docserver.observability.tracing_setup import Tracing
 from docserver.observability.w3c import parse_traceparent, parse_tracestate
@@ -28,13 +29,20 @@ _BAGGAGE = W3CBaggagePropagator()
 class RequestSpan:
     """What `ServerSpans.start` began for one request; `end` closes it."""
 
-    __slots__ = ("_context_token", "_request_token", "context", "span")
+    __slots__ = ("_baggage_token", "_request_token", "_span_token", "context", "span")
 
-    def __init__(self, context: TraceContext, span: Any, context_token: Any, request_token: Token[Any]) -> None:
+    def __init__(
+        self,
+        context: TraceContext,
+        span: RecordedSpan | None,
+        baggage_token: Any,
+        request_token: Token[Any],
+    ) -> None:
         self.context = context
         self.span = span
-        self._context_token = context_token
+        self._baggage_token = baggage_token
         self._request_token = request_token
+        self._span_token = tracing.enter_span(span) if span is not None else None
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"traceparent", self.context.traceparent().encode("ascii"))]
@@ -47,7 +55,7 @@ class RequestSpan:
         recorder = tracing.recorder()
         if self.span is None or recorder is None:
             return None
-        return recorder.start("SSE stream", self.span.get_span_context(), {}, kind=SpanKind.INTERNAL)
+        return recorder.start("SSE stream", self.span.context, {}, kind=SpanKind.INTERNAL)
 
     def end(self, status: int, enduser: str | None = None) -> None:
         span = self.span
@@ -59,8 +67,10 @@ class RequestSpan:
                 span.set_status(Status(StatusCode.ERROR))
                 span.set_attribute("error.type", str(status))
             span.end()
-        if self._context_token is not None:
-            detach(self._context_token)
+        if self._span_token is not None:
+            tracing.leave_span(self._span_token)
+        if self._baggage_token is not None:
+            detach(self._baggage_token)
         tracing.leave_request(self._request_token)
 
 
@@ -82,15 +92,11 @@ class ServerSpans:
         state = parse_tracestate(tracestate) if tracestate else None
         parent = parse_traceparent(traceparent, state) if traceparent else None
         trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+        # Baggage travels on to outbound calls, sampled or not; it is rare, so only then is a context attached.
+        token = attach(_BAGGAGE.extract({"baggage": ",".join(baggage)})) if baggage else None
         if not self._tracing.decide(parent, trace_id):
             context = TraceContext(trace_id, random.getrandbits(64) or 1, False, state)
-            # Baggage still travels on to outbound calls; it is rare, so only then is a context attached.
-            token = attach(_BAGGAGE.extract({"baggage": ",".join(baggage)})) if baggage else None
             return RequestSpan(context, None, token, tracing.enter_request(context))
         span = self._tracing.recorder.start(name, parent, dict(attributes()), trace_id=trace_id)
-        current = set_span_in_context(span)
-        if baggage:
-            current = _BAGGAGE.extract({"baggage": ",".join(baggage)}, current)
-        span_context = span.get_span_context()
-        context = TraceContext.of(span_context)
-        return RequestSpan(context, span, attach(current), tracing.enter_request(context))
+        context = TraceContext.of(span.context)
+        return RequestSpan(context, span, token, tracing.enter_request(context))

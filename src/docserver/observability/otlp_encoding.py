@@ -24,7 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, StatusCode
 
 from docserver.observability.protowire import varint
-from docserver.observability.recorded_span import UNSET_STATUS, FinishedSpan
+from docserver.observability.recorded_span import UNSET_STATUS, FinishedSpan, RecordedSpan
 
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -190,20 +190,18 @@ def encode_span(span: ReadableSpan) -> bytes:
 _NOTHING_DROPPED = (0, 0, 0)
 
 
-def encode_finished(finished: FinishedSpan) -> bytes:
-    """trace.v1.Span of a recorded span, read from its plain fields rather than the SDK's properties.
+def encode_recorded(span: RecordedSpan) -> bytes:
+    """trace.v1.Span of an ended recorded span, read from its plain fields rather than the SDK's properties.
 
     A recorded span drops nothing: no attribute, event or link limits apply.
     """
-    span = finished.recorded
-    times = (span.start, finished.end or 0)
     return _span(
         b"\x0a\x10" + span.trace_id.to_bytes(16, "big") + b"\x12\x08" + span.span_id.to_bytes(8, "big"),
         span.context.trace_state,
         span.parent,
         span.name,
         span.kind,
-        times,
+        (span.start, span.end_time),
         span.attributes,
         span.events,
         span.links,
@@ -295,11 +293,11 @@ def _scope_key(scope: InstrumentationScope | None) -> tuple[str, str | None, str
     return None if scope is None else (scope.name, scope.version, scope.schema_url)
 
 
-def _group(resources: dict[int, tuple[Resource, dict[Any, _Group]]], span: ReadableSpan) -> _Group:
-    """The group of `span`'s resource and scope, made when it is the first."""
-    resource = span.resource
+def _group(
+    resources: dict[int, tuple[Resource, dict[Any, _Group]]], resource: Resource, scope: InstrumentationScope | None
+) -> _Group:
+    """The group of a resource and scope, made when it is the first."""
     _, groups = resources.setdefault(id(resource), (resource, {}))
-    scope = span.instrumentation_scope
     key = _scope_key(scope)
     group = groups.get(key)
     if group is None:
@@ -307,21 +305,30 @@ def _group(resources: dict[int, tuple[Resource, dict[Any, _Group]]], span: Reada
     return group
 
 
-def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
-    """collector.trace.v1.ExportTraceServiceRequest: spans grouped by resource, then by scope."""
+def encode_request(spans: Iterable[ReadableSpan | RecordedSpan]) -> bytes:
+    """collector.trace.v1.ExportTraceServiceRequest: spans grouped by resource, then by scope.
+
+    Recorded spans come as they are (span_export.py), or as `FinishedSpan`s through an SDK processor.
+    """
     # Grouped by the resource object (one per provider) and the scope's identity: hashing a
     # Resource serialises its attributes to JSON, which would cost more than the span.
     resources: dict[int, tuple[Resource, dict[Any, _Group]]] = {}
-    recorded: dict[tuple[Any, ...], _Group] = {}
+    by_recorder: dict[tuple[Any, ...], _Group] = {}
     for span in spans:
-        if type(span) is FinishedSpan:
-            group = recorded.get(span.group)
-            if group is None:
-                group = recorded[span.group] = _group(resources, span)
-            group.spans.append(_field(b"\x12", encode_finished(span)))
+        if type(span) is RecordedSpan:
+            recorded = span
+        elif type(span) is FinishedSpan:
+            recorded = span.recorded
+        else:  # another library's span, through the SDK
+            assert isinstance(span, ReadableSpan)
+            group = _group(resources, span.resource, span.instrumentation_scope)
+            group.spans.append(_field(b"\x12", encode_span(span)))
             continue
-        group = _group(resources, span)
-        group.spans.append(_field(b"\x12", encode_span(span)))
+        recorder = recorded.recorder
+        ours = by_recorder.get(recorder.group)
+        if ours is None:
+            ours = by_recorder[recorder.group] = _group(resources, recorder.resource, recorder.scope)
+        ours.spans.append(_field(b"\x12", encode_recorded(recorded)))
     out = []
     for resource, groups in resources.values():
         scope_spans = []

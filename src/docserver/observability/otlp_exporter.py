@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from docserver.observability.otlp_encoding import encode_request
+from docserver.observability.recorded_span import RecordedSpan
 
 PRIVATE_NAMES = ("_shutdown", "_client", "_max_request_size")
 """The exporter attributes read below (`_client.export(bytes)` returns a result with `.success`)."""
@@ -30,7 +31,10 @@ log = logging.getLogger("docserver.tracing")
 class LeanOtlpSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP span exporter, sending docserver's encoding of the spans."""
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    encodes_recorded = True
+    """Takes docserver's recorded spans as they are (otlp_encoding.encode_request), not only `ReadableSpan`s."""
+
+    def export(self, spans: Sequence[ReadableSpan | RecordedSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
         try:

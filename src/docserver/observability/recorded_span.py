@@ -6,11 +6,11 @@ fetches; an ingest or a refresh is a trace of its own). The SDK's
 `Tracer.start_span` and `Span.end` cost about 175,000 instructions per span
 here (attribute limits and cleaning, a lock, bounded lists for events and
 links, a context copy): `bench/span_cost.py`. A `RecordedSpan` keeps its
-attributes in a plain dict and, when it ends, hands one `ReadableSpan` (the
-SDK's public hand-over type) to the span processors, about a fifth of the
-cost. It implements the OpenTelemetry API's `Span`, so it sits in the
-context like any span, and a span from another library's tracer (the global
-provider stays the SDK's) can be its child or its parent.
+attributes in a plain dict and, when it ends, is handed as it is to the
+export queue (span_export.py); only an SDK span processor (a test's) gets it
+as a `ReadableSpan`, the SDK's hand-over type, built for it. It implements
+the OpenTelemetry API's `Span`. The span the running code works under is kept
+in `CURRENT`, docserver's own context variable (tracing.py says why).
 
 The attributes these spans carry are written by docserver alone, always
 strings, integers, floats or booleans, so they need none of the SDK's cleaning.
@@ -21,14 +21,14 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
-from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, set_span_in_context
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 UNSET_STATUS = Status(StatusCode.UNSET)
@@ -36,17 +36,22 @@ UNSET_STATUS = Status(StatusCode.UNSET)
 
 
 class SpanRecorder:
-    """Starts `RecordedSpan`s and hands each finished one to the span processors."""
+    """Starts `RecordedSpan`s and hands each finished one on, as it is, to where spans go."""
 
     def __init__(self, resource: Resource, scope: InstrumentationScope) -> None:
-        self._resource = resource
-        self._scope = scope
-        self._processors: tuple[SpanProcessor, ...] = ()
+        self.resource = resource
+        self.scope = scope
+        self._sinks: tuple[Callable[[RecordedSpan], None], ...] = ()
         self.group = (id(resource), scope.name, scope.version, scope.schema_url)
         """What every span of this recorder shares in an OTLP request: its resource and scope."""
 
+    def add_sink(self, sink: Callable[[RecordedSpan], None]) -> None:
+        """`sink` takes each finished span as it is (span_export.SpanBatcher.add)."""
+        self._sinks = (*self._sinks, sink)
+
     def add_processor(self, processor: SpanProcessor) -> None:
-        self._processors = (*self._processors, processor)
+        """An SDK span processor, handed each finished span as a `ReadableSpan` (built for it)."""
+        self.add_sink(lambda span: processor.on_end(span.readable()))
 
     def start(
         self,
@@ -66,12 +71,9 @@ class SpanRecorder:
         context = SpanContext(trace_id, span_id, False, _SAMPLED, state)
         return RecordedSpan(name, context, parent, attributes, links, self, kind, trace_id, span_id)
 
-    def finish(self, span: ReadableSpan) -> None:
-        for processor in self._processors:
-            processor.on_end(span)
-
-    def readable(self, span: RecordedSpan, end: int) -> FinishedSpan:
-        return FinishedSpan(span, end, self._resource, self._scope, self.group)
+    def finish(self, span: RecordedSpan) -> None:
+        for sink in self._sinks:
+            sink(span)
 
 
 class FinishedSpan(ReadableSpan):
@@ -84,7 +86,7 @@ class FinishedSpan(ReadableSpan):
     resource and scope.
     """
 
-    __slots__ = ("end", "group", "recorded")
+    __slots__ = ("recorded",)
 
     def __init__(
         self,
@@ -92,7 +94,6 @@ class FinishedSpan(ReadableSpan):
         end: int,
         resource: Resource,
         scope: InstrumentationScope,
-        group: tuple[Any, ...],
     ) -> None:
         # Positionally, in ReadableSpan's order (name, context, parent, resource, attributes,
         # events, links, kind, instrumentation_info, status, start_time, end_time, scope):
@@ -113,24 +114,23 @@ class FinishedSpan(ReadableSpan):
             scope,
         )
         self.recorded = recorded
-        self.group = group
-        self.end = end
-        """`end_time`, read as a plain field."""
 
 
 class RecordedSpan(Span):
     """A span whose state is a few plain fields until it ends."""
 
     __slots__ = (
-        "_recorder",
         "attributes",
         "context",
+        "end_time",
         "ended",
         "events",
+        "hex_ids",
         "kind",
         "links",
         "name",
         "parent",
+        "recorder",
         "span_id",
         "start",
         "status",
@@ -162,10 +162,20 @@ class RecordedSpan(Span):
         self.events: tuple[Event, ...] = ()
         self.status = UNSET_STATUS
         self.ended = False
-        self._recorder = recorder
+        self.end_time = 0
+        self.recorder = recorder
+        self.hex_ids: tuple[str, str] | None = None
+        """(trace id, span id) in hex, formatted on first use (a log line, an exemplar, an outbound call)."""
 
     def get_span_context(self) -> SpanContext:
         return self.context
+
+    def ids(self) -> tuple[str, str]:
+        """(trace id, span id) in the hex form trace backends show."""
+        ids = self.hex_ids
+        if ids is None:
+            ids = self.hex_ids = ("%032x" % self.trace_id, "%016x" % self.span_id)  # noqa: UP031 (cheaper than format)
+        return ids
 
     def is_recording(self) -> bool:
         return not self.ended
@@ -222,7 +232,17 @@ class RecordedSpan(Span):
         if self.ended:
             return
         self.ended = True
-        self._recorder.finish(self._recorder.readable(self, end_time or time.time_ns()))
+        self.end_time = end_time or time.time_ns()
+        self.recorder.finish(self)
+
+    def readable(self) -> FinishedSpan:
+        """This ended span as the SDK's `ReadableSpan`, for an SDK processor or exporter."""
+        recorder = self.recorder
+        return FinishedSpan(self, self.end_time, recorder.resource, recorder.scope)
+
+
+CURRENT: ContextVar[RecordedSpan | None] = ContextVar("docserver_current_span", default=None)
+"""The recorded span the code running now works under, if any (set by `CurrentSpan`, the HTTP and MCP server spans)."""
 
 
 class CurrentSpan:
@@ -230,20 +250,18 @@ class CurrentSpan:
     `start_as_current_span` does, an exception leaving the block is recorded and
     sets the status to error (a `BaseException` such as a cancellation is not)."""
 
-    __slots__ = ("_context", "_token", "span")
+    __slots__ = ("_token", "span")
 
-    def __init__(self, span: RecordedSpan, context: Context | None = None) -> None:
+    def __init__(self, span: RecordedSpan) -> None:
         self.span = span
-        self._context = context
-        """The context the span joins (the current one when None)."""
-        self._token: Any = None
+        self._token: Token[RecordedSpan | None] | None = None
 
     def __enter__(self) -> RecordedSpan:
-        self._token = attach(set_span_in_context(self.span, self._context))
+        self._token = CURRENT.set(self.span)
         return self.span
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback_: Any) -> None:
-        detach(self._token)
+        CURRENT.reset(self._token)  # type: ignore[arg-type]
         span = self.span
         if isinstance(error, Exception):
             span.record_exception(error)

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -31,9 +31,9 @@ from docserver import __version__
 from docserver.errors import ConfigError
 from docserver.observability import tracing
 from docserver.observability.logging import get_logger
-from docserver.observability.otel_sdk import CountingBatchProcessor
-from docserver.observability.recorded_span import SpanRecorder
+from docserver.observability.recorded_span import RecordedSpan, SpanRecorder
 from docserver.observability.sampling import SamplingRule
+from docserver.observability.span_export import BatchSettings, SpanBatcher
 
 log = get_logger("docserver.tracing")
 
@@ -48,6 +48,7 @@ class TracingConfig:
     protocol: str  # http/protobuf | grpc
     sampling: SamplingRule
     endpoint: str | None = None
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
 
 class _CountingExporter(SpanExporter):
@@ -55,14 +56,18 @@ class _CountingExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, failed: Any | None) -> None:
         self._inner = inner
+        self._encodes_recorded = getattr(inner, "encodes_recorded", False)
+        """docserver's OTLP/HTTP exporter encodes recorded spans as they are; the SDK's need `ReadableSpan`s."""
         self._failed = failed
         self._warned_at = float("-inf")
         self.delivered = False
         """True while the last export reached the collector; shutdown waits longer only then."""
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan | RecordedSpan]) -> SpanExportResult:
+        if not self._encodes_recorded:
+            spans = [span.readable() if type(span) is RecordedSpan else span for span in spans]
         try:
-            result = self._inner.export(spans)
+            result = self._inner.export(spans)  # type: ignore[arg-type]
         except Exception:
             result = SpanExportResult.FAILURE
         self.delivered = result is SpanExportResult.SUCCESS
@@ -99,9 +104,15 @@ class Tracing:
         tracing.install(self.decide, self.recorder)
 
     def add_processor(self, processor: SpanProcessor) -> None:
-        """Where finished spans go: the recorded spans and any other library's SDK spans alike."""
+        """An SDK span processor for every finished span: the recorded ones (as `ReadableSpan`s) and
+        any other library's SDK spans alike."""
         self.provider.add_span_processor(processor)
         self.recorder.add_processor(processor)
+
+    def add_batcher(self, batcher: SpanBatcher) -> None:
+        """The export queue: recorded spans are handed over as they are, other libraries' spans as the SDK ends them."""
+        self.provider.add_span_processor(batcher)
+        self.recorder.add_sink(batcher.add)
 
     def decide(self, parent: SpanContext | None, trace_id: int | None = None) -> bool:
         """Apply the sampling rule, once, to work with this parent (None: a new trace)."""
@@ -175,8 +186,8 @@ def configure_tracing(config: TracingConfig, dropped: Any | None = None) -> Trac
         counting = _CountingExporter(exporter, dropped.labels("export_failed") if dropped is not None else None)
     result = Tracing(provider, config.sampling, counting)
     if counting is not None:
-        result.add_processor(
-            CountingBatchProcessor(counting, dropped.labels("queue_full") if dropped is not None else None)
+        result.add_batcher(
+            SpanBatcher(counting, config.batch, dropped.labels("queue_full") if dropped is not None else None)
         )
     trace.set_tracer_provider(provider)
     # The exporter logs every retry and every failed batch; failures are
