@@ -87,13 +87,17 @@ def dropped(metrics: Metrics) -> float:
     return metrics.registry.get_sample_value("docserver_trace_spans_dropped_total", {"reason": "queue_full"}) or 0.0
 
 
-def test_a_full_batch_leaves_at_once(recorder: SpanRecorder) -> None:
+def test_a_full_batch_leaves_at_once_and_the_rest_waits_for_the_schedule(recorder: SpanRecorder) -> None:
     exporter = Exports()
     with batcher(exporter, schedule_delay_ms=HOUR_MS, max_export_batch_size=3) as queue:
         recorder.add_sink(queue.add)
-        spans = [ended(recorder, f"s{i}") for i in range(3)]
+        spans = [ended(recorder, f"s{i}") for i in range(4)]
 
-        assert exporter.wait_for(3) == [spans]  # the recorded spans themselves, in order, long before the hour
+        # The recorded spans themselves, in order, long before the hour; the fourth is not
+        # sent alone in a batch of one but waits (here for a flush, as for the schedule).
+        assert exporter.wait_for(3) == [spans[:3]]
+        assert queue.force_flush(10_000)
+        assert exporter.batches == [spans[:3], spans[3:]]
 
 
 def test_spans_short_of_a_batch_leave_on_schedule(recorder: SpanRecorder) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,22 +99,27 @@ class SpanBatcher(SpanProcessor):
         self._exporter.shutdown()
 
     def _run(self) -> None:
+        due = time.monotonic() + self._delay
         while True:
-            self._wake.wait(self._delay)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             # Cleared before the queue is read: a span added from here on wakes the next round.
             self._wake.clear()
             stopping = self._stopping
             with self._flush_lock:
                 flushed, self._flushed = self._flushed, []
-            self._export_queued()
+            if stopping or flushed or time.monotonic() >= due:
+                self._export_queued(everything=True)
+                due = time.monotonic() + self._delay
+            else:  # woken by a full batch: what is short of a batch waits for the schedule
+                self._export_queued(everything=False)
             for done in flushed:
                 done.set()
             if stopping:
                 return
 
-    def _export_queued(self) -> None:
+    def _export_queued(self, everything: bool) -> None:
         queue = self._queue
-        while queue:
+        while len(queue) >= self._max_batch or (everything and queue):
             batch: list[Any] = []
             while queue and len(batch) < self._max_batch:
                 batch.append(queue.popleft())
