@@ -79,11 +79,10 @@ class SpanRecorder:
 class FinishedSpan(ReadableSpan):
     """An ended recorded span as the SDK hands spans over, with the recorded span itself beside it.
 
-    Span processors and exporters read it as any `ReadableSpan`; docserver's
-    OTLP encoder (otlp_encoding.py) reads `recorded`'s plain fields instead of
-    the SDK's properties (each a Python call; the dropped counts three
-    abstract-class checks), and groups it by `group` without looking at its
-    resource and scope.
+    Built only for an SDK span processor or exporter (a test's, the gRPC or
+    console exporter): docserver's export queue takes the recorded span itself.
+    Should one reach docserver's OTLP encoder (otlp_encoding.py), it reads
+    `recorded`'s plain fields, as for a recorded span.
     """
 
     __slots__ = ("recorded",)

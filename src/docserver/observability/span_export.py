@@ -12,7 +12,8 @@ The batching follows the SDK's settings and defaults (the standard
 `OTEL_BSP_*` variables, read with the other settings): a batch leaves when
 `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans are waiting or every
 `OTEL_BSP_SCHEDULE_DELAY` ms, and at most `OTEL_BSP_MAX_QUEUE_SIZE` spans
-wait. When the queue is full, the newest span is the one dropped.
+wait. When the queue is full, the newest span is the one dropped. A span that
+ends after shutdown (the process is exiting) is not queued.
 docserver runs one process (no workers are forked), so the thread is
 started once, with the batcher.
 """
@@ -67,9 +68,11 @@ class SpanBatcher(SpanProcessor):
         """Queue a finished span; wake the thread when a batch is full."""
         queue = self._queue
         waiting = len(queue)
-        if waiting >= self._max_queue or self._stopping:
+        if waiting >= self._max_queue:
             if self._dropped is not None:
                 self._dropped.inc()
+            return
+        if self._stopping:  # the process is exiting and its last batch has left: nothing would send this
             return
         queue.append(span)
         if waiting + 1 == self._max_batch:
