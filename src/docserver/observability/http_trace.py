@@ -99,4 +99,5 @@ class ServerSpans:
             return RequestSpan(context, None, token, tracing.enter_request(context))
         span = self._tracing.recorder.start(name, parent, dict(attributes()), trace_id=trace_id)
         context = TraceContext.of(span.context)
+        span.hex_ids = (context.trace_hex, context.span_hex)  # formatted once: the access line reads them
         return RequestSpan(context, span, token, tracing.enter_request(context))
