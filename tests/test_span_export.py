@@ -3,6 +3,8 @@ flush and shutdown send what waits, and recorded spans reach docserver's exporte
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +21,7 @@ from docserver.errors import ConfigError
 from docserver.observability.metrics import Metrics
 from docserver.observability.recorded_span import RecordedSpan, SpanRecorder
 from docserver.observability.span_export import BatchSettings, SpanBatcher
+from docserver.observability.tracing_setup import _CountingExporter
 from docserver.serve import tracing_config
 
 HOUR_MS = 3_600_000
@@ -168,3 +171,22 @@ def test_a_bad_batch_setting_stops_start_up_naming_it(monkeypatch: pytest.Monkey
 
     with pytest.raises(ConfigError, match="OTEL_BSP_MAX_QUEUE_SIZE"):
         load_settings()
+
+
+def test_an_sdk_exporter_is_given_readable_spans_and_docservers_the_recorded_ones(recorder: SpanRecorder) -> None:
+    # The console and gRPC exporters are the SDK's: they read `ReadableSpan`s. docserver's
+    # OTLP/HTTP exporter encodes the recorded span itself.
+    out = io.StringIO()
+    console = _CountingExporter(ConsoleSpanExporter(out=out), None)
+    span = recorder.start("tools/call search_docs", None, {"gen_ai.tool.name": "search_docs"})
+    span.end()
+
+    assert console.export([span]) is SpanExportResult.SUCCESS
+    printed = json.loads(out.getvalue())
+    assert (printed["name"], printed["attributes"]) == ("tools/call search_docs", {"gen_ai.tool.name": "search_docs"})
+    assert printed["context"]["span_id"] == f"0x{span.span_id:016x}"
+
+    exports = Exports()
+    exports.encodes_recorded = True  # type: ignore[attr-defined]
+    assert _CountingExporter(exports, None).export([span]) is SpanExportResult.SUCCESS
+    assert exports.batches == [[span]]
