@@ -48,6 +48,7 @@ CONFIGS = {
     # Recorded, not exported: what a sampled request costs before its spans leave it.
     "+tracing 1.0, exporter none": {"OTEL_TRACE_SAMPLE_RATE": "1.0", "OTEL_TRACES_EXPORTER": "none"},
 }
+DEFAULT_CONFIGS = ["off", "metrics+logs", "+tracing 0 (unsampled)", "+tracing 0.1", "+tracing 1.0"]
 
 LOOP = r"""
 import asyncio, os, sys, tempfile
@@ -112,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
     parser.add_argument("--out", type=Path, default=Path("bench/results/instructions.json"))
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS)[:5])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=DEFAULT_CONFIGS)
     parser.add_argument("--searches", action="store_true", help="result cache off: every call searches")
     parser.add_argument("--schedule-delay", type=int, default=200, help="OTEL_BSP_SCHEDULE_DELAY, ms")
     args = parser.parse_args()

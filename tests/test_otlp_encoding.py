@@ -8,6 +8,8 @@ parents, from the SDK tracer and from the recorded server spans alike.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -27,7 +29,7 @@ from opentelemetry.trace import (
 )
 
 from docserver.observability.otlp_encoding import encode_request
-from docserver.observability.recorded_span import SpanRecorder
+from docserver.observability.recorded_span import RecordedSpan, SpanRecorder
 
 RESOURCE = Resource.create({"service.name": "docserver", "deployment.environment.name": "test", "replica": 3})
 VALUES = {
@@ -87,9 +89,15 @@ def sdk_spans() -> list[ReadableSpan]:
 
 
 def recorded_spans() -> list[ReadableSpan]:
-    keep = Keep()
+    """Recorded spans as an SDK processor gets them: `ReadableSpan`s built from them."""
+    return [span.readable() for span in recorded_as_they_are()]
+
+
+def recorded_as_they_are() -> list[RecordedSpan]:
+    """Recorded spans as the export queue hands them to docserver's exporter."""
+    ended: list[RecordedSpan] = []
     recorder = SpanRecorder(RESOURCE, InstrumentationScope("docserver", "1.2.3"))
-    recorder.add_processor(keep)
+    recorder.add_sink(ended.append)
     http = recorder.start("POST /mcp", REMOTE, {"http.route": "/mcp", "http.response.status_code": 200})
     mcp = recorder.start(
         "tools/call search_docs", http.get_span_context(), {"gen_ai.tool.name": "search_docs"}, links=[Link(REMOTE)]
@@ -105,10 +113,19 @@ def recorded_spans() -> list[ReadableSpan]:
     http.end()
     recorder.start("ingest docs", None, {}, kind=SpanKind.INTERNAL).end()  # a root: no parent, no trace state
     recorder.start("", None, {"docserver.empty": ""}).end()
-    return keep.finished
+    return ended
 
 
-@pytest.mark.parametrize("spans", [sdk_spans, recorded_spans], ids=["sdk spans", "recorded spans"])
+def readable(spans: list[Any]) -> list[ReadableSpan]:
+    """What the SDK's encoder takes: recorded spans as `ReadableSpan`s, the others as they are."""
+    return [span.readable() if isinstance(span, RecordedSpan) else span for span in spans]
+
+
+@pytest.mark.parametrize(
+    "spans",
+    [sdk_spans, recorded_spans, recorded_as_they_are],
+    ids=["sdk spans", "recorded spans, as readable spans", "recorded spans, as they are"],
+)
 def test_the_encoding_decodes_to_the_sdk_exporters_message(spans) -> None:
     finished = spans()
     assert finished
@@ -116,15 +133,15 @@ def test_the_encoding_decodes_to_the_sdk_exporters_message(spans) -> None:
     first = ExportTraceServiceRequest.FromString(encode_request(finished))
     again = ExportTraceServiceRequest.FromString(encode_request(finished))  # from the kept attribute fields
 
-    assert first == again == encode_spans(finished)
+    assert first == again == encode_spans(readable(finished))
 
 
 def test_recorded_and_sdk_spans_of_one_resource_and_scope_share_a_group() -> None:
-    mixed = [*recorded_spans(), *sdk_spans(), *recorded_spans()]
+    mixed = [*recorded_as_they_are(), *sdk_spans(), *recorded_spans(), *recorded_as_they_are()]
 
     ours = ExportTraceServiceRequest.FromString(encode_request(mixed))
 
-    assert ours == encode_spans(mixed)
+    assert ours == encode_spans(readable(mixed))
 
 
 def test_each_scope_is_one_group_and_each_resource_one_entry() -> None:
@@ -144,14 +161,14 @@ def test_the_encoded_strings_kept_stay_bounded_and_still_decode() -> None:
     # without bound; each span still decodes to the SDK encoder's message.
     from docserver.observability import otlp_encoding
 
-    keep = Keep()
+    ended: list[RecordedSpan] = []
     recorder = SpanRecorder(RESOURCE, InstrumentationScope("docserver", "1.2.3"))
-    recorder.add_processor(keep)
+    recorder.add_sink(ended.append)
     long_value = "x" * (otlp_encoding._MAX_CACHED_LENGTH + 1)
     for number in range(otlp_encoding._MAX_CACHED_PAIRS + 50):
         recorder.start("POST /mcp", None, {"docserver.correlation_id": f"id-{number}", "trace": long_value}).end()
-    got = ExportTraceServiceRequest.FromString(encode_request(keep.finished))
-    assert got == encode_spans(keep.finished)
+    got = ExportTraceServiceRequest.FromString(encode_request(ended))
+    assert got == encode_spans(readable(ended))
     held = sum(len(values) for by_key in otlp_encoding._strings.values() for values in by_key.values())
     assert held == otlp_encoding._strings_held <= otlp_encoding._MAX_CACHED_PAIRS
     assert all(long_value not in values for by_key in otlp_encoding._strings.values() for values in by_key.values())

@@ -102,29 +102,6 @@ def test_uvicorns_httptools_protocol_still_has_every_name_the_shedding_protocol_
     assert STATUS_LINE[503].startswith(b"HTTP/1.1 503")
 
 
-def test_readable_span_still_takes_its_fields_in_the_order_finished_spans_pass_them() -> None:
-    from opentelemetry.sdk.trace import ReadableSpan
-
-    parameters = list(inspect.signature(ReadableSpan.__init__).parameters)
-
-    assert parameters == [
-        "self",
-        "name",
-        "context",
-        "parent",
-        "resource",
-        "attributes",
-        "events",
-        "links",
-        "kind",
-        "instrumentation_info",
-        "status",
-        "start_time",
-        "end_time",
-        "instrumentation_scope",
-    ]
-
-
 def test_a_repeated_search_is_served_through_the_sdks_public_middleware_contract() -> None:
     """mcp/answers.py relies on these: a middleware may return the wire dict itself, and the
     protocol's own request validator is public."""

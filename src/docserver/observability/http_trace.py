@@ -37,12 +37,13 @@ class RequestSpan:
         span: RecordedSpan | None,
         baggage_token: Any,
         request_token: Token[Any],
+        span_token: Token[Any] | None = None,
     ) -> None:
         self.context = context
         self.span = span
         self._baggage_token = baggage_token
         self._request_token = request_token
-        self._span_token = tracing.enter_span(span) if span is not None else None
+        self._span_token = span_token
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"traceparent", self.context.traceparent().encode("ascii"))]
@@ -100,4 +101,4 @@ class ServerSpans:
         span = self._tracing.recorder.start(name, parent, dict(attributes()), trace_id=trace_id)
         context = TraceContext.of(span.context)
         span.hex_ids = (context.trace_hex, context.span_hex)  # formatted once: the access line reads them
-        return RequestSpan(context, span, token, tracing.enter_request(context))
+        return RequestSpan(context, span, token, tracing.enter_request(context), tracing.enter_span(span))

@@ -24,7 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, StatusCode
 
 from docserver.observability.protowire import varint
-from docserver.observability.recorded_span import UNSET_STATUS, FinishedSpan, RecordedSpan
+from docserver.observability.recorded_span import UNSET_STATUS, RecordedSpan
 
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -308,27 +308,25 @@ def _group(
 def encode_request(spans: Iterable[ReadableSpan | RecordedSpan]) -> bytes:
     """collector.trace.v1.ExportTraceServiceRequest: spans grouped by resource, then by scope.
 
-    Recorded spans come as they are (span_export.py), or as `FinishedSpan`s through an SDK processor.
+    docserver's recorded spans come as they are (span_export.py) and are read from their plain fields;
+    any other span (another library's, or a recorded one an SDK processor got as a `ReadableSpan`)
+    through the SDK's properties.
     """
     # Grouped by the resource object (one per provider) and the scope's identity: hashing a
     # Resource serialises its attributes to JSON, which would cost more than the span.
     resources: dict[int, tuple[Resource, dict[Any, _Group]]] = {}
     by_recorder: dict[tuple[Any, ...], _Group] = {}
     for span in spans:
-        if type(span) is RecordedSpan:
-            recorded = span
-        elif type(span) is FinishedSpan:
-            recorded = span.recorded
-        else:  # another library's span, through the SDK
+        if type(span) is not RecordedSpan:
             assert isinstance(span, ReadableSpan)
             group = _group(resources, span.resource, span.instrumentation_scope)
             group.spans.append(_field(b"\x12", encode_span(span)))
             continue
-        recorder = recorded.recorder
+        recorder = span.recorder
         ours = by_recorder.get(recorder.group)
         if ours is None:
             ours = by_recorder[recorder.group] = _group(resources, recorder.resource, recorder.scope)
-        ours.spans.append(_field(b"\x12", encode_recorded(recorded)))
+        ours.spans.append(_field(b"\x12", encode_recorded(span)))
     out = []
     for resource, groups in resources.values():
         scope_spans = []

@@ -35,6 +35,11 @@ UNSET_STATUS = Status(StatusCode.UNSET)
 """A recorded span's status until one is set (the OTLP encoder knows it by identity)."""
 
 
+def hex_ids(trace_id: int, span_id: int) -> tuple[str, str]:
+    """A trace id and span id in the hex form W3C headers and trace backends use."""
+    return "%032x" % trace_id, "%016x" % span_id  # noqa: UP031 (printf-style: about half the instructions of a format spec)
+
+
 class SpanRecorder:
     """Starts `RecordedSpan`s and hands each finished one on, as it is, to where spans go."""
 
@@ -74,45 +79,6 @@ class SpanRecorder:
     def finish(self, span: RecordedSpan) -> None:
         for sink in self._sinks:
             sink(span)
-
-
-class FinishedSpan(ReadableSpan):
-    """An ended recorded span as the SDK hands spans over, with the recorded span itself beside it.
-
-    Built only for an SDK span processor or exporter (a test's, the gRPC or
-    console exporter): docserver's export queue takes the recorded span itself.
-    Should one reach docserver's OTLP encoder (otlp_encoding.py), it reads
-    `recorded`'s plain fields, as for a recorded span.
-    """
-
-    __slots__ = ("recorded",)
-
-    def __init__(
-        self,
-        recorded: RecordedSpan,
-        end: int,
-        resource: Resource,
-        scope: InstrumentationScope,
-    ) -> None:
-        # Positionally, in ReadableSpan's order (name, context, parent, resource, attributes,
-        # events, links, kind, instrumentation_info, status, start_time, end_time, scope):
-        # by keyword the call costs more. tests/test_sdk_contracts.py checks the order.
-        super().__init__(
-            recorded.name,
-            recorded.context,
-            recorded.parent,
-            resource,
-            recorded.attributes,
-            recorded.events,
-            recorded.links,
-            recorded.kind,
-            None,
-            recorded.status,
-            recorded.start,
-            end,
-            scope,
-        )
-        self.recorded = recorded
 
 
 class RecordedSpan(Span):
@@ -173,7 +139,7 @@ class RecordedSpan(Span):
         """(trace id, span id) in the hex form trace backends show."""
         ids = self.hex_ids
         if ids is None:
-            ids = self.hex_ids = ("%032x" % self.trace_id, "%016x" % self.span_id)  # noqa: UP031 (cheaper than format)
+            ids = self.hex_ids = hex_ids(self.trace_id, self.span_id)
         return ids
 
     def is_recording(self) -> bool:
@@ -234,10 +200,23 @@ class RecordedSpan(Span):
         self.end_time = end_time or time.time_ns()
         self.recorder.finish(self)
 
-    def readable(self) -> FinishedSpan:
-        """This ended span as the SDK's `ReadableSpan`, for an SDK processor or exporter."""
-        recorder = self.recorder
-        return FinishedSpan(self, self.end_time, recorder.resource, recorder.scope)
+    def readable(self) -> ReadableSpan:
+        """This ended span as the SDK's `ReadableSpan`, built only for an SDK processor or exporter (a
+        test's, the gRPC or console exporter): docserver's export queue and encoder take the span itself."""
+        return ReadableSpan(
+            name=self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=self.recorder.resource,
+            attributes=self.attributes,
+            events=self.events,
+            links=self.links,
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start,
+            end_time=self.end_time,
+            instrumentation_scope=self.recorder.scope,
+        )
 
 
 CURRENT: ContextVar[RecordedSpan | None] = ContextVar("docserver_current_span", default=None)

@@ -29,7 +29,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from docserver.observability.recorded_span import CURRENT, CurrentSpan, RecordedSpan, SpanRecorder
+from docserver.observability.recorded_span import CURRENT, CurrentSpan, RecordedSpan, SpanRecorder, hex_ids
 
 _NOOP: AbstractContextManager[None] = nullcontext()
 
@@ -49,8 +49,7 @@ class TraceContext:
         self.span_id = span_id
         self.sampled = sampled
         self.trace_state = trace_state
-        self.trace_hex = "%032x" % trace_id  # noqa: UP031 (printf-style: about half the instructions of a format spec)
-        self.span_hex = "%016x" % span_id  # noqa: UP031
+        self.trace_hex, self.span_hex = hex_ids(trace_id, span_id)
         self.exemplar = {"trace_id": self.trace_hex} if sampled else None
         """A sampled request's histogram exemplar, made once: every span of the request is of its trace."""
 

@@ -421,11 +421,11 @@ async def search_vector(
     if source is not None:
         names = [source] if isinstance(source, str) else list(source)
         noted = declined.version(names) if declined is not None else None
-        if noted is not None:
+        if noted is not None and declined is not None:
             indexed = await _nearest_indexed(conn, vector, condition, params, limit, filtered_ef_search)
             if indexed and indexed[0][2] == noted:
                 rows = indexed  # nothing committed since: still past the thresholds
-            elif declined is not None:
+            else:
                 declined.forget(names)
         if rows is None:
             rows, version = await search_exactly(conn, vector, names, limit)
