@@ -1,7 +1,8 @@
 """Observability overhead in instructions: steadier than CPU time on a shared machine.
 
     python bench/instructions.py [--calls 100 400] [--configs off ...] [--searches]
-                                 [--schedule-delay 200] [--out bench/results/instructions.json]
+                                 [--chunks 10000] [--schedule-delay 200]
+                                 [--out bench/results/instructions.json]
 
 Each configuration runs an in-process search_docs loop (the real app through
 ASGI, cache on, the test corpus) under `valgrind --tool=callgrind`, twice:
@@ -20,7 +21,10 @@ module it imports (one changed since the last run) would count the compiling.
 
 The calls are result-cache hits after the first few, the cheapest call there
 is; `--searches` turns the cache off, so every call searches the store (and a
-sampled one has the store's spans under its server spans).
+sampled one has the store's spans under its server spans). `--chunks N`
+searches the generated corpus of bench/overhead.py instead (about N chunks,
+its queries in turn), ingested once outside valgrind and copied for each run:
+with `--searches`, the default 10,000-chunk search of the overhead table.
 
 Every run has OPENBLAS_NUM_THREADS=1 and PYTHONHASHSEED=0, as in
 bench/server_instructions.py (which says why): otherwise OpenBLAS's spinning
@@ -30,6 +34,7 @@ worker and per-process hash seeds move a call's count by tens of k.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +42,15 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import STEADY_COUNTS, callgrind_total, compile_docserver, per_call, write_instruction_table
+from harness import (
+    STEADY_COUNTS,
+    build_database,
+    callgrind_total,
+    compile_docserver,
+    fresh_copy,
+    per_call,
+    write_instruction_table,
+)
 
 CONFIGS = {
     "off": {"DOCSERVER_TELEMETRY": "off", "LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true"},
@@ -51,7 +64,7 @@ CONFIGS = {
 DEFAULT_CONFIGS = ["off", "metrics+logs", "+tracing 0 (unsampled)", "+tracing 0.1", "+tracing 1.0"]
 
 LOOP = r"""
-import asyncio, os, sys, tempfile
+import asyncio, json, os, sys, tempfile
 from pathlib import Path
 import httpx
 from docserver.app import create_app, new_metrics
@@ -62,7 +75,10 @@ from docserver.runtime import open_runtime
 from docserver.serve import start_tracing
 
 calls = int(sys.argv[1])
-settings = load_settings(store={"url": f"sqlite:///{tempfile.mkdtemp()}/bench.db"})
+# argv[2]: a folder to ingest; or, with argv[3], a ready database and argv[2] a JSON list of queries
+prepared = len(sys.argv) > 3
+database = sys.argv[3] if prepared else f"{tempfile.mkdtemp()}/bench.db"
+settings = load_settings(store={"url": f"sqlite:///{database}"})
 configure_logging(level=settings.telemetry.log_level if settings.telemetry.enabled else "WARNING",
                   stream=open(os.devnull, "w"), environment="bench")
 metrics = new_metrics(settings)
@@ -73,11 +89,13 @@ META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}}
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
            "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "search_docs"}
-QUERIES = ["enable TLS certificate", "rotate access tokens", "build from source", "journal flush interval"]
+QUERIES = (json.loads(Path(sys.argv[2]).read_text()) if prepared else
+           ["enable TLS certificate", "rotate access tokens", "build from source", "journal flush interval"])
 
 async def main():
     async with open_runtime(settings, request_metrics) as runtime:
-        await ingest(runtime.store, runtime.embedder, [Path(sys.argv[2])], "corpus")
+        if not prepared:
+            await ingest(runtime.store, runtime.embedder, [Path(sys.argv[2])], "corpus")
         app = create_app(settings, runtime, metrics, tracing)
         starlette = getattr(app, "app", app)
         async with starlette.router.lifespan_context(starlette):
@@ -105,8 +123,16 @@ with trace_sink() as sink:
 """
 
 
-def instructions(env: dict[str, str], calls: int, corpus: Path, work: Path) -> int:
-    return callgrind_total([sys.executable, "-c", LOOP, str(calls), str(corpus)], work, env)
+def instructions(env: dict[str, str], calls: int, corpus: list[str], work: Path) -> int:
+    return callgrind_total([sys.executable, "-c", LOOP, str(calls), *corpus], work, env)
+
+
+def prepared_corpus(work: Path, chunks: int) -> tuple[Path, Path]:
+    """The generated corpus ingested once (outside valgrind), and its queries as a JSON file."""
+    template, queries = build_database(work, chunks)
+    listed = work / "queries.json"
+    listed.write_text(json.dumps(queries))
+    return template, listed
 
 
 def main() -> None:
@@ -116,10 +142,19 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=DEFAULT_CONFIGS)
     parser.add_argument("--searches", action="store_true", help="result cache off: every call searches")
     parser.add_argument("--schedule-delay", type=int, default=200, help="OTEL_BSP_SCHEDULE_DELAY, ms")
+    parser.add_argument("--chunks", type=int, help="search the generated corpus of about this many chunks")
     args = parser.parse_args()
     compile_docserver()
-    corpus = Path(__file__).resolve().parent.parent / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-callgrind-"))
+    tests_corpus = Path(__file__).resolve().parent.parent / "tests" / "corpus"
+    prepared = prepared_corpus(work, args.chunks) if args.chunks else None
+
+    def corpus() -> list[str]:
+        if prepared is None:
+            return [str(tests_corpus)]
+        template, queries = prepared
+        return [str(queries), str(fresh_copy(template, work, "run"))]
+
     sink = subprocess.Popen(
         [sys.executable, "-c", SINK, str(Path(__file__).resolve().parent)],
         stdin=subprocess.PIPE,
@@ -142,7 +177,10 @@ def main() -> None:
             }
             if args.searches:
                 env["DOCSERVER_CACHE_SIZE"] = "0"
-            totals = (instructions(env, args.calls[0], corpus, work), instructions(env, args.calls[1], corpus, work))
+            totals = (
+                instructions(env, args.calls[0], corpus(), work),
+                instructions(env, args.calls[1], corpus(), work),
+            )
             cost = per_call(totals, tuple(args.calls))
             rows.append({"configuration": name, "instructions_per_call": cost})
             print(f"{name:>14}: {cost / 1e6:.3f} M instructions per call", flush=True)

@@ -1,7 +1,7 @@
 """Server instructions per cache-hit call, measured from outside: `docserver serve` under callgrind.
 
     python bench/server_instructions.py [--calls 100 400] [--configs off ...]
-        [--out bench/results/server_instructions.json]
+        [--schedule-delay MS] [--out bench/results/server_instructions.json]
 
 The real server runs under `valgrind --tool=callgrind` (every thread counted),
 a plain HTTP client in this process sends current-protocol `search_docs` calls
@@ -11,7 +11,11 @@ small and the large call count: the difference divided by the difference of
 the counts is one call's cost, start-up and shutdown excluded. Unlike
 bench/instructions.py, the client's own work is not in the count.
 Trace export goes over OTLP/HTTP to a sink in this process, on the exporter's
-default schedule (every 5 s).
+default schedule (every 5 s). Under valgrind a call is slow enough that each
+5-second export carries only a few calls' spans, and how many exports fall
+within the measured calls follows wall time; `--schedule-delay 600000` leaves
+export to full batches (512 spans), as on a busy server, and to the flush at
+shutdown, which the small and the large run both make once.
 
 Two settings of the server's environment take noise out that is neither the
 calls' nor telemetry's:
@@ -116,6 +120,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--threads", action="store_true", help="also each server thread's instructions per call")
     parser.add_argument("--hash-seed", type=int, default=0, help="PYTHONHASHSEED of every server run")
+    parser.add_argument("--schedule-delay", type=int, help="OTEL_BSP_SCHEDULE_DELAY of traced runs, ms")
     args = parser.parse_args()
     compile_docserver()
     corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
@@ -133,6 +138,8 @@ def main() -> None:
                 # still sees a few exports, each carrying about a hundred calls' spans, as a busy
                 # server's would. A short delay would charge every call a whole HTTP export.
                 settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+                if args.schedule_delay is not None:
+                    settings["OTEL_BSP_SCHEDULE_DELAY"] = str(args.schedule_delay)
             env = docserver_env(database, settings) | STEADY_COUNTS | {"PYTHONHASHSEED": str(args.hash_seed)}
             small, large = ([], []) if args.threads else (None, None)
             totals = (
