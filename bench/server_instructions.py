@@ -1,7 +1,7 @@
 """Server instructions per cache-hit call, measured from outside: `docserver serve` under callgrind.
 
     python bench/server_instructions.py [--calls 100 400] [--configs off ...]
-        [--schedule-delay MS] [--out bench/results/server_instructions.json]
+        [--schedule-delay MS] [--searches] [--chunks N] [--out bench/results/server_instructions.json]
 
 The real server runs under `valgrind --tool=callgrind` (every thread counted),
 a plain HTTP client in this process sends current-protocol `search_docs` calls
@@ -16,6 +16,12 @@ default schedule (every 5 s). Under valgrind a call is slow enough that each
 within the measured calls follows wall time; `--schedule-delay 600000` leaves
 export to full batches (512 spans), as on a busy server, and to the flush at
 shutdown, which the small and the large run both make once.
+
+`--searches` turns the result cache off, so every call searches the store;
+`--chunks N` serves the generated corpus of bench/overhead.py (about N chunks,
+its queries in turn, ingested once before any run and copied for each)
+instead of the test corpus: with both, the default 10,000-chunk search of the
+overhead table, the server's instructions only.
 
 Two settings of the server's environment take noise out that is neither the
 calls' nor telemetry's:
@@ -46,8 +52,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import STEADY_COUNTS, compile_docserver, per_call, write_instruction_table
-from support.docserver_process import docserver_env, run_cli
+from harness import STEADY_COUNTS, build_database, compile_docserver, fresh_copy, per_call, write_instruction_table
+from support.docserver_process import docserver_env
+from support.docserver_process import run_cli as run_docserver
 from support.otlp_receiver import OtlpReceiver
 from support.processes import free_port, wait_until_answers
 
@@ -74,7 +81,9 @@ META = {
 }
 
 
-def serve_and_count(env: dict[str, str], calls: int, work: Path, threads: list[int] | None = None) -> int:
+def serve_and_count(
+    env: dict[str, str], calls: int, work: Path, threads: list[int] | None = None, queries: list[str] = QUERIES
+) -> int:
     """The server's instructions over a run of `calls` calls; with `threads`, each thread's total is added to it
     (in the order callgrind numbers the threads: their creation order)."""
     port = free_port()
@@ -93,11 +102,12 @@ def serve_and_count(env: dict[str, str], calls: int, work: Path, threads: list[i
         wait_until_answers(server, f"{url}/healthz", log, name="docserver under valgrind", timeout=1800)
         with httpx.Client(base_url=url, timeout=120) as client:
             for index in range(WARM_UP + calls):
+                arguments = {"query": queries[index % len(queries)]}
                 body = {
                     "jsonrpc": "2.0",
                     "id": index,
                     "method": "tools/call",
-                    "params": {"name": "search_docs", "_meta": META, "arguments": {"query": QUERIES[index % 4]}},
+                    "params": {"name": "search_docs", "_meta": META, "arguments": arguments},
                 }
                 response = client.post("/mcp", json=body, headers=HEADERS)
                 assert response.status_code == 200, response.text
@@ -113,6 +123,11 @@ def serve_and_count(env: dict[str, str], calls: int, work: Path, threads: list[i
     return int(match.group(1))
 
 
+def fresh_env(template: Path, work: Path, settings: dict[str, str]) -> dict[str, str]:
+    """A server's environment on a fresh copy of the prepared database."""
+    return docserver_env(fresh_copy(template, work, "run"), settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, nargs=2, default=[100, 400])
@@ -121,13 +136,19 @@ def main() -> None:
     parser.add_argument("--threads", action="store_true", help="also each server thread's instructions per call")
     parser.add_argument("--hash-seed", type=int, default=0, help="PYTHONHASHSEED of every server run")
     parser.add_argument("--schedule-delay", type=int, help="OTEL_BSP_SCHEDULE_DELAY of traced runs, ms")
+    parser.add_argument("--searches", action="store_true", help="result cache off: every call searches")
+    parser.add_argument("--chunks", type=int, help="serve the generated corpus of about this many chunks")
     args = parser.parse_args()
     compile_docserver()
-    corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
     work = Path(tempfile.mkdtemp(prefix="docserver-server-callgrind-"))
-    database = work / "bench.db"
-    ingested = run_cli("ingest", str(corpus), "--source", "corpus", env=docserver_env(database))
-    assert ingested.returncode == 0, ingested.stderr
+    queries = QUERIES
+    if args.chunks:
+        template, queries = build_database(work, args.chunks)
+    else:
+        template = work / "bench.db"
+        corpus = Path(__file__).resolve().parents[1] / "tests" / "corpus"
+        ingested = run_docserver("ingest", str(corpus), "--source", "corpus", env=docserver_env(template))
+        assert ingested.returncode == 0, ingested.stderr
     rows = []
     with OtlpReceiver(mode="discard") as sink:
         for name in args.configs:
@@ -140,11 +161,14 @@ def main() -> None:
                 settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
                 if args.schedule_delay is not None:
                     settings["OTEL_BSP_SCHEDULE_DELAY"] = str(args.schedule_delay)
-            env = docserver_env(database, settings) | STEADY_COUNTS | {"PYTHONHASHSEED": str(args.hash_seed)}
-            small, large = ([], []) if args.threads else (None, None)
+            if args.searches:
+                settings["DOCSERVER_CACHE_SIZE"] = "0"
+            steady = STEADY_COUNTS | {"PYTHONHASHSEED": str(args.hash_seed)}
+            small: list[int] | None = [] if args.threads else None
+            large: list[int] | None = [] if args.threads else None
             totals = (
-                serve_and_count(env, args.calls[0], work, small),
-                serve_and_count(env, args.calls[1], work, large),
+                serve_and_count(fresh_env(template, work, settings) | steady, args.calls[0], work, small, queries),
+                serve_and_count(fresh_env(template, work, settings) | steady, args.calls[1], work, large, queries),
             )
             cost = per_call(totals, tuple(args.calls))
             rows.append({"configuration": name, "instructions_per_call": cost})
