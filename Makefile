@@ -105,6 +105,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/postgres_scale.py --sizes 100000  # the 1,000,000 row: --sizes 1000000, about 40 minutes more
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/server_instructions.py
+	$(BIN)/python bench/server_instructions.py --calls 50 200 --schedule-delay 600000 \
+		--configs off metrics+logs "+tracing 0.1" "+tracing 1.0" --out bench/results/server_instructions_full_batches.json
+	$(BIN)/python bench/server_instructions.py --searches --chunks 10000 --calls 50 200 --schedule-delay 600000 \
+		--configs off metrics+logs "+tracing 0.1" "+tracing 1.0" --out bench/results/server_instructions_searches_10k.json
 	$(BIN)/python bench/sampler_ticks.py
 	$(BIN)/python bench/tracemalloc_cost.py
 	$(BIN)/python bench/plots.py
