@@ -599,16 +599,28 @@ def main() -> None:
         help="search a filter exactly only when it holds fewer chunks than this share of the distinct vectors "
         "(default: the store's EXACT_BELOW_SHARE)",
     )
+    parser.add_argument(
+        "--docs",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="read product NAME's docs from DIR instead of replicated_docs.PRODUCTS' folder, e.g. "
+        "nodejs=/tmp/nodejs-doc/usr/share/doc/nodejs/api (from `apt-get download nodejs-doc` and `dpkg-deb -x`: "
+        "installing it removes NodeSource's nodejs, whose own api folder holds another version's docs)",
+    )
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
-    sets = {name: pages(name) for name in SETS}
+    folders = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.docs)}
+    if unknown := set(folders) - set(PRODUCTS):
+        parser.error(f"--docs: no product {', '.join(sorted(unknown))} (replicated_docs.PRODUCTS)")
+    sets = {name: pages(name, folders.get(name)) for name in SETS}
     if args.corpus == "products":  # the products in order, parsed until their versions hold the largest size
         for name in list(PRODUCTS)[len(SETS) :]:
             if sum(len(page.chunks) for found in sets.values() for page in found) * VERSIONS >= max(args.sizes):
                 break
-            sets[name] = pages(name)
+            sets[name] = pages(name, folders.get(name))
 
     @cache
     def vectors() -> dict[tuple[str, str, int], Any]:
