@@ -25,7 +25,7 @@ from pgvector.psycopg import register_vector
 from docserver.store import postgres_exact
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX
-from docserver.store.postgres_sql import search_vector_sql
+from docserver.store.postgres_vector import search_vector_sql
 from support.postgres_server import loaded_database
 
 CHUNKS = 20_000

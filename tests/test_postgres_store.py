@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
-from docserver.store import postgres_exact, postgres_schema, postgres_sql
+from docserver.store import postgres_exact, postgres_schema, postgres_sql, postgres_vector
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
 from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
@@ -298,13 +298,13 @@ async def test_a_filter_past_the_exact_threshold_is_decided_again_once_another_r
     # filter is counted again, and searched exactly once it is small enough.
     monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", 1)
     decided: list[list[str]] = []
-    search_exactly = postgres_sql.search_exactly
+    search_exactly = postgres_vector.search_exactly
 
     async def counted(conn: object, vector: object, sources: list[str], limit: int) -> object:
         decided.append(list(sources))
         return await search_exactly(conn, vector, sources, limit)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(postgres_sql, "search_exactly", counted)
+    monkeypatch.setattr(postgres_vector, "search_exactly", counted)
     await put(store, "docs@1", document("a.md", "alpha"), document("b.md", "beta"))
     query = np.array([1, 0, 0, 0], dtype=np.float32)
     for _ in range(3):

@@ -146,7 +146,7 @@ class Declined:
     commit moves the corpus version (the store's change signal, whichever process or
     replica wrote): so while the version stays, the decision stands. The HNSW
     statement reads the version in its own snapshot; when it is not the one noted,
-    the filter is decided again (`postgres_sql.search_vector`). The share of the
+    the filter is decided again (`postgres_vector.search_vector`). The share of the
     vectors (`pg_class.reltuples`) may drift without a commit; a decision stands
     until the next one all the same.
     """
