@@ -310,7 +310,8 @@ async def test_a_filter_past_the_exact_threshold_is_decided_again_once_another_r
     for _ in range(3):
         assert len(await store.search_vector(query, source="docs@1", limit=5)) == 2
     assert decided == [["docs@1"]]  # decided once: two chunks, past the threshold of one
-    assert store.declined.version(["docs@1"]) == str(await store.corpus_version())
+    noted = store.declined.get(["docs@1"])
+    assert noted is not None and noted.version == str(await store.corpus_version())
 
     replica = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=1))
     await replica.open()
@@ -321,7 +322,7 @@ async def test_a_filter_past_the_exact_threshold_is_decided_again_once_another_r
         await replica.close()
     assert len(await store.search_vector(query, source="docs@1", limit=5)) == 1
     assert decided == [["docs@1"], ["docs@1"]]  # the version moved: decided again, and exact now
-    assert store.declined.version(["docs@1"]) is None
+    assert store.declined.get(["docs@1"]) is None
     assert len(await store.search_vector(query, source="docs@1", limit=5)) == 1
     assert decided == [["docs@1"]] * 3  # a filter searched exactly is decided on every search
 

@@ -16,6 +16,7 @@ from docserver.store.base import RankedId, SourceFilter, Vectors
 from docserver.store.postgres_exact import Declined, search_exactly
 from docserver.store.postgres_filters import source_condition, source_filter
 from docserver.store.postgres_schema import Connection
+from docserver.store.postgres_share import ef_search_for
 
 
 def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
@@ -59,26 +60,29 @@ async def search_vector(
 
     A filter `declined` notes as past the thresholds at the corpus version the HNSW
     statement sees goes to the index alone; at another version it is decided again.
-    A filtered search through the index keeps `filtered_ef_search` candidates when given (that statement alone).
+    A filtered search through the index keeps `filtered_ef_search` candidates (that statement
+    alone) when its filter holds less than postgres_share.RAISED_BELOW_SHARE of the vectors.
     """
     condition, params = source_condition("c.source", source)
-    rows: list[tuple[Any, ...]] | None = None
-    if source is not None:
-        names = [source] if isinstance(source, str) else list(source)
-        noted = declined.version(names) if declined is not None else None
-        if noted is not None and declined is not None:
-            indexed = await _nearest_indexed(conn, vector, condition, params, limit, filtered_ef_search)
-            if indexed and indexed[0][2] == noted:
-                rows = indexed  # nothing committed since: still past the thresholds
-            else:
-                declined.forget(names)
-        if rows is None:
-            rows, version = await search_exactly(conn, vector, names, limit)
-            if rows is None and declined is not None:
-                declined.note(names, version)
-    if rows is None:
-        ef_search = filtered_ef_search if source is not None else None
-        rows = await _nearest_indexed(conn, vector, condition, params, limit, ef_search)
+    if source is None:
+        return _ranked(await _nearest_indexed(conn, vector, condition, params, limit))
+    names = [source] if isinstance(source, str) else list(source)
+    noted = declined.get(names) if declined is not None else None
+    if noted is not None and declined is not None:
+        indexed = await _nearest_indexed(conn, vector, condition, params, limit, noted.ef_search)
+        if indexed and indexed[0][2] == noted.version:
+            return _ranked(indexed)  # nothing committed since: still past the thresholds
+        declined.forget(names)
+    exact, version = await search_exactly(conn, vector, names, limit)
+    if exact is not None:
+        return _ranked(exact)
+    ef_search = None if filtered_ef_search is None else await ef_search_for(conn, names, filtered_ef_search)
+    if declined is not None:
+        declined.note(names, version, ef_search)
+    return _ranked(await _nearest_indexed(conn, vector, condition, params, limit, ef_search))
+
+
+def _ranked(rows: list[tuple[Any, ...]]) -> list[RankedId]:
     ranked = [RankedId(row[0], 1.0 - float(row[1])) for row in rows]
     # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
     # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
