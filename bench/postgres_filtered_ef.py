@@ -18,7 +18,9 @@ counts them). It is the measurement behind the store's filtered `ef_search` rule
 
 With `--store`, no sweep: the store as it is configured by default (exact search
 under its thresholds, else HNSW with its filtered `ef_search` rule), under the
-same filters: recall@10, vector search p50 / p95 ms (80 candidates), and
+same filters: recall@10, vector search p50 / p95 ms (80 candidates), the server's CPU
+time per vector search of 20 candidates (what a search of 5 results asks for; from
+/proc, the store's PostgreSQL processes: steadier than times on a shared machine), and
 SearchService.search p50 / p95 ms (limit 5, both retrievers fused, caches off) by a
 caller whose share is the filter's sources; the newest versions and one version as
 search_docs asks for them. Each timing starts after 50 warm-up calls, so a
@@ -33,6 +35,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +152,9 @@ async def run_store(
             vector = await timed(calls, lambda n, s=source: store.search_vector(vectors[n], source=s, limit=CANDIDATES))
             measured = {"recall": await recall_at_10(store, recall_vectors, source, truth)}
             measured |= {f"vector_{key}": value for key, value in vector.items()}
+            measured["vector20_server_cpu_ms"] = await server_cpu_ms(
+                store, calls, lambda n, s=source: store.search_vector(vectors[n], source=s, limit=20)
+            )
             arguments: dict[str, Any] = {"newest": {}, "version 1.0": {"version": "1.0"}}.get(
                 name, {"within": frozenset(source or ())}
             )
@@ -159,6 +165,28 @@ async def run_store(
             report(point, "store", measured)
     finally:
         await store.close()
+
+
+async def server_cpu_ms(store: PostgresStore, calls: int, work: Callable[[int], Awaitable[object]]) -> float:
+    """PostgreSQL's CPU time (user + system, the store's server processes, from /proc) per call of `work`, in ms:
+    steadier than its latency on a machine shared with other work."""
+    async with store._ready_pool().connection() as conn:
+        cursor = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'docserver'"
+        )
+        pids = [row[0] for row in await cursor.fetchall()]
+
+    def ticks() -> int:
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total
+
+    before = ticks()
+    for n in range(calls):
+        await work(n)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") * 1000 / calls
 
 
 def main() -> None:

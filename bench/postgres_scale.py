@@ -481,7 +481,8 @@ def measure(
                 row["exact_cost"] = asyncio.run(
                     exact_cost(
                         server.url(name),
-                        # every search here is filtered: through HNSW, at the store's filtered ef_search
+                        # every search here is filtered: through HNSW, at --ef-search or, for a filter of a
+                        # small share of the vectors, the filtered ef_search (postgres_share)
                         replace(options, hnsw_ef_search=args.ef_search[0]),
                         args.calls,
                         args.exact_cost_together,
@@ -574,7 +575,7 @@ def main() -> None:
         "--exact-cost",
         action="store_true",
         help="first time exact and HNSW searches against the chunks a filter holds (newest versions, "
-        "one source, then more together), the HNSW ones at the filtered ef_search",
+        "one source, then more together), the HNSW ones at the store's ef_search for the filter's share",
     )
     parser.add_argument("--exact-cost-only", action="store_true", help="--exact-cost, and no sweep")
     parser.add_argument(
@@ -586,7 +587,8 @@ def main() -> None:
     parser.add_argument(
         "--filtered-ef-search",
         type=int,
-        help="hnsw.ef_search of a filtered search through HNSW (default: the store's; --ef-search sets the others')",
+        help="hnsw.ef_search of a filtered search through HNSW whose filter holds less than "
+        "postgres_share.RAISED_BELOW_SHARE of the vectors (default: the store's; --ef-search sets the others')",
     )
     parser.add_argument(
         "--exact-cost-search",
