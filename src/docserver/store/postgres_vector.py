@@ -3,7 +3,8 @@
 Vectors are a pgvector column on `embeddings`, one row per distinct embedded
 text, with an HNSW index (cosine); each chunk points to its text's row
 (`chunks.embedding_id`, migration 0004). A filter of few chunks is searched
-exactly instead (postgres_exact).
+exactly instead (postgres_exact); past that, a filter holding a small share of the
+vectors keeps a longer candidate list than the connection's (postgres_share).
 """
 
 from __future__ import annotations
