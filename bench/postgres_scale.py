@@ -481,7 +481,8 @@ def measure(
                 row["exact_cost"] = asyncio.run(
                     exact_cost(
                         server.url(name),
-                        # every search here is filtered: through HNSW, at the store's filtered ef_search
+                        # every search here is filtered: through HNSW, at --ef-search or, for a filter of a
+                        # small share of the vectors, the filtered ef_search (postgres_share)
                         replace(options, hnsw_ef_search=args.ef_search[0]),
                         args.calls,
                         args.exact_cost_together,
@@ -574,7 +575,7 @@ def main() -> None:
         "--exact-cost",
         action="store_true",
         help="first time exact and HNSW searches against the chunks a filter holds (newest versions, "
-        "one source, then more together), the HNSW ones at the filtered ef_search",
+        "one source, then more together), the HNSW ones at the store's ef_search for the filter's share",
     )
     parser.add_argument("--exact-cost-only", action="store_true", help="--exact-cost, and no sweep")
     parser.add_argument(
@@ -586,7 +587,8 @@ def main() -> None:
     parser.add_argument(
         "--filtered-ef-search",
         type=int,
-        help="hnsw.ef_search of a filtered search through HNSW (default: the store's; --ef-search sets the others')",
+        help="hnsw.ef_search of a filtered search through HNSW whose filter holds less than "
+        "postgres_share.RAISED_BELOW_SHARE of the vectors (default: the store's; --ef-search sets the others')",
     )
     parser.add_argument(
         "--exact-cost-search",
@@ -599,16 +601,28 @@ def main() -> None:
         help="search a filter exactly only when it holds fewer chunks than this share of the distinct vectors "
         "(default: the store's EXACT_BELOW_SHARE)",
     )
+    parser.add_argument(
+        "--docs",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="read product NAME's docs from DIR instead of replicated_docs.PRODUCTS' folder, e.g. "
+        "nodejs=/tmp/nodejs-doc/usr/share/doc/nodejs/api (from `apt-get download nodejs-doc` and `dpkg-deb -x`: "
+        "installing it removes NodeSource's nodejs, whose own api folder holds another version's docs)",
+    )
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
-    sets = {name: pages(name) for name in SETS}
+    folders = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.docs)}
+    if unknown := set(folders) - set(PRODUCTS):
+        parser.error(f"--docs: no product {', '.join(sorted(unknown))} (replicated_docs.PRODUCTS)")
+    sets = {name: pages(name, folders.get(name)) for name in SETS}
     if args.corpus == "products":  # the products in order, parsed until their versions hold the largest size
         for name in list(PRODUCTS)[len(SETS) :]:
             if sum(len(page.chunks) for found in sets.values() for page in found) * VERSIONS >= max(args.sizes):
                 break
-            sets[name] = pages(name)
+            sets[name] = pages(name, folders.get(name))
 
     @cache
     def vectors() -> dict[tuple[str, str, int], Any]:

@@ -68,10 +68,11 @@ class Copy:
         return f"{self.base}@{self.version}"
 
 
-def pages(set_name: str) -> list[Page]:
-    """The pages of one set, chunked as `docserver ingest` chunks them, in path order."""
+def pages(set_name: str, folder: Path | None = None) -> list[Page]:
+    """The pages of one set, chunked as `docserver ingest` chunks them, in path order; from `folder`
+    instead of the set's own (PRODUCTS) when given: a package extracted elsewhere (`dpkg-deb -x`)."""
     found = []
-    for item in sorted(discover(PRODUCTS[set_name]).files, key=lambda item: item.path):
+    for item in sorted(discover(folder or PRODUCTS[set_name]).files, key=lambda item: item.path):
         if item.path.startswith(SKIPPED) or "/_sources/" in item.path or "/_modules/" in item.path:
             continue
         text = read_text(item.abspath)

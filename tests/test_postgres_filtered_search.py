@@ -8,7 +8,9 @@ sends, through the HNSW index (the plan says so).
 
 A filter holding few chunks (EXACT_AT_MOST or fewer) is searched exactly
 instead: the iterative scan walks the whole graph through other sources'
-vectors and may still miss some of the filter's nearest.
+vectors and may still miss some of the filter's nearest. Past that, a filter
+holding a small share of the vectors (postgres_share) keeps a longer candidate
+list than the connection's, for its statement alone.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from docserver.store import postgres_exact
+from docserver.store import postgres_exact, postgres_share
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import VECTOR_INDEX
-from docserver.store.postgres_sql import search_vector_sql
+from docserver.store.postgres_vector import search_vector_sql
 from support.postgres_server import loaded_database
 
 CHUNKS = 20_000
@@ -234,3 +236,49 @@ async def test_a_filter_of_a_large_share_of_the_vectors_is_not_searched_exactly(
     monkeypatch.setattr(postgres_exact, "EXACT_BELOW_SHARE", 1 / SOURCES + 0.01)
     rows, _ = run_exact(url, ["source-3"])
     assert len(rows) == CANDIDATES and all(exact for exact, _, _ in rows)
+
+
+def plain_scans(url: str) -> str:
+    """`url` with iterative scans off: an HNSW scan then returns the filter's share of the `ef_search` candidates
+    it kept, so how many rows come back tells which `ef_search` the statement ran with."""
+    return f"{url}&options=-c%20hnsw.iterative_scan%3Doff"
+
+
+async def test_a_filter_of_a_small_share_of_the_vectors_keeps_the_filtered_ef_search_and_a_large_one_does_not(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every filter past the exact thresholds; ef_search 40, and 400 for a filter of less than three quarters of
+    # the vectors. Plain scans: about share × ef_search of the filter's chunks come back, at most the 80 asked.
+    monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", -1)
+    assert postgres_share.RAISED_BELOW_SHARE == 3 / 4
+    three = [f"source-{n}" for n in range(3)]  # 0.3 of the vectors
+    eight = [f"source-{n}" for n in range(8)]  # 0.8
+    store = PostgresStore(plain_scans(url), replace(OPTIONS, max_size=1, hnsw_filtered_ef_search=400))
+    await store.open()
+    try:
+        small = await store.search_vector(query_vector(), source=three, limit=CANDIDATES)
+        assert len(small) == CANDIDATES  # about 0.3 × 400 found; at 40, at most 40
+        noted = store.declined.get(three)
+        assert noted is not None and noted.ef_search == 400  # decided once for this corpus version
+        assert len(await store.search_vector(query_vector(), source=three, limit=CANDIDATES)) == len(small)
+        large = await store.search_vector(query_vector(), source=eight, limit=CANDIDATES)
+        assert 0 < len(large) <= EF_SEARCH  # about 0.8 × 40
+        noted = store.declined.get(eight)
+        assert noted is not None and noted.ef_search is None
+        assert len(await store.search_vector(query_vector(), source=None, limit=CANDIDATES)) == EF_SEARCH
+        async with store._ready_pool().connection() as conn:  # the one connection the searches used
+            cursor = await conn.execute("SELECT current_setting('hnsw.ef_search')")
+            assert await cursor.fetchone() == (str(EF_SEARCH),)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("share", "raised"), [(0.5, False), (0.51, True)])
+async def test_the_share_is_the_filters_chunks_against_the_vectors(
+    url: str, monkeypatch: pytest.MonkeyPatch, share: float, raised: bool
+) -> None:
+    # Five sources of ten: 10,000 chunks of 20,000 vectors, counted no further than the share.
+    monkeypatch.setattr(postgres_share, "RAISED_BELOW_SHARE", share)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        ef_search = await postgres_share.ef_search_for(conn, [f"source-{n}" for n in range(5)], 400)
+    assert ef_search == (400 if raised else None)

@@ -17,7 +17,8 @@ from pgvector.psycopg import register_vector
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_exact import search_exact_sql
 from docserver.store.postgres_schema import VECTOR_INDEX
-from docserver.store.postgres_sql import TEXT_PLAN, search_text_sql, search_vector_sql
+from docserver.store.postgres_sql import TEXT_PLAN, search_text_sql
+from docserver.store.postgres_vector import search_vector_sql
 from support.postgres_server import loaded_database
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from docserver.config import load_settings
 from docserver.errors import ConfigError, StoreError
 from docserver.observability.metrics import Metrics
-from docserver.store import postgres_exact, postgres_schema, postgres_sql
+from docserver.store import postgres_exact, postgres_schema, postgres_sql, postgres_vector
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreUnavailableError
 from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
@@ -298,19 +298,20 @@ async def test_a_filter_past_the_exact_threshold_is_decided_again_once_another_r
     # filter is counted again, and searched exactly once it is small enough.
     monkeypatch.setattr(postgres_exact, "EXACT_AT_MOST", 1)
     decided: list[list[str]] = []
-    search_exactly = postgres_sql.search_exactly
+    search_exactly = postgres_vector.search_exactly
 
     async def counted(conn: object, vector: object, sources: list[str], limit: int) -> object:
         decided.append(list(sources))
         return await search_exactly(conn, vector, sources, limit)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(postgres_sql, "search_exactly", counted)
+    monkeypatch.setattr(postgres_vector, "search_exactly", counted)
     await put(store, "docs@1", document("a.md", "alpha"), document("b.md", "beta"))
     query = np.array([1, 0, 0, 0], dtype=np.float32)
     for _ in range(3):
         assert len(await store.search_vector(query, source="docs@1", limit=5)) == 2
     assert decided == [["docs@1"]]  # decided once: two chunks, past the threshold of one
-    assert store.declined.version(["docs@1"]) == str(await store.corpus_version())
+    noted = store.declined.get(["docs@1"])
+    assert noted is not None and noted.version == str(await store.corpus_version())
 
     replica = PostgresStore(server.url(database), PostgresOptions(min_size=1, max_size=1))
     await replica.open()
@@ -321,7 +322,7 @@ async def test_a_filter_past_the_exact_threshold_is_decided_again_once_another_r
         await replica.close()
     assert len(await store.search_vector(query, source="docs@1", limit=5)) == 1
     assert decided == [["docs@1"], ["docs@1"]]  # the version moved: decided again, and exact now
-    assert store.declined.version(["docs@1"]) is None
+    assert store.declined.get(["docs@1"]) is None
     assert len(await store.search_vector(query, source="docs@1", limit=5)) == 1
     assert decided == [["docs@1"]] * 3  # a filter searched exactly is decided on every search
 

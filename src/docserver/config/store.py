@@ -36,8 +36,9 @@ class StoreSettings(Group):
     """PostgreSQL: HNSW candidate list size while building, applied when the vector index is built."""
     hnsw_ef_search: int = env("DOCSERVER_HNSW_EF_SEARCH", 400, ge=1, le=1000)
     """PostgreSQL: HNSW candidate list size per search; higher finds more true neighbours, slower (docs/search.md)."""
-    hnsw_filtered_ef_search: int | None = env("DOCSERVER_HNSW_FILTERED_EF_SEARCH", None, ge=1, le=1000)
-    """PostgreSQL: HNSW candidate list size of a filtered search through the index (unset: DOCSERVER_HNSW_EF_SEARCH)."""
+    hnsw_filtered_ef_search: int = env("DOCSERVER_HNSW_FILTERED_EF_SEARCH", 800, ge=1, le=1000)
+    """PostgreSQL: HNSW candidate list size of a filtered search through the index whose filter holds less than
+    three quarters of the vectors (at least DOCSERVER_HNSW_EF_SEARCH; docs/search.md)."""
 
     @model_validator(mode="after")
     def _check_pool_and_index(self) -> StoreSettings:

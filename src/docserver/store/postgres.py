@@ -272,8 +272,9 @@ class PostgresStore(StoreCore):
         """The HNSW index is kept up to date by the writes themselves: nothing runs after them."""
 
     def _vector_search_options(self) -> tuple[Any, ...]:
-        """This store's note of the filters past the exact search's thresholds, and a filtered search's ef_search."""
-        return (self.declined, self.options.hnsw_filtered_ef_search)
+        """This store's note of the filters past the exact search's thresholds, and the ef_search of a filtered
+        search holding a small share of the vectors (postgres_share): never fewer than an unfiltered search's."""
+        return (self.declined, max(self.options.hnsw_filtered_ef_search, self.options.hnsw_ef_search))
 
     async def ping(self) -> None:
         """A trivial query, waiting at most a second; a pool busy with other work still counts as reachable."""

@@ -11,7 +11,7 @@ searches; a filter it declines is remembered until the corpus version moves (`De
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import sql
 
@@ -137,6 +137,14 @@ async def search_exactly(
     return [(chunk_id, distance) for _, _, chunk_id, distance in rows if chunk_id is not None], version
 
 
+class Noted(NamedTuple):
+    """What `Declined` keeps of a filter: the corpus version it was found past the thresholds at, and the
+    `hnsw.ef_search` of its searches through the index (None: the connection's; postgres_share)."""
+
+    version: str
+    ef_search: int | None = None
+
+
 class Declined:
     """The filters found past the thresholds, each with the corpus version it was found at (one store's).
 
@@ -144,9 +152,10 @@ class Declined:
     would otherwise pay for reading EXACT_AT_MOST + 1 vector ids before every search
     through the HNSW index. A filter's chunks change only with a commit, and every
     commit moves the corpus version (the store's change signal, whichever process or
-    replica wrote): so while the version stays, the decision stands. The HNSW
+    replica wrote): so while the version stays, the decision stands, and so does the
+    `ef_search` chosen for it from its share of the vectors (postgres_share). The HNSW
     statement reads the version in its own snapshot; when it is not the one noted,
-    the filter is decided again (`postgres_sql.search_vector`). The share of the
+    the filter is decided again (`postgres_vector.search_vector`). The share of the
     vectors (`pg_class.reltuples`) may drift without a commit; a decision stands
     until the next one all the same.
     """
@@ -155,16 +164,16 @@ class Declined:
     """Noted at most; past it all are forgotten (a process reads few distinct filters: one per source and version)."""
 
     def __init__(self) -> None:
-        self._versions: dict[tuple[str, ...], str] = {}
+        self._noted: dict[tuple[str, ...], Noted] = {}
 
-    def version(self, sources: Sequence[str]) -> str | None:
-        """The corpus version at which `sources` were found past the thresholds; None when not noted."""
-        return self._versions.get(tuple(sources))
+    def get(self, sources: Sequence[str]) -> Noted | None:
+        """What was noted of `sources` found past the thresholds; None when not noted."""
+        return self._noted.get(tuple(sources))
 
-    def note(self, sources: Sequence[str], version: str) -> None:
-        if len(self._versions) >= self.MAX_FILTERS:
-            self._versions.clear()
-        self._versions[tuple(sources)] = version
+    def note(self, sources: Sequence[str], version: str, ef_search: int | None = None) -> None:
+        if len(self._noted) >= self.MAX_FILTERS:
+            self._noted.clear()
+        self._noted[tuple(sources)] = Noted(version, ef_search)
 
     def forget(self, sources: Sequence[str]) -> None:
-        self._versions.pop(tuple(sources), None)
+        self._noted.pop(tuple(sources), None)

@@ -52,8 +52,9 @@ class PostgresOptions:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
     hnsw_ef_search: int = 400
-    hnsw_filtered_ef_search: int | None = None
-    """`hnsw.ef_search` of a search under a filter that goes through the HNSW index; None: `hnsw_ef_search`
+    hnsw_filtered_ef_search: int = 800
+    """`hnsw.ef_search` of a search under a filter that goes through the HNSW index holding less than
+    postgres_share.RAISED_BELOW_SHARE of the vectors, never fewer than `hnsw_ef_search`
     (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
 
 

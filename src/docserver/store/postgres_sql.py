@@ -3,7 +3,7 @@
 Full text is a tsvector column with a GIN index, ranked by ts_rank_cd;
 vectors are a pgvector column on `embeddings`, one row per distinct embedded
 text, with an HNSW index (cosine); each chunk points to its text's row
-(`chunks.embedding_id`, migration 0004).
+(`chunks.embedding_id`, migration 0004). Vector search is postgres_vector's.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from docserver.store.base import (
     Vectors,
     embedder_mismatch,
 )
-from docserver.store.postgres_exact import Declined, search_exactly
+from docserver.store.postgres_filters import source_condition, source_filter
 from docserver.store.postgres_schema import (
     BIND_LOCK,
     EMBEDDINGS_LOCK,
@@ -51,6 +51,7 @@ from docserver.store.postgres_schema import (
 from docserver.store.postgres_schema import (
     read_embedder as read_embedder,  # statements too
 )
+from docserver.store.postgres_vector import search_vector as search_vector  # the vector search's statement
 from docserver.store.terms import text_score
 
 log = get_logger("docserver.store")
@@ -250,15 +251,6 @@ async def delete_documents(conn: Connection, source: str, paths: list[str]) -> N
 # -- reading --------------------------------------------------------------------------------
 
 
-def _source_condition(column: str, source: SourceFilter) -> tuple[sql.SQL, tuple[Any, ...]]:
-    """`AND column = %s` for one source, `AND column = ANY(%s)` for several, nothing for all; with its parameter."""
-    if source is None:
-        return sql.SQL(""), ()
-    if isinstance(source, str):
-        return sql.SQL(f"AND {column} = %s"), (source,)
-    return sql.SQL(f"AND {column} = ANY(%s)"), (list(source),)
-
-
 RANKED_AT_MOST = 200
 """Chunks ranked (ts_rank_cd) per tier of a full-text search, at most.
 
@@ -336,45 +328,10 @@ def search_text_sql(*, filtered: bool | sql.SQL, limit: int, every: bool = True)
     ).format(
         weights=sql.Literal(TEXT_WEIGHTS),
         others=sql.SQL("" if every else "AND NOT c.tsv @@ websearch_to_tsquery('docserver', %s)"),
-        filter=_filter("c.source", filtered),
+        filter=source_filter("c.source", filtered),
         ranked=sql.Literal(RANKED_AT_MOST),
         limit=sql.Literal(int(limit)),
     )
-
-
-def _filter(column: str, filtered: bool | sql.SQL) -> sql.SQL:
-    if isinstance(filtered, sql.SQL):
-        return filtered
-    return sql.SQL(f"AND {column} = %s" if filtered else "")
-
-
-def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
-    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source, source].
-
-    The index holds each distinct vector once (`embeddings`); a vector is a
-    candidate when one of its chunks passes the filter (checked in
-    `chunks_by_embedding`, index only), and the iterative scan reads on until it
-    has `limit` of them. Then each vector's chunks under the filter, nearest first,
-    each row with the corpus version the statement saw (postgres_exact.Declined).
-    The limit is a literal, not a parameter: with a parameter, a generic plan
-    cannot know the limit is small and may pick a sequential scan.
-    """
-    return sql.SQL(
-        """
-        WITH nearest AS MATERIALIZED (
-            SELECT e.id, e.embedding <=> %s AS distance
-            FROM embeddings e
-            WHERE e.embedding IS NOT NULL
-              AND EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id {filter})
-            ORDER BY distance
-            LIMIT {limit}
-        )
-        SELECT c.id, n.distance, (SELECT value FROM meta WHERE key = 'corpus_version')
-        FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
-        ORDER BY n.distance
-        LIMIT {limit}
-        """
-    ).format(filter=_filter("c.source", filtered), limit=sql.Literal(int(limit)))
 
 
 async def search_text(conn: Connection, terms: list[str], source: SourceFilter, limit: int) -> list[RankedId]:
@@ -382,7 +339,7 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
     # word), so nothing in a query acts as an operator.
     quoted = [f'"{term}"' for term in terms]
     any_word, every_word = " or ".join(quoted), " ".join(quoted)
-    condition, params = _source_condition("c.source", source)
+    condition, params = source_condition("c.source", source)
     async with conn.transaction():
         await conn.execute(TEXT_PLAN)
         cursor = await conn.execute(search_text_sql(filtered=condition, limit=limit), (any_word, every_word, *params))
@@ -400,62 +357,6 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
             rows = await cursor.fetchall()
             ranked += [RankedId(chunk_id, text_score(False, float(rank))) for chunk_id, rank in rows]
     return ranked
-
-
-async def search_vector(
-    conn: Connection,
-    vector: Vectors,
-    source: SourceFilter,
-    limit: int,
-    declined: Declined | None = None,
-    filtered_ef_search: int | None = None,
-) -> list[RankedId]:
-    """The HNSW index's nearest chunks; exact instead when the filter holds few chunks (postgres_exact).
-
-    A filter `declined` notes as past the thresholds at the corpus version the HNSW
-    statement sees goes to the index alone; at another version it is decided again.
-    A filtered search through the index keeps `filtered_ef_search` candidates when given (that statement alone).
-    """
-    condition, params = _source_condition("c.source", source)
-    rows: list[tuple[Any, ...]] | None = None
-    if source is not None:
-        names = [source] if isinstance(source, str) else list(source)
-        noted = declined.version(names) if declined is not None else None
-        if noted is not None and declined is not None:
-            indexed = await _nearest_indexed(conn, vector, condition, params, limit, filtered_ef_search)
-            if indexed and indexed[0][2] == noted:
-                rows = indexed  # nothing committed since: still past the thresholds
-            else:
-                declined.forget(names)
-        if rows is None:
-            rows, version = await search_exactly(conn, vector, names, limit)
-            if rows is None and declined is not None:
-                declined.note(names, version)
-    if rows is None:
-        ef_search = filtered_ef_search if source is not None else None
-        rows = await _nearest_indexed(conn, vector, condition, params, limit, ef_search)
-    ranked = [RankedId(row[0], 1.0 - float(row[1])) for row in rows]
-    # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
-    # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
-    return sorted(ranked, key=lambda item: -item.score)
-
-
-async def _nearest_indexed(
-    conn: Connection,
-    vector: Vectors,
-    condition: sql.SQL,
-    params: tuple[Any, ...],
-    limit: int,
-    ef_search: int | None = None,
-) -> list[tuple[Any, ...]]:
-    """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`); with `ef_search`,
-    that many candidates for this statement alone (set locally in its own transaction), else the connection's."""
-    query, values = search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params)
-    if ef_search is None:
-        return await (await conn.execute(query, values)).fetchall()
-    async with conn.transaction():
-        await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(int(ef_search)),))
-        return await (await conn.execute(query, values)).fetchall()
 
 
 async def get_chunks(conn: Connection, chunk_ids: list[int]) -> list[ChunkRecord]:
