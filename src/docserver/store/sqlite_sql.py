@@ -284,11 +284,15 @@ def count_word(db: Connection, match: str, counts: WordCounts) -> int:
     if first < COUNTED_EXACTLY_BELOW or first == half:
         return first
     window = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid BETWEEN ? AND ?"
-    starts = [1 + sample * counts.largest_id // SAMPLES for sample in range(SAMPLES)]
-    sampled = sum(db.execute(window, (match, start, start + SAMPLE_ROWS - 1)).fetchone()[0] for start in starts)
-    if sampled * 10 <= SAMPLES * SAMPLE_ROWS * 4:
+    windows = [(start, min(start + SAMPLE_ROWS, counts.largest_id + 1)) for start in _sample_starts(counts.largest_id)]
+    sampled = sum(db.execute(window, (match, start, end - 1)).fetchone()[0] for start, end in windows)
+    if sampled * 10 <= sum(end - start for start, end in windows) * 4:
         return COUNTED_EXACTLY_BELOW
     return int(db.execute(count, (match, half)).fetchone()[0])
+
+
+def _sample_starts(largest_id: int) -> list[int]:
+    return [1 + sample * largest_id // SAMPLES for sample in range(SAMPLES)]
 
 
 def _all_but_one(terms: list[str]) -> str:
