@@ -264,7 +264,7 @@ def word_counts(db: Connection, terms: list[str]) -> WordCounts:
 
 
 COUNTED_EXACTLY_BELOW = 2_000
-SAMPLES, SAMPLE_ROWS = 16, 64
+SAMPLES, SAMPLE_ROWS = 4, 256
 
 
 def count_word(db: Connection, match: str, counts: WordCounts) -> int:
