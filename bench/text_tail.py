@@ -8,8 +8,9 @@ under SRC (default: this checkout's `src`, so that another commit's can be timed
 on the same database), after the same 20 warm-up queries. For each query the
 row keeps the chunks holding each word (FTS5 counts, exact), the chunks
 holding every word (the every-word tier), which say why a query is slow, and
-the page returned (each chunk as its document's path and ordinal, with its
-score: copies of one chunk are alike, so pages compare across code). FTS5's
+the page returned (each distinct chunk as its document's path and ordinal, its
+score and how many of its copies the page holds: copies of one chunk are alike,
+so pages compare across code). FTS5's
 bm25() reads the whole doclist of each query word (to count it, for its IDF)
 and scores every chunk of the tier.
 """
@@ -17,6 +18,7 @@ and scores every chunk of the tier.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import random
 import sys
@@ -64,7 +66,7 @@ def main() -> None:
             if term not in holding:
                 holding[term] = int(db.execute(count, (sqlite_sql._fts_query([term]),)).fetchone()[0])
         tier = int(db.execute(count, (sqlite_sql._fts_query(terms, "AND"),)).fetchone()[0])
-        page = [[*db.execute(where, (item.chunk_id,)).fetchone(), round(item.score, 4)] for item in ranked]
+        page = _distinct([(*db.execute(where, (item.chunk_id,)).fetchone(), round(item.score, 4)) for item in ranked])
         counted = [holding[term] for term in terms]
         rows.append({"terms": terms, "holding": counted, "every_word": tier, "ms": spent, "page": page})
     chunks = int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
@@ -82,6 +84,12 @@ def main() -> None:
     for row in sorted(rows, key=lambda row: -row["ms"])[:10]:
         words = list(zip(row["terms"], row["holding"], strict=True))
         print(f"{row['ms']:7.1f} ms  every word: {row['every_word']:>7}  {words}")
+
+
+def _distinct(page: list[tuple[str, int, float]]) -> list[list[object]]:
+    """The page's distinct chunks, in order, each with how many copies of it the page holds."""
+    copies = collections.Counter(page)
+    return [[*chunk, copies[chunk]] for chunk in dict.fromkeys(page)]
 
 
 if __name__ == "__main__":
