@@ -18,7 +18,7 @@ TEXTS = (
     + ["replica lag dashboard"] * 6  # two of three
     + ["replica"] * 12  # one of three: many, as a common word's chunks are
     + ["zebra zebra zebra"] * 6  # one of three, a rare word: BM25 scores these above two common words
-    + ["unrelated words only"] * 6
+    + ["unrelated words only"] * 46  # so that "replica" is in fewer than half the chunks (see informative)
 )
 
 

@@ -184,19 +184,24 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
     # matches: the chunks holding every word are ranked first, alone, and
     # when they fill the page the chunks holding some (many more, at a
     # million chunks) are never scored. The answer is the same either way.
+    counts = word_counts(db, terms)
+    # A word no chunk holds (a typo, another product's name) can neither
+    # match nor rank: the tiers are those of the words the store holds.
+    # Kept, it empties the every-word tier, and a query of common words
+    # then had every chunk holding any of them scored.
+    terms = [term for term in terms if counts[term]]
+    if counts.chunks >= RELAX_FROM_CHUNKS:
+        # A large store also leaves out the words most chunks hold, which
+        # rank nothing and cost a pass over their doclists (see informative).
+        terms = informative(terms, counts)
+    if not terms:
+        return []
     if len(terms) == 1:  # every match holds every word
         return _ranked(db, "1", [], _fts_query(terms), source, limit)
     every_word = _ranked(db, "1", [], _fts_query(terms, "AND"), source, limit)
     if len(every_word) >= limit:
         return every_word
-    if not every_word and len(held := _held(db, terms)) < len(terms):
-        # A word no chunk holds (a typo, another product's name) can neither
-        # match nor rank: the tiers are those of the words the store holds.
-        # Kept, it empties the every-word tier, and a query of common words
-        # then had every chunk holding any of them scored.
-        return search_text(db, held, source, limit) if held else []
-    params: list[Any] = [_fts_query(terms, "AND")]
-    if _largest_chunk_id(db) >= RELAX_FROM_CHUNKS:
+    if counts.chunks >= RELAX_FROM_CHUNKS:
         # A large store ranks the best tier that has any match, and stops:
         # every word, then all words but one. The page may be short (the
         # vectors fill it); the chunks holding fewer words (a common word's
@@ -206,22 +211,88 @@ def search_text(db: Connection, terms: list[str], source: SourceFilter, limit: i
             return every_word
         if 2 < len(terms) <= MAX_RELAXED_TERMS and (most := _ranked(db, "0", [], _all_but_one(terms), source, limit)):
             return most
-    return _ranked(db, _EVERY_WORD, params, _fts_query(terms), source, limit)
+    return _ranked(db, _EVERY_WORD, [_fts_query(terms, "AND")], _fts_query(terms), source, limit)
 
 
 RELAX_FROM_CHUNKS = 100_000
-"""From this many chunks, search_text returns the first tier with a match: every word, all words but one, any word."""
+"""From this many chunks, search_text leaves out words most chunks hold and returns the first tier with a match."""
 MAX_RELAXED_TERMS = 8
 
 
-def _held(db: Connection, terms: list[str]) -> list[str]:
-    """The terms some chunk holds: each looked up alone, its first match only."""
-    exists = "SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT 1"
-    return [term for term in terms if db.execute(exists, (_fts_query([term]),)).fetchone() is not None]
+def informative(terms: list[str], counts: WordCounts) -> list[str]:
+    """The terms without those more than half the chunks hold, unless every term is one of them.
+
+    bm25() gives such a word no weight (FTS5 clamps its IDF to 1e-6), yet
+    matching it costs a pass over its whole doclist (to count it, to merge
+    it): at a million chunks, 30 to 40 ms for each word every chunk holds
+    (a product's name or version in every page title).
+    """
+    return [term for term in terms if counts[term] * 2 <= counts.chunks] or terms
 
 
-def _largest_chunk_id(db: Connection) -> int:
-    return int(db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0)  # a rowid lookup, not a count
+class WordCounts(dict[str, int]):
+    """How many chunks hold each word, as far as the tiers need: see count_word."""
+
+    def __init__(self, chunks: int, largest_id: int) -> None:
+        super().__init__()
+        self.chunks = chunks
+        self.largest_id = largest_id
+
+
+_WORD_COUNTS: dict[str, tuple[int, WordCounts]] = {}
+"""Per database file: the corpus version the counts were taken at, and the counts."""
+_MAX_COUNTED = 50_000
+
+
+def word_counts(db: Connection, terms: list[str]) -> WordCounts:
+    """How many chunks hold each term (count_word), counted once per database file and corpus version.
+
+    The counts are kept until a write (any process's) moves the corpus version.
+    """
+    with snapshot(db):
+        path = db.execute("PRAGMA database_list").fetchone()[2]
+        version = corpus_version(db)
+        counted_at, counts = _WORD_COUNTS.get(path, (None, None))
+        if counts is None or counted_at != version or len(counts) > _MAX_COUNTED:
+            chunks, largest_id = db.execute("SELECT count(*), coalesce(max(id), 0) FROM chunks").fetchone()
+            counts = WordCounts(int(chunks), int(largest_id))
+            _WORD_COUNTS[path] = (version, counts)
+        for term in terms:
+            if term not in counts:
+                counts[term] = count_word(db, _fts_query([term]), counts)
+    return counts
+
+
+COUNTED_EXACTLY_BELOW = 2_000
+SAMPLES, SAMPLE_ROWS = 4, 256
+
+
+def count_word(db: Connection, match: str, counts: WordCounts) -> int:
+    """How many chunks hold a word: exact below COUNTED_EXACTLY_BELOW and above half the chunks.
+
+    FTS5 counts a word by reading its doclist, and a common word's is long
+    (30 to 40 ms for a word every chunk of a million holds). So a word held
+    by more chunks than that is first sampled: SAMPLES windows of SAMPLE_ROWS
+    consecutive chunk ids, spread over the ids. Only when more than 40% of the
+    samples hold it is it counted, up to one more than half the chunks; else
+    COUNTED_EXACTLY_BELOW stands for it. A sample that misses only keeps a
+    word in the query (the tiers as before); it never leaves one out.
+    """
+    half = counts.chunks // 2 + 1
+    count = "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
+    first = int(db.execute(count, (match, min(COUNTED_EXACTLY_BELOW, half))).fetchone()[0])
+    if first < COUNTED_EXACTLY_BELOW or first == half:
+        return first
+    window = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid BETWEEN ? AND ?"
+    windows = [(start, min(start + SAMPLE_ROWS, counts.largest_id + 1)) for start in _sample_starts(counts.largest_id)]
+    sampled = sum(db.execute(window, (match, start, end - 1)).fetchone()[0] for start, end in windows)
+    if sampled * 10 <= sum(end - start for start, end in windows) * 4:
+        return COUNTED_EXACTLY_BELOW
+    return int(db.execute(count, (match, half)).fetchone()[0])
+
+
+def _sample_starts(largest_id: int) -> list[int]:
+    return [1 + sample * largest_id // SAMPLES for sample in range(SAMPLES)]
 
 
 def _all_but_one(terms: list[str]) -> str:
