@@ -127,3 +127,28 @@ async def test_a_sampled_word_is_left_out_only_when_counted_above_half(
     finally:
         db.close()
     assert (sqlite_sql.informative([word, "replica"], counts) == ["replica"]) is held_by_more_than_half
+
+
+async def test_a_database_made_again_at_the_same_path_is_counted_afresh(tmp_path: Path) -> None:
+    # Versions start again in a new file: the counts of the file deleted before must not answer for it.
+    path = tmp_path / "again.db"
+    texts: list[str] = []
+    for documents in (range(60), range(61)):
+        _delete_database(path)
+        made = SqliteStore(path)
+        await made.open()
+        try:
+            await made.bind_embedder(INFO)
+            async with made.update_source("docs") as writer:
+                for number in documents:
+                    await writer.put_document(_document(number, text="zebra" if number == 60 else None))
+            found = await made.search_text("zebra", source=None, limit=5)
+            texts = [chunk.text for chunk in await made.get_chunks([item.chunk_id for item in found])]
+        finally:
+            await made.close()
+    assert texts == ["zebra"]
+
+
+def _delete_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

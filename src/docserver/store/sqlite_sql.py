@@ -239,24 +239,28 @@ class WordCounts(dict[str, int]):
         self.largest_id = largest_id
 
 
-_WORD_COUNTS: dict[str, tuple[int, WordCounts]] = {}
-"""Per database file: the corpus version the counts were taken at, and the counts."""
+_WORD_COUNTS: dict[str, tuple[tuple[int, int], WordCounts]] = {}
+"""Per database path: the corpus version and largest chunk id the counts were taken at, and the counts."""
 _MAX_COUNTED = 50_000
+_STATE = "SELECT (SELECT value FROM meta WHERE key = 'corpus_version'), coalesce((SELECT max(id) FROM chunks), 0)"
+"""The corpus version and the largest chunk id (a rowid lookup, not a count), in one statement."""
 
 
 def word_counts(db: Connection, terms: list[str]) -> WordCounts:
     """How many chunks hold each term (count_word), counted once per database file and corpus version.
 
-    The counts are kept until a write (any process's) moves the corpus version.
+    The counts are kept until a write (any process's) moves the corpus version. The
+    largest chunk id is part of the key too: a file deleted and made again at the same
+    path starts its versions again, and must not meet the old file's counts.
     """
     with snapshot(db):
         path = db.execute("PRAGMA database_list").fetchone()[2]
-        version = corpus_version(db)
+        version, largest_id = db.execute(_STATE).fetchone()
+        state = (int(version), int(largest_id))
         counted_at, counts = _WORD_COUNTS.get(path, (None, None))
-        if counts is None or counted_at != version or len(counts) > _MAX_COUNTED:
-            chunks, largest_id = db.execute("SELECT count(*), coalesce(max(id), 0) FROM chunks").fetchone()
-            counts = WordCounts(int(chunks), int(largest_id))
-            _WORD_COUNTS[path] = (version, counts)
+        if counts is None or counted_at != state or len(counts) > _MAX_COUNTED:
+            counts = WordCounts(int(db.execute("SELECT count(*) FROM chunks").fetchone()[0]), state[1])
+            _WORD_COUNTS[path] = (state, counts)
         for term in terms:
             if term not in counts:
                 counts[term] = count_word(db, _fts_query([term]), counts)
