@@ -468,6 +468,7 @@ def measure(
     if args.build_only:
         return row
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    row["load_average_before"] = os.getloadavg()  # 1, 5 and 15 minutes: the machine the measurement met
     renice(server.folder, -15)
     try:
         one_source = "python-0" if args.corpus == "replicated" else "python"
@@ -495,6 +496,7 @@ def measure(
                 )
     finally:
         renice(server.folder, niceness)  # the next size's build runs at the bench's niceness again
+    row["load_average_after"] = os.getloadavg()
     if not args.keep:
         server.drop_database(name)
     return row
@@ -611,9 +613,15 @@ def main() -> None:
         "installing it removes NodeSource's nodejs, whose own api folder holds another version's docs)",
     )
     parser.add_argument("--data", type=Path, help="the PostgreSQL data folder (kept; default: a new temporary one)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_scale.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where the results go (default: bench/results/postgres_scale.json; with --build-only, nowhere)",
+    )
     args = parser.parse_args()
     args.keep = args.keep or args.build_only
+    # A build alone measures nothing worth keeping: it must not overwrite the committed results.
+    out = args.out or (None if args.build_only else Path("bench/results/postgres_scale.json"))
     folders = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.docs)}
     if unknown := set(folders) - set(PRODUCTS):
         parser.error(f"--docs: no product {', '.join(sorted(unknown))} (replicated_docs.PRODUCTS)")
@@ -643,8 +651,9 @@ def main() -> None:
     try:
         for size in args.sizes:
             rows.append(measure(server, size, args, sets, vectors))
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"server": SERVER_SETTINGS, "rows": rows}, indent=2))
+            if out is not None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps({"server": SERVER_SETTINGS, "rows": rows}, indent=2))
     finally:
         server.close()
     for row in rows:

@@ -269,6 +269,16 @@ Never from a scan of the table (or of the source index) that stops at
 RANKED_AT_MOST: the planner takes matches as spread evenly through the table,
 and when a filter's chunks sit at its end (the newest versions, the last
 ingested) that scan read 80,000 rows to find 200 (1 s at 100,000 chunks).
+
+The tiers' statements are never prepared either (`prepare=False`): each is
+planned for its question's words and filter. A prepared statement goes to
+PostgreSQL's generic plan after five executions when that plan's estimate is
+the lower, and the generic plan cannot know how many chunks the words match:
+it filters the GIN matches by source row by row, in table order, instead of
+intersecting them with the source index. With migration 0005's wider source
+index the estimates tipped that way, and the newest versions' full text (their
+chunks at the table's end) read thousands of other sources' rows per search
+(p95 9 -> 31-37 ms at 100,000 chunks; docs/performance.md).
 """
 
 
@@ -342,7 +352,8 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
     condition, params = source_condition("c.source", source)
     async with conn.transaction():
         await conn.execute(TEXT_PLAN)
-        cursor = await conn.execute(search_text_sql(filtered=condition, limit=limit), (any_word, every_word, *params))
+        every_tier = search_text_sql(filtered=condition, limit=limit)
+        cursor = await conn.execute(every_tier, (any_word, every_word, *params), prepare=False)  # see TEXT_PLAN
         rows = await cursor.fetchall()
         ranked = [RankedId(chunk_id, text_score(True, float(rank))) for chunk_id, rank in rows]
         if len(ranked) < limit and len(terms) > 1:
@@ -353,6 +364,7 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
             cursor = await conn.execute(
                 search_text_sql(filtered=condition, limit=limit - len(ranked), every=False),
                 (any_word, " or ".join(rare), every_word, *params),
+                prepare=False,
             )
             rows = await cursor.fetchall()
             ranked += [RankedId(chunk_id, text_score(False, float(rank))) for chunk_id, rank in rows]
