@@ -154,7 +154,7 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
             "CREATE INDEX chunks_by_document ON chunks (document_id); "
             "CREATE INDEX chunks_by_embedding ON chunks (embedding_id, source)"
         ),
-        "hnsw": vector_index_sql(options),
+        "hnsw": vector_index_sql(options, dimension=HashEmbedder().dimension),
         "analyze": sql.SQL("VACUUM ANALYZE chunks, embeddings"),
     }
     seconds = {}

@@ -180,7 +180,7 @@ async def test_binding_gives_the_vector_column_its_dimension_and_an_hnsw_cosine_
     [(definition,)] = server.execute(
         database, "SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["chunks_embedding_hnsw"]
     )
-    assert "USING hnsw (embedding vector_cosine_ops)" in definition
+    assert "USING hnsw (((embedding)::halfvec(4)) halfvec_cosine_ops)" in definition
     assert "m='16'" in definition
     assert "ef_construction='64'" in definition
     [(column_type,)] = server.execute(
@@ -255,7 +255,8 @@ async def test_a_database_of_the_previous_schema_keeps_every_vector_stored_once(
         [(definition,)] = server.execute(
             database, "SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["chunks_embedding_hnsw"]
         )
-        assert "ON public.embeddings USING hnsw (embedding vector_cosine_ops)" in definition
+        # 0004 moved the index to `embeddings`, 0006 to half precision, both with its own parameters.
+        assert "ON public.embeddings USING hnsw (((embedding)::halfvec(4)) halfvec_cosine_ops)" in definition
         assert "m='12'" in definition
         ranked = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source=None, limit=5)
         assert len(ranked) == 3
