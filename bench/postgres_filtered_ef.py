@@ -110,7 +110,9 @@ def report(point: dict[str, Any], label: Any, measured: dict[str, float]) -> Non
     )
 
 
-async def run(url: str, ef_values: list[int], calls: int, store_mode: bool) -> list[dict[str, Any]]:
+async def run(
+    url: str, ef_values: list[int], calls: int, store_mode: bool, filtered_ef: int | None = None
+) -> list[dict[str, Any]]:
     embedder = HashEmbedder()
     questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
     queries = [questions[n % len(questions)] for n in range(calls + 50)]
@@ -125,7 +127,7 @@ async def run(url: str, ef_values: list[int], calls: int, store_mode: bool) -> l
     finally:
         await store.close()
     if store_mode:
-        await run_store(url, points, filters, truths, queries, vectors, recall_vectors, calls)
+        await run_store(url, points, filters, truths, queries, vectors, recall_vectors, calls, filtered_ef)
         return points
     for ef in ef_values:
         store = PostgresStore(url, PostgresOptions(min_size=1, max_size=2, hnsw_ef_search=ef))
@@ -153,12 +155,16 @@ async def run_store(
     vectors: list[Any],
     recall_vectors: list[Any],
     calls: int,
+    filtered_ef: int | None = None,
 ) -> None:
     """The store as configured by default (its thresholds, its ef_search rule): recall@10, vector search alone
     (80 candidates) and SearchService.search (limit 5, both retrievers fused, caches off) by a caller whose
     share is the filter's sources (`within`); the newest versions and one version as search_docs asks for them,
     and no search for no filter (search_docs never reads every version)."""
-    store = PostgresStore(url, PostgresOptions(min_size=1, max_size=2))
+    options = PostgresOptions(min_size=1, max_size=2)
+    if filtered_ef is not None:
+        options = replace(options, hnsw_filtered_ef_search=filtered_ef)
+    store = PostgresStore(url, options)
     await store.open()
     try:
         service = SearchService(store, HashEmbedder(), cache_size=0, fusion=Fusion(1.0, 1.0))
@@ -204,7 +210,9 @@ async def server_cpu_ms(store: PostgresStore, calls: int, work: Callable[[int], 
     return (ticks() - before) / os.sysconf("SC_CLK_TCK") * 1000 / calls
 
 
-def make_variant(server: PostgresServer, template: str, name: str, m: int, ef_construction: int) -> dict[str, Any]:
+def make_variant(
+    server: PostgresServer, template: str, name: str, m: int, ef_construction: int, rebuild: bool = False
+) -> dict[str, Any]:
     """`name` as a copy of `template` (if not there yet), migrated by this code, its HNSW index built with
     `m` and `ef_construction` by this code's definition; seconds of each step, the index's definition and size."""
     steps: dict[str, Any] = {}
@@ -224,7 +232,7 @@ def make_variant(server: PostgresServer, template: str, name: str, m: int, ef_co
     started = time.perf_counter()
     asyncio.run(migrate())
     steps["migrate_s"] = time.perf_counter() - started
-    if index_settings(server, name) != {"m": str(m), "ef_construction": str(ef_construction)}:
+    if rebuild or index_settings(server, name) != {"m": str(m), "ef_construction": str(ef_construction)}:
         [(dimension,)] = server.execute(
             name, "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'"
         )
@@ -274,6 +282,11 @@ def main() -> None:
         "recall@10, vector search and SearchService.search per filter",
     )
     parser.add_argument(
+        "--filtered-ef-search",
+        type=int,
+        help="with --store: the store's filtered ef_search (DOCSERVER_HNSW_FILTERED_EF_SEARCH) instead of its default",
+    )
+    parser.add_argument(
         "--variant-of",
         metavar="DATABASE",
         help="first make --database a copy of DATABASE (if it is not there), migrated by this code, its HNSW index "
@@ -281,13 +294,19 @@ def main() -> None:
     )
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=64)
+    parser.add_argument("--rebuild", action="store_true", help="build the variant's index again even if it matches")
     parser.add_argument("--build-only", action="store_true", help="build the variant (--variant-of), measure nothing")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_filtered_ef.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results (default bench/results/postgres_filtered_ef.json; with --build-only, the build's steps, "
+        "written only when given)",
+    )
     args = parser.parse_args()
     server = PostgresServer(args.data)
     try:
         variant = (
-            make_variant(server, args.variant_of, args.database, args.m, args.ef_construction)
+            make_variant(server, args.variant_of, args.database, args.m, args.ef_construction, args.rebuild)
             if args.variant_of
             else {}
         )
@@ -297,18 +316,24 @@ def main() -> None:
         raise
     if args.build_only:
         server.close()
+        if args.out:
+            row = {"database": args.database, "mode": "build", "variant": variant, **index}
+            args.out.write_text(json.dumps({**row, "load_average": os.getloadavg()}, indent=2))
         return
+    args.out = args.out or Path("bench/results/postgres_filtered_ef.json")
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     renice(server.folder, -15)
     load_before = os.getloadavg()
     try:
         with exact_at_most(-1 if not args.store else postgres_exact.EXACT_AT_MOST):  # the sweep: through the index
-            points = asyncio.run(run(server.url(args.database), args.ef_search, args.calls, args.store))
+            url = server.url(args.database)
+            points = asyncio.run(run(url, args.ef_search, args.calls, args.store, args.filtered_ef_search))
     finally:
         renice(server.folder, niceness)
         server.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     row = {"database": args.database, "calls": args.calls, "mode": "store" if args.store else "sweep", **index}
+    row |= {"filtered_ef_search": args.filtered_ef_search} if args.filtered_ef_search else {}
     row |= {"variant": variant} if variant else {}
     row |= {"load_average_before": load_before, "load_average_after": os.getloadavg()}
     args.out.write_text(json.dumps({**row, "points": points}, indent=2))

@@ -187,6 +187,25 @@ async def test_migration_6_moves_a_full_precision_index_to_half_precision(
     assert [item.score for item in ranked] == pytest.approx(exact_nearest(vectors, query, range(VECTORS), 10), abs=1e-6)
 
 
+async def test_migration_6_builds_an_index_of_the_old_defaults_with_the_new_ones(
+    server: PostgresServer, database: str, store: PostgresStore
+) -> None:
+    # m 16 and ef_construction 64 were the defaults: the index is built with 200, which the filtered
+    # searches' recall at the default ef_search was measured with.
+    await store.close()
+    server.execute(database, "DELETE FROM schema_migrations WHERE version = 6")
+    server.execute(database, f"DROP INDEX {VECTOR_INDEX}")
+    server.execute(
+        database,
+        f"CREATE INDEX {VECTOR_INDEX} ON embeddings USING hnsw (embedding vector_cosine_ops) "
+        "WITH (m = 16, ef_construction = 64)",
+    )
+    await store.open()
+    definition = index_definition(server, database)
+    assert f"USING hnsw (((embedding)::halfvec({DIMENSION})) halfvec_cosine_ops)" in definition, definition
+    assert "m='16'" in definition and "ef_construction='200'" in definition, definition
+
+
 async def test_migration_6_indexes_vectors_too_wide_for_a_full_precision_index(
     server: PostgresServer, database: str
 ) -> None:
@@ -200,7 +219,8 @@ async def test_migration_6_indexes_vectors_too_wide_for_a_full_precision_index(
     await store.open()
     try:
         definition = index_definition(server, database)
-        assert "halfvec(2500)) halfvec_cosine_ops" in definition and "m='16'" in definition, definition
+        assert "halfvec(2500)) halfvec_cosine_ops" in definition, definition
+        assert "m='16'" in definition and "ef_construction='200'" in definition, definition
     finally:
         await store.close()
 

@@ -182,7 +182,7 @@ async def test_binding_gives_the_vector_column_its_dimension_and_an_hnsw_cosine_
     )
     assert "USING hnsw (((embedding)::halfvec(4)) halfvec_cosine_ops)" in definition
     assert "m='16'" in definition
-    assert "ef_construction='64'" in definition
+    assert "ef_construction='200'" in definition
     [(column_type,)] = server.execute(
         database,
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "

@@ -52,12 +52,13 @@ class PostgresOptions:
     connect_timeout: float = 5.0
     statement_timeout_ms: int = 30_000
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 64
+    hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 400
-    hnsw_filtered_ef_search: int = 800
+    hnsw_filtered_ef_search: int = 400
     """`hnsw.ef_search` of a search under a filter that goes through the HNSW index holding less than
-    postgres_share.RAISED_BELOW_SHARE of the vectors, never fewer than `hnsw_ef_search`
-    (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
+    postgres_share.RAISED_BELOW_SHARE of the vectors; at most `hnsw_ef_search` (the default: a graph built
+    with `ef_construction` 200 needs no longer list) such a filter keeps the connection's, and its share is
+    not read (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
 
 
 # -- setting up a database ------------------------------------------------------------
