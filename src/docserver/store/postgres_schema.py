@@ -93,9 +93,11 @@ async def vector_adapters(conn: Connection) -> AdaptersMap:
 def indexed(column: sql.Composable, dimension: int) -> sql.Composed:
     """What the HNSW index holds and a search through it orders by: the vector at half precision.
 
-    Half the bytes of a `vector` per distance the graph walk computes, so about half
-    the memory read per search, for the same recall once the few rows returned are
-    ordered by their full-precision distance (bench/postgres_filtered_ef.py --variant).
+    Half the bytes of a `vector` per distance the graph walk computes, so less memory
+    read per search (a faster search at the same `ef_search`), and an index half the
+    size; recall moved by less than two builds of the same index differ, the few rows
+    returned being ranked by their full-precision distance (bench/postgres_filtered_ef.py
+    --variant-of; docs/performance.md).
     The dimension is part of the expression (pgvector needs it to index), so a query
     must cast to the same `halfvec(N)` for the planner to match it to the index.
     """

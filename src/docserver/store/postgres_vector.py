@@ -1,7 +1,8 @@
 """Vector search on PostgreSQL: the HNSW index's nearest chunks, or the exact search of a small filter.
 
 Vectors are a pgvector column on `embeddings`, one row per distinct embedded
-text, with an HNSW index (cosine); each chunk points to its text's row
+text, with an HNSW index (cosine, over the vectors at half precision:
+postgres_schema.indexed); each chunk points to its text's row
 (`chunks.embedding_id`, migration 0004). A filter of few chunks is searched
 exactly instead (postgres_exact); past that, a filter holding a small share of the
 vectors keeps a longer candidate list than the connection's (postgres_share).
