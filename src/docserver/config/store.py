@@ -36,10 +36,10 @@ class StoreSettings(Group):
     """PostgreSQL: HNSW candidate list size while building, applied when the vector index is built."""
     hnsw_ef_search: int = env("DOCSERVER_HNSW_EF_SEARCH", 400, ge=1, le=1000)
     """PostgreSQL: HNSW candidate list size per search; higher finds more true neighbours, slower (docs/search.md)."""
-    hnsw_filtered_ef_search: int = env("DOCSERVER_HNSW_FILTERED_EF_SEARCH", 400, ge=1, le=1000)
+    hnsw_filtered_ef_search: int = env("DOCSERVER_HNSW_FILTERED_EF_SEARCH", 500, ge=1, le=1000)
     """PostgreSQL: HNSW candidate list size of a filtered search through the index whose filter holds less than
-    three quarters of the vectors; at most DOCSERVER_HNSW_EF_SEARCH (the default) such filters keep the
-    connection's (docs/search.md)."""
+    three quarters of the vectors; at most DOCSERVER_HNSW_EF_SEARCH, such filters keep the connection's
+    (docs/search.md)."""
 
     @model_validator(mode="after")
     def _check_pool_and_index(self) -> StoreSettings:

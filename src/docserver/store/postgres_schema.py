@@ -54,11 +54,10 @@ class PostgresOptions:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 400
-    hnsw_filtered_ef_search: int = 400
+    hnsw_filtered_ef_search: int = 500
     """`hnsw.ef_search` of a search under a filter that goes through the HNSW index holding less than
-    postgres_share.RAISED_BELOW_SHARE of the vectors; at most `hnsw_ef_search` (the default: a graph built
-    with `ef_construction` 200 needs no longer list) such a filter keeps the connection's, and its share is
-    not read (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
+    postgres_share.RAISED_BELOW_SHARE of the vectors; at most `hnsw_ef_search`, such a filter keeps the
+    connection's and its share is not read (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
 
 
 # -- setting up a database ------------------------------------------------------------

@@ -8,9 +8,9 @@
 -- a search returns are ranked by their full-precision distance
 -- (store/postgres_vector.py); the stored vectors and the exact search are
 -- unchanged. A graph built with the longer candidate list finds a filter's
--- nearest vectors at `ef_search` 400 as the old one did only at 800: on 300,000
--- chunks of distinct products, recall@10 0.960 to 0.979 for filters of a third
--- to three quarters of the vectors, against 0.917 to 0.944 (docs/performance.md,
+-- nearest vectors at `ef_search` 500 better than the old one did at 800: on
+-- 300,000 chunks of distinct products, recall@10 0.967 to 0.985 for filters of a
+-- third to three quarters of the vectors, against 0.942 to 0.975 (docs/performance.md,
 -- "The HNSW index at half precision, built with ef_construction 200"). pgvector
 -- indexes `halfvec` up to 4,000 dimensions (`vector` up to 2,000), so vectors of
 -- 2,001 to 4,000 dimensions, searched without an index until now, get one too.
