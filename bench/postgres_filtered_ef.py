@@ -26,19 +26,33 @@ caller whose share is the filter's sources; the newest versions and one version 
 search_docs asks for them. Each timing starts after 50 warm-up calls, so a
 filter's decision (once per corpus version) is not in it. Run it with another
 checkout's `src` on PYTHONPATH to measure that code the same way.
+
+With `--variant-of DATABASE --database NAME` (and `--m`, `--ef-construction`),
+before anything else: NAME, if it does not exist yet, is made a copy of DATABASE
+(the built database stays as it was), opened by the store on PYTHONPATH (which
+migrates it: this checkout's migration 0006 rebuilds the HNSW index at half
+precision, main's code leaves it as it is) and its HNSW index built again with the
+code's own definition (`vector_index_sql`) where its `m` or `ef_construction`
+differ; the seconds of each step, the index's definition and size are printed and
+kept in the database. Run that under `nice -n 10` with `--build-only`, then
+measure NAME as any other database; every run's output names its index.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,7 +63,8 @@ from docserver.search import Fusion, SearchService
 from docserver.store import postgres_exact
 from docserver.store.base import SourceFilter
 from docserver.store.postgres import PostgresOptions, PostgresStore
-from postgres_scale import CANDIDATES, exact_at_most, exact_distances, recall_at_10, renice, timed
+from docserver.store.postgres_schema import VECTOR_INDEX, vector_index_sql
+from postgres_scale import BUILD_MEMORY, CANDIDATES, exact_at_most, exact_distances, recall_at_10, renice, timed
 from support.postgres_server import PostgresServer
 
 DATABASE = "bench_300000_m16_ef64_products"
@@ -95,7 +110,9 @@ def report(point: dict[str, Any], label: Any, measured: dict[str, float]) -> Non
     )
 
 
-async def run(url: str, ef_values: list[int], calls: int, store_mode: bool) -> list[dict[str, Any]]:
+async def run(
+    url: str, ef_values: list[int], calls: int, store_mode: bool, filtered_ef: int | None = None
+) -> list[dict[str, Any]]:
     embedder = HashEmbedder()
     questions = [q.query for name in ("python", "postgresql") for q in load_question_set(name).questions]
     queries = [questions[n % len(questions)] for n in range(calls + 50)]
@@ -110,7 +127,7 @@ async def run(url: str, ef_values: list[int], calls: int, store_mode: bool) -> l
     finally:
         await store.close()
     if store_mode:
-        await run_store(url, points, filters, truths, queries, vectors, recall_vectors, calls)
+        await run_store(url, points, filters, truths, queries, vectors, recall_vectors, calls, filtered_ef)
         return points
     for ef in ef_values:
         store = PostgresStore(url, PostgresOptions(min_size=1, max_size=2, hnsw_ef_search=ef))
@@ -138,12 +155,16 @@ async def run_store(
     vectors: list[Any],
     recall_vectors: list[Any],
     calls: int,
+    filtered_ef: int | None = None,
 ) -> None:
     """The store as configured by default (its thresholds, its ef_search rule): recall@10, vector search alone
     (80 candidates) and SearchService.search (limit 5, both retrievers fused, caches off) by a caller whose
     share is the filter's sources (`within`); the newest versions and one version as search_docs asks for them,
     and no search for no filter (search_docs never reads every version)."""
-    store = PostgresStore(url, PostgresOptions(min_size=1, max_size=2))
+    options = PostgresOptions(min_size=1, max_size=2)
+    if filtered_ef is not None:
+        options = replace(options, hnsw_filtered_ef_search=filtered_ef)
+    store = PostgresStore(url, options)
     await store.open()
     try:
         service = SearchService(store, HashEmbedder(), cache_size=0, fusion=Fusion(1.0, 1.0))
@@ -189,6 +210,65 @@ async def server_cpu_ms(store: PostgresStore, calls: int, work: Callable[[int], 
     return (ticks() - before) / os.sysconf("SC_CLK_TCK") * 1000 / calls
 
 
+def make_variant(
+    server: PostgresServer, template: str, name: str, m: int, ef_construction: int, rebuild: bool = False
+) -> dict[str, Any]:
+    """`name` as a copy of `template` (if not there yet), migrated by this code, its HNSW index built with
+    `m` and `ef_construction` by this code's definition; seconds of each step, the index's definition and size."""
+    steps: dict[str, Any] = {}
+    if not server.execute("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
+        started = time.perf_counter()
+        server.execute("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        steps["copy_s"] = time.perf_counter() - started
+    # The migration's index build gets the memory a bulk build gets (bench/postgres_scale.py).
+    server.execute("postgres", f"ALTER DATABASE \"{name}\" SET maintenance_work_mem = '{BUILD_MEMORY}'")
+    options = PostgresOptions(min_size=1, max_size=1, hnsw_m=m, hnsw_ef_construction=ef_construction)
+
+    async def migrate() -> None:
+        store = PostgresStore(server.url(name), options)
+        await store.open()
+        await store.close()
+
+    started = time.perf_counter()
+    asyncio.run(migrate())
+    steps["migrate_s"] = time.perf_counter() - started
+    if rebuild or index_settings(server, name) != {"m": str(m), "ef_construction": str(ef_construction)}:
+        [(dimension,)] = server.execute(
+            name, "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'"
+        )
+        # main's definition has no `dimension` (a full-precision index of the column)
+        wanted = {"dimension": dimension} if "dimension" in inspect.signature(vector_index_sql).parameters else {}
+        started = time.perf_counter()
+        server.execute(name, f"DROP INDEX {VECTOR_INDEX}")
+        with psycopg.connect(server.url(name), autocommit=True) as conn:
+            conn.execute(vector_index_sql(options, **wanted))
+        steps["hnsw_s"] = time.perf_counter() - started
+    steps |= index_of(server, name)
+    server.execute(
+        name,
+        "INSERT INTO meta (key, value) VALUES ('bench_variant', %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = meta.value || ' ' || EXCLUDED.value",
+        (json.dumps(steps),),
+    )
+    print(json.dumps(steps), flush=True)
+    return steps
+
+
+def index_settings(server: PostgresServer, name: str) -> dict[str, str]:
+    [(options,)] = server.execute(name, "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)", (VECTOR_INDEX,))
+    return dict(option.split("=", 1) for option in options or [])
+
+
+def index_of(server: PostgresServer, name: str) -> dict[str, Any]:
+    """The HNSW index's definition and size (MB)."""
+    [(definition, size)] = server.execute(
+        name,
+        "SELECT pg_get_indexdef(oid), pg_relation_size(oid) FROM pg_class WHERE oid = to_regclass(%s)",
+        (VECTOR_INDEX,),
+    )
+    return {"index": definition, "index_mb": size / 2**20}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the kept PostgreSQL data folder")
@@ -201,19 +281,61 @@ def main() -> None:
         help="instead of the sweep: the store with its defaults (exact or HNSW, its filtered ef_search rule), "
         "recall@10, vector search and SearchService.search per filter",
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/postgres_filtered_ef.json"))
+    parser.add_argument(
+        "--filtered-ef-search",
+        type=int,
+        help="with --store: the store's filtered ef_search (DOCSERVER_HNSW_FILTERED_EF_SEARCH) instead of its default",
+    )
+    parser.add_argument(
+        "--variant-of",
+        metavar="DATABASE",
+        help="first make --database a copy of DATABASE (if it is not there), migrated by this code, its HNSW index "
+        "built with --m and --ef-construction by this code's definition",
+    )
+    parser.add_argument("--m", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=64)
+    parser.add_argument("--rebuild", action="store_true", help="build the variant's index again even if it matches")
+    parser.add_argument("--build-only", action="store_true", help="build the variant (--variant-of), measure nothing")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results (default bench/results/postgres_filtered_ef.json; with --build-only, the build's steps, "
+        "written only when given)",
+    )
     args = parser.parse_args()
     server = PostgresServer(args.data)
+    try:
+        variant = (
+            make_variant(server, args.variant_of, args.database, args.m, args.ef_construction, args.rebuild)
+            if args.variant_of
+            else {}
+        )
+        index = index_of(server, args.database)
+    except BaseException:
+        server.close()
+        raise
+    if args.build_only:
+        server.close()
+        if args.out:
+            row = {"database": args.database, "mode": "build", "variant": variant, **index}
+            args.out.write_text(json.dumps({**row, "load_average": os.getloadavg()}, indent=2))
+        return
+    args.out = args.out or Path("bench/results/postgres_filtered_ef.json")
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     renice(server.folder, -15)
+    load_before = os.getloadavg()
     try:
         with exact_at_most(-1 if not args.store else postgres_exact.EXACT_AT_MOST):  # the sweep: through the index
-            points = asyncio.run(run(server.url(args.database), args.ef_search, args.calls, args.store))
+            url = server.url(args.database)
+            points = asyncio.run(run(url, args.ef_search, args.calls, args.store, args.filtered_ef_search))
     finally:
         renice(server.folder, niceness)
         server.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    row = {"database": args.database, "calls": args.calls, "mode": "store" if args.store else "sweep"}
+    row = {"database": args.database, "calls": args.calls, "mode": "store" if args.store else "sweep", **index}
+    row |= {"filtered_ef_search": args.filtered_ef_search} if args.filtered_ef_search else {}
+    row |= {"variant": variant} if variant else {}
+    row |= {"load_average_before": load_before, "load_average_after": os.getloadavg()}
     args.out.write_text(json.dumps({**row, "points": points}, indent=2))
 
 

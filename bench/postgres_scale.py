@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import statistics
@@ -154,7 +155,7 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
             "CREATE INDEX chunks_by_document ON chunks (document_id); "
             "CREATE INDEX chunks_by_embedding ON chunks (embedding_id, source)"
         ),
-        "hnsw": vector_index_sql(options),
+        "hnsw": vector_index_sql(options, **index_dimension(HashEmbedder().dimension)),
         "analyze": sql.SQL("VACUUM ANALYZE chunks, embeddings"),
     }
     seconds = {}
@@ -165,6 +166,12 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
             conn.execute(statement)
             seconds[f"{name}_s"] = time.perf_counter() - started
     return seconds
+
+
+def index_dimension(dimension: int) -> dict[str, int]:
+    """`vector_index_sql`'s `dimension` (the halfvec index's), when the code measured takes one (main's before
+    migration 0006 did not)."""
+    return {"dimension": dimension} if "dimension" in inspect.signature(vector_index_sql).parameters else {}
 
 
 def relation_sizes(url: str) -> dict[str, float]:

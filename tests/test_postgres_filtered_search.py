@@ -63,8 +63,9 @@ def scan(url: str, source: str | None, *, iterative: bool = False) -> tuple[list
     settings = PostgresStore(url, OPTIONS)._connect_kwargs()
     if not iterative:
         settings["options"] += " -c hnsw.iterative_scan=off"
-    params: tuple[Any, ...] = (query_vector(),) if source is None else (query_vector(), source, source)
-    query = search_vector_sql(filtered=source is not None, limit=CANDIDATES)
+    vector = query_vector()
+    params: tuple[Any, ...] = (vector, vector) if source is None else (vector, source, vector, source)
+    query = search_vector_sql(filtered=source is not None, limit=CANDIDATES, dimension=DIMENSION)
     with psycopg.connect(url, autocommit=True, **settings) as conn:
         register_vector(conn)
         plan = "\n".join(row[0] for row in conn.execute(psycopg.sql.SQL("EXPLAIN ") + query, params))

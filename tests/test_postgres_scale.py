@@ -88,8 +88,9 @@ def test_vector_search_is_answered_from_the_hnsw_index(
     large: tuple[str, list[str]], source: str | None, generic: bool
 ) -> None:
     vector = np.random.default_rng(7).standard_normal(DIMENSION).astype(np.float32)
-    params: tuple[object, ...] = (vector,) if source is None else (vector, source, source)
-    plan = explain(large[0], search_vector_sql(filtered=source is not None, limit=CANDIDATES), params, generic=generic)
+    params: tuple[object, ...] = (vector, vector) if source is None else (vector, source, vector, source)
+    query = search_vector_sql(filtered=source is not None, limit=CANDIDATES, dimension=DIMENSION)
+    plan = explain(large[0], query, params, generic=generic)
     assert f"Index Scan using {VECTOR_INDEX} on embeddings" in plan, plan
     assert "Seq Scan on chunks" not in plan and "Seq Scan on embeddings" not in plan, plan
     assert "Sort" not in plan.split("Index Scan")[0], plan  # the index gives the order: no sort of 100k distances
@@ -116,7 +117,7 @@ def test_wide_vectors_are_searched_through_the_index_too(wide: tuple[str, list[s
     # Vectors of 2 KB would go to TOAST by default, where the planner cannot see what a full
     # scan reads: it would price the scan far too low and choose it (50 ms at 10,000 chunks).
     vector = np.random.default_rng(7).standard_normal(512).astype(np.float32)
-    plan = explain(wide[0], search_vector_sql(filtered=False, limit=CANDIDATES), (vector,))
+    plan = explain(wide[0], search_vector_sql(filtered=False, limit=CANDIDATES, dimension=512), (vector, vector))
     assert f"Index Scan using {VECTOR_INDEX} on embeddings" in plan, plan
 
 

@@ -180,9 +180,9 @@ async def test_binding_gives_the_vector_column_its_dimension_and_an_hnsw_cosine_
     [(definition,)] = server.execute(
         database, "SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["chunks_embedding_hnsw"]
     )
-    assert "USING hnsw (embedding vector_cosine_ops)" in definition
+    assert "USING hnsw (((embedding)::halfvec(4)) halfvec_cosine_ops)" in definition
     assert "m='16'" in definition
-    assert "ef_construction='64'" in definition
+    assert "ef_construction='200'" in definition
     [(column_type,)] = server.execute(
         database,
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -255,7 +255,8 @@ async def test_a_database_of_the_previous_schema_keeps_every_vector_stored_once(
         [(definition,)] = server.execute(
             database, "SELECT indexdef FROM pg_indexes WHERE indexname = %s", ["chunks_embedding_hnsw"]
         )
-        assert "ON public.embeddings USING hnsw (embedding vector_cosine_ops)" in definition
+        # 0004 moved the index to `embeddings`, 0006 to half precision, both with its own parameters.
+        assert "ON public.embeddings USING hnsw (((embedding)::halfvec(4)) halfvec_cosine_ops)" in definition
         assert "m='12'" in definition
         ranked = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source=None, limit=5)
         assert len(ranked) == 3
@@ -273,13 +274,16 @@ async def test_a_database_of_schema_4_gets_the_index_the_exact_search_reads_its_
     await put(store, "docs@1", document("a.md", "alpha"), document("b.md", "beta"))
     await put(store, "docs@2", document("a.md", "alpha"))
     await store.close()
-    server.execute(database, "DELETE FROM schema_migrations WHERE version = 5")
+    server.execute(database, "DELETE FROM schema_migrations WHERE version >= 5")  # 0006 finds its index built
     server.execute(database, "DROP INDEX chunks_by_source_embedding")
     server.execute(database, "CREATE INDEX chunks_by_source ON chunks (source)")
     before = server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id")
 
     await store.open()
-    assert server.execute(database, "SELECT max(version) FROM schema_migrations") == [(5,)]
+    assert server.execute(database, "SELECT version FROM schema_migrations WHERE version >= 5 ORDER BY 1") == [
+        (5,),
+        (6,),
+    ]
     indexes = dict(server.execute(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
     assert "chunks_by_source" not in indexes  # the new index answers whatever it answered
     assert indexes["chunks_by_source_embedding"].endswith("USING btree (source) INCLUDE (embedding_id)")

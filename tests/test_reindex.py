@@ -296,7 +296,8 @@ async def test_postgres_the_new_column_takes_the_old_ones_name_and_index(
     [(definition,)] = backend.execute(
         tmp_path, "SELECT indexdef FROM pg_indexes WHERE indexname = ?", ["chunks_embedding_hnsw"]
     )
-    assert "USING hnsw (embedding vector_cosine_ops)" in definition
+    # Built over the side column at half precision, it follows the column to its new name.
+    assert f"USING hnsw (((embedding)::halfvec({NEW_DIMENSION})) halfvec_cosine_ops)" in definition
     columns = dict(
         backend.execute(
             tmp_path,

@@ -172,7 +172,7 @@ def bulk_load(
                         )
                     )
         conn.execute("SET maintenance_work_mem = '512MB'")
-        conn.execute(vector_index_sql(options))
+        conn.execute(vector_index_sql(options, dimension=dimension))
         conn.execute("ANALYZE")
     return vocabulary
 

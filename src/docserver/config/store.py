@@ -32,13 +32,14 @@ class StoreSettings(Group):
     """PostgreSQL: the server cancels a statement running longer than this (0: no limit)."""
     hnsw_m: int = env("DOCSERVER_HNSW_M", 16, ge=2, le=100)
     """PostgreSQL: HNSW graph links per node, applied when the vector index is built."""
-    hnsw_ef_construction: int = env("DOCSERVER_HNSW_EF_CONSTRUCTION", 64, ge=4, le=1000)
+    hnsw_ef_construction: int = env("DOCSERVER_HNSW_EF_CONSTRUCTION", 200, ge=4, le=1000)
     """PostgreSQL: HNSW candidate list size while building, applied when the vector index is built."""
     hnsw_ef_search: int = env("DOCSERVER_HNSW_EF_SEARCH", 400, ge=1, le=1000)
     """PostgreSQL: HNSW candidate list size per search; higher finds more true neighbours, slower (docs/search.md)."""
-    hnsw_filtered_ef_search: int = env("DOCSERVER_HNSW_FILTERED_EF_SEARCH", 800, ge=1, le=1000)
+    hnsw_filtered_ef_search: int = env("DOCSERVER_HNSW_FILTERED_EF_SEARCH", 500, ge=1, le=1000)
     """PostgreSQL: HNSW candidate list size of a filtered search through the index whose filter holds less than
-    three quarters of the vectors (at least DOCSERVER_HNSW_EF_SEARCH; docs/search.md)."""
+    three quarters of the vectors; at most DOCSERVER_HNSW_EF_SEARCH, such filters keep the connection's
+    (docs/search.md)."""
 
     @model_validator(mode="after")
     def _check_pool_and_index(self) -> StoreSettings:

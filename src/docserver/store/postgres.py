@@ -273,8 +273,10 @@ class PostgresStore(StoreCore):
 
     def _vector_search_options(self) -> tuple[Any, ...]:
         """This store's note of the filters past the exact search's thresholds, and the ef_search of a filtered
-        search holding a small share of the vectors (postgres_share): never fewer than an unfiltered search's."""
-        return (self.declined, max(self.options.hnsw_filtered_ef_search, self.options.hnsw_ef_search))
+        search holding a small share of the vectors (postgres_share); None when it is no more than an unfiltered
+        search's, so no share is read."""
+        raised = self.options.hnsw_filtered_ef_search
+        return (self.declined, raised if raised > self.options.hnsw_ef_search else None)
 
     async def ping(self) -> None:
         """A trivial query, waiting at most a second; a pool busy with other work still counts as reachable."""

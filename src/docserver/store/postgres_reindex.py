@@ -128,7 +128,8 @@ async def build_next_index(conn: Connection, options: PostgresOptions) -> None:
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
         "WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding_next' AND NOT attisdropped",
     )
-    if not column or not _indexable(column[0][0]):
+    dimension = _dimension(column[0][0]) if column else None
+    if dimension is None or dimension > MAX_INDEXED_DIMENSION:
         return  # no reindex in progress, or vectors too wide for HNSW (searched exactly, as when bound)
     valid = await fetch_all(conn, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (NEXT_INDEX,))
     if valid and valid[0][0]:
@@ -137,15 +138,17 @@ async def build_next_index(conn: Connection, options: PostgresOptions) -> None:
     try:
         if valid:  # left invalid by an interrupted build
             await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(NEXT_INDEX)))
-        await conn.execute(vector_index_sql(options, name=NEXT_INDEX, column="embedding_next", concurrently=True))
+        await conn.execute(
+            vector_index_sql(options, dimension=dimension, name=NEXT_INDEX, column="embedding_next", concurrently=True)
+        )
     finally:
         if not conn.broken:
             await conn.execute("RESET statement_timeout")
 
 
-def _indexable(column_type: str) -> bool:
-    """Whether a `vector(N)` column is narrow enough for an HNSW index."""
-    return int(column_type.removeprefix("vector(").removesuffix(")")) <= MAX_INDEXED_DIMENSION
+def _dimension(column_type: str) -> int:
+    """N of a `vector(N)` column."""
+    return int(column_type.removeprefix("vector(").removesuffix(")"))
 
 
 async def switch_reindex(conn: Connection, info: EmbedderInfo, version: int) -> bool:

@@ -21,8 +21,10 @@ Connection = AsyncConnection[tuple[Any, ...]]
 
 EXTENSION = "vector"
 VECTOR_INDEX = "chunks_embedding_hnsw"
-MAX_INDEXED_DIMENSION = 2000
-"""pgvector's HNSW indexes `vector` columns of at most 2,000 dimensions; larger ones are searched exactly."""
+MAX_INDEXED_DIMENSION = 4000
+"""The HNSW index holds each vector at half precision (`halfvec`, see `indexed`), which pgvector indexes up to
+4,000 dimensions (a full-precision `vector` up to 2,000): 3,072-dimension models are indexed too. Larger vectors
+are searched exactly."""
 MAX_PLAIN_DIMENSION = 1600
 """Vectors up to this size (6.4 KB) are kept in the row; a row must fit in an 8 KB page."""
 TEXT_WEIGHTS = "{0.2, 0.2, 0.6, 1.0}"
@@ -50,12 +52,12 @@ class PostgresOptions:
     connect_timeout: float = 5.0
     statement_timeout_ms: int = 30_000
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 64
+    hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 400
-    hnsw_filtered_ef_search: int = 800
+    hnsw_filtered_ef_search: int = 500
     """`hnsw.ef_search` of a search under a filter that goes through the HNSW index holding less than
-    postgres_share.RAISED_BELOW_SHARE of the vectors, never fewer than `hnsw_ef_search`
-    (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
+    postgres_share.RAISED_BELOW_SHARE of the vectors; at most `hnsw_ef_search`, such a filter keeps the
+    connection's and its share is not read (docs/configuration.md, DOCSERVER_HNSW_FILTERED_EF_SEARCH)."""
 
 
 # -- setting up a database ------------------------------------------------------------
@@ -87,17 +89,37 @@ async def vector_adapters(conn: Connection) -> AdaptersMap:
     return AdaptersMap(conn.adapters)
 
 
+def indexed(column: sql.Composable, dimension: int) -> sql.Composed:
+    """What the HNSW index holds and a search through it orders by: the vector at half precision.
+
+    Half the bytes of a `vector` per distance the graph walk computes, so less memory
+    read per search (a faster search at the same `ef_search`), and an index half the
+    size; recall moved by less than two builds of the same index differ, the few rows
+    returned being ranked by their full-precision distance (bench/postgres_filtered_ef.py
+    --variant-of; docs/performance.md).
+    The dimension is part of the expression (pgvector needs it to index), so a query
+    must cast to the same `halfvec(N)` for the planner to match it to the index.
+    """
+    return sql.SQL("{}::halfvec({})").format(column, sql.Literal(int(dimension)))
+
+
 def vector_index_sql(
-    options: PostgresOptions, *, name: str = VECTOR_INDEX, column: str = "embedding", concurrently: bool = False
+    options: PostgresOptions,
+    *,
+    dimension: int,
+    name: str = VECTOR_INDEX,
+    column: str = "embedding",
+    concurrently: bool = False,
 ) -> sql.Composed:
-    """The HNSW index over the distinct vectors (`embeddings`, cosine), built with the configured parameters."""
+    """The HNSW index over the distinct vectors (`embeddings`, cosine, at half precision: `indexed`), built with the
+    configured parameters; `dimension` is the column's (`vector(N)`)."""
     return sql.SQL(
-        "CREATE INDEX {concurrently}{name} ON embeddings USING hnsw ({column} vector_cosine_ops) "
+        "CREATE INDEX {concurrently}{name} ON embeddings USING hnsw (({expression}) halfvec_cosine_ops) "
         "WITH (m = {m}, ef_construction = {ef})"
     ).format(
         concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""),
         name=sql.Identifier(name),
-        column=sql.Identifier(column),
+        expression=indexed(sql.Identifier(column), dimension),
         m=sql.Literal(int(options.hnsw_m)),
         ef=sql.Literal(int(options.hnsw_ef_construction)),
     )

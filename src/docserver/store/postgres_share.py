@@ -8,7 +8,11 @@ exact search's thresholds (postgres_exact) that holds less than
 RAISED_BELOW_SHARE of the vectors is searched with a longer list
 (`PostgresOptions.hnsw_filtered_ef_search`, set for its statement alone); a
 larger one, and a search without a filter, keep the connection's
-(docs/search.md; bench/postgres_filtered_ef.py).
+(docs/search.md; bench/postgres_filtered_ef.py). Since migration 0006 the index
+is built with `ef_construction` 200, whose graph gives such filters that recall
+at a list of 500 instead of 800 (at 400 on one build, not on another). A filtered
+`ef_search` no longer than the connection's reads no share
+(PostgresStore._vector_search_options).
 """
 
 from __future__ import annotations

@@ -82,13 +82,13 @@ async def bind_embedder(conn: Connection, info: EmbedderInfo, options: PostgresO
             ).format(sql.Literal(info.dimension), storage(info.dimension <= MAX_PLAIN_DIMENSION))
         )
         if info.dimension <= MAX_INDEXED_DIMENSION:
-            await conn.execute(vector_index_sql(options))
+            await conn.execute(vector_index_sql(options, dimension=info.dimension))
         else:
             log.warning(
                 "vector_index_skipped",
                 dimension=info.dimension,
                 reason=f"HNSW indexes at most {MAX_INDEXED_DIMENSION} dimensions; vector search will scan every "
-                "chunk (set DOCSERVER_EMBEDDING_DIMENSIONS to 2000 or fewer)",
+                f"chunk (set DOCSERVER_EMBEDDING_DIMENSIONS to {MAX_INDEXED_DIMENSION} or fewer)",
             )
         await record_embedder(conn, info)
 

@@ -1,7 +1,8 @@
 """Vector search on PostgreSQL: the HNSW index's nearest chunks, or the exact search of a small filter.
 
 Vectors are a pgvector column on `embeddings`, one row per distinct embedded
-text, with an HNSW index (cosine); each chunk points to its text's row
+text, with an HNSW index (cosine, over the vectors at half precision:
+postgres_schema.indexed); each chunk points to its text's row
 (`chunks.embedding_id`, migration 0004). A filter of few chunks is searched
 exactly instead (postgres_exact); past that, a filter holding a small share of the
 vectors keeps a longer candidate list than the connection's (postgres_share).
@@ -16,21 +17,32 @@ from psycopg import sql
 from docserver.store.base import RankedId, SourceFilter, Vectors
 from docserver.store.postgres_exact import Declined, search_exactly
 from docserver.store.postgres_filters import source_condition, source_filter
-from docserver.store.postgres_schema import Connection
+from docserver.store.postgres_schema import MAX_INDEXED_DIMENSION, Connection, indexed
 from docserver.store.postgres_share import ef_search_for
 
 
-def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
-    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source, source].
+def search_vector_sql(*, filtered: bool | sql.SQL, limit: int, dimension: int) -> sql.Composed:
+    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source], vector[, source].
 
-    The index holds each distinct vector once (`embeddings`); a vector is a
-    candidate when one of its chunks passes the filter (checked in
+    The index holds each distinct vector once (`embeddings`), at half precision
+    (postgres_schema.indexed): the query orders by the same expression, so the
+    planner answers it from the index, and the rows it returns carry their
+    full-precision distance (the first parameter), by which they are ranked. A
+    vector is a candidate when one of its chunks passes the filter (checked in
     `chunks_by_embedding`, index only), and the iterative scan reads on until it
     has `limit` of them. Then each vector's chunks under the filter, nearest first,
     each row with the corpus version the statement saw (postgres_exact.Declined).
+    Vectors wider than the index can hold (`dimension`) are ordered exactly.
     The limit is a literal, not a parameter: with a parameter, a generic plan
     cannot know the limit is small and may pick a sequential scan.
     """
+    order: sql.Composable
+    if dimension <= MAX_INDEXED_DIMENSION:
+        order = sql.SQL("{} <=> {}").format(
+            indexed(sql.SQL("e.embedding"), dimension), indexed(sql.SQL("%s"), dimension)
+        )
+    else:
+        order = sql.SQL("e.embedding <=> %s")
     return sql.SQL(
         """
         WITH nearest AS MATERIALIZED (
@@ -38,7 +50,7 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
             FROM embeddings e
             WHERE e.embedding IS NOT NULL
               AND EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id {filter})
-            ORDER BY distance
+            ORDER BY {order}
             LIMIT {limit}
         )
         SELECT c.id, n.distance, (SELECT value FROM meta WHERE key = 'corpus_version')
@@ -46,7 +58,7 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int) -> sql.Composed:
         ORDER BY n.distance
         LIMIT {limit}
         """
-    ).format(filter=source_filter("c.source", filtered), limit=sql.Literal(int(limit)))
+    ).format(filter=source_filter("c.source", filtered), order=order, limit=sql.Literal(int(limit)))
 
 
 async def search_vector(
@@ -85,8 +97,8 @@ async def search_vector(
 
 def _ranked(rows: list[tuple[Any, ...]]) -> list[RankedId]:
     ranked = [RankedId(row[0], 1.0 - float(row[1])) for row in rows]
-    # relaxed_order iterative scans may return neighbours slightly out of order (and the planner
-    # takes the CTE's rows as sorted already, so the outer ORDER BY does not sort them again).
+    # relaxed_order iterative scans may return neighbours slightly out of order, and the index's
+    # order is by the half-precision distance: ranked by the full-precision one.
     return sorted(ranked, key=lambda item: -item.score)
 
 
@@ -100,7 +112,8 @@ async def _nearest_indexed(
 ) -> list[tuple[Any, ...]]:
     """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`); with `ef_search`,
     that many candidates for this statement alone (set locally in its own transaction), else the connection's."""
-    query, values = search_vector_sql(filtered=condition, limit=limit), (vector, *params, *params)
+    query = search_vector_sql(filtered=condition, limit=limit, dimension=len(vector))
+    values = (vector, *params, vector, *params)
     if ef_search is None:
         return await (await conn.execute(query, values)).fetchall()
     async with conn.transaction():
