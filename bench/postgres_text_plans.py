@@ -27,6 +27,12 @@ with the first custom plans' average estimate), so last, the store's own
 times them (the filters share the statements' text, so a plan gone generic
 under one filter serves the next): its latency, and the generic and custom
 plans of the full-text statements it prepared.
+Each filter's 96 questions also go through both tiers one statement at a
+time (`tiers`: the every-word tier, the common-words statistics, the
+some-words tier when the first leaves places, each the best of three runs),
+with each tier's EXPLAIN ANALYZE split into its bitmap index scans (the GIN
+index, the source index); again with the index before 0005
+(`tiers_source_index_before_0005`, in the rolled-back transaction).
 The code under test is the `docserver` on PYTHONPATH (the tier's SQL is the
 same at 665c973, ab7ef52 and after; only whether the store prepares it differs).
 """
@@ -194,6 +200,62 @@ def store_statements(url: str, questions: list[str], filters: dict[str, tuple[st
     return asyncio.run(run())
 
 
+def best_ms(conn: psycopg.Connection[Any], statement: Any, params: tuple[Any, ...]) -> tuple[float, int]:
+    """The best of three runs of `statement` (ms), and the rows it returned."""
+    times, found = [], 0
+    for _ in range(3):
+        started = time.perf_counter()
+        found = len(conn.execute(statement, params, prepare=False).fetchall())
+        times.append((time.perf_counter() - started) * 1000)
+    return min(times), found
+
+
+def index_scans_ms(conn: psycopg.Connection[Any], statement: Any, params: tuple[Any, ...]) -> dict[str, float]:
+    """EXPLAIN ANALYZE of `statement`: each bitmap index scan's time (ms), by index."""
+    plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement, params, prepare=False).fetchone()
+    nodes = walk(plan[0][0]["Plan"])  # type: ignore[index]
+    return {n["Index Name"]: n["Actual Total Time"] for n in nodes if n["Node Type"] == "Bitmap Index Scan"}
+
+
+def tier_times(conn: psycopg.Connection[Any], questions: list[str], sources: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Each question's full text as search_text runs it (80 places), one statement at a time."""
+    condition = sql.SQL("AND c.source = ANY(%s)")
+    rows = []
+    for question in questions:
+        terms = query_terms(question)
+        quoted = [f'"{term}"' for term in terms]
+        every_params = (" or ".join(quoted), " ".join(quoted), list(sources))
+        every = search_text_sql(filtered=condition, limit=CANDIDATES)
+        every_ms, found = best_ms(conn, every, every_params)
+        row: dict[str, Any] = {"question": question, "every_ms": every_ms, "every_rows": found}
+        row["every_index_scans_ms"] = index_scans_ms(conn, every, every_params)
+        row |= {"common_ms": 0.0, "some_ms": 0.0, "some_index_scans_ms": {}}
+        if found < CANDIDATES and len(terms) > 1:
+            row["common_ms"], _ = best_ms(conn, COMMON_TERMS, (terms, COMMON_AT_MATCHES))
+            params = tier_parameters(conn, question, sources)
+            if params is not None:
+                some = search_text_sql(filtered=condition, limit=CANDIDATES - found, every=False)
+                row["some_ms"], _ = best_ms(conn, some, params)
+                row["some_index_scans_ms"] = index_scans_ms(conn, some, params)
+        row["total_ms"] = row["every_ms"] + row["common_ms"] + row["some_ms"]
+        rows.append(row)
+    return rows
+
+
+def tier_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for part in ("every_ms", "common_ms", "some_ms", "total_ms"):
+        times = sorted(row[part] for row in rows)
+        found[part] = {"p50": statistics.median(times), "p95": statistics.quantiles(times, n=100)[94]}
+    for tier in ("every", "some"):
+        scans = [row[f"{tier}_index_scans_ms"] for row in rows if row[f"{tier}_index_scans_ms"]]
+        found[f"{tier}_tier_questions"] = len(scans)
+        for index in sorted({name for scan in scans for name in scan}):
+            found[f"{tier}_mean_{index}_ms"] = statistics.fmean(scan.get(index, 0.0) for scan in scans)
+    found["slowest"] = sorted(rows, key=lambda row: -row["total_ms"])[:8]
+    return found
+
+
 def summary(rows: list[dict[str, Any]], mode: str) -> dict[str, float]:
     times = sorted(row[mode]["ms"] for row in rows)
     return {
@@ -229,11 +291,14 @@ def main() -> None:
                 found: dict[str, Any] = {"sources": list(sources), "questions": len(rows)}
                 found |= {f"{mode}_plan": summary(rows, mode) for mode in ("custom", "generic")}
                 found["cache_choice"] = cache_choice(conn, questions, sources)
+                found["tiers"] = tier_summary(tier_times(conn, questions, sources))
                 try:
                     with conn.transaction():
                         conn.execute("CREATE INDEX chunks_by_source ON chunks (source)")
                         conn.execute("DROP INDEX chunks_by_source_embedding")
                         found["cache_choice_source_index_before_0005"] = cache_choice(conn, questions, sources)
+                        before_0005 = tier_summary(tier_times(conn, questions, sources))
+                        found["tiers_source_index_before_0005"] = before_0005
                         raise RolledBack
                 except RolledBack:
                     pass
