@@ -76,8 +76,8 @@ SERVER_SETTINGS = {"shared_buffers": "6GB", "max_parallel_maintenance_workers": 
 BUILD_MEMORY = "6GB"
 """maintenance_work_mem for the index builds: the HNSW graph of 1,000,000 chunks is built in memory."""
 TIE = 1e-6
-BTREE_INDEXES = ("chunks_by_source_embedding", "chunks_by_document", "chunks_by_embedding")
-"""The store's B-tree indexes on `chunks` (migrations 0001, 0004, 0005), dropped for the load and built after it."""
+BTREE_INDEXES = ("chunks_by_source_embedding", "chunks_by_source_for_text", "chunks_by_document", "chunks_by_embedding")
+"""The store's B-tree indexes on `chunks` (migrations 0001, 0004, 0005, 0007), dropped for the load, built after."""
 STORE_EXACT_AT_MOST = postgres_exact.EXACT_AT_MOST
 """The store's own threshold for exact search, whatever --exact-at-most sets for a run."""
 
@@ -152,6 +152,7 @@ def build_indexes(url: str, options: PostgresOptions) -> dict[str, float]:
         "gin": sql.SQL("CREATE INDEX chunks_tsv ON chunks USING gin (tsv)"),
         "btree": sql.SQL(
             "CREATE INDEX chunks_by_source_embedding ON chunks (source) INCLUDE (embedding_id); "
+            'CREATE INDEX chunks_by_source_for_text ON chunks (source COLLATE "C"); '
             "CREATE INDEX chunks_by_document ON chunks (document_id); "
             "CREATE INDEX chunks_by_embedding ON chunks (embedding_id, source)"
         ),

@@ -136,6 +136,9 @@ def test_full_text_search_is_answered_from_the_gin_index(
     plan = explain(large[0], query, params, prelude=TEXT_PLAN)
     assert "Bitmap Index Scan on chunks_tsv" in plan, plan
     assert "Seq Scan on chunks" not in plan, plan
+    # A filter's chunks come from the compact index (migration 0007: one key per source, 7 MB at a million
+    # chunks), never from the exact search's, which holds one entry per chunk with its vector id.
+    assert "chunks_by_source_embedding" not in plan, plan
 
 
 async def test_full_text_is_planned_for_each_questions_words(large: tuple[str, list[str]]) -> None:

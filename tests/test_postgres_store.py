@@ -283,10 +283,12 @@ async def test_a_database_of_schema_4_gets_the_index_the_exact_search_reads_its_
     assert server.execute(database, "SELECT version FROM schema_migrations WHERE version >= 5 ORDER BY 1") == [
         (5,),
         (6,),
+        (7,),
     ]
     indexes = dict(server.execute(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
-    assert "chunks_by_source" not in indexes  # the new index answers whatever it answered
     assert indexes["chunks_by_source_embedding"].endswith("USING btree (source) INCLUDE (embedding_id)")
+    assert "chunks_by_source" not in indexes  # the new index answers whatever it answered
+    assert indexes["chunks_by_source_for_text"].endswith('USING btree (source COLLATE "C")')  # 0007, for full text
     assert server.execute(database, "SELECT source, embedding_id FROM chunks ORDER BY id") == before
     one = await store.search_vector(np.array([1, 0, 0, 0], dtype=np.float32), source="docs@1", limit=5)
     assert len(one) == 2 and one[0].score == pytest.approx(1.0)

@@ -313,6 +313,11 @@ COMMON_TERMS = """
 """The query words every lexeme of which more than COMMON_AT_MATCHES chunks hold, by the column's statistics."""
 
 
+TEXT_SOURCE = 'c.source COLLATE "C"'
+"""Full text's filter column: in the collation of `chunks_by_source_for_text` (migration 0007), the compact index
+its BitmapAnd reads, which no other statement can then use (the same equality, another collation)."""
+
+
 def search_text_sql(*, filtered: bool | sql.SQL, limit: int, every: bool = True) -> sql.Composed:
     """One tier of the full-text query: GIN index on `tsv`, ranked by ts_rank_cd.
 
@@ -338,7 +343,7 @@ def search_text_sql(*, filtered: bool | sql.SQL, limit: int, every: bool = True)
     ).format(
         weights=sql.Literal(TEXT_WEIGHTS),
         others=sql.SQL("" if every else "AND NOT c.tsv @@ websearch_to_tsquery('docserver', %s)"),
-        filter=source_filter("c.source", filtered),
+        filter=source_filter(TEXT_SOURCE, filtered),
         ranked=sql.Literal(RANKED_AT_MOST),
         limit=sql.Literal(int(limit)),
     )
@@ -349,7 +354,7 @@ async def search_text(conn: Connection, terms: list[str], source: SourceFilter, 
     # word), so nothing in a query acts as an operator.
     quoted = [f'"{term}"' for term in terms]
     any_word, every_word = " or ".join(quoted), " ".join(quoted)
-    condition, params = source_condition("c.source", source)
+    condition, params = source_condition(TEXT_SOURCE, source)
     async with conn.transaction():
         await conn.execute(TEXT_PLAN)
         every_tier = search_text_sql(filtered=condition, limit=limit)

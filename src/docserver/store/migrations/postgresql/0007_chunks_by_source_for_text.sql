@@ -1,0 +1,21 @@
+-- A compact index of each chunk's source, for full text's filter.
+--
+-- A full-text tier under a filter intersects the words' GIN matches with the
+-- filter's chunks (a BitmapAnd), reading every entry of the filter's sources
+-- from a source index on every question that reaches it. Migration 0005's index
+-- carries each chunk's vector id (INCLUDE), and B-tree deduplication does not
+-- apply to an index with INCLUDE columns: one entry per chunk (42 MB at
+-- 1,000,000 chunks). On the source alone, one source's entries are one key with
+-- a list of rows (7 MB), and a filter of 200,000 chunks costs about half as much
+-- to read (docs/performance.md, "PostgreSQL full text at a million chunks").
+--
+-- Its key is `source COLLATE "C"` and only full text's statements filter with
+-- that collation (store/postgres_sql.py: TEXT_SOURCE); equality is the same
+-- under either collation, but the planner uses an index only for its own
+-- collation. So the exact vector search, which needs each chunk's vector id,
+-- keeps reading `chunks_by_source_embedding` index-only, and never this index
+-- and the table's rows, whatever the visibility map says.
+--
+-- Built inside the migration's transaction: writes to `chunks` wait for it (about
+-- a second per 1,000,000 chunks; searches go on).
+CREATE INDEX IF NOT EXISTS chunks_by_source_for_text ON chunks (source COLLATE "C");
