@@ -64,7 +64,7 @@ def scan(url: str, source: str | None, *, iterative: bool = False) -> tuple[list
     if not iterative:
         settings["options"] += " -c hnsw.iterative_scan=off"
     vector = query_vector()
-    params: tuple[Any, ...] = (vector, vector) if source is None else (vector, source, vector, source)
+    params: tuple[Any, ...] = (vector, vector) if source is None else (vector, vector, source, source)
     query = search_vector_sql(filtered=source is not None, limit=CANDIDATES, dimension=DIMENSION)
     with psycopg.connect(url, autocommit=True, **settings) as conn:
         register_vector(conn)

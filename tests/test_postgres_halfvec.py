@@ -77,7 +77,7 @@ def plan_of(url: str, dimension: int, source: str | None) -> str:
     these tables are small enough to scan, so the plan shows whether the index answers the statement's order
     at all (tests/test_postgres_scale.py shows the planner choosing it at 100,000 chunks)."""
     vector = random_vectors(1, dimension, seed=9)[0]
-    params: tuple[object, ...] = (vector, vector) if source is None else (vector, source, vector, source)
+    params: tuple[object, ...] = (vector, vector) if source is None else (vector, vector, source, source)
     query = search_vector_sql(filtered=source is not None, limit=20, dimension=dimension)
     with psycopg.connect(url, **PostgresStore(url)._connect_kwargs()) as conn:
         register_vector(conn)

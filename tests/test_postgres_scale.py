@@ -88,12 +88,14 @@ def test_vector_search_is_answered_from_the_hnsw_index(
     large: tuple[str, list[str]], source: str | None, generic: bool
 ) -> None:
     vector = np.random.default_rng(7).standard_normal(DIMENSION).astype(np.float32)
-    params: tuple[object, ...] = (vector, vector) if source is None else (vector, source, vector, source)
+    params: tuple[object, ...] = (vector, vector) if source is None else (vector, vector, source, source)
     query = search_vector_sql(filtered=source is not None, limit=CANDIDATES, dimension=DIMENSION)
     plan = explain(large[0], query, params, generic=generic)
     assert f"Index Scan using {VECTOR_INDEX} on embeddings" in plan, plan
     assert "Seq Scan on chunks" not in plan and "Seq Scan on embeddings" not in plan, plan
     assert "Sort" not in plan.split("Index Scan")[0], plan  # the index gives the order: no sort of 100k distances
+    # nor of the chunks of every vector found: the CTE's order is the outer query's, so it stops at `limit` chunks
+    assert "Sort Key" not in plan, plan
 
 
 @pytest.mark.parametrize("sources", [["source-1"], ["source-0", "source-1"]], ids=["one-source", "two-sources"])

@@ -22,7 +22,7 @@ from docserver.store.postgres_share import ef_search_for
 
 
 def search_vector_sql(*, filtered: bool | sql.SQL, limit: int, dimension: int) -> sql.Composed:
-    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector[, source], vector[, source].
+    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector, vector[, source, source].
 
     The index holds each distinct vector once (`embeddings`), at half precision
     (postgres_schema.indexed): the query orders by the same expression, so the
@@ -33,6 +33,11 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int, dimension: int) -
     has `limit` of them. Then each vector's chunks under the filter, nearest first,
     each row with the corpus version the statement saw (postgres_exact.Declined).
     Vectors wider than the index can hold (`dimension`) are ordered exactly.
+    Both orders are by the index's distance (`walked`): the planner then takes the
+    CTE's rows as sorted already and reads chunks only until it has `limit` of them
+    (a vector held by 45 copies fills 45 places). Ordered by the full-precision
+    distance instead, it sorted every chunk of all `limit` vectors first: 3,600 rows
+    at 1,000,000 chunks, twice the whole search's time without a filter.
     The limit is a literal, not a parameter: with a parameter, a generic plan
     cannot know the limit is small and may pick a sequential scan.
     """
@@ -46,16 +51,16 @@ def search_vector_sql(*, filtered: bool | sql.SQL, limit: int, dimension: int) -
     return sql.SQL(
         """
         WITH nearest AS MATERIALIZED (
-            SELECT e.id, e.embedding <=> %s AS distance
+            SELECT e.id, e.embedding <=> %s AS distance, {order} AS walked
             FROM embeddings e
             WHERE e.embedding IS NOT NULL
               AND EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id {filter})
-            ORDER BY {order}
+            ORDER BY walked
             LIMIT {limit}
         )
         SELECT c.id, n.distance, (SELECT value FROM meta WHERE key = 'corpus_version')
         FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
-        ORDER BY n.distance
+        ORDER BY n.walked
         LIMIT {limit}
         """
     ).format(filter=source_filter("c.source", filtered), order=order, limit=sql.Literal(int(limit)))
@@ -113,7 +118,7 @@ async def _nearest_indexed(
     """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`); with `ef_search`,
     that many candidates for this statement alone (set locally in its own transaction), else the connection's."""
     query = search_vector_sql(filtered=condition, limit=limit, dimension=len(vector))
-    values = (vector, *params, vector, *params)
+    values = (vector, vector, *params, *params)
     if ef_search is None:
         return await (await conn.execute(query, values)).fetchall()
     async with conn.transaction():
