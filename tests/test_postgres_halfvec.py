@@ -158,19 +158,24 @@ def test_vectors_of_3072_dimensions_are_indexed_and_searched_through_the_index(w
         assert len(conn.execute(query, (vector, vector)).fetchall()) == 80
 
 
+def as_version_5_left_it(server: PostgresServer, database: str, *, m: int, ef_construction: int) -> None:
+    """The database taken back to before 0006: its full-precision index, with these parameters."""
+    server.execute(database, "DELETE FROM schema_migrations WHERE version >= 6")
+    server.execute(database, f"DROP INDEX {VECTOR_INDEX}")
+    server.execute(
+        database,
+        f"CREATE INDEX {VECTOR_INDEX} ON embeddings USING hnsw (embedding vector_cosine_ops) "
+        f"WITH (m = {m}, ef_construction = {ef_construction})",
+    )
+
+
 async def test_migration_6_moves_a_full_precision_index_to_half_precision(
     server: PostgresServer, database: str, store: PostgresStore
 ) -> None:
     # The database as version 5 left it: the full-precision index (its own m and ef_construction), and a
     # reindex's side index; opened again, 0006 builds the half-precision index with the same parameters.
     await store.close()
-    server.execute(database, "DELETE FROM schema_migrations WHERE version >= 6")
-    server.execute(database, f"DROP INDEX {VECTOR_INDEX}")
-    server.execute(
-        database,
-        f"CREATE INDEX {VECTOR_INDEX} ON embeddings USING hnsw (embedding vector_cosine_ops) "
-        "WITH (m = 12, ef_construction = 40)",
-    )
+    as_version_5_left_it(server, database, m=12, ef_construction=40)
     server.execute(database, "CREATE INDEX chunks_embedding_next_hnsw ON embeddings (id)")
     vectors = random_vectors(VECTORS, DIMENSION)
     query = random_vectors(1, DIMENSION, seed=33)[0]
@@ -193,13 +198,7 @@ async def test_migration_6_builds_an_index_of_the_old_defaults_with_the_new_ones
     # m 16 and ef_construction 64 were the defaults: the index is built with 200, which the filtered
     # searches' recall at the default ef_search was measured with.
     await store.close()
-    server.execute(database, "DELETE FROM schema_migrations WHERE version >= 6")
-    server.execute(database, f"DROP INDEX {VECTOR_INDEX}")
-    server.execute(
-        database,
-        f"CREATE INDEX {VECTOR_INDEX} ON embeddings USING hnsw (embedding vector_cosine_ops) "
-        "WITH (m = 16, ef_construction = 64)",
-    )
+    as_version_5_left_it(server, database, m=16, ef_construction=64)
     await store.open()
     definition = index_definition(server, database)
     assert f"USING hnsw (((embedding)::halfvec({DIMENSION})) halfvec_cosine_ops)" in definition, definition
