@@ -88,7 +88,8 @@ async def test_known_answer_ranks_first(service: SearchService, query: str, path
 
 async def test_the_readmes_question_finds_its_answer_in_docservers_own_docs(tmp_path: Path) -> None:
     """README.md's example asks "how do I change the database?" of the sample (docserver's docs/):
-    configuration.md's Storage section, which names DOCSERVER_DATABASE_URL, is in the top 3."""
+    configuration.md's Storage section, which names DOCSERVER_DATABASE_URL, is in the top 3
+    (BM25 alone decides with `hash`: more docs move the counts, so a docs change can move it)."""
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     question = "how do I change the database?"
     assert f'"query": "{question}"' in readme
@@ -101,7 +102,7 @@ async def test_the_readmes_question_finds_its_answer_in_docservers_own_docs(tmp_
         hits = await SearchService(store, embedder).search(question, limit=3)
     finally:
         await store.close()
-    assert ("configuration.md", "Configuration > Storage") in [(hit.path, hit.heading) for hit in hits]
+    assert ("configuration.md", "Configuration > Storage: the database") in [(hit.path, hit.heading) for hit in hits]
 
 
 async def test_hits_are_best_first_and_within_the_limit(service: SearchService) -> None:
