@@ -20,8 +20,8 @@ from pgvector.psycopg import register_vector
 from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo
 from docserver.store.postgres import PostgresOptions, PostgresStore
 from docserver.store.postgres_schema import MAX_INDEXED_DIMENSION, VECTOR_INDEX
-from docserver.store.postgres_vector import search_vector_sql
-from support.postgres_server import PostgresServer, database_name, loaded_database, shared_server
+from docserver.store.postgres_vector import search_vector_sql, vector_values
+from support.postgres_server import PostgresServer, fresh_database, loaded_database, shared_server
 
 OPTIONS = PostgresOptions(min_size=1, max_size=2, hnsw_m=8, hnsw_ef_construction=32)
 DIMENSION = 64
@@ -35,10 +35,8 @@ def server() -> PostgresServer:
 
 @pytest.fixture
 def database(server: PostgresServer, tmp_path: Path) -> Iterator[str]:
-    name = database_name(str(tmp_path))
-    server.create_database(name)
-    yield name
-    server.drop_database(name)
+    with fresh_database(server, str(tmp_path)) as name:
+        yield name
 
 
 def random_vectors(count: int, dimension: int, seed: int = 3) -> np.ndarray:  # type: ignore[type-arg]
@@ -230,5 +228,31 @@ async def test_migration_6_leaves_an_unbound_database_to_binding(server: Postgre
     try:
         assert server.execute(database, "SELECT version FROM schema_migrations WHERE version = 6") == [(6,)]
         assert not server.execute(database, "SELECT 1 FROM pg_indexes WHERE indexname = %s", [VECTOR_INDEX])
+    finally:
+        await store.close()
+
+
+async def test_vectors_too_wide_for_the_index_are_searched_exactly_one_distance_each(
+    server: PostgresServer, database: str
+) -> None:
+    # 4,001 dimensions: past halfvec's 4,000, binding builds no index, and the statement orders by the
+    # full-precision distance itself: computed once per vector, not a second time for an index's order.
+    dimension = MAX_INDEXED_DIMENSION + 1
+    vectors = random_vectors(40, dimension)
+    query = random_vectors(1, dimension, seed=21)[0]
+    store = await filled(server.url(database), dimension, vectors)
+    try:
+        assert not server.execute(database, "SELECT 1 FROM pg_indexes WHERE indexname = %s", [VECTOR_INDEX])
+        ranked = await store.search_vector(query, source=None, limit=5)
+        assert [item.score for item in ranked] == pytest.approx(exact_nearest(vectors, query, range(40), 5), abs=1e-6)
+        statement = search_vector_sql(filtered=False, limit=5, dimension=dimension)
+        with psycopg.connect(server.url(database)) as conn:
+            register_vector(conn)
+            plan = "\n".join(
+                row[0] for row in conn.execute(psycopg.sql.SQL("EXPLAIN (VERBOSE) ") + statement, vector_values(query))
+            )
+        # The CTE's rows carry one distance: `(e.embedding <=> '[...]')` once, no second one for an order.
+        computed = next(line for line in plan.split("CTE nearest")[1].splitlines() if "Output:" in line)
+        assert computed.count("<=>") == 1, computed[:200]
     finally:
         await store.close()

@@ -24,7 +24,7 @@ from docserver.store.base import ChunkInput, DocumentInput, EmbedderInfo, StoreU
 from docserver.store.factory import open_store
 from docserver.store.migrations import migrations
 from docserver.store.postgres import PostgresOptions, PostgresStore
-from support.postgres_server import PostgresServer, database_name, shared_server
+from support.postgres_server import PostgresServer, fresh_database, shared_server
 
 INFO = EmbedderInfo("test", "pg-v1", 4)
 PASSWORD = "s3cr3t-Pa55word"
@@ -39,10 +39,8 @@ def server() -> PostgresServer:
 @pytest.fixture
 def database(server: PostgresServer, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database; yields its name."""
-    name = database_name(str(tmp_path))
-    server.create_database(name)
-    yield name
-    server.drop_database(name)
+    with fresh_database(server, str(tmp_path)) as name:
+        yield name
 
 
 @pytest.fixture

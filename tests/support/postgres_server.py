@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -87,6 +88,17 @@ class PostgresServer:
 def database_name(key: str) -> str:
     """A database name made from any key (a test's folder): the same key, the same database."""
     return "t_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@contextmanager
+def fresh_database(server: PostgresServer, key: str) -> Iterator[str]:
+    """An empty database on `server`, named from `key` (database_name), dropped afterwards; yields its name."""
+    name = database_name(key)
+    server.create_database(name)
+    try:
+        yield name
+    finally:
+        server.drop_database(name)
 
 
 _shared: PostgresServer | None = None

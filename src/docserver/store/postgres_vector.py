@@ -22,48 +22,54 @@ from docserver.store.postgres_share import ef_search_for
 
 
 def search_vector_sql(*, filtered: bool | sql.SQL, limit: int, dimension: int) -> sql.Composed:
-    """The nearest-neighbour query, answered from the HNSW index. Parameters: vector, vector[, source, source].
+    """The nearest-neighbour query, answered from the HNSW index. Parameters: `vector_values`, then [source, source].
 
     The index holds each distinct vector once (`embeddings`), at half precision
-    (postgres_schema.indexed): the query orders by the same expression, so the
-    planner answers it from the index, and the rows it returns carry their
+    (postgres_schema.indexed): the query orders by the same expression (`walked`), so
+    the planner answers it from the index, and the rows it returns carry their
     full-precision distance (the first parameter), by which they are ranked. A
     vector is a candidate when one of its chunks passes the filter (checked in
     `chunks_by_embedding`, index only), and the iterative scan reads on until it
     has `limit` of them. Then each vector's chunks under the filter, nearest first,
     each row with the corpus version the statement saw (postgres_exact.Declined).
-    Vectors wider than the index can hold (`dimension`) are ordered exactly.
-    Both orders are by the index's distance (`walked`): the planner then takes the
-    CTE's rows as sorted already and reads chunks only until it has `limit` of them
-    (a vector held by 45 copies fills 45 places). Ordered by the full-precision
-    distance instead, it sorted every chunk of all `limit` vectors first: 3,600 rows
-    at 1,000,000 chunks, twice the whole search's time without a filter.
+    Both orders are by the index's distance: the planner then takes the CTE's rows
+    as sorted already and reads chunks only until it has `limit` of them (a vector
+    held by 45 copies fills 45 places). Ordered by the full-precision distance
+    instead, it sorted every chunk of all `limit` vectors first: 3,600 rows at
+    1,000,000 chunks, twice the whole search's time without a filter.
+    Vectors wider than the index can hold (`dimension`) have no index: they are
+    ordered by the full-precision distance itself, computed once per vector.
     The limit is a literal, not a parameter: with a parameter, a generic plan
     cannot know the limit is small and may pick a sequential scan.
     """
-    order: sql.Composable
+    walked: sql.Composable = sql.SQL("")
+    order = sql.SQL("distance")
     if dimension <= MAX_INDEXED_DIMENSION:
-        order = sql.SQL("{} <=> {}").format(
+        expression = sql.SQL("{} <=> {}").format(
             indexed(sql.SQL("e.embedding"), dimension), indexed(sql.SQL("%s"), dimension)
         )
-    else:
-        order = sql.SQL("e.embedding <=> %s")
+        walked, order = sql.SQL(", {} AS walked").format(expression), sql.SQL("walked")
     return sql.SQL(
         """
         WITH nearest AS MATERIALIZED (
-            SELECT e.id, e.embedding <=> %s AS distance, {order} AS walked
+            SELECT e.id, e.embedding <=> %s AS distance{walked}
             FROM embeddings e
             WHERE e.embedding IS NOT NULL
               AND EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id {filter})
-            ORDER BY walked
+            ORDER BY {order}
             LIMIT {limit}
         )
         SELECT c.id, n.distance, (SELECT value FROM meta WHERE key = 'corpus_version')
         FROM nearest n JOIN chunks c ON c.embedding_id = n.id {filter}
-        ORDER BY n.walked
+        ORDER BY n.{order}
         LIMIT {limit}
         """
-    ).format(filter=source_filter("c.source", filtered), order=order, limit=sql.Literal(int(limit)))
+    ).format(filter=source_filter("c.source", filtered), walked=walked, order=order, limit=sql.Literal(int(limit)))
+
+
+def vector_values(vector: Vectors) -> tuple[Vectors, ...]:
+    """`search_vector_sql`'s vector parameters: the full-precision distance's, and the index's when it has one."""
+    return (vector, vector) if len(vector) <= MAX_INDEXED_DIMENSION else (vector,)
 
 
 async def search_vector(
@@ -118,7 +124,7 @@ async def _nearest_indexed(
     """(chunk id, distance, corpus version) through the HNSW index (`search_vector_sql`); with `ef_search`,
     that many candidates for this statement alone (set locally in its own transaction), else the connection's."""
     query = search_vector_sql(filtered=condition, limit=limit, dimension=len(vector))
-    values = (vector, vector, *params, *params)
+    values = (*vector_values(vector), *params, *params)
     if ef_search is None:
         return await (await conn.execute(query, values)).fetchall()
     async with conn.transaction():
